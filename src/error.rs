@@ -1,0 +1,68 @@
+//! The library's error type: every failure names the value or file at fault and what to do about it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when building, running, saving or loading a Glow model.
+#[derive(Debug, thiserror::Error)]
+pub enum GlowError {
+    /// A configuration value that cannot describe a valid Glow model.
+    #[error("invalid config: {0}")]
+    Config(String),
+
+    /// A tensor whose shape does not match what a layer was built for.
+    #[error("shape mismatch in {layer}: {message}")]
+    Shape {
+        /// The layer (or API entry point) that rejected the input.
+        layer: String,
+        /// What was expected and what was given.
+        message: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// A file was read but its content is not what it should be (truncated, corrupt, wrong model).
+    #[error("{path}: {message}")]
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        message: String,
+    },
+
+    /// A class label that the model was not built for.
+    #[error("invalid label: {0}")]
+    Label(String),
+}
+
+impl GlowError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        GlowError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        GlowError::File {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn shape(layer: impl Into<String>, message: impl Into<String>) -> Self {
+        GlowError::Shape {
+            layer: layer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T> = std::result::Result<T, GlowError>;

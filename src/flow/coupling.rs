@@ -1,0 +1,214 @@
+//! Additive and affine coupling (Glow §3.3, after RealNVP), split by channel halves.
+//!
+//! The first half `x_a` passes through unchanged and conditions the transform of the second half
+//! `x_b` through a network `h = NN(x_a)`: conv3x3 → ReLU → conv1x1 → ReLU → zero-initialised
+//! conv3x3. The output is `y = [x_a ; y_b]`.
+//!
+//! ```text
+//! additive:                y_b = x_b + h                          log|det| = 0
+//! affine, openai/glow:     y_b = (x_b + t) · sigmoid(r + 2)        log|det| = Σ log sigmoid(r + 2)
+//! affine, paper:           y_b = x_b · exp(r) + t                  log|det| = Σ r
+//! ```
+//!
+//! For the affine forms, `t = h[:, 0::2]` and `r = h[:, 1::2]` (openai/glow's interleaved read).
+//! Because the last convolution starts at zero, an additive step starts as the identity, a paper
+//! affine step too, and an openai affine step as the fixed scale `sigmoid(2) ≈ 0.881`.
+
+use burn::module::Module;
+use burn::tensor::activation::{log_sigmoid, relu};
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::conv::{HiddenConv2d, Padding, ZeroConv2d};
+use super::InvertibleMap;
+use crate::error::{GlowError, Result};
+use crate::tensor_ops::{channel_halves, channel_interleaved, sum_per_sample};
+
+/// Which coupling transform a flow step uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CouplingKind {
+    /// `y_b = x_b + h`: volume-preserving.
+    Additive,
+    /// `y_b = (x_b + t) · sigmoid(r + 2)` (openai/glow's code).
+    Affine,
+    /// `y_b = x_b · exp(r) + t` (the paper's equations).
+    AffineExp,
+}
+
+/// Sizes and options of a coupling layer's network.
+#[derive(Debug, Clone, Copy)]
+pub struct CouplingOptions {
+    /// The transform.
+    pub kind: CouplingKind,
+    /// Hidden channels of the network.
+    pub width: usize,
+    /// Padding of the 3x3 convolutions.
+    pub padding: Padding,
+    /// ActNorm log-scale factor for the hidden convolutions (ActNorm instead of bias), or `None`
+    /// for biased hidden convolutions.
+    pub hidden_actnorm: Option<f64>,
+    /// Log-scale factor of the zero-initialised output convolution.
+    pub zero_logscale_factor: f64,
+}
+
+/// The coupling network `NN`: conv3x3 → ReLU → conv1x1 → ReLU → zero conv3x3.
+#[derive(Module, Debug)]
+pub struct CouplingNet {
+    /// First 3x3 convolution, `C/2 -> width`.
+    pub conv_in: HiddenConv2d,
+    /// 1x1 convolution, `width -> width`.
+    pub conv_hidden: HiddenConv2d,
+    /// Zero-initialised 3x3 convolution, `width -> C/2` (additive) or `C` (affine).
+    pub conv_out: ZeroConv2d,
+}
+
+impl CouplingNet {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = relu(self.conv_in.forward(x));
+        let h = relu(self.conv_hidden.forward(h));
+        self.conv_out.forward(h)
+    }
+
+    fn data_init(self, x: Tensor<4>) -> Self {
+        let (conv_in, h) = self.conv_in.data_init(x);
+        let (conv_hidden, _) = self.conv_hidden.data_init(relu(h));
+        CouplingNet {
+            conv_in,
+            conv_hidden,
+            conv_out: self.conv_out,
+        }
+    }
+}
+
+/// A coupling layer over `C` channels (`C` even).
+#[derive(Module, Debug)]
+pub struct Coupling {
+    /// The conditioning network.
+    pub net: CouplingNet,
+    /// The transform applied to the second half.
+    #[module(skip)]
+    pub kind: CouplingKind,
+}
+
+impl Coupling {
+    /// A coupling layer over `channels` channels; an odd count is an error, since the layer
+    /// splits its input in halves.
+    pub fn new(
+        channels: usize,
+        options: &CouplingOptions,
+        rng: &mut impl Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        if channels < 2 || !channels.is_multiple_of(2) {
+            return Err(GlowError::shape(
+                "coupling",
+                format!(
+                    "{channels} channels cannot be split in two equal halves; \
+                     the coupling layer needs an even channel count (2 or more)"
+                ),
+            ));
+        }
+        if options.width == 0 {
+            return Err(GlowError::Config(
+                "coupling width is 0; set `width` to the number of hidden channels (e.g. 512)"
+                    .into(),
+            ));
+        }
+        let half = channels / 2;
+        let out = match options.kind {
+            CouplingKind::Additive => half,
+            CouplingKind::Affine | CouplingKind::AffineExp => channels,
+        };
+        let net = CouplingNet {
+            conv_in: HiddenConv2d::new(
+                [half, options.width],
+                3,
+                options.padding,
+                options.hidden_actnorm,
+                rng,
+                device,
+            ),
+            conv_hidden: HiddenConv2d::new(
+                [options.width, options.width],
+                1,
+                options.padding,
+                options.hidden_actnorm,
+                rng,
+                device,
+            ),
+            conv_out: ZeroConv2d::new(
+                [options.width, out],
+                3,
+                options.padding,
+                options.zero_logscale_factor,
+                device,
+            ),
+        };
+        Ok(Coupling {
+            net,
+            kind: options.kind,
+        })
+    }
+
+    /// For the affine kinds: the shift `t` and the log-scale `log s` read out of `h = NN(x_a)`.
+    fn shift_and_log_scale(&self, h: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let (shift, raw) = channel_interleaved(h);
+        let log_scale = match self.kind {
+            CouplingKind::AffineExp => raw,
+            _ => log_sigmoid(raw + 2.0),
+        };
+        (shift, log_scale)
+    }
+}
+
+impl InvertibleMap for Coupling {
+    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let n = x.dims()[0];
+        let (x_a, x_b) = channel_halves(x);
+        let h = self.net.forward(x_a.clone());
+        let (y_b, log_det) = match self.kind {
+            CouplingKind::Additive => (x_b + h, Tensor::zeros([n], &x_a.device())),
+            CouplingKind::Affine | CouplingKind::AffineExp => {
+                let (shift, log_scale) = self.shift_and_log_scale(h);
+                let scale = log_scale.clone().exp();
+                let y_b = match self.kind {
+                    CouplingKind::Affine => (x_b + shift) * scale,
+                    _ => x_b * scale + shift,
+                };
+                (y_b, sum_per_sample(log_scale))
+            }
+        };
+        (Tensor::cat(vec![x_a, y_b], 1), log_det)
+    }
+
+    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let n = y.dims()[0];
+        let (y_a, y_b) = channel_halves(y);
+        let h = self.net.forward(y_a.clone());
+        let (x_b, log_det) = match self.kind {
+            CouplingKind::Additive => (y_b - h, Tensor::zeros([n], &y_a.device())),
+            CouplingKind::Affine | CouplingKind::AffineExp => {
+                let (shift, log_scale) = self.shift_and_log_scale(h);
+                let inv_scale = log_scale.clone().neg().exp();
+                let x_b = match self.kind {
+                    CouplingKind::Affine => y_b * inv_scale - shift,
+                    _ => (y_b - shift) * inv_scale,
+                };
+                (x_b, sum_per_sample(log_scale).neg())
+            }
+        };
+        (Tensor::cat(vec![y_a, x_b], 1), log_det)
+    }
+
+    fn data_init(self, x: Tensor<4>) -> (Self, Tensor<4>) {
+        let (x_a, _) = channel_halves(x.clone());
+        let layer = Coupling {
+            net: self.net.data_init(x_a),
+            kind: self.kind,
+        };
+        let (y, _) = layer.forward(x);
+        (layer, y)
+    }
+}

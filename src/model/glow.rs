@@ -1,0 +1,366 @@
+//! The multi-scale Glow model (Glow §3, Figure 2): a composition of invertible maps and priors.
+//!
+//! ```text
+//!  x ─► squeeze ─► K × step ─► split ─► ε₁           level 1
+//!                               │
+//!                               ▼ z_a
+//!       squeeze ─► K × step ─► split ─► ε₂           level 2
+//!                               │
+//!                              ...
+//!       squeeze ─► K × step ─► top prior ─► ε_L       level L (no split)
+//! ```
+//!
+//! `encode` maps an image `x` to its standardised latents `ε = (ε₁, ..., ε_L)` (each `ε_l` is
+//! standard normal under the model) and `log|det ∂ε/∂x|`, the sum of every step's log-det and
+//! `-Σ log σ` of every prior. The exact log-density is then
+//!
+//! ```text
+//! log p(x) = Σ_l log N(ε_l; 0, I) + log|det ∂ε/∂x|
+//! ```
+//!
+//! `decode` is the exact inverse. Sampling at temperature `T` decodes `ε ~ N(0, T² I)`, which
+//! scales every prior's standard deviation by `T`; `T = 0` decodes every prior's mean.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+
+use crate::error::{GlowError, Result};
+use crate::flow::actnorm::ActNorm;
+use crate::flow::coupling::{Coupling, CouplingOptions};
+use crate::flow::permute::Permutation;
+use crate::flow::split::Split;
+use crate::flow::squeeze::{squeeze, unsqueeze};
+use crate::flow::step::FlowStep;
+use crate::flow::InvertibleMap;
+use crate::likelihood;
+use crate::model::config::{GlowConfig, HiddenNorm};
+use crate::model::prior::{one_hot, TopPrior};
+use crate::tensor_ops::{random_normal, sum_per_sample};
+
+/// One level: K steps of flow on the squeezed input, then (except at the top) a split.
+#[derive(Module, Debug)]
+pub struct Level {
+    /// The steps of flow.
+    pub steps: Vec<FlowStep>,
+    /// The factor-out, absent on the last level.
+    pub split: Option<Split>,
+}
+
+/// The standardised latents of a batch: `ε` of each split in level order, then the top's.
+#[derive(Debug, Clone)]
+pub struct Latents {
+    /// One `[N, C_l, H_l, W_l]` tensor per level.
+    pub levels: Vec<Tensor<4>>,
+}
+
+impl Latents {
+    /// `Σ_l log N(ε_l; 0, I)` per sample.
+    pub fn log_standard_normal(&self) -> Tensor<1> {
+        let half_log_two_pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+        self.levels
+            .iter()
+            .map(|eps| sum_per_sample(eps.clone().square() * -0.5 - half_log_two_pi))
+            .reduce(|a, b| a + b)
+            .expect("a model has at least one level")
+    }
+}
+
+/// A Glow model.
+#[derive(Module, Debug)]
+pub struct Glow {
+    /// The levels, from the image side to the top.
+    pub levels: Vec<Level>,
+    /// The prior on the top level's latent.
+    pub top: TopPrior,
+    /// The architecture this model was built from.
+    #[module(skip)]
+    pub config: GlowConfig,
+}
+
+impl Glow {
+    /// Builds the model described by a validated config, drawing initial weights from `rng`.
+    pub(crate) fn new(config: GlowConfig, rng: &mut impl Rng, device: &Device) -> Result<Self> {
+        let options = CouplingOptions {
+            kind: config.coupling,
+            width: config.width,
+            padding: config.padding,
+            hidden_actnorm: (config.hidden_norm == HiddenNorm::Actnorm)
+                .then_some(config.actnorm_logscale_factor),
+            zero_logscale_factor: config.zero_logscale_factor,
+        };
+        let shapes = config.level_shapes();
+        let mut levels = Vec::with_capacity(shapes.len());
+        for (index, &[c, _, _]) in shapes.iter().enumerate() {
+            let mut steps = Vec::with_capacity(config.steps);
+            for _ in 0..config.steps {
+                steps.push(FlowStep {
+                    actnorm: ActNorm::new(c, config.actnorm_logscale_factor, device),
+                    permutation: Permutation::new(config.permutation, config.lu, c, rng, device),
+                    coupling: Coupling::new(c, &options, rng, device)?,
+                });
+            }
+            let split = (index + 1 < shapes.len())
+                .then(|| Split::new(c, config.padding, config.zero_logscale_factor, device));
+            levels.push(Level { steps, split });
+        }
+        let top_shape = *shapes
+            .last()
+            .expect("validated configs have at least one level");
+        let top = TopPrior::new(
+            top_shape,
+            config.learn_top,
+            config.n_classes,
+            config.padding,
+            config.zero_logscale_factor,
+            device,
+        );
+        Ok(Glow {
+            levels,
+            top,
+            config,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &GlowConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.levels[0].steps[0].actnorm.bias.device()
+    }
+
+    /// `[C, H, W]` of each level's latent `ε_l`.
+    pub fn latent_shapes(&self) -> Vec<[usize; 3]> {
+        let shapes = self.config.level_shapes();
+        let last = shapes.len() - 1;
+        shapes
+            .into_iter()
+            .enumerate()
+            .map(|(l, [c, h, w])| if l == last { [c, h, w] } else { [c / 2, h, w] })
+            .collect()
+    }
+
+    /// Whether the data-dependent initialisation has run (or was loaded).
+    pub fn is_initialized(&self) -> bool {
+        self.levels[0].steps[0].actnorm.is_initialized()
+    }
+
+    /// One-hot class rows for `labels`, checked against the model's `n_classes`.
+    pub fn one_hot(&self, labels: &[usize], device: &Device) -> Result<Tensor<2>> {
+        if self.config.n_classes == 0 {
+            return Err(GlowError::Label(
+                "the model is unconditional (n_classes = 0); pass no labels".into(),
+            ));
+        }
+        one_hot(labels, self.config.n_classes, device)
+    }
+
+    fn check_input(&self, x: &Tensor<4>, classes: Option<&Tensor<2>>) -> Result<()> {
+        let [n, c, h, w] = x.dims();
+        let image = self.config.image;
+        if [c, h, w] != [image.channels, image.height, image.width] {
+            return Err(GlowError::shape(
+                "Glow input",
+                format!(
+                    "images are {c}x{h}x{w} but the model was built for {}x{}x{} \
+                     (channels x height x width)",
+                    image.channels, image.height, image.width
+                ),
+            ));
+        }
+        self.check_classes(n, classes)
+    }
+
+    fn check_classes(&self, n: usize, classes: Option<&Tensor<2>>) -> Result<()> {
+        match (self.config.n_classes, classes) {
+            (0, None) => Ok(()),
+            (0, Some(_)) => Err(GlowError::Label(
+                "the model is unconditional (n_classes = 0) but labels were given".into(),
+            )),
+            (k, None) => Err(GlowError::Label(format!(
+                "the model is class-conditional (n_classes = {k}); pass a label for each image"
+            ))),
+            (k, Some(y)) if y.dims() != [n, k] => Err(GlowError::shape(
+                "class labels",
+                format!("one-hot labels are {:?}, expected [{n}, {k}]", y.dims()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `x -> (ε, log|det ∂ε/∂x|)` for a batch of preprocessed images `[N, C, H, W]`.
+    pub fn encode(
+        &self,
+        x: Tensor<4>,
+        classes: Option<&Tensor<2>>,
+    ) -> Result<(Latents, Tensor<1>)> {
+        self.check_input(&x, classes)?;
+        let n = x.dims()[0];
+        let mut log_det = Tensor::zeros([n], &x.device());
+        let mut latents = Vec::with_capacity(self.levels.len());
+        let mut z = x;
+        for level in &self.levels {
+            z = squeeze(z);
+            for step in &level.steps {
+                let (y, ld) = step.forward(z);
+                z = y;
+                log_det = log_det + ld;
+            }
+            if let Some(split) = &level.split {
+                let (z_a, eps, ld) = split.factor_out(z);
+                latents.push(eps);
+                log_det = log_det + ld;
+                z = z_a;
+            }
+        }
+        let (eps, ld) = self.top.standardize(z, classes);
+        latents.push(eps);
+        Ok((Latents { levels: latents }, log_det + ld))
+    }
+
+    /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`].
+    pub fn decode(
+        &self,
+        latents: &Latents,
+        classes: Option<&Tensor<2>>,
+    ) -> Result<(Tensor<4>, Tensor<1>)> {
+        let expected = self.latent_shapes();
+        if latents.levels.len() != expected.len() {
+            return Err(GlowError::shape(
+                "Glow latents",
+                format!(
+                    "{} latent tensors given, the model has {} levels",
+                    latents.levels.len(),
+                    expected.len()
+                ),
+            ));
+        }
+        let n = latents.levels[0].dims()[0];
+        for (l, (eps, shape)) in latents.levels.iter().zip(&expected).enumerate() {
+            let [en, c, h, w] = eps.dims();
+            if en != n || [c, h, w] != *shape {
+                return Err(GlowError::shape(
+                    "Glow latents",
+                    format!(
+                        "level {l} latent is {:?}, expected [{n}, {}, {}, {}]",
+                        eps.dims(),
+                        shape[0],
+                        shape[1],
+                        shape[2]
+                    ),
+                ));
+            }
+        }
+        self.check_classes(n, classes)?;
+        let top_eps = latents.levels.last().expect("checked above").clone();
+        let (mut z, mut log_det) = self.top.destandardize(top_eps, classes);
+        for (level, eps) in self.levels.iter().zip(&latents.levels).rev() {
+            if let Some(split) = &level.split {
+                let (restored, ld) = split.restore(z, eps.clone());
+                z = restored;
+                log_det = log_det + ld;
+            }
+            for step in level.steps.iter().rev() {
+                let (x, ld) = step.inverse(z);
+                z = x;
+                log_det = log_det + ld;
+            }
+            z = unsqueeze(z);
+        }
+        Ok((z, log_det))
+    }
+
+    /// Exact `log p(x)` (nats) per sample for preprocessed images in `[-0.5, 0.5]`:
+    /// `Σ log N(ε; 0, I) + log|det ∂ε/∂x|`.
+    pub fn log_prob(&self, x: Tensor<4>, classes: Option<&Tensor<2>>) -> Result<Tensor<1>> {
+        let (latents, log_det) = self.encode(x, classes)?;
+        Ok(latents.log_standard_normal() + log_det)
+    }
+
+    /// Bits per dimension of 8-bit images (values 0..=255 as floats) under the model, with the
+    /// given uniform dequantisation noise in `[0, 1)` (see [`likelihood`]).
+    pub fn bits_per_dim(
+        &self,
+        images: Tensor<4>,
+        noise: Tensor<4>,
+        classes: Option<&Tensor<2>>,
+    ) -> Result<Tensor<1>> {
+        let n_bits = self.config.n_bits;
+        let x = likelihood::preprocess(images, noise, n_bits);
+        let log_prob = self.log_prob(x, classes)?;
+        Ok(likelihood::bits_per_dim(
+            log_prob,
+            self.config.image.dims(),
+            n_bits,
+        ))
+    }
+
+    /// Latents `ε ~ N(0, T² I)` for `n` samples, drawn from `rng`.
+    pub fn random_latents(
+        &self,
+        n: usize,
+        temperature: f64,
+        rng: &mut impl Rng,
+        device: &Device,
+    ) -> Latents {
+        let levels = self
+            .latent_shapes()
+            .into_iter()
+            .map(|[c, h, w]| random_normal([n, c, h, w], temperature, rng, device))
+            .collect();
+        Latents { levels }
+    }
+
+    /// `n` samples at temperature `T` (every prior's standard deviation scaled by `T`), as
+    /// preprocessed images in `[-0.5, 0.5]`; see [`likelihood::to_pixels`].
+    pub fn sample(
+        &self,
+        n: usize,
+        temperature: f64,
+        classes: Option<&Tensor<2>>,
+        rng: &mut impl Rng,
+    ) -> Result<Tensor<4>> {
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(GlowError::Config(format!(
+                "temperature {temperature} must be a finite number >= 0 (0.7 is typical)"
+            )));
+        }
+        let device = self.device();
+        let latents = self.random_latents(n, temperature, rng, &device);
+        Ok(self.decode(&latents, classes)?.0)
+    }
+
+    /// Data-dependent initialisation (Glow §3.1) on a batch of preprocessed images: every
+    /// ActNorm (in the steps and in the coupling networks) is set so that its output on this
+    /// batch has zero mean and unit variance per channel. ActNorms already initialised (for
+    /// example in a loaded model) are left as they are.
+    pub fn data_init(self, x: Tensor<4>, classes: Option<&Tensor<2>>) -> Result<Self> {
+        self.check_input(&x, classes)?;
+        let mut z = x.detach();
+        let mut levels = Vec::with_capacity(self.levels.len());
+        for level in self.levels {
+            z = squeeze(z);
+            let mut steps = Vec::with_capacity(level.steps.len());
+            for step in level.steps {
+                let (step, y) = step.data_init(z);
+                steps.push(step);
+                z = y;
+            }
+            if let Some(split) = &level.split {
+                z = split.factor_out(z).0;
+            }
+            levels.push(Level {
+                steps,
+                split: level.split,
+            });
+        }
+        Ok(Glow {
+            levels,
+            top: self.top,
+            config: self.config,
+        })
+    }
+}

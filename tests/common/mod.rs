@@ -1,0 +1,150 @@
+//! Helpers shared by the integration tests: an f64 device, random weights, and the brute-force
+//! Jacobian the log-determinants are checked against.
+#![allow(dead_code)]
+
+use std::sync::Once;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use glowflow::host_linalg::log_abs_det;
+use glowflow::tensor_ops::{from_f64, to_f64_vec};
+use rand::{Rng, SeedableRng};
+
+/// The flex CPU device with f64 as its default float type (configured once per test process,
+/// before any tensor exists). Tests that use it check maths, not f32 rounding.
+pub fn f64_device() -> Device {
+    static CONFIGURE: Once = Once::new();
+    let mut device = Device::flex();
+    CONFIGURE.call_once(|| {
+        device
+            .configure(FloatDType::F64)
+            .expect("the f64 device is configured before any tensor is created");
+    });
+    device
+}
+
+/// The flex CPU device with its default f32.
+pub fn f32_device() -> Device {
+    Device::flex()
+}
+
+/// Fixed, non-trained parameters that must keep their exact values: permutation matrices,
+/// signs and ActNorm's init flag.
+const FIXED: [&str; 3] = ["p", "sign_s", "initialized"];
+
+/// Adds `N(0, std²)` noise to every trained float parameter, so that zero-initialised layers
+/// (coupling outputs, priors) are no longer the identity.
+pub struct Perturb {
+    rng: rand::rngs::StdRng,
+    std: f64,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Perturb {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.last().cloned().unwrap_or_default();
+        if FIXED.contains(&name.as_str()) {
+            return param;
+        }
+        let (rng, std) = (&mut self.rng, self.std);
+        param.map(|t| {
+            let shape = t.dims();
+            let device = t.device();
+            let noise: Vec<f64> = (0..shape.iter().product::<usize>())
+                .map(|_| std * rng.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect();
+            t + from_f64(noise, shape, &device)
+        })
+    }
+}
+
+/// `module` with every trained parameter perturbed by `N(0, std²)` noise.
+pub fn perturb<M: Module>(module: M, std: f64, seed: u64) -> M {
+    module.map(&mut Perturb {
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        std,
+        path: Vec::new(),
+    })
+}
+
+/// A tensor of `N(0, std²)` values.
+pub fn normal<const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    seed: u64,
+    device: &Device,
+) -> Tensor<D> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    glowflow::tensor_ops::random_normal(shape, std, &mut rng, device)
+}
+
+/// log|det J| of `f` at the single sample `x` (`[1, C, H, W]`), from the full Jacobian built by
+/// central finite differences in f64 and factorised on the host.
+pub fn brute_force_log_det(f: impl Fn(Tensor<4>) -> Vec<f64>, x: &Tensor<4>) -> f64 {
+    let shape = x.dims();
+    assert_eq!(shape[0], 1, "the brute-force Jacobian takes one sample");
+    let device = x.device();
+    let base = to_f64_vec(x.clone());
+    let n = base.len();
+    let h = 1e-5;
+    let mut jacobian = vec![0.0; n * n];
+    for j in 0..n {
+        let mut plus = base.clone();
+        let mut minus = base.clone();
+        plus[j] += h;
+        minus[j] -= h;
+        let f_plus = f(from_f64(plus, shape, &device));
+        let f_minus = f(from_f64(minus, shape, &device));
+        assert_eq!(
+            f_plus.len(),
+            n,
+            "the map must be square to have a determinant"
+        );
+        for i in 0..n {
+            jacobian[i * n + j] = (f_plus[i] - f_minus[i]) / (2.0 * h);
+        }
+    }
+    log_abs_det(&jacobian, n)
+}
+
+/// Sample `i` of a batch, as a batch of one.
+pub fn sample(x: &Tensor<4>, i: usize) -> Tensor<4> {
+    x.clone().narrow(0, i, 1)
+}
+
+/// Largest absolute elementwise difference.
+pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
+    to_f64_vec(a)
+        .iter()
+        .zip(to_f64_vec(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Host values of a 1-D tensor.
+pub fn values(x: Tensor<1>) -> Vec<f64> {
+    to_f64_vec(x)
+}
+
+/// Asserts `|a - b| <= rel · max(1, |b|)`.
+pub fn assert_rel_close(a: f64, b: f64, rel: f64, what: &str) {
+    let tol = rel * b.abs().max(1.0);
+    assert!(
+        (a - b).abs() <= tol,
+        "{what}: {a} vs {b} (difference {:.3e}, tolerance {tol:.3e})",
+        (a - b).abs()
+    );
+}
+
+/// A tensor from f32 values, for test inputs written out by hand.
+pub fn tensor4(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}

@@ -1,0 +1,351 @@
+//! Every layer is an exact bijection: inverse(forward(x)) = x, the forward and inverse
+//! log-determinants cancel, and the log-determinant equals log|det J| of the brute-force
+//! Jacobian (f64 central differences), per sample.
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::*;
+use glowflow::flow::actnorm::ActNorm;
+use glowflow::flow::conv::Padding;
+use glowflow::flow::coupling::{Coupling, CouplingKind, CouplingOptions};
+use glowflow::flow::permute::{Permutation, PermutationKind};
+use glowflow::flow::split::Split;
+use glowflow::flow::squeeze::Squeeze;
+use glowflow::flow::step::FlowStep;
+use glowflow::flow::InvertibleMap;
+use glowflow::model::prior::{one_hot, TopPrior};
+use glowflow::tensor_ops::to_f64_vec;
+use glowflow::GlowError;
+use rand::SeedableRng;
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// The three properties every invertible map must have, checked on each sample of `x`.
+fn assert_exact_bijection(name: &str, map: &impl InvertibleMap, x: Tensor<4>) {
+    let n = x.dims()[0];
+    let (y, ld_forward) = map.forward(x.clone());
+    assert!(
+        to_f64_vec(y.clone()).iter().all(|v| v.is_finite()),
+        "{name}: non-finite output"
+    );
+    let (x_back, ld_inverse) = map.inverse(y.clone());
+    assert_eq!(x_back.dims(), x.dims(), "{name}: inverse changes the shape");
+    let err = max_abs_diff(x_back, x.clone());
+    assert!(
+        err < 1e-10,
+        "{name}: inverse(forward(x)) differs from x by {err:.3e}"
+    );
+    let (ld_forward, ld_inverse) = (values(ld_forward), values(ld_inverse));
+    assert_eq!(ld_forward.len(), n, "{name}: one log-det per sample");
+    for i in 0..n {
+        assert_rel_close(
+            ld_forward[i] + ld_inverse[i],
+            0.0,
+            1e-10,
+            &format!("{name}: log-dets cancel"),
+        );
+        let brute = brute_force_log_det(|t| to_f64_vec(map.forward(t).0), &sample(&x, i));
+        assert_rel_close(
+            ld_forward[i],
+            brute,
+            1e-6,
+            &format!("{name}: log-det vs Jacobian, sample {i}"),
+        );
+    }
+}
+
+fn input(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    normal(shape, 1.0, seed, device)
+}
+
+/// An ActNorm initialised on data with per-channel means and scales far from 0 and 1.
+fn shifted_scaled_input(device: &Device) -> Tensor<4> {
+    let x = input([8, 4, 4, 4], 11, device);
+    let scale = Tensor::<1>::from_floats([0.1, 2.0, 5.0, 0.5], device).reshape([1, 4, 1, 1]);
+    let shift = Tensor::<1>::from_floats([3.0, -1.0, 0.0, 10.0], device).reshape([1, 4, 1, 1]);
+    x * scale + shift
+}
+
+#[test]
+fn actnorm_data_init_gives_zero_mean_unit_variance_per_channel() {
+    let device = f64_device();
+    let x = shifted_scaled_input(&device);
+    let layer = ActNorm::new(4, 3.0, &device);
+    assert!(!layer.is_initialized());
+    let (layer, y) = layer.data_init(x.clone());
+    assert!(layer.is_initialized());
+    let (y_forward, _) = layer.forward(x);
+    assert!(
+        max_abs_diff(y.clone(), y_forward) < 1e-12,
+        "data_init returns forward's output"
+    );
+    let mean = values(y.clone().mean_dims(&[0, 2, 3]).reshape([4]));
+    let var = values(y.square().mean_dims(&[0, 2, 3]).reshape([4]));
+    for c in 0..4 {
+        assert!(mean[c].abs() < 1e-10, "channel {c} mean {}", mean[c]);
+        assert!(
+            (var[c] - 1.0).abs() < 1e-4,
+            "channel {c} variance {}",
+            var[c]
+        );
+    }
+}
+
+#[test]
+fn actnorm_initialises_once() {
+    let device = f64_device();
+    let (layer, _) = ActNorm::new(4, 3.0, &device).data_init(shifted_scaled_input(&device));
+    let before = (values(layer.bias.val()), values(layer.logs.val()));
+    let (layer, _) = layer.data_init(input([8, 4, 4, 4], 99, &device));
+    assert_eq!(before, (values(layer.bias.val()), values(layer.logs.val())));
+}
+
+#[test]
+fn actnorm_is_an_exact_bijection() {
+    let device = f64_device();
+    for factor in [3.0, 1.0] {
+        let (layer, _) = ActNorm::new(4, factor, &device).data_init(shifted_scaled_input(&device));
+        assert_exact_bijection("actnorm", &layer, input([2, 4, 4, 4], 1, &device));
+    }
+}
+
+#[test]
+fn permutations_are_exact_bijections() {
+    let device = f64_device();
+    let cases = [
+        ("1x1 conv", PermutationKind::InvConv, false),
+        ("LU 1x1 conv", PermutationKind::InvConv, true),
+        ("reverse", PermutationKind::Reverse, false),
+        ("shuffle", PermutationKind::Shuffle, false),
+    ];
+    for (name, kind, lu) in cases {
+        let layer = Permutation::new(kind, lu, 4, &mut rng(3), &device);
+        // Moves the 1x1 convolutions away from a rotation, so log|det W| is not 0.
+        let layer = perturb(layer, 0.3, 4);
+        assert_exact_bijection(name, &layer, input([2, 4, 3, 3], 2, &device));
+    }
+}
+
+#[test]
+fn fixed_permutations_move_channels_without_changing_values() {
+    let device = f64_device();
+    let x = input([1, 6, 2, 2], 5, &device);
+    let reverse = Permutation::new(PermutationKind::Reverse, false, 6, &mut rng(0), &device);
+    let (y, _) = reverse.forward(x.clone());
+    assert_eq!(to_f64_vec(y), to_f64_vec(x.clone().flip([1])));
+    let shuffle = Permutation::new(PermutationKind::Shuffle, false, 6, &mut rng(0), &device);
+    let (y, _) = shuffle.forward(x.clone());
+    let mut sorted_in = to_f64_vec(x);
+    let mut sorted_out = to_f64_vec(y);
+    sorted_in.sort_by(f64::total_cmp);
+    sorted_out.sort_by(f64::total_cmp);
+    assert_eq!(sorted_in, sorted_out);
+}
+
+#[test]
+fn lu_weight_starts_as_a_rotation_and_log_det_is_sum_of_log_s() {
+    let device = f64_device();
+    let Permutation::ConvLu(layer) =
+        Permutation::new(PermutationKind::InvConv, true, 5, &mut rng(8), &device)
+    else {
+        panic!("inv-conv with lu builds the LU layer");
+    };
+    let w = to_f64_vec(layer.weight());
+    let w_t: Vec<f64> = (0..25).map(|k| w[(k % 5) * 5 + k / 5]).collect();
+    let wtw = glowflow::host_linalg::matmul(&w_t, &w, 5);
+    for i in 0..5 {
+        for j in 0..5 {
+            let expected = if i == j { 1.0 } else { 0.0 };
+            assert!(
+                (wtw[i * 5 + j] - expected).abs() < 1e-12,
+                "W is orthogonal at init"
+            );
+        }
+    }
+    let layer = perturb(layer, 0.2, 9);
+    let log_det = glowflow::host_linalg::log_abs_det(&to_f64_vec(layer.weight()), 5);
+    assert_rel_close(
+        values(layer.log_s.val()).iter().sum(),
+        log_det,
+        1e-12,
+        "Σ log_s = log|det W|",
+    );
+}
+
+fn coupling_options(
+    kind: CouplingKind,
+    padding: Padding,
+    hidden_actnorm: Option<f64>,
+) -> CouplingOptions {
+    CouplingOptions {
+        kind,
+        width: 8,
+        padding,
+        hidden_actnorm,
+        zero_logscale_factor: 3.0,
+    }
+}
+
+#[test]
+fn couplings_are_exact_bijections() {
+    let device = f64_device();
+    for kind in [
+        CouplingKind::Additive,
+        CouplingKind::Affine,
+        CouplingKind::AffineExp,
+    ] {
+        for padding in [Padding::Edge, Padding::Zero] {
+            for hidden in [Some(3.0), None] {
+                let name =
+                    format!("{kind:?} coupling, {padding:?} padding, hidden actnorm {hidden:?}");
+                let options = coupling_options(kind, padding, hidden);
+                let layer =
+                    Coupling::new(4, &options, &mut rng(6), &device).expect("4 channels split");
+                let x = input([2, 4, 4, 4], 7, &device);
+                let (layer, _) = layer.data_init(x.clone());
+                let layer = perturb(layer, 0.1, 8);
+                assert_exact_bijection(&name, &layer, x);
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_initialised_coupling_starts_as_the_identity_or_openai_scale() {
+    let device = f64_device();
+    let x = input([2, 4, 4, 4], 12, &device);
+    for (kind, scale) in [
+        (CouplingKind::Additive, 1.0),
+        (CouplingKind::AffineExp, 1.0),
+        (CouplingKind::Affine, 1.0 / (1.0 + (-2.0f64).exp())),
+    ] {
+        let options = coupling_options(kind, Padding::Edge, Some(3.0));
+        let layer = Coupling::new(4, &options, &mut rng(1), &device).expect("4 channels split");
+        let (y, _) = layer.forward(x.clone());
+        let expected = Tensor::cat(
+            vec![x.clone().narrow(1, 0, 2), x.clone().narrow(1, 2, 2) * scale],
+            1,
+        );
+        assert!(
+            max_abs_diff(y, expected) < 1e-12,
+            "{kind:?} at initialisation"
+        );
+    }
+}
+
+#[test]
+fn coupling_rejects_an_odd_channel_count() {
+    let device = f64_device();
+    let options = coupling_options(CouplingKind::Affine, Padding::Edge, Some(3.0));
+    let err =
+        Coupling::new(3, &options, &mut rng(0), &device).expect_err("3 channels cannot halve");
+    assert!(matches!(err, GlowError::Shape { .. }));
+    assert!(err.to_string().contains("3 channels"), "{err}");
+}
+
+#[test]
+fn squeeze_is_an_exact_bijection_with_openai_channel_order() {
+    let device = f64_device();
+    let x = input([2, 2, 4, 6], 13, &device);
+    assert_exact_bijection("squeeze", &Squeeze, x.clone());
+    let (y, _) = Squeeze.forward(x.clone());
+    assert_eq!(y.dims(), [2, 8, 2, 3]);
+    let (xs, ys) = (to_f64_vec(x), to_f64_vec(y));
+    for n in 0..2 {
+        for c in 0..2 {
+            for i in 0..2 {
+                for j in 0..3 {
+                    for dy in 0..2 {
+                        for dx in 0..2 {
+                            let src = ((n * 2 + c) * 4 + 2 * i + dy) * 6 + 2 * j + dx;
+                            let dst = ((n * 8 + 4 * c + 2 * dy + dx) * 2 + i) * 3 + j;
+                            assert_eq!(ys[dst], xs[src]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn split_is_an_exact_bijection() {
+    let device = f64_device();
+    for padding in [Padding::Edge, Padding::Zero] {
+        let layer = perturb(Split::new(4, padding, 3.0, &device), 0.1, 14);
+        assert_exact_bijection("split", &layer, input([2, 4, 4, 4], 15, &device));
+    }
+}
+
+/// The top prior as an invertible map `z -> ε` for fixed classes.
+struct TopPriorMap {
+    prior: TopPrior,
+    classes: Option<Tensor<2>>,
+}
+
+impl InvertibleMap for TopPriorMap {
+    fn forward(&self, z: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let classes = self
+            .classes
+            .as_ref()
+            .map(|c| c.clone().narrow(0, 0, z.dims()[0]));
+        self.prior.standardize(z, classes.as_ref())
+    }
+
+    fn inverse(&self, eps: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let classes = self
+            .classes
+            .as_ref()
+            .map(|c| c.clone().narrow(0, 0, eps.dims()[0]));
+        self.prior.destandardize(eps, classes.as_ref())
+    }
+}
+
+#[test]
+fn top_prior_is_an_exact_bijection() {
+    let device = f64_device();
+    for (learn_top, n_classes) in [(true, 0), (true, 3), (false, 3)] {
+        let prior = perturb(
+            TopPrior::new([4, 2, 2], learn_top, n_classes, Padding::Edge, 3.0, &device),
+            0.1,
+            16,
+        );
+        let classes =
+            (n_classes > 0).then(|| one_hot(&[2, 2], n_classes, &device).expect("labels < 3"));
+        let map = TopPriorMap { prior, classes };
+        assert_exact_bijection("top prior", &map, input([2, 4, 2, 2], 17, &device));
+    }
+}
+
+#[test]
+fn one_hot_rejects_a_label_out_of_range() {
+    let device = f64_device();
+    let err = one_hot(&[0, 5], 3, &device).expect_err("5 is not a class of 3");
+    assert!(err.to_string().contains("label 5"), "{err}");
+}
+
+#[test]
+fn flow_steps_are_exact_bijections() {
+    let device = f64_device();
+    for (permutation, lu) in [
+        (PermutationKind::InvConv, false),
+        (PermutationKind::InvConv, true),
+        (PermutationKind::Shuffle, false),
+    ] {
+        for kind in [CouplingKind::Additive, CouplingKind::Affine] {
+            let options = coupling_options(kind, Padding::Edge, Some(3.0));
+            let step = FlowStep {
+                actnorm: ActNorm::new(4, 3.0, &device),
+                permutation: Permutation::new(permutation, lu, 4, &mut rng(18), &device),
+                coupling: Coupling::new(4, &options, &mut rng(19), &device).expect("even"),
+            };
+            let x = input([2, 4, 4, 4], 20, &device);
+            let (step, _) = step.data_init(x.clone());
+            let step = perturb(step, 0.05, 21);
+            assert_exact_bijection(&format!("step {permutation:?} lu={lu} {kind:?}"), &step, x);
+        }
+    }
+}
