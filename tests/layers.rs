@@ -349,3 +349,32 @@ fn flow_steps_are_exact_bijections() {
         }
     }
 }
+
+#[test]
+fn plain_1x1_conv_log_det_is_differentiable_with_gradient_w_inverse_transpose() {
+    let device = f64_device().autodiff();
+    let Permutation::Conv(layer) = perturb(
+        Permutation::new(PermutationKind::InvConv, false, 4, &mut rng(22), &device),
+        0.3,
+        23,
+    ) else {
+        panic!("inv-conv without lu builds the plain layer");
+    };
+    let (_, log_det) = layer.forward(input([2, 4, 3, 3], 24, &device));
+    let grads = log_det.sum().backward();
+    let grad = to_f64_vec(layer.weight.val().grad(&grads).expect("W is trained"));
+    // d/dW Σ_samples H·W·log|det W| = N·H·W·W^-T
+    let w = to_f64_vec(layer.weight.val());
+    let inv = glowflow::host_linalg::invert(&w, 4).expect("invertible");
+    for i in 0..4 {
+        for j in 0..4 {
+            let expected = 2.0 * 9.0 * inv[j * 4 + i];
+            assert_rel_close(
+                grad[i * 4 + j],
+                expected,
+                1e-9,
+                &format!("dlogdet/dW[{i},{j}]"),
+            );
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Once;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use glowflow::host_linalg::log_abs_det;
-use glowflow::tensor_ops::{from_f64, to_f64_vec};
+use glowflow::tensor_ops::{from_f64, replace_value, to_f64_vec};
 use rand::{Rng, SeedableRng};
 
 /// The flex CPU device with f64 as its default float type (configured once per test process,
@@ -54,15 +54,13 @@ impl ModuleMapper for Perturb {
         if FIXED.contains(&name.as_str()) {
             return param;
         }
-        let (rng, std) = (&mut self.rng, self.std);
-        param.map(|t| {
-            let shape = t.dims();
-            let device = t.device();
-            let noise: Vec<f64> = (0..shape.iter().product::<usize>())
-                .map(|_| std * rng.sample::<f64, _>(rand_distr::StandardNormal))
-                .collect();
-            t + from_f64(noise, shape, &device)
-        })
+        let shape = param.dims();
+        let device = param.device();
+        let noise: Vec<f64> = (0..shape.iter().product::<usize>())
+            .map(|_| self.std * self.rng.sample::<f64, _>(rand_distr::StandardNormal))
+            .collect();
+        let value = param.val() + from_f64(noise, shape, &device);
+        replace_value(param, value)
     }
 }
 
