@@ -15,6 +15,7 @@ pub mod io;
 pub mod likelihood;
 pub mod model;
 pub mod tensor_ops;
+pub mod train;
 
 pub use error::{GlowError, Result};
 pub use flow::conv::Padding;

@@ -7,11 +7,18 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use glowflow::io::png_grid::write_png_grid;
 use glowflow::likelihood::to_pixels;
+use glowflow::train::config::{self as presets, TrainConfig};
+use glowflow::train::eval::evaluate_bpd;
+use glowflow::train::optimizer::OptimizerKind;
+use glowflow::train::trainer::{load_datasets, read_run_configs, train as train_run, TrainEvent};
 use glowflow::{
     load_model, save_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
     PermutationKind,
 };
 use rand::SeedableRng;
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once; the size of the `train` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Build a freshly initialised model and save it (config.json + model.safetensors).
@@ -34,9 +43,47 @@ enum Command {
         #[command(flatten)]
         arch: ArchArgs,
     },
+    /// Train on a dataset (Fashion-MNIST by default), evaluating and sampling as it goes.
+    Train {
+        /// Starting point: fashion-mnist (default), mnist, cifar10 or celeba64.
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or train/ and test/
+        /// folders of PNG images); the preset's format is kept.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Run directory to create (default runs/PRESET).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long, conflicts_with = "out")]
+        resume: Option<PathBuf>,
+        /// A training config file (JSON, as written to RUN/train.json) instead of the preset's.
+        #[arg(long)]
+        train_config: Option<PathBuf>,
+        #[command(flatten)]
+        training: TrainArgs,
+        #[command(flatten)]
+        arch: ArchArgs,
+    },
+    /// Test-set bits per dimension of a trained model (every test image, seeded noise).
+    Eval {
+        /// Run or model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Dataset location (default: the one in RUN/train.json, else the preset's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Preset whose dataset format to use when the model directory has no train.json.
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Seed of the dequantisation noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write a grid of samples from a saved model.
     Sample {
-        /// Model directory (as written by `glowflow new`).
+        /// Run or model directory (`glowflow train --out` or `glowflow new --out`).
         #[arg(long)]
         model: PathBuf,
         /// Number of samples.
@@ -60,6 +107,87 @@ enum Command {
     },
 }
 
+/// Training options; each overrides the preset (or the training config file).
+#[derive(Args)]
+struct TrainArgs {
+    /// Optimiser steps in the whole run.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seed of data order, noise and sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear warm-up steps.
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long)]
+    grad_clip_norm: Option<f64>,
+    /// Polyak average decay (0 = off).
+    #[arg(long)]
+    ema_decay: Option<f64>,
+    /// Images for the data-dependent initialisation.
+    #[arg(long)]
+    init_images: Option<usize>,
+    /// Zero-pad images to this square size (e.g. 32 for 28x28 images at L = 3).
+    #[arg(long)]
+    pad_to: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Evaluate test bits/dim every N steps (0 = only at the end).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Test images for periodic evaluations (0 = all; the final one always uses all).
+    #[arg(long)]
+    eval_images: Option<usize>,
+    /// Sample grids every N steps (0 = only at the end).
+    #[arg(long)]
+    sample_every: Option<u64>,
+    /// Metrics row every N steps.
+    #[arg(long)]
+    log_every: Option<u64>,
+    /// Optimiser: adam or adamax.
+    #[arg(long, value_parser = parse_enum::<OptimizerKind>)]
+    optimizer: Option<OptimizerKind>,
+}
+
+impl TrainArgs {
+    fn apply(&self, config: &mut TrainConfig) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
+        }
+        set!(
+            steps,
+            batch_size,
+            lr,
+            warmup_steps,
+            grad_clip_norm,
+            ema_decay,
+            init_images,
+            pad_to
+        );
+        set!(
+            checkpoint_every,
+            eval_every,
+            eval_images,
+            sample_every,
+            log_every
+        );
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(kind) = self.optimizer {
+            config.optimizer.kind = kind;
+        }
+    }
+}
+
 /// Architecture options; each overrides the config file (or the defaults).
 #[derive(Args)]
 struct ArchArgs {
@@ -72,9 +200,9 @@ struct ArchArgs {
     /// Levels L.
     #[arg(long)]
     levels: Option<usize>,
-    /// Steps of flow per level K.
+    /// Steps of flow per level, K (openai/glow's --depth).
     #[arg(long)]
-    steps: Option<usize>,
+    depth: Option<usize>,
     /// Hidden channels of the coupling networks.
     #[arg(long)]
     width: Option<usize>,
@@ -104,7 +232,7 @@ struct ArchArgs {
     hidden_norm: Option<HiddenNorm>,
     /// Seed of the weight initialisation.
     #[arg(long)]
-    seed: Option<u64>,
+    init_seed: Option<u64>,
 }
 
 fn parse_image(text: &str) -> Result<ImageShape, String> {
@@ -130,9 +258,14 @@ fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
 
 impl ArchArgs {
     fn to_config(&self) -> Result<GlowConfig, GlowError> {
+        self.apply(GlowConfig::default())
+    }
+
+    /// `base` (or the `--config` file) with every given option applied, validated.
+    fn apply(&self, base: GlowConfig) -> Result<GlowConfig, GlowError> {
         let mut config = match &self.config {
             Some(path) => GlowConfig::load(path)?,
-            None => GlowConfig::default(),
+            None => base,
         };
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
@@ -140,7 +273,6 @@ impl ArchArgs {
         set!(
             image,
             levels,
-            steps,
             width,
             coupling,
             permutation,
@@ -149,9 +281,14 @@ impl ArchArgs {
             learn_top,
             n_classes,
             padding,
-            hidden_norm,
-            seed
+            hidden_norm
         );
+        if let Some(depth) = self.depth {
+            config.steps = depth;
+        }
+        if let Some(seed) = self.init_seed {
+            config.seed = seed;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -160,6 +297,86 @@ impl ArchArgs {
 fn run(cli: Cli) -> Result<(), GlowError> {
     let device = Device::flex();
     match cli.command {
+        Command::Train {
+            preset,
+            data,
+            out,
+            resume,
+            train_config,
+            training,
+            arch,
+        } => {
+            let (run_dir, model_config, mut train) = match &resume {
+                Some(run_dir) => {
+                    let (model, train) = read_run_configs(run_dir)?;
+                    (run_dir.clone(), model, train)
+                }
+                None => {
+                    let (model, train) = presets::preset(&preset)?;
+                    let train = match &train_config {
+                        Some(path) => read_train_config(path)?,
+                        None => train,
+                    };
+                    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+                    (out, arch.apply(model)?, train)
+                }
+            };
+            training.apply(&mut train);
+            if let Some(path) = data {
+                train.data = train.data.at(&path);
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone()).map_err(|e| {
+                    GlowError::Config(format!("cannot install the signal handler: {e}"))
+                })?;
+            }
+            let mut progress = Progress::new();
+            let summary = train_run(
+                &run_dir,
+                &model_config,
+                &train,
+                resume.is_some(),
+                &stop,
+                &mut |event| progress.show(event),
+            )?;
+            progress.finish();
+            println!(
+                "run {}: {} steps, {:.1} images/s over {:.0} s of training, train {} bits/dim, test {} bits/dim{}",
+                run_dir.display(),
+                summary.step,
+                summary.images_per_second,
+                summary.train_seconds,
+                summary.train_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+                summary.test_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+                if summary.skipped_steps > 0 {
+                    format!(" ({} steps skipped, {} roll-backs)", summary.skipped_steps, summary.rollbacks)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Eval {
+            model,
+            data,
+            preset,
+            seed,
+        } => {
+            let glow = load_model(&model, &device)?;
+            let mut train = match read_run_configs(&model) {
+                Ok((_, train)) => train,
+                Err(_) => presets::preset(&preset)?.1,
+            };
+            if let Some(path) = data {
+                train.data = train.data.at(&path);
+            }
+            let (_, test) = load_datasets(glow.config(), &train)?;
+            let bpd = evaluate_bpd(&glow, &test, 0, train.eval_batch_size, seed, &device)?;
+            println!(
+                "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",
+                test.len()
+            );
+        }
         Command::New { out, arch } => {
             let config = arch.to_config()?;
             let model = config.init(&device)?;
@@ -190,6 +407,86 @@ fn run(cli: Cli) -> Result<(), GlowError> {
         }
     }
     Ok(())
+}
+
+fn read_train_config(path: &std::path::Path) -> Result<TrainConfig, GlowError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| GlowError::Config(format!("{}: {e}", path.display())))?;
+    let config: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+        GlowError::Config(format!("{}: not a training config: {e}", path.display()))
+    })?;
+    Ok(config)
+}
+
+/// Training progress: a bar with ETA and images/s on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress { bar: None }
+    }
+
+    fn show(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::Started { step, total } => {
+                if std::io::stderr().is_terminal() {
+                    let bar = indicatif::ProgressBar::new(total).with_position(step);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} steps  ETA {eta}  {msg}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    self.bar = Some(bar);
+                } else {
+                    eprintln!("training from step {step} to {total}");
+                }
+            }
+            TrainEvent::Metrics(row) => {
+                let cell = |v: Option<f64>, digits: usize| {
+                    v.map(|x| format!("{x:.digits$}"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                let line = format!(
+                    "step {}: train {} bits/dim, test {}, lr {}, grad norm {}, {} images/s",
+                    row.step,
+                    cell(row.train_bpd, 4),
+                    cell(row.test_bpd, 4),
+                    row.lr
+                        .map(|x| format!("{x:.2e}"))
+                        .unwrap_or_else(|| "-".into()),
+                    cell(row.grad_norm, 2),
+                    cell(row.images_per_s, 1)
+                );
+                match &self.bar {
+                    Some(bar) => {
+                        bar.set_position(row.step);
+                        bar.set_message(format!(
+                            "{} bits/dim  {} img/s",
+                            cell(row.train_bpd, 3),
+                            cell(row.images_per_s, 1)
+                        ));
+                        if row.test_bpd.is_some() {
+                            bar.println(line);
+                        }
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            TrainEvent::Note(note) => match &self.bar {
+                Some(bar) => bar.println(note),
+                None => eprintln!("{note}"),
+            },
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,21 +1,17 @@
-//! The `glowflow` binary end to end: build a model, sample a PNG grid from it, and fail clearly
-//! on bad arguments.
+//! The `glowflow` binary end to end: build or train a model, sample a PNG grid and evaluate it,
+//! and fail clearly on bad arguments.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
+
+use common::scratch_dir;
 
 fn glowflow(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_glowflow"))
         .args(args)
         .output()
         .expect("the glowflow binary runs")
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glowflow-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 /// Width, height and colour type from a PNG's IHDR chunk.
@@ -37,7 +33,7 @@ fn new_then_sample_writes_a_png_grid() {
         "1x8x8",
         "--levels",
         "2",
-        "--steps",
+        "--depth",
         "2",
         "--width",
         "8",
@@ -115,4 +111,116 @@ fn bad_arguments_fail_with_a_message_and_no_output() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cubic"));
+}
+
+#[test]
+fn train_then_sample_and_eval_from_the_run_directory() {
+    let dir = scratch_dir("train");
+    common::write_idx_dataset(&dir, 48, 16, 8);
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let out = glowflow(&[
+        "train",
+        "--data",
+        dir.to_str().expect("utf-8"),
+        "--out",
+        run_arg,
+        "--image",
+        "1x8x8",
+        "--levels",
+        "2",
+        "--steps",
+        "3",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--init-images",
+        "16",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 steps") && stdout.contains("test "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("step 1: train"),
+        "plain log lines when not on a terminal: {stderr}"
+    );
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "train.json",
+        "metrics.csv",
+        "curves.png",
+    ] {
+        assert!(run.join(file).is_file(), "{file} in the run directory");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
+    assert_eq!(
+        metrics.lines().next(),
+        Some("step,train_bpd,test_bpd,lr,grad_norm,images_per_s")
+    );
+    assert!(run.join("samples/step-00000003-t0.7.png").is_file());
+
+    let grid = dir.join("grid.png");
+    let out = glowflow(&[
+        "sample",
+        "--model",
+        run_arg,
+        "--n",
+        "4",
+        "--columns",
+        "2",
+        "--out",
+        grid.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        png_header(&std::fs::read(&grid).expect("grid")),
+        (2 * 9 + 1, 2 * 9 + 1, 0)
+    );
+
+    let out = glowflow(&["eval", "--model", run_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bpd: f64 = stdout
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("`test bits/dim: X` in {stdout}"));
+    assert!(bpd > 0.0 && bpd < 9.0, "{bpd}");
+    assert!(stdout.contains("16 images"), "{stdout}");
+
+    let out = glowflow(&[
+        "train",
+        "--data",
+        dir.join("missing").to_str().expect("utf-8"),
+        "--out",
+        dir.join("r2").to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing") && stderr.contains("dataset-fashion-mnist"),
+        "{stderr}"
+    );
 }

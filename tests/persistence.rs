@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use common::*;
@@ -50,13 +50,6 @@ fn trained_like_model(device: &Device) -> Glow {
     );
     let model = model.data_init(x, None).expect("matching shapes");
     perturb(model, 0.02, 3)
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glowflow-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 fn bpd(model: &Glow, device: &Device) -> Vec<f64> {

@@ -1,40 +1,120 @@
-//! Reader for a folder of PNG images, unlabelled or with one subfolder per class.
+//! Reader for a folder of PNG / JPEG images, unlabelled or with one subfolder per class.
 //!
-//! Every PNG is decoded to 8 bits per sample: grey (with or without alpha) gives 1 channel,
-//! RGB, RGBA and palette images give 3; an alpha channel is dropped. All images must then share
-//! one `[channels, height, width]` shape.
+//! Every image is decoded by the `image` crate to 8 bits per sample. Without a `channels`
+//! option, grey images (with or without alpha) give 1 channel and colour images (RGB, RGBA,
+//! palette) give 3; an alpha channel is dropped, never blended. With `size`, every image is
+//! resized and centre-cropped to `size x size` (see [`FolderOptions::size`]). All images must
+//! then share one `[channels, height, width]` shape; the first usable image sets it.
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
+
+use image::imageops::{self, FilterType};
+use image::{ImageBuffer, ImageReader, Pixel};
 
 use super::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 
-/// Loads the PNG images under `dir` (files ending in `.png`, any case, in name order).
-///
-/// If `dir` holds PNG files itself they form an unlabelled dataset (`labels: None`,
-/// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
-/// labelled `0, 1, ...` in name order, and its PNG files are that class's images.
+/// File extensions (compared case-insensitively) that are read as images.
+const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// What to tell the user to do about a bad image when it stops the load.
+const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
+                              (BadImage::Skip) to skip it";
+
+/// What to do with an image that cannot be decoded or does not fit the dataset's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BadImage {
+    /// Stop the load with an error naming the file.
+    #[default]
+    Error,
+    /// Leave the image out and list it in [`FolderLoad::skipped`].
+    Skip,
+}
+
+/// How [`load_image_folder`] turns the files into equally shaped images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderOptions {
+    /// Resize and centre-crop every image to `size x size`, as CelebA / LSUN Glow pipelines do:
+    /// the image is scaled (triangle filter, aspect ratio kept) so that its shorter side is
+    /// `size` and its longer side is `round(longer * size / shorter)`, then the central
+    /// `size x size` square is cut out. The crop starts at `floor(excess / 2)`, so when the
+    /// excess is odd the extra pixel is dropped at the right (bottom). An image whose shorter
+    /// side already is `size` is only cropped, never resampled.
+    ///
+    /// `None` keeps every image's size; an image whose height and width differ from the first
+    /// image's is then a bad image.
+    pub size: Option<usize>,
+    /// Convert every image to 1 (grey, Rec. 709 luma) or 3 (RGB, grey replicated) channels.
+    /// `None` keeps each image's own channels (1 for grey, 3 for colour); an image whose
+    /// channel count differs from the first image's is then a bad image.
+    pub channels: Option<usize>,
+    /// What to do with an unreadable or wrongly shaped image.
+    pub on_bad_image: BadImage,
+}
+
+/// The result of [`load_image_folder`]: the images, and the files that were left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderLoad {
+    /// The usable images.
+    pub dataset: ImageDataset,
+    /// Each skipped file with the reason (only with [`BadImage::Skip`]; empty otherwise).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Loads the PNG images under `dir` with the default [`FolderOptions`]: no resizing, channels
+/// kept, and any bad image an error. See [`load_image_folder`].
 pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
+    load_image_folder(dir, &FolderOptions::default()).map(|load| load.dataset)
+}
+
+/// Loads the images under `dir`: files ending in `.png`, `.jpg` or `.jpeg` (any case), in name
+/// order.
+///
+/// If `dir` holds image files itself they form an unlabelled dataset (`labels: None`,
+/// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
+/// labelled `0, 1, ...` in name order, and its image files are that class's images.
+///
+/// A file that cannot be decoded, or whose shape differs from the first usable image's, is
+/// handled as `options.on_bad_image` says. Fails on invalid options, on a folder that cannot
+/// be listed, and when no usable image is left.
+pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLoad> {
+    check_options(options)?;
     let (files, subdirs) = list_dir(dir)?;
     if !files.is_empty() {
-        return build_dataset(dir, files.into_iter().map(|f| (f, None)), 0);
+        return build_dataset(dir, files.into_iter().map(|f| (f, None)), 0, options);
     }
     if subdirs.is_empty() {
         return Err(GlowError::file(
             dir,
-            "no .png files and no class subfolders in this directory; put the images there, \
-             or one subfolder of images per class",
+            "no images here (no .png files, nor .jpg / .jpeg) and no class subfolders; put the \
+             images there, or one subfolder of images per class",
         ));
     }
     let mut labelled = Vec::new();
     for (label, subdir) in subdirs.iter().enumerate() {
         labelled.extend(list_dir(subdir)?.0.into_iter().map(|f| (f, Some(label))));
     }
-    build_dataset(dir, labelled, subdirs.len())
+    build_dataset(dir, labelled, subdirs.len(), options)
 }
 
-/// Lists `dir`: its PNG files and its subfolders, each sorted by name.
+/// Rejects a zero or oversized `size` and a `channels` other than 1 or 3.
+fn check_options(options: &FolderOptions) -> Result<()> {
+    if let Some(size) = options.size {
+        if size == 0 || u32::try_from(size).is_err() {
+            return Err(GlowError::Config(format!(
+                "image size {size} is not a usable side length; choose a positive size such as 64"
+            )));
+        }
+    }
+    match options.channels {
+        None | Some(1) | Some(3) => Ok(()),
+        Some(c) => Err(GlowError::Config(format!(
+            "{c} image channels requested; choose 1 (grey) or 3 (RGB)"
+        ))),
+    }
+}
+
+/// Lists `dir`: its image files and its subfolders, each sorted by name.
 fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| GlowError::io(dir, e))?;
     let (mut files, mut subdirs) = (Vec::new(), Vec::new());
@@ -42,10 +122,7 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let path = entry.map_err(|e| GlowError::io(dir, e))?.path();
         if path.is_dir() {
             subdirs.push(path);
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("png"))
-        {
+        } else if is_image_file(&path) {
             files.push(path);
         }
     }
@@ -54,75 +131,162 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((files, subdirs))
 }
 
-/// Decodes every file of `images` (with its optional label) into one dataset, checking that
-/// they all have the shape of the first.
+/// Whether `path` has one of the [`IMAGE_EXTENSIONS`], in any case.
+fn is_image_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| ext.eq_ignore_ascii_case(known))
+    })
+}
+
+/// One decoded image, `[channels, height, width]` and its CHW pixels.
+type Decoded = ([usize; 3], Vec<u8>);
+
+/// Decodes every file of `images` (with its optional label) into one dataset, handling each
+/// bad image as `options.on_bad_image` says.
 fn build_dataset(
     dir: &Path,
     images: impl IntoIterator<Item = (PathBuf, Option<usize>)>,
     n_classes: usize,
-) -> Result<ImageDataset> {
+    options: &FolderOptions,
+) -> Result<FolderLoad> {
     let mut first: Option<(PathBuf, [usize; 3])> = None;
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (path, label) in images {
-        let (shape, image) = read_png(&path)?;
-        match &first {
-            None => first = Some((path.clone(), shape)),
-            Some((first_path, first_shape)) if *first_shape != shape => {
-                return Err(GlowError::file(
-                    &path,
-                    format!(
-                        "image shape {shape:?} (channels, height, width) differs from \
-                         {first_shape:?} of {}; all images of a dataset must have one shape",
-                        first_path.display()
-                    ),
-                ));
+        let checked = decode(&path, options).and_then(|(shape, image)| {
+            check_shape(shape, first.as_ref()).map(|()| (shape, image))
+        });
+        match (checked, options.on_bad_image) {
+            (Ok((shape, image)), _) => {
+                first.get_or_insert_with(|| (path.clone(), shape));
+                pixels.extend(image);
+                labels.extend(label);
             }
-            Some(_) => {}
+            (Err(reason), BadImage::Skip) => skipped.push((path, reason)),
+            (Err(reason), BadImage::Error) => {
+                return Err(GlowError::file(path, format!("{reason}; {BAD_IMAGE_HELP}")))
+            }
         }
-        pixels.extend(image);
-        labels.extend(label);
     }
-    let (_, shape) = first.ok_or_else(|| {
-        GlowError::file(dir, "the class subfolders hold no .png files; add images")
-    })?;
-    Ok(ImageDataset {
+    let Some((_, shape)) = first else {
+        return Err(no_usable_image(dir, &skipped));
+    };
+    let dataset = ImageDataset {
         shape,
         pixels,
         labels: (n_classes > 0).then_some(labels),
         n_classes,
+    };
+    Ok(FolderLoad { dataset, skipped })
+}
+
+/// The error for a folder that yielded no image: none found, or all `skipped`.
+fn no_usable_image(dir: &Path, skipped: &[(PathBuf, String)]) -> GlowError {
+    match skipped.first() {
+        None => GlowError::file(
+            dir,
+            "the class subfolders hold no .png, .jpg or .jpeg files; add images",
+        ),
+        Some((path, reason)) => GlowError::file(
+            dir,
+            format!(
+                "no usable image: all {} images were bad (the first, {}: {reason}); fix the \
+                 images or change the size / channels options",
+                skipped.len(),
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// Checks `shape` against the first usable image's, returning the reason when they differ.
+fn check_shape(
+    shape: [usize; 3],
+    first: Option<&(PathBuf, [usize; 3])>,
+) -> std::result::Result<(), String> {
+    match first {
+        Some((first_path, first_shape)) if *first_shape != shape => Err(format!(
+            "image shape {shape:?} (channels, height, width) differs from {first_shape:?} of \
+             {}; all images of a dataset must have one shape (the size and channels options \
+             convert them)",
+            first_path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes the image at `path` (format guessed from its content, else its extension) and
+/// converts it as `options` says, returning its shape and CHW pixels, or why it is unusable.
+fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, String> {
+    let image = ImageReader::open(path)
+        .and_then(|reader| reader.with_guessed_format())
+        .map_err(|e| format!("cannot be read ({e})"))?
+        .decode()
+        .map_err(|e| format!("not a readable {} ({e})", format_name(path)))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err("the image has no pixels".to_string());
+    }
+    let rgb = match options.channels {
+        Some(channels) => channels == 3,
+        None => image.color().has_color(),
+    };
+    Ok(if rgb {
+        to_chw(&fit(image.into_rgb8(), options.size))
+    } else {
+        to_chw(&fit(image.into_luma8(), options.size))
     })
 }
 
-/// Decodes the PNG at `path` to 8-bit samples and returns its shape and its pixels in CHW order.
-fn read_png(path: &Path) -> Result<([usize; 3], Vec<u8>)> {
-    let bad = |e: png::DecodingError| {
-        GlowError::file(
-            path,
-            format!("not a readable PNG ({e}); replace or remove it"),
-        )
+/// The format `path`'s extension names, for error messages.
+fn format_name(path: &Path) -> &'static str {
+    match path.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("png") => "PNG",
+        _ => "JPEG",
+    }
+}
+
+/// An 8-bit image buffer with pixel type `P`.
+type Buffer<P> = ImageBuffer<P, Vec<u8>>;
+
+/// Resizes and centre-crops `image` to `size x size` as [`FolderOptions::size`] describes;
+/// `None` returns it unchanged.
+fn fit<P: Pixel<Subpixel = u8> + 'static>(image: Buffer<P>, size: Option<usize>) -> Buffer<P> {
+    let Some(size) = size.and_then(|s| u32::try_from(s).ok()) else {
+        return image;
     };
-    let file = std::fs::File::open(path).map_err(|e| GlowError::io(path, e))?;
-    let mut decoder = png::Decoder::new(BufReader::new(file));
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(bad)?;
-    let mut buf = vec![0u8; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(bad)?;
-    let (stride, channels) = match info.color_type {
-        png::ColorType::Grayscale => (1, 1),
-        png::ColorType::GrayscaleAlpha => (2, 1),
-        png::ColorType::Rgb => (3, 3),
-        png::ColorType::Rgba => (4, 3),
-        png::ColorType::Indexed => {
-            return Err(GlowError::file(
-                path,
-                "palette PNG was not expanded to RGB; re-save it as RGB or grey",
-            ))
-        }
+    let (width, height) = image.dimensions();
+    let (new_width, new_height) = scaled_to_shorter_side(width, height, size);
+    let scaled = if (new_width, new_height) == (width, height) {
+        image
+    } else {
+        imageops::resize(&image, new_width, new_height, FilterType::Triangle)
     };
-    let (height, width) = (info.height as usize, info.width as usize);
-    let hwc = &buf[..info.buffer_size()];
+    let (left, top) = ((new_width - size) / 2, (new_height - size) / 2);
+    imageops::crop_imm(&scaled, left, top, size, size).to_image()
+}
+
+/// The `(width, height)` that scales `width x height` so the shorter side is `size`, the longer
+/// side rounded to the nearest pixel (never below `size`).
+fn scaled_to_shorter_side(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let scale = |long: u32, short: u32| {
+        let scaled = (u64::from(long) * u64::from(size) + u64::from(short) / 2) / u64::from(short);
+        u32::try_from(scaled).unwrap_or(u32::MAX).max(size)
+    };
+    if width <= height {
+        (size, scale(height, width))
+    } else {
+        (scale(width, height), size)
+    }
+}
+
+/// The shape and CHW pixels of an interleaved (HWC) image buffer.
+fn to_chw<P: Pixel<Subpixel = u8>>(image: &Buffer<P>) -> Decoded {
+    let channels = usize::from(P::CHANNEL_COUNT);
+    let (width, height) = image.dimensions();
+    let hwc = image.as_raw();
     let chw = (0..channels)
-        .flat_map(|c| hwc.chunks_exact(stride).map(move |px| px[c]))
+        .flat_map(|c| hwc.chunks_exact(channels).map(move |px| px[c]))
         .collect();
-    Ok(([channels, height, width], chw))
+    ([channels, height as usize, width as usize], chw)
 }

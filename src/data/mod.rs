@@ -1,11 +1,12 @@
 //! Readers for real image datasets (MNIST / Fashion-MNIST in IDX format, CIFAR-10 in its binary
-//! format, folders of PNG files), each producing an [`dataset::ImageDataset`] of raw `u8` pixels
-//! in NCHW order.
+//! format, folders of PNG / JPEG files), each producing an [`dataset::ImageDataset`] of raw `u8`
+//! pixels in NCHW order, plus CelebA's per-image attribute list ([`celeba`]).
 //!
 //! Every reader checks the file against its format (magic numbers, record sizes, counts, label
 //! ranges) and reports bad input as a [`crate::GlowError`] naming the file and what to do; none
 //! panics on file content.
 
+pub mod celeba;
 pub mod cifar;
 pub mod dataset;
 pub mod folder;

@@ -2,4 +2,5 @@
 
 pub mod atomic;
 pub mod model_dir;
+pub mod plot;
 pub mod png_grid;

@@ -1,8 +1,9 @@
 //! A saved model is a directory with `config.json` (the architecture, readable and editable) and
 //! `model.safetensors` (every parameter, including each ActNorm's `initialized` flag, so a
-//! reloaded model never re-runs its data-dependent initialisation).
+//! reloaded model never re-runs its data-dependent initialisation). Weight files of the same
+//! layout also hold training state (EMA weights, optimiser moments) in checkpoints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -17,32 +18,34 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The weights file inside a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
-/// Paths of the two files of a model directory.
-pub fn model_files(dir: &Path) -> (PathBuf, PathBuf) {
-    (dir.join(CONFIG_FILE), dir.join(WEIGHTS_FILE))
-}
-
 /// Saves `model` into `dir` (created if needed); each file is written atomically.
 pub fn save_model(model: &Glow, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GlowError::io(dir, e))?;
-    let (config_path, weights_path) = model_files(dir);
-    let mut store = SafetensorsStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| GlowError::file(&weights_path, format!("could not serialise weights: {e}")))?;
-    let bytes = store
-        .get_bytes()
-        .map_err(|e| GlowError::file(&weights_path, format!("could not serialise weights: {e}")))?;
-    write_atomic(&weights_path, &bytes)?;
-    write_atomic(&config_path, model.config().to_json().as_bytes())
+    save_weights(model, &dir.join(WEIGHTS_FILE))?;
+    write_atomic(&dir.join(CONFIG_FILE), model.config().to_json().as_bytes())
 }
 
 /// Loads the model saved in `dir` onto `device`. A weights file that is truncated, corrupt or
 /// from another architecture is an error that names it.
 pub fn load_model(dir: &Path, device: &Device) -> Result<Glow> {
-    let (config_path, weights_path) = model_files(dir);
-    let config = GlowConfig::load(&config_path)?;
-    let bytes = std::fs::read(&weights_path).map_err(|e| GlowError::io(&weights_path, e))?;
+    let config = GlowConfig::load(&dir.join(CONFIG_FILE))?;
+    load_weights(&config, &dir.join(WEIGHTS_FILE), device)
+}
+
+/// Writes every parameter of `model` to a safetensors file, atomically.
+pub fn save_weights(model: &Glow, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    let fail = |e: &dyn std::fmt::Display| {
+        GlowError::file(path, format!("could not serialise weights: {e}"))
+    };
+    model.save_into(&mut store).map_err(|e| fail(&e))?;
+    let bytes = store.get_bytes().map_err(|e| fail(&e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Builds the model `config` describes on `device` and loads its parameters from `path`.
+pub fn load_weights(config: &GlowConfig, path: &Path, device: &Device) -> Result<Glow> {
+    let bytes = std::fs::read(path).map_err(|e| GlowError::io(path, e))?;
     let mut model = config.init(device)?;
     // Mismatches are collected and reported below, in one message that names the config.
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
@@ -50,42 +53,47 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<Glow> {
         .allow_partial(true);
     let result = model.load_from(&mut store).map_err(|e| {
         GlowError::file(
-            &weights_path,
+            path,
             format!("not a readable safetensors file (truncated or corrupt?): {e}"),
         )
     })?;
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        let mut problems = Vec::new();
-        if !result.errors.is_empty() {
-            let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-            problems.push(format!(
-                "{} tensors do not fit: {}",
-                errors.len(),
-                first_few(&errors)
-            ));
-        }
-        if !result.missing.is_empty() {
-            let names: Vec<&String> = result.missing.iter().map(|(path, _)| path).collect();
-            problems.push(format!(
-                "{} tensors missing: {}",
-                names.len(),
-                first_few(&names)
-            ));
-        }
-        if !result.unused.is_empty() {
-            problems.push(format!(
-                "{} tensors the model does not have: {}",
-                result.unused.len(),
-                first_few(&result.unused)
-            ));
-        }
+    let mut problems = Vec::new();
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+        problems.push(format!(
+            "{} tensors do not fit: {}",
+            errors.len(),
+            first_few(&errors)
+        ));
+    }
+    if !result.missing.is_empty() {
+        let names: Vec<&String> = result.missing.iter().map(|(path, _)| path).collect();
+        problems.push(format!(
+            "{} tensors missing: {}",
+            names.len(),
+            first_few(&names)
+        ));
+    }
+    if !result.unused.is_empty() {
+        problems.push(format!(
+            "{} tensors the model does not have: {}",
+            result.unused.len(),
+            first_few(&result.unused)
+        ));
+    }
+    if !problems.is_empty() {
         return Err(GlowError::file(
-            &weights_path,
+            path,
             format!(
-                "the weights do not match the architecture in {} ({}); was this file saved \
-                 from a model with another config?",
-                config_path.display(),
-                problems.join("; ")
+                "the weights do not match the architecture ({}; config: {}x{}x{} images, L = {}, \
+                 K = {}, width {}); was this file saved from a model with another config?",
+                problems.join("; "),
+                config.image.channels,
+                config.image.height,
+                config.image.width,
+                config.levels,
+                config.steps,
+                config.width,
             ),
         ));
     }

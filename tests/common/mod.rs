@@ -146,3 +146,43 @@ pub fn assert_rel_close(a: f64, b: f64, rel: f64, what: &str) {
 pub fn tensor4(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
+
+/// A fresh, empty scratch directory unique to this process and `name`.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("glowflow-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes a small MNIST-format dataset (plain IDX files) of `size x size` grey images in `dir`:
+/// each image is a bright square whose position depends on its class, plus noise.
+pub fn write_idx_dataset(dir: &std::path::Path, n_train: usize, n_test: usize, size: usize) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let mut images = vec![0, 0, 8, 3];
+        for v in [n, size, size] {
+            images.extend((v as u32).to_be_bytes());
+        }
+        let mut labels = vec![0, 0, 8, 1];
+        labels.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            let class = i % 4;
+            labels.push(class as u8);
+            let (oy, ox) = ((class / 2) * size / 2, (class % 2) * size / 2);
+            for y in 0..size {
+                for x in 0..size {
+                    let inside =
+                        (oy..oy + size / 2).contains(&y) && (ox..ox + size / 2).contains(&x);
+                    let base: i32 = if inside { 200 } else { 30 };
+                    let v = (base + rng.random_range(-25..=25)).clamp(0, 255);
+                    images.push(v as u8);
+                }
+            }
+        }
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images)
+            .expect("write images");
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels)
+            .expect("write labels");
+    }
+}

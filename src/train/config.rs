@@ -1,0 +1,271 @@
+//! `TrainConfig`: what to train on and how, and the named presets `glowflow train --preset`
+//! starts from.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optimizer::{OptimizerKind, OptimizerSettings};
+use crate::data::dataset::{ImageDataset, Split};
+use crate::data::idx::FASHION_MNIST_DIR;
+use crate::data::{cifar, folder, idx};
+use crate::error::{GlowError, Result};
+use crate::flow::coupling::CouplingKind;
+use crate::model::config::{GlowConfig, ImageShape};
+
+/// Where the images come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DataSource {
+    /// MNIST-format IDX files (MNIST, Fashion-MNIST), plain or gzipped, in `dir`.
+    Idx {
+        /// Directory with `train-images-idx3-ubyte[.gz]` and the other three files.
+        dir: PathBuf,
+    },
+    /// CIFAR-10 binary batches in `dir` (or `dir/cifar-10-batches-bin`).
+    Cifar10 {
+        /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
+        dir: PathBuf,
+    },
+    /// Folders of PNG images (one subfolder per class, or images directly).
+    Folder {
+        /// Training images.
+        train: PathBuf,
+        /// Test images.
+        test: PathBuf,
+    },
+}
+
+impl DataSource {
+    /// Loads one split; a missing dataset is an error that says how to get it.
+    pub fn load(&self, split: Split) -> Result<ImageDataset> {
+        match self {
+            DataSource::Idx { dir } => idx::load_mnist_split(dir, split),
+            DataSource::Cifar10 { dir } => cifar::load_cifar10_split(dir, split),
+            DataSource::Folder { train, test } => folder::load_png_folder(match split {
+                Split::Train => train,
+                Split::Test => test,
+            }),
+        }
+    }
+
+    /// The same source with its location replaced by `path` (`--data PATH`); for folders, `path`
+    /// must hold `train/` and `test/`.
+    pub fn at(&self, path: &Path) -> DataSource {
+        match self {
+            DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
+            DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
+            DataSource::Folder { .. } => DataSource::Folder {
+                train: path.join("train"),
+                test: path.join("test"),
+            },
+        }
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The dataset.
+    pub data: DataSource,
+    /// Zero-pad images to this square size first (e.g. 28 -> 32 for L = 3); 0 keeps them.
+    pub pad_to: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Optimiser steps in the whole run.
+    pub steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Steps of linear warm-up from 0 to `lr`.
+    pub warmup_steps: u64,
+    /// Update rule and its hyper-parameters.
+    pub optimizer: OptimizerSettings,
+    /// Clip gradients to this global norm; 0 disables clipping.
+    pub grad_clip_norm: f64,
+    /// Decay of the Polyak (exponential moving) average of the weights used for evaluation and
+    /// sampling; 0 uses the raw weights.
+    pub ema_decay: f64,
+    /// Images used for the data-dependent initialisation.
+    pub init_images: usize,
+    /// Write a checkpoint every this many steps (and at the end, and on Ctrl-C / SIGTERM).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept; older ones are deleted.
+    pub keep_checkpoints: usize,
+    /// Evaluate test bits/dim every this many steps (and at the end); 0 only at the end.
+    pub eval_every: u64,
+    /// Test images used by periodic evaluations (0 = all); the final evaluation uses all.
+    pub eval_images: usize,
+    /// Batch size of evaluation.
+    pub eval_batch_size: usize,
+    /// Write sample grids every this many steps (and at the end); 0 only at the end.
+    pub sample_every: u64,
+    /// Write a metrics row (and a progress line) every this many steps.
+    pub log_every: u64,
+    /// Seed of data order, dequantisation noise and sampling.
+    pub seed: u64,
+    /// Consecutive non-finite steps tolerated (skipped) before rolling back to the last
+    /// checkpoint with half the learning rate.
+    pub max_bad_steps: u32,
+    /// Roll-backs tolerated before training stops with an error.
+    pub max_rollbacks: u32,
+}
+
+impl TrainConfig {
+    /// Checks values that would make training meaningless; the error says what to change.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(GlowError::Config(m));
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch_size and eval_batch_size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "lr = {} must be a positive number (e.g. 1e-3)",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad(format!(
+                "ema_decay = {} must be in [0, 1) (e.g. 0.999)",
+                self.ema_decay
+            ));
+        }
+        let o = &self.optimizer;
+        if !((0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2) && o.epsilon > 0.0) {
+            return bad("optimizer betas must be in [0, 1) and epsilon > 0".into());
+        }
+        if self.grad_clip_norm < 0.0 || !self.grad_clip_norm.is_finite() {
+            return bad(format!(
+                "grad_clip_norm = {} must be >= 0 (0 disables clipping)",
+                self.grad_clip_norm
+            ));
+        }
+        if self.init_images == 0
+            || self.checkpoint_every == 0
+            || self.log_every == 0
+            || self.keep_checkpoints == 0
+        {
+            return bad(
+                "init_images, checkpoint_every, log_every and keep_checkpoints must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The presets of `glowflow train --preset`.
+pub const PRESETS: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "celeba64"];
+
+/// The model and training configs of a named preset.
+pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
+    let base_train = TrainConfig {
+        data: DataSource::Idx {
+            dir: FASHION_MNIST_DIR.into(),
+        },
+        pad_to: 0,
+        batch_size: 64,
+        steps: 2000,
+        lr: 1e-3,
+        warmup_steps: 200,
+        optimizer: OptimizerSettings {
+            kind: OptimizerKind::Adam,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        },
+        grad_clip_norm: 50.0,
+        ema_decay: 0.999,
+        init_images: 256,
+        checkpoint_every: 500,
+        keep_checkpoints: 3,
+        eval_every: 500,
+        eval_images: 2000,
+        eval_batch_size: 500,
+        sample_every: 500,
+        log_every: 25,
+        seed: 0,
+        max_bad_steps: 5,
+        max_rollbacks: 3,
+    };
+    let grey28 = GlowConfig {
+        image: ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        levels: 2,
+        steps: 8,
+        width: 128,
+        coupling: CouplingKind::Affine,
+        ..GlowConfig::default()
+    };
+    match name {
+        "fashion-mnist" => Ok((grey28, base_train)),
+        "mnist" => Ok((
+            grey28,
+            TrainConfig {
+                data: DataSource::Idx {
+                    dir: "data/mnist".into(),
+                },
+                ..base_train
+            },
+        )),
+        "cifar10" => Ok((
+            GlowConfig::default(),
+            TrainConfig {
+                data: DataSource::Cifar10 {
+                    dir: "data/cifar-10-batches-bin".into(),
+                },
+                batch_size: 64,
+                steps: 200_000,
+                warmup_steps: 2000,
+                optimizer: OptimizerSettings {
+                    kind: OptimizerKind::Adamax,
+                    ..base_train.optimizer
+                },
+                checkpoint_every: 2000,
+                eval_every: 5000,
+                eval_images: 0,
+                sample_every: 5000,
+                log_every: 100,
+                ..base_train
+            },
+        )),
+        "celeba64" => Ok((
+            GlowConfig {
+                image: ImageShape {
+                    channels: 3,
+                    height: 64,
+                    width: 64,
+                },
+                levels: 4,
+                n_bits: 5,
+                ..GlowConfig::default()
+            },
+            TrainConfig {
+                data: DataSource::Folder {
+                    train: "data/celeba64/train".into(),
+                    test: "data/celeba64/test".into(),
+                },
+                batch_size: 32,
+                steps: 200_000,
+                warmup_steps: 2000,
+                optimizer: OptimizerSettings {
+                    kind: OptimizerKind::Adamax,
+                    ..base_train.optimizer
+                },
+                checkpoint_every: 2000,
+                eval_every: 5000,
+                eval_images: 0,
+                sample_every: 5000,
+                log_every: 100,
+                ..base_train
+            },
+        )),
+        other => Err(GlowError::Config(format!(
+            "no preset named `{other}`; choose one of {}",
+            PRESETS.join(", ")
+        ))),
+    }
+}

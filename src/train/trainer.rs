@@ -1,0 +1,498 @@
+//! The training loop: data-dependent init, optimiser steps with warm-up and global-norm
+//! clipping, Polyak averaging, a guard against non-finite steps, periodic evaluation, samples and
+//! checkpoints, and exact resume.
+//!
+//! A run directory holds `config.json` + `model.safetensors` (the EMA weights: a model directory
+//! that `glowflow sample` and `glowflow eval` read), `train.json`, `metrics.csv`, `samples/` and
+//! `checkpoints/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use rand::seq::SliceRandom;
+
+use super::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM, SAMPLE_STREAM};
+use super::checkpoint::{
+    list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainingState,
+};
+use super::config::TrainConfig;
+use super::eval::evaluate_bpd;
+use super::metrics::{write_curves, MetricsFile, MetricsRow};
+use super::optimizer::{global_norm, OptimizerState};
+use super::params::{flat_grads, flat_params, with_flat_params};
+use crate::data::dataset::{ImageDataset, Split};
+use crate::error::{GlowError, Result};
+use crate::io::atomic::write_atomic;
+use crate::io::model_dir::save_model;
+use crate::io::png_grid::write_png_grid;
+use crate::likelihood::{preprocess, to_pixels};
+use crate::model::config::GlowConfig;
+use crate::model::glow::Glow;
+
+/// What the loop reports as it goes (the command line turns these into a progress bar or log
+/// lines).
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// Training starts (or resumes) at `step` of `total`.
+    Started {
+        /// First step to run.
+        step: u64,
+        /// Steps in the whole run.
+        total: u64,
+    },
+    /// A metrics row was written.
+    Metrics(MetricsRow),
+    /// Something worth telling the user (checkpoint, skipped step, roll-back, samples).
+    Note(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Steps completed.
+    pub step: u64,
+    /// Whether training stopped early on a signal (the run can be resumed).
+    pub interrupted: bool,
+    /// Final test bits/dim over the whole test set (absent if interrupted).
+    pub test_bpd: Option<f64>,
+    /// Mean training bits/dim over the last logged interval.
+    pub train_bpd: Option<f64>,
+    /// Training throughput over the whole run, in images per second.
+    pub images_per_second: f64,
+    /// Seconds spent training (excluding evaluation and sampling).
+    pub train_seconds: f64,
+    /// Steps skipped for non-finite loss or gradients.
+    pub skipped_steps: u64,
+    /// Roll-backs to an earlier checkpoint.
+    pub rollbacks: u32,
+}
+
+/// The training and test sets of a run, padded as configured and checked against the model.
+pub fn load_datasets(
+    model: &GlowConfig,
+    train: &TrainConfig,
+) -> Result<(ImageDataset, ImageDataset)> {
+    let load = |split| -> Result<ImageDataset> {
+        let data = train.data.load(split)?;
+        let data = if train.pad_to > 0 {
+            data.pad_to(train.pad_to, train.pad_to)?
+        } else {
+            data
+        };
+        let want = [model.image.channels, model.image.height, model.image.width];
+        if data.shape != want {
+            return Err(GlowError::Config(format!(
+                "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
+                 image shape to match, or pad_to (e.g. 28x28 -> 32 for L = 3)",
+                data.shape[0], data.shape[1], data.shape[2], want[0], want[1], want[2]
+            )));
+        }
+        if model.n_classes > 0 && (data.labels.is_none() || data.n_classes > model.n_classes) {
+            return Err(GlowError::Config(format!(
+                "the model is conditioned on {} classes but the {split:?} set has {}",
+                model.n_classes,
+                if data.labels.is_some() {
+                    format!("{} classes", data.n_classes)
+                } else {
+                    "no labels".into()
+                }
+            )));
+        }
+        Ok(data)
+    };
+    Ok((load(Split::Train)?, load(Split::Test)?))
+}
+
+/// Writes the config files of a new run; a directory that already holds a run is an error.
+fn create_run(run: &Path, model: &GlowConfig, train: &TrainConfig) -> Result<()> {
+    if !list_checkpoints(run)?.is_empty() {
+        return Err(GlowError::Config(format!(
+            "{} already holds a run; continue it with --resume {0} or choose another --out",
+            run.display()
+        )));
+    }
+    std::fs::create_dir_all(run).map_err(|e| GlowError::io(run, e))?;
+    write_atomic(
+        &run.join("train.json"),
+        serde_json::to_string_pretty(train)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
+    write_atomic(&run.join("config.json"), model.to_json().as_bytes())
+}
+
+/// Reads the configs of an existing run.
+pub fn read_run_configs(run: &Path) -> Result<(GlowConfig, TrainConfig)> {
+    let model = GlowConfig::load(&run.join("config.json"))?;
+    let path = run.join("train.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| GlowError::io(&path, e))?;
+    let train: TrainConfig = serde_json::from_str(&text)
+        .map_err(|e| GlowError::file(&path, format!("not a glowflow training config: {e}")))?;
+    train
+        .validate()
+        .map_err(|e| GlowError::file(&path, e.to_string()))?;
+    Ok((model, train))
+}
+
+/// The learning rate of step `step`: linear warm-up to the peak, times the roll-back scale.
+fn learning_rate(train: &TrainConfig, state: &TrainingState) -> f64 {
+    let warmup = if train.warmup_steps == 0 {
+        1.0
+    } else {
+        ((state.step + 1) as f64 / train.warmup_steps as f64).min(1.0)
+    };
+    train.lr * state.lr_scale * warmup
+}
+
+/// A fresh run's state after the data-dependent initialisation on `init_images` training
+/// images chosen by the seed.
+fn initial_checkpoint(
+    model: &GlowConfig,
+    train: &TrainConfig,
+    data: &ImageDataset,
+    train_device: &Device,
+) -> Result<Checkpoint> {
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut stream_rng(train.seed, INIT_STREAM, 0));
+    order.truncate(train.init_images);
+    let batch = gather(data, &order, &mut stream_rng(train.seed, INIT_STREAM, 1), 0);
+    let (images, noise, classes) = batch.to_tensors(data.shape, model.n_classes, train_device)?;
+    let x = preprocess(images, noise, model.n_bits);
+    let glow = model.init(train_device)?.data_init(x, classes.as_ref())?;
+    Ok(Checkpoint {
+        optimizer: OptimizerState::new(&flat_params(&glow)),
+        ema: glow.valid(),
+        model: glow,
+        state: TrainingState {
+            step: 0,
+            lr_scale: 1.0,
+            skipped_steps: 0,
+            rollbacks: 0,
+            elapsed_seconds: 0.0,
+        },
+    })
+}
+
+/// `ema ← d·ema + (1 - d)·w` for every trained parameter (the new weights `updated`), with
+/// `d = min(decay, (1 + t) / (10 + t))` after `t` updates, so that early on (and in short runs)
+/// the average is not dominated by the initial weights.
+fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> Glow {
+    let decay = decay.min((1 + t) as f64 / (10 + t) as f64);
+    let averaged = flat_params(&ema)
+        .into_iter()
+        .zip(updated)
+        .map(|(e, w)| w.as_ref().map(|w| e * decay + w.clone() * (1.0 - decay)))
+        .collect();
+    with_flat_params(ema, averaged)
+}
+
+/// Writes sample grids of `ema` at temperatures 0.7 and 1.0 (the same noise for both).
+fn write_samples(
+    run: &Path,
+    ema: &Glow,
+    seed: u64,
+    step: u64,
+    device: &Device,
+) -> Result<Vec<PathBuf>> {
+    let dir = run.join("samples");
+    std::fs::create_dir_all(&dir).map_err(|e| GlowError::io(&dir, e))?;
+    let n = 64;
+    let classes = match ema.config().n_classes {
+        0 => None,
+        k => Some(ema.one_hot(&(0..n).map(|i| i % k).collect::<Vec<_>>(), device)?),
+    };
+    let mut written = Vec::new();
+    for temperature in [0.7, 1.0] {
+        let x = ema.sample(
+            n,
+            temperature,
+            classes.as_ref(),
+            &mut stream_rng(seed, SAMPLE_STREAM, step),
+        )?;
+        let path = dir.join(format!("step-{step:08}-t{temperature:.1}.png"));
+        write_png_grid(&path, to_pixels(x, ema.config().n_bits), 8)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Trains the model `model` describes on `train.data`, in the run directory `run`, from scratch
+/// or (with `resume`) from the run's latest checkpoint. `stop` is checked every step: when set
+/// (Ctrl-C, SIGTERM) a checkpoint is written and the run returns, resumable.
+pub fn train(
+    run: &Path,
+    model_config: &GlowConfig,
+    train: &TrainConfig,
+    resume: bool,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainSummary> {
+    model_config.validate()?;
+    train.validate()?;
+    let device = Device::flex();
+    let train_device = device.clone().autodiff();
+    let (train_set, test_set) = load_datasets(model_config, train)?;
+    let mut checkpoint = if resume {
+        let latest = list_checkpoints(run)?.pop().ok_or_else(|| {
+            GlowError::Config(format!(
+                "{} has no checkpoint to resume from",
+                run.display()
+            ))
+        })?;
+        report(TrainEvent::Note(format!(
+            "resuming from {}",
+            latest.display()
+        )));
+        load_checkpoint(&latest, model_config, &device, &train_device)?
+    } else {
+        create_run(run, model_config, train)?;
+        let fresh = initial_checkpoint(model_config, train, &train_set, &train_device)?;
+        save_checkpoint(run, &fresh, train.keep_checkpoints)?;
+        fresh
+    };
+    let metrics = MetricsFile::open(run, checkpoint.state.step)?;
+    let train_set = Arc::new(train_set);
+    let schedule = || BatchSchedule::new(train_set.clone(), train.batch_size, train.seed);
+    let mut stream = BatchStream::start(schedule(), checkpoint.state.step, 4);
+    report(TrainEvent::Started {
+        step: checkpoint.state.step,
+        total: train.steps,
+    });
+
+    let shape = train_set.shape;
+    let n_classes = model_config.n_classes;
+    let mut consecutive_bad = 0u32;
+    let mut interval = Interval::default();
+    let mut last_train_bpd = None;
+    let mut interrupted = false;
+    let (mut images_trained, mut train_seconds) = (0u64, 0.0f64);
+    while checkpoint.state.step < train.steps {
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let batch = stream.next_batch();
+        debug_assert_eq!(batch.step, checkpoint.state.step);
+        let (images, noise, classes) = batch.to_tensors(shape, n_classes, &train_device)?;
+        let lr = learning_rate(train, &checkpoint.state);
+        let loss = checkpoint
+            .model
+            .bits_per_dim(images, noise, classes.as_ref())?
+            .mean();
+        let grads = loss.backward();
+        let grads = flat_grads(&checkpoint.model, &grads);
+        let norm = global_norm(&grads).into_scalar::<f64>();
+        let loss = loss.into_scalar::<f64>();
+        checkpoint.state.step += 1;
+        if !(loss.is_finite() && norm.is_finite()) {
+            checkpoint.state.skipped_steps += 1;
+            consecutive_bad += 1;
+            report(TrainEvent::Note(format!(
+                "step {}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped",
+                checkpoint.state.step
+            )));
+            if consecutive_bad > train.max_bad_steps {
+                checkpoint = roll_back(
+                    run,
+                    model_config,
+                    train,
+                    &checkpoint.state,
+                    &device,
+                    &train_device,
+                    report,
+                )?;
+                stream = BatchStream::start(schedule(), checkpoint.state.step, 4);
+                consecutive_bad = 0;
+                interval = Interval::default();
+            }
+            continue;
+        }
+        consecutive_bad = 0;
+        let clip = if train.grad_clip_norm > 0.0 && norm > train.grad_clip_norm {
+            train.grad_clip_norm / norm
+        } else {
+            1.0
+        };
+        let params = flat_params(&checkpoint.model);
+        let updated = checkpoint
+            .optimizer
+            .update(&train.optimizer, lr, clip, &params, grads);
+        checkpoint.ema = if train.ema_decay > 0.0 {
+            update_ema(
+                checkpoint.ema,
+                &updated,
+                train.ema_decay,
+                checkpoint.optimizer.step,
+            )
+        } else {
+            with_flat_params(checkpoint.ema, updated.clone())
+        };
+        checkpoint.model = with_flat_params(checkpoint.model, updated);
+        let seconds = started.elapsed().as_secs_f64();
+        checkpoint.state.elapsed_seconds += seconds;
+        train_seconds += seconds;
+        images_trained += (batch.pixels.len() / shape.iter().product::<usize>()) as u64;
+        interval.add(
+            loss,
+            norm,
+            batch.pixels.len() / shape.iter().product::<usize>(),
+            seconds,
+        );
+
+        let step = checkpoint.state.step;
+        let evaluate = train.eval_every > 0 && step % train.eval_every == 0 && step < train.steps;
+        if step % train.log_every == 0 || evaluate {
+            let mut row = interval.row(step, lr);
+            last_train_bpd = row.train_bpd.or(last_train_bpd);
+            if evaluate {
+                row.test_bpd = Some(evaluate_bpd(
+                    &checkpoint.ema,
+                    &test_set,
+                    train.eval_images,
+                    train.eval_batch_size,
+                    train.seed,
+                    &device,
+                )?);
+            }
+            metrics.append(&row)?;
+            if evaluate {
+                write_curves(run)?;
+            }
+            report(TrainEvent::Metrics(row));
+            interval = Interval::default();
+        }
+        if train.sample_every > 0 && step % train.sample_every == 0 && step < train.steps {
+            write_samples(run, &checkpoint.ema, train.seed, step, &device)?;
+        }
+        if step % train.checkpoint_every == 0 && step < train.steps {
+            save_run(run, &checkpoint, train.keep_checkpoints)?;
+            report(TrainEvent::Note(format!("checkpoint at step {step}")));
+        }
+    }
+    drop(stream);
+    save_run(run, &checkpoint, train.keep_checkpoints)?;
+    let step = checkpoint.state.step;
+    let test_bpd = if interrupted {
+        report(TrainEvent::Note(format!(
+            "stopped at step {step}; checkpoint written, continue with --resume {}",
+            run.display()
+        )));
+        None
+    } else {
+        let bpd = evaluate_bpd(
+            &checkpoint.ema,
+            &test_set,
+            0,
+            train.eval_batch_size,
+            train.seed,
+            &device,
+        )?;
+        let mut row = interval.row(step, learning_rate(train, &checkpoint.state));
+        last_train_bpd = row.train_bpd.or(last_train_bpd);
+        row.test_bpd = Some(bpd);
+        metrics.append(&row)?;
+        report(TrainEvent::Metrics(row));
+        report(TrainEvent::Note(format!(
+            "learning curves: {}",
+            write_curves(run)?.display()
+        )));
+        for path in write_samples(run, &checkpoint.ema, train.seed, step, &device)? {
+            report(TrainEvent::Note(format!("samples: {}", path.display())));
+        }
+        Some(bpd)
+    };
+    Ok(TrainSummary {
+        step,
+        interrupted,
+        test_bpd,
+        train_bpd: last_train_bpd,
+        images_per_second: images_trained as f64 / train_seconds.max(1e-9),
+        train_seconds,
+        skipped_steps: checkpoint.state.skipped_steps,
+        rollbacks: checkpoint.state.rollbacks,
+    })
+}
+
+/// Saves a checkpoint and the EMA weights as the run's model.
+fn save_run(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Result<()> {
+    save_checkpoint(run, checkpoint, keep)?;
+    save_model(&checkpoint.ema, run)
+}
+
+/// Reloads the latest checkpoint with half the learning rate, or fails once `max_rollbacks`
+/// roll-backs have not helped.
+fn roll_back(
+    run: &Path,
+    model: &GlowConfig,
+    train: &TrainConfig,
+    current: &TrainingState,
+    device: &Device,
+    train_device: &Device,
+    report: &mut dyn FnMut(TrainEvent),
+) -> Result<Checkpoint> {
+    if current.rollbacks >= train.max_rollbacks {
+        return Err(GlowError::Config(format!(
+            "training diverged: more than {} non-finite steps in a row at step {}, and {} \
+             roll-backs with a halved learning rate did not help; lower lr (now {:e}) or raise \
+             warmup_steps",
+            train.max_bad_steps,
+            current.step,
+            current.rollbacks,
+            train.lr * current.lr_scale
+        )));
+    }
+    let latest = list_checkpoints(run)?.pop().ok_or_else(|| {
+        GlowError::Config(format!(
+            "{} has no checkpoint to roll back to",
+            run.display()
+        ))
+    })?;
+    let mut checkpoint = load_checkpoint(&latest, model, device, train_device)?;
+    checkpoint.state.rollbacks = current.rollbacks + 1;
+    checkpoint.state.lr_scale = current.lr_scale * 0.5;
+    checkpoint.state.skipped_steps = current.skipped_steps;
+    report(TrainEvent::Note(format!(
+        "{} non-finite steps in a row: rolled back to step {} with learning-rate scale {}",
+        train.max_bad_steps + 1,
+        checkpoint.state.step,
+        checkpoint.state.lr_scale
+    )));
+    Ok(checkpoint)
+}
+
+/// Running sums between two metrics rows.
+#[derive(Default)]
+struct Interval {
+    loss: f64,
+    norm: f64,
+    steps: u64,
+    images: usize,
+    seconds: f64,
+}
+
+impl Interval {
+    fn add(&mut self, loss: f64, norm: f64, images: usize, seconds: f64) {
+        self.loss += loss;
+        self.norm += norm;
+        self.steps += 1;
+        self.images += images;
+        self.seconds += seconds;
+    }
+
+    fn row(&self, step: u64, lr: f64) -> MetricsRow {
+        let per_step = |v: f64| (self.steps > 0).then(|| v / self.steps as f64);
+        MetricsRow {
+            step,
+            train_bpd: per_step(self.loss),
+            test_bpd: None,
+            lr: Some(lr),
+            grad_norm: per_step(self.norm),
+            images_per_s: (self.seconds > 0.0).then(|| self.images as f64 / self.seconds),
+        }
+    }
+}

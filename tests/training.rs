@@ -1,0 +1,217 @@
+//! Training end to end on a small synthetic IDX dataset: exact resume, the non-finite guard,
+//! checkpoints and run files.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use glowflow::train::checkpoint::list_checkpoints;
+use glowflow::train::config::{preset, DataSource, TrainConfig};
+use glowflow::train::metrics::MetricsFile;
+use glowflow::train::params::flat_params;
+use glowflow::train::trainer::{train, TrainEvent};
+use glowflow::{load_model, GlowConfig, ImageShape};
+
+fn configs(data: &Path) -> (GlowConfig, TrainConfig) {
+    let (_, mut train) = preset("fashion-mnist").expect("preset");
+    train.data = DataSource::Idx { dir: data.into() };
+    train.batch_size = 8;
+    train.steps = 6;
+    train.warmup_steps = 2;
+    train.init_images = 16;
+    train.checkpoint_every = 2;
+    train.keep_checkpoints = 2;
+    train.eval_every = 3;
+    train.eval_images = 8;
+    train.eval_batch_size = 8;
+    train.sample_every = 0;
+    train.log_every = 1;
+    let model = GlowConfig {
+        image: ImageShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+        },
+        levels: 2,
+        steps: 2,
+        width: 8,
+        lu: true,
+        ..GlowConfig::default()
+    };
+    (model, train)
+}
+
+/// Every parameter value of a saved model, in one list.
+fn flat_values(model: &glowflow::Glow) -> Vec<f64> {
+    flat_params(model).into_iter().flat_map(values).collect()
+}
+
+/// The EMA weights a run saved as its model.
+fn ema_weights(run: &Path) -> Vec<f64> {
+    flat_values(&load_model(run, &f32_device()).expect("run holds a model"))
+}
+
+/// The training weights of a run's last checkpoint.
+fn last_checkpoint_weights(run: &Path, config: &GlowConfig) -> Vec<f64> {
+    let last = list_checkpoints(run)
+        .expect("list")
+        .pop()
+        .expect("a checkpoint");
+    let path = last.join("model.safetensors");
+    flat_values(
+        &glowflow::io::model_dir::load_weights(config, &path, &f32_device()).expect("weights"),
+    )
+}
+
+/// Asserts two weight lists are bit-identical, reporting only the largest difference.
+fn assert_identical(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: parameter count");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    let differing = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    assert!(
+        differing == 0,
+        "{what}: {differing} of {} values differ, by up to {worst:.3e}",
+        a.len()
+    );
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
+    let root = scratch_dir("resume");
+    write_idx_dataset(&root, 64, 16, 8);
+    let (model, train_config) = configs(&root);
+
+    let straight = root.join("straight");
+    let never = AtomicBool::new(false);
+    let summary =
+        train(&straight, &model, &train_config, false, &never, &mut |_| {}).expect("train");
+    assert_eq!((summary.step, summary.interrupted), (6, false));
+    assert!(summary.test_bpd.is_some_and(|b| b.is_finite()));
+
+    // Stop after step 3 (mid-way between checkpoints), as Ctrl-C would, then resume.
+    let resumed = root.join("resumed");
+    let stop = AtomicBool::new(false);
+    let summary = train(
+        &resumed,
+        &model,
+        &train_config,
+        false,
+        &stop,
+        &mut |event| {
+            if let TrainEvent::Metrics(row) = event {
+                if row.step == 3 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        },
+    )
+    .expect("train until stopped");
+    assert_eq!((summary.step, summary.interrupted), (3, true));
+    let summary =
+        train(&resumed, &model, &train_config, true, &never, &mut |_| {}).expect("resume");
+    assert_eq!((summary.step, summary.interrupted), (6, false));
+
+    assert_identical(
+        &last_checkpoint_weights(&straight, &model),
+        &last_checkpoint_weights(&resumed, &model),
+        "training weights",
+    );
+    assert_identical(
+        &ema_weights(&straight),
+        &ema_weights(&resumed),
+        "EMA weights",
+    );
+    let rows = |run: &Path| MetricsFile::read(&run.join("metrics.csv")).expect("metrics");
+    let strip = |rows: Vec<glowflow::train::metrics::MetricsRow>| -> Vec<_> {
+        rows.into_iter()
+            .map(|r| (r.step, r.train_bpd, r.test_bpd, r.lr))
+            .collect()
+    };
+    assert_eq!(strip(rows(&straight)), strip(rows(&resumed)), "metrics.csv");
+    assert!(root.join("straight/curves.png").is_file());
+}
+
+#[test]
+fn a_run_that_keeps_producing_non_finite_steps_rolls_back_then_stops_with_an_error() {
+    let root = scratch_dir("diverge");
+    write_idx_dataset(&root, 64, 16, 8);
+    let (model, mut train_config) = configs(&root);
+    // An absurd learning rate: the first applied update sends the weights far enough that every
+    // later loss is non-finite.
+    train_config.lr = 1e30;
+    train_config.warmup_steps = 0;
+    train_config.max_bad_steps = 2;
+    train_config.max_rollbacks = 2;
+    train_config.steps = 40;
+    let run = root.join("run");
+    let mut notes = Vec::new();
+    let never = AtomicBool::new(false);
+    let err = train(&run, &model, &train_config, false, &never, &mut |event| {
+        if let TrainEvent::Note(note) = event {
+            notes.push(note);
+        }
+    })
+    .expect_err("training cannot recover");
+    assert!(err.to_string().contains("training diverged"), "{err}");
+    let skipped = notes.iter().filter(|n| n.contains("step skipped")).count();
+    let rollbacks = notes.iter().filter(|n| n.contains("rolled back")).count();
+    assert_eq!(rollbacks, 2, "{notes:#?}");
+    assert_eq!(
+        skipped,
+        3 * 3,
+        "3 bad steps before each of 2 roll-backs and the final error"
+    );
+    // Nothing non-finite ever reached a checkpoint.
+    for checkpoint in list_checkpoints(&run).expect("list") {
+        let config = model.clone();
+        let loaded = glowflow::io::model_dir::load_weights(
+            &config,
+            &checkpoint.join("model.safetensors"),
+            &f32_device(),
+        )
+        .expect("load");
+        assert!(flat_params(&loaded)
+            .into_iter()
+            .flat_map(values)
+            .all(f64::is_finite));
+    }
+}
+
+#[test]
+fn a_new_run_refuses_a_directory_that_already_holds_one() {
+    let root = scratch_dir("exists");
+    write_idx_dataset(&root, 32, 8, 8);
+    let (model, mut train_config) = configs(&root);
+    train_config.steps = 1;
+    let run = root.join("run");
+    let never = AtomicBool::new(false);
+    train(&run, &model, &train_config, false, &never, &mut |_| {}).expect("first run");
+    let err = train(&run, &model, &train_config, false, &never, &mut |_| {}).expect_err("second");
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn dataset_and_model_shape_mismatch_is_a_clear_error() {
+    let root = scratch_dir("mismatch");
+    write_idx_dataset(&root, 32, 8, 8);
+    let (mut model, train_config) = configs(&root);
+    model.image.height = 16;
+    model.image.width = 16;
+    let never = AtomicBool::new(false);
+    let err = train(
+        &root.join("run"),
+        &model,
+        &train_config,
+        false,
+        &never,
+        &mut |_| {},
+    )
+    .expect_err("8x8 data");
+    assert!(err.to_string().contains("1x8x8"), "{err}");
+}
