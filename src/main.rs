@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use glowflow::io::png_grid::write_png_grid;
 use glowflow::likelihood::to_pixels;
-use glowflow::train::config::{self as presets, TrainConfig};
+use glowflow::train::config::{self as presets, DataSource, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
 use glowflow::train::optimizer::OptimizerKind;
 use glowflow::train::trainer::{load_datasets, read_run_configs, train as train_run, TrainEvent};
@@ -61,6 +61,9 @@ enum Command {
         /// A training config file (JSON, as written to RUN/train.json) instead of the preset's.
         #[arg(long)]
         train_config: Option<PathBuf>,
+        /// For image folders: skip unreadable or unusable images with a warning.
+        #[arg(long)]
+        skip_bad_images: bool,
         #[command(flatten)]
         training: TrainArgs,
         #[command(flatten)]
@@ -303,6 +306,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             out,
             resume,
             train_config,
+            skip_bad_images,
             training,
             arch,
         } => {
@@ -324,6 +328,13 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             training.apply(&mut train);
             if let Some(path) = data {
                 train.data = train.data.at(&path);
+            }
+            if let DataSource::Folder {
+                skip_bad_images: skip,
+                ..
+            } = &mut train.data
+            {
+                *skip |= skip_bad_images;
             }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -370,7 +381,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             if let Some(path) = data {
                 train.data = train.data.at(&path);
             }
-            let (_, test) = load_datasets(glow.config(), &train)?;
+            let (_, test) = load_datasets(glow.config(), &train, &mut |w| eprintln!("{w}"))?;
             let bpd = evaluate_bpd(&glow, &test, 0, train.eval_batch_size, seed, &device)?;
             println!(
                 "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",

@@ -215,3 +215,45 @@ fn dataset_and_model_shape_mismatch_is_a_clear_error() {
     .expect_err("8x8 data");
     assert!(err.to_string().contains("1x8x8"), "{err}");
 }
+
+#[test]
+fn folder_data_is_resized_to_the_model_image_and_bad_files_are_skipped_when_asked() {
+    use glowflow::data::dataset::Split;
+    let root = scratch_dir("folders");
+    for split in ["train", "test"] {
+        let dir = root.join(split);
+        std::fs::create_dir_all(&dir).expect("dir");
+        for i in 0..3u8 {
+            let img =
+                image::RgbImage::from_fn(16, 12, |x, _| image::Rgb([x as u8 * 10, i * 50, 90]));
+            img.save(dir.join(format!("{i}.png"))).expect("write png");
+        }
+        std::fs::write(dir.join("broken.jpg"), b"not a jpeg").expect("write");
+    }
+    let image = ImageShape {
+        channels: 3,
+        height: 8,
+        width: 8,
+    };
+    let strict = DataSource::Folder {
+        train: root.join("train"),
+        test: root.join("test"),
+        skip_bad_images: false,
+    };
+    let err = strict
+        .load(Split::Train, &image, &mut |_| {})
+        .expect_err("broken.jpg");
+    assert!(err.to_string().contains("broken.jpg"), "{err}");
+    let lenient = DataSource::Folder {
+        train: root.join("train"),
+        test: root.join("test"),
+        skip_bad_images: true,
+    };
+    let mut warnings = Vec::new();
+    let data = lenient
+        .load(Split::Test, &image, &mut |w| warnings.push(w))
+        .expect("skips");
+    assert_eq!((data.shape, data.len()), ([3, 8, 8], 3));
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("broken.jpg"), "{warnings:?}");
+}

@@ -154,9 +154,8 @@ fn build_dataset(
     let mut first: Option<(PathBuf, [usize; 3])> = None;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (path, label) in images {
-        let checked = decode(&path, options).and_then(|(shape, image)| {
-            check_shape(shape, first.as_ref()).map(|()| (shape, image))
-        });
+        let checked = decode(&path, options)
+            .and_then(|(shape, image)| check_shape(shape, first.as_ref()).map(|()| (shape, image)));
         match (checked, options.on_bad_image) {
             (Ok((shape, image)), _) => {
                 first.get_or_insert_with(|| (path.clone(), shape));

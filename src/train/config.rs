@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer::{OptimizerKind, OptimizerSettings};
 use crate::data::dataset::{ImageDataset, Split};
+use crate::data::folder::{self, BadImage, FolderOptions};
 use crate::data::idx::FASHION_MNIST_DIR;
-use crate::data::{cifar, folder, idx};
+use crate::data::{cifar, idx};
 use crate::error::{GlowError, Result};
 use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
@@ -27,25 +28,55 @@ pub enum DataSource {
         /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
         dir: PathBuf,
     },
-    /// Folders of PNG images (one subfolder per class, or images directly).
+    /// Folders of PNG/JPEG images (one subfolder per class, or images directly), resized and
+    /// centre-cropped to the model's (square) image size and converted to its channel count.
     Folder {
         /// Training images.
         train: PathBuf,
         /// Test images.
         test: PathBuf,
+        /// Skip unreadable or unusable images with a warning instead of failing.
+        #[serde(default)]
+        skip_bad_images: bool,
     },
 }
 
 impl DataSource {
-    /// Loads one split; a missing dataset is an error that says how to get it.
-    pub fn load(&self, split: Split) -> Result<ImageDataset> {
+    /// Loads one split for a model of images `image`; a missing dataset is an error that says
+    /// how to get it. Images skipped in folders are reported through `warn`.
+    pub fn load(
+        &self,
+        split: Split,
+        image: &ImageShape,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<ImageDataset> {
         match self {
             DataSource::Idx { dir } => idx::load_mnist_split(dir, split),
             DataSource::Cifar10 { dir } => cifar::load_cifar10_split(dir, split),
-            DataSource::Folder { train, test } => folder::load_png_folder(match split {
-                Split::Train => train,
-                Split::Test => test,
-            }),
+            DataSource::Folder {
+                train,
+                test,
+                skip_bad_images,
+            } => {
+                let options = FolderOptions {
+                    size: (image.height == image.width).then_some(image.height),
+                    channels: Some(image.channels),
+                    on_bad_image: if *skip_bad_images {
+                        BadImage::Skip
+                    } else {
+                        BadImage::Error
+                    },
+                };
+                let dir = match split {
+                    Split::Train => train,
+                    Split::Test => test,
+                };
+                let loaded = folder::load_image_folder(dir, &options)?;
+                for (path, reason) in &loaded.skipped {
+                    warn(format!("skipped {}: {reason}", path.display()));
+                }
+                Ok(loaded.dataset)
+            }
         }
     }
 
@@ -55,9 +86,12 @@ impl DataSource {
         match self {
             DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
             DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
-            DataSource::Folder { .. } => DataSource::Folder {
+            DataSource::Folder {
+                skip_bad_images, ..
+            } => DataSource::Folder {
                 train: path.join("train"),
                 test: path.join("test"),
+                skip_bad_images: *skip_bad_images,
             },
         }
     }
@@ -247,6 +281,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 data: DataSource::Folder {
                     train: "data/celeba64/train".into(),
                     test: "data/celeba64/test".into(),
+                    skip_bad_images: false,
                 },
                 batch_size: 32,
                 steps: 200_000,

@@ -123,7 +123,10 @@ mod tests {
     }
 
     fn read(t: &Tensor<1>) -> Vec<f32> {
-        crate::tensor_ops::to_f64_vec(t.clone()).into_iter().map(|v| v as f32).collect()
+        crate::tensor_ops::to_f64_vec(t.clone())
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
     }
 
     fn settings(kind: OptimizerKind) -> OptimizerSettings {

@@ -75,9 +75,10 @@ pub struct TrainSummary {
 pub fn load_datasets(
     model: &GlowConfig,
     train: &TrainConfig,
+    warn: &mut dyn FnMut(String),
 ) -> Result<(ImageDataset, ImageDataset)> {
-    let load = |split| -> Result<ImageDataset> {
-        let data = train.data.load(split)?;
+    let mut load = |split| -> Result<ImageDataset> {
+        let data = train.data.load(split, &model.image, warn)?;
         let data = if train.pad_to > 0 {
             data.pad_to(train.pad_to, train.pad_to)?
         } else {
@@ -235,7 +236,9 @@ pub fn train(
     train.validate()?;
     let device = Device::flex();
     let train_device = device.clone().autodiff();
-    let (train_set, test_set) = load_datasets(model_config, train)?;
+    let (train_set, test_set) = load_datasets(model_config, train, &mut |warning| {
+        report(TrainEvent::Note(warning))
+    })?;
     let mut checkpoint = if resume {
         let latest = list_checkpoints(run)?.pop().ok_or_else(|| {
             GlowError::Config(format!(
