@@ -235,3 +235,26 @@ fn wrong_inputs_to_the_model_are_clear_errors() {
         .expect_err("label 4 of 4 classes");
     assert!(err.to_string().contains("label 4"), "{err}");
 }
+
+#[test]
+fn degenerate_weights_make_decoding_an_error_not_a_panic() {
+    use glowflow::flow::permute::Permutation;
+    let device = f32_device();
+    let config = GlowConfig {
+        lu: false,
+        ..small_config()
+    };
+    let mut model = config.init(&device).expect("valid");
+    // Make the first 1x1 convolution singular: every weight zero.
+    if let Permutation::Conv(conv) = &mut model.levels[0].steps[0].permutation {
+        let zeros = conv.weight.val().zeros_like();
+        conv.weight = glowflow::tensor_ops::replace_value(conv.weight.clone(), zeros);
+    } else {
+        panic!("lu = false builds plain 1x1 convolutions");
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let err = model
+        .sample(2, 0.7, None, &mut rng)
+        .expect_err("singular weight");
+    assert!(err.to_string().contains("non-finite"), "{err}");
+}
