@@ -409,6 +409,13 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 .transpose()?;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let x = model.sample(n, temperature, classes.as_ref(), &mut rng)?;
+            let overflowed = glowflow::tensor_ops::non_finite_samples(&x);
+            if overflowed > 0 {
+                eprintln!(
+                    "warning: {overflowed} of {n} samples overflowed when decoded (shown black and \
+                     white); a lower temperature avoids the far tails"
+                );
+            }
             let pixels = to_pixels(x, model.config().n_bits);
             write_png_grid(&out, pixels, columns)?;
             println!(

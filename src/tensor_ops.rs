@@ -10,6 +10,15 @@ pub fn sum_per_sample(x: Tensor<4>) -> Tensor<1> {
     x.reshape([n as i32, -1]).sum_dim(1).reshape([n])
 }
 
+/// How many samples of `x` (`[N, C, H, W]`) hold a NaN or an infinity. Decoding latents far in
+/// the tails (high temperature, an undertrained or diverged model) can overflow; callers report
+/// it rather than fail, since the other samples are still good.
+pub fn non_finite_samples(x: &Tensor<4>) -> usize {
+    let n = x.dims()[0];
+    let finite = x.clone().is_finite().reshape([n as i32, -1]).all_dim(1);
+    finite.bool_not().int().sum().into_scalar::<i64>() as usize
+}
+
 /// Splits `[N, C, H, W]` into its first and second channel halves (the paper's split).
 pub fn channel_halves(x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
     let c = x.dims()[1];

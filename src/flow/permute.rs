@@ -89,7 +89,8 @@ fn mix_channels(x: Tensor<4>, weight: Tensor<2>) -> Tensor<4> {
 }
 
 /// `W⁻¹`, inverted on the host in f64. A singular `W` (only possible for diverged weights) gives
-/// a matrix of NaNs, which [`crate::Glow::decode`] reports as an error.
+/// a matrix of NaNs, so decoding yields non-finite values (see
+/// [`crate::tensor_ops::non_finite_samples`]) instead of panicking.
 fn inverse_weight(weight: Tensor<2>) -> Tensor<2> {
     let [c, _] = weight.dims();
     let device = weight.device();

@@ -32,6 +32,7 @@ use crate::io::png_grid::write_png_grid;
 use crate::likelihood::{preprocess, to_pixels};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
+use crate::tensor_ops::non_finite_samples;
 
 /// What the loop reports as it goes (the command line turns these into a progress bar or log
 /// lines).
@@ -191,13 +192,15 @@ fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> G
     with_flat_params(ema, averaged)
 }
 
-/// Writes sample grids of `ema` at temperatures 0.7 and 1.0 (the same noise for both).
+/// Writes sample grids of `ema` at temperatures 0.7 and 1.0 (the same noise for both); samples
+/// whose decoding overflowed are reported through `report` (they show as black and white).
 fn write_samples(
     run: &Path,
     ema: &Glow,
     seed: u64,
     step: u64,
     device: &Device,
+    report: &mut dyn FnMut(TrainEvent),
 ) -> Result<Vec<PathBuf>> {
     let dir = run.join("samples");
     std::fs::create_dir_all(&dir).map_err(|e| GlowError::io(&dir, e))?;
@@ -215,6 +218,14 @@ fn write_samples(
             &mut stream_rng(seed, SAMPLE_STREAM, step),
         )?;
         let path = dir.join(format!("step-{step:08}-t{temperature:.1}.png"));
+        let overflowed = non_finite_samples(&x);
+        if overflowed > 0 {
+            report(TrainEvent::Note(format!(
+                "{overflowed} of {n} samples at temperature {temperature} overflowed when decoded \
+                 ({})",
+                path.display()
+            )));
+        }
         write_png_grid(&path, to_pixels(x, ema.config().n_bits), 8)?;
         written.push(path);
     }
@@ -370,7 +381,7 @@ pub fn train(
             interval = Interval::default();
         }
         if train.sample_every > 0 && step % train.sample_every == 0 && step < train.steps {
-            write_samples(run, &checkpoint.ema, train.seed, step, &device)?;
+            write_samples(run, &checkpoint.ema, train.seed, step, &device, report)?;
         }
         if step % train.checkpoint_every == 0 && step < train.steps {
             save_run(run, &checkpoint, train.keep_checkpoints)?;
@@ -404,7 +415,7 @@ pub fn train(
             "learning curves: {}",
             write_curves(run)?.display()
         )));
-        for path in write_samples(run, &checkpoint.ema, train.seed, step, &device)? {
+        for path in write_samples(run, &checkpoint.ema, train.seed, step, &device, report)? {
             report(TrainEvent::Note(format!("samples: {}", path.display())));
         }
         Some(bpd)
