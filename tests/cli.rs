@@ -224,3 +224,90 @@ fn train_then_sample_and_eval_from_the_run_directory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
+    let dir = scratch_dir("sigterm");
+    common::write_idx_dataset(&dir, 48, 16, 8);
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let data = dir.to_str().expect("utf-8");
+    let common_args = [
+        "--image",
+        "1x8x8",
+        "--levels",
+        "2",
+        "--depth",
+        "2",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--init-images",
+        "16",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "100000",
+    ];
+    let mut args = vec![
+        "train", "--data", data, "--out", run_arg, "--steps", "100000",
+    ];
+    args.extend(common_args);
+    let child = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until training is under way (a few metrics rows), then ask it to stop.
+    let metrics = run.join("metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+        < 4
+    {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a stopped run exits cleanly: {stderr}"
+    );
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let checkpoints = std::fs::read_dir(run.join("checkpoints"))
+        .expect("checkpoints")
+        .count();
+    assert!(
+        checkpoints >= 2,
+        "the initial checkpoint and the one written on SIGTERM"
+    );
+    let stopped_at: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .expect("`run RUN: N steps, ...` on stdout");
+    assert!((3..100000).contains(&stopped_at), "{stopped_at}");
+
+    let target = (stopped_at + 2).to_string();
+    let out = glowflow(&["train", "--resume", run_arg, "--steps", &target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
+}

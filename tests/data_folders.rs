@@ -9,53 +9,21 @@ use glowflow::data::folder::{load_image_folder, BadImage, FolderLoad, FolderOpti
 use glowflow::GlowError;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+mod common;
+use common::TempDir;
 
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "glowflow-data-folders-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// The path of `name` inside the directory, with its parent folders created.
-    fn path(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().expect("has parent")).expect("create parent");
-        path
-    }
-
-    /// Saves `image` as `name` (format from the extension) and returns its path.
-    fn save_rgb(&self, name: &str, image: &RgbImage) -> PathBuf {
-        let path = self.path(name);
-        image.save(&path).expect("save test image");
-        path
-    }
-
-    /// Saves the grey `image` as `name` (format from the extension) and returns its path.
-    fn save_grey(&self, name: &str, image: &GrayImage) -> PathBuf {
-        let path = self.path(name);
-        image.save(&path).expect("save test image");
-        path
-    }
-
-    /// Writes raw `bytes` to `name` and returns its path.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, bytes).expect("write test file");
-        path
-    }
+/// Saves `image` as `name` in `dir` (format from the extension) and returns its path.
+fn save_rgb(dir: &TempDir, name: &str, image: &RgbImage) -> PathBuf {
+    let path = dir.path(name);
+    image.save(&path).expect("save test image");
+    path
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Saves the grey `image` as `name` in `dir` (format from the extension) and returns its path.
+fn save_grey(dir: &TempDir, name: &str, image: &GrayImage) -> PathBuf {
+    let path = dir.path(name);
+    image.save(&path).expect("save test image");
+    path
 }
 
 /// A `width x height` image of one colour.
@@ -101,9 +69,9 @@ fn assert_plane_near(load: &FolderLoad, i: usize, c: usize, value: u8) {
 fn png_and_jpeg_in_one_folder_load_with_the_right_shape_in_name_order() {
     let dir = TempDir::new("mixed");
     let png = RgbImage::from_fn(6, 4, |x, y| Rgb([x as u8, y as u8, 200]));
-    dir.save_rgb("a.png", &png);
-    dir.save_rgb("b.jpg", &solid(6, 4, [200, 40, 90]));
-    dir.save_rgb("c.JPEG", &solid(6, 4, [10, 250, 120]));
+    save_rgb(&dir, "a.png", &png);
+    save_rgb(&dir, "b.jpg", &solid(6, 4, [200, 40, 90]));
+    save_rgb(&dir, "c.JPEG", &solid(6, 4, [10, 250, 120]));
     dir.write("notes.txt", b"not an image");
     let load = load_image_folder(&dir.0, &FolderOptions::default()).expect("load folder");
     assert!(load.skipped.is_empty());
@@ -125,9 +93,17 @@ fn png_and_jpeg_in_one_folder_load_with_the_right_shape_in_name_order() {
 #[test]
 fn class_subfolders_of_png_and_jpeg_give_labels() {
     let dir = TempDir::new("classes");
-    dir.save_grey("cats/x.jpg", &GrayImage::from_pixel(3, 2, Luma([50])));
-    dir.save_grey("dogs/y.png", &GrayImage::from_pixel(3, 2, Luma([100])));
-    dir.save_grey("dogs/z.jpeg", &GrayImage::from_pixel(3, 2, Luma([150])));
+    save_grey(&dir, "cats/x.jpg", &GrayImage::from_pixel(3, 2, Luma([50])));
+    save_grey(
+        &dir,
+        "dogs/y.png",
+        &GrayImage::from_pixel(3, 2, Luma([100])),
+    );
+    save_grey(
+        &dir,
+        "dogs/z.jpeg",
+        &GrayImage::from_pixel(3, 2, Luma([150])),
+    );
     let load = load_image_folder(&dir.0, &FolderOptions::default()).expect("load folder");
     assert_eq!(load.dataset.shape, [1, 2, 3]);
     assert_eq!(load.dataset.labels, Some(vec![0, 1, 1]));
@@ -148,7 +124,7 @@ fn two_to_one_image_cropped_to_its_shorter_side_keeps_exactly_its_middle_half() 
             [0, 0, 255]
         })
     });
-    dir.save_rgb("wide.png", &image);
+    save_rgb(&dir, "wide.png", &image);
     let options = FolderOptions {
         size: Some(20),
         ..FolderOptions::default()
@@ -170,7 +146,7 @@ fn resize_then_centre_crop_of_a_tall_image_gives_size_and_keeps_the_centre() {
             [128, 128, 128]
         })
     });
-    dir.save_rgb("tall.png", &image);
+    save_rgb(&dir, "tall.png", &image);
     let options = FolderOptions {
         size: Some(16),
         ..FolderOptions::default()
@@ -190,7 +166,7 @@ fn odd_excess_drops_the_extra_pixel_at_the_right() {
     // 5 wide, 2 high, column x has grey value 10 * x: cropping to 2x2 removes 3 columns, one
     // on the left and two on the right, keeping columns 1 and 2.
     let image = GrayImage::from_fn(5, 2, |x, _| Luma([10 * x as u8]));
-    dir.save_grey("row.png", &image);
+    save_grey(&dir, "row.png", &image);
     let options = FolderOptions {
         size: Some(2),
         ..FolderOptions::default()
@@ -203,8 +179,8 @@ fn odd_excess_drops_the_extra_pixel_at_the_right() {
 #[test]
 fn wrong_size_image_is_an_error_naming_it_without_skip() {
     let dir = TempDir::new("wrong-size-error");
-    let first = dir.save_rgb("a.png", &solid(4, 4, [1, 2, 3]));
-    let odd = dir.save_rgb("b.png", &solid(5, 4, [1, 2, 3]));
+    let first = save_rgb(&dir, "a.png", &solid(4, 4, [1, 2, 3]));
+    let odd = save_rgb(&dir, "b.png", &solid(5, 4, [1, 2, 3]));
     let err = load_image_folder(&dir.0, &on_bad(BadImage::Error)).expect_err("sizes differ");
     assert_error_mentions(
         err,
@@ -222,9 +198,9 @@ fn wrong_size_image_is_an_error_naming_it_without_skip() {
 #[test]
 fn wrong_size_image_is_skipped_and_listed_with_skip() {
     let dir = TempDir::new("wrong-size-skip");
-    dir.save_rgb("a.png", &solid(4, 4, [1, 2, 3]));
-    let odd = dir.save_rgb("b.png", &solid(5, 4, [9, 9, 9]));
-    dir.save_rgb("c.png", &solid(4, 4, [4, 5, 6]));
+    save_rgb(&dir, "a.png", &solid(4, 4, [1, 2, 3]));
+    let odd = save_rgb(&dir, "b.png", &solid(5, 4, [9, 9, 9]));
+    save_rgb(&dir, "c.png", &solid(4, 4, [4, 5, 6]));
     let load = load_image_folder(&dir.0, &on_bad(BadImage::Skip)).expect("skip the odd one");
     assert_eq!(load.dataset.shape, [3, 4, 4]);
     assert_eq!(load.dataset.len(), 2);
@@ -241,7 +217,7 @@ fn wrong_size_image_is_skipped_and_listed_with_skip() {
 #[test]
 fn corrupt_jpeg_is_an_error_or_skipped() {
     let dir = TempDir::new("corrupt");
-    dir.save_rgb("a.png", &solid(3, 3, [7, 8, 9]));
+    save_rgb(&dir, "a.png", &solid(3, 3, [7, 8, 9]));
     let noise: Vec<u8> = (0..500u32).map(|i| (i * 97 % 251) as u8).collect();
     let bad = dir.write("b.jpg", &noise);
     let err = load_image_folder(&dir.0, &on_bad(BadImage::Error)).expect_err("random bytes");
@@ -276,8 +252,8 @@ fn folder_without_usable_images_is_an_error() {
 #[test]
 fn channels_option_converts_grey_and_rgb_and_none_requires_agreement() {
     let dir = TempDir::new("channels");
-    dir.save_grey("a.png", &GrayImage::from_pixel(2, 2, Luma([77])));
-    let rgb = dir.save_rgb("b.png", &solid(2, 2, [100, 100, 100]));
+    save_grey(&dir, "a.png", &GrayImage::from_pixel(2, 2, Luma([77])));
+    let rgb = save_rgb(&dir, "b.png", &solid(2, 2, [100, 100, 100]));
 
     let err = load_image_folder(&dir.0, &FolderOptions::default()).expect_err("grey and RGB");
     assert_error_mentions(err, &rgb, &["[3, 2, 2]", "[1, 2, 2]"]);
@@ -304,7 +280,7 @@ fn channels_option_converts_grey_and_rgb_and_none_requires_agreement() {
 #[test]
 fn invalid_options_are_config_errors() {
     let dir = TempDir::new("bad-options");
-    dir.save_rgb("a.png", &solid(2, 2, [0, 0, 0]));
+    save_rgb(&dir, "a.png", &solid(2, 2, [0, 0, 0]));
     for options in [
         FolderOptions {
             channels: Some(2),

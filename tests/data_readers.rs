@@ -2,7 +2,7 @@
 //! directory, reads them back, and checks exact values, shapes and the errors on bad input.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glowflow::data::cifar::{load_cifar10_split, read_cifar_batch};
 use glowflow::data::dataset::{ImageDataset, Split};
@@ -10,34 +10,8 @@ use glowflow::data::folder::load_png_folder;
 use glowflow::data::idx::{load_mnist_split, read_idx_images, read_idx_labels};
 use glowflow::GlowError;
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "glowflow-data-readers-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// Writes `bytes` to `name` inside the directory (creating parent folders) and returns its path.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().expect("has parent")).expect("create parent");
-        std::fs::write(&path, bytes).expect("write test file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// `n` distinct-looking bytes starting from `seed`.
 fn pattern(n: usize, seed: usize) -> Vec<u8> {

@@ -249,25 +249,13 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         )),
         "cifar10" => Ok((
             GlowConfig::default(),
-            TrainConfig {
-                data: DataSource::Cifar10 {
+            paper_recipe(
+                DataSource::Cifar10 {
                     dir: "data/cifar-10-batches-bin".into(),
                 },
-                batch_size: 64,
-                steps: 200_000,
-                lr: 1e-3,
-                warmup_steps: 2000,
-                optimizer: OptimizerSettings {
-                    kind: OptimizerKind::Adamax,
-                    ..base_train.optimizer
-                },
-                checkpoint_every: 2000,
-                eval_every: 5000,
-                eval_images: 0,
-                sample_every: 5000,
-                log_every: 100,
-                ..base_train
-            },
+                64,
+                &base_train,
+            ),
         )),
         "celeba64" => Ok((
             GlowConfig {
@@ -280,31 +268,41 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 n_bits: 5,
                 ..GlowConfig::default()
             },
-            TrainConfig {
-                data: DataSource::Folder {
+            paper_recipe(
+                DataSource::Folder {
                     train: "data/celeba64/train".into(),
                     test: "data/celeba64/test".into(),
                     skip_bad_images: false,
                 },
-                batch_size: 32,
-                steps: 200_000,
-                lr: 1e-3,
-                warmup_steps: 2000,
-                optimizer: OptimizerSettings {
-                    kind: OptimizerKind::Adamax,
-                    ..base_train.optimizer
-                },
-                checkpoint_every: 2000,
-                eval_every: 5000,
-                eval_images: 0,
-                sample_every: 5000,
-                log_every: 100,
-                ..base_train
-            },
+                32,
+                &base_train,
+            ),
         )),
         other => Err(GlowError::Config(format!(
             "no preset named `{other}`; choose one of {}",
             PRESETS.join(", ")
         ))),
+    }
+}
+
+/// openai/glow's recipe for the paper's models: Adamax at 1e-3 with 2000 warm-up steps, long runs
+/// evaluated on the whole test set.
+fn paper_recipe(data: DataSource, batch_size: usize, base: &TrainConfig) -> TrainConfig {
+    TrainConfig {
+        data,
+        batch_size,
+        steps: 200_000,
+        lr: 1e-3,
+        warmup_steps: 2000,
+        optimizer: OptimizerSettings {
+            kind: OptimizerKind::Adamax,
+            ..base.optimizer
+        },
+        checkpoint_every: 2000,
+        eval_every: 5000,
+        eval_images: 0,
+        sample_every: 5000,
+        log_every: 100,
+        ..base.clone()
     }
 }

@@ -186,3 +186,33 @@ pub fn write_idx_dataset(dir: &std::path::Path, n_train: usize, n_test: usize, s
             .expect("write labels");
     }
 }
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// An empty directory unique to this process and `name`.
+    pub fn new(name: &str) -> Self {
+        TempDir(scratch_dir(name))
+    }
+
+    /// The path of `name` inside the directory, with its parent folders created.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().expect("has parent")).expect("create parent");
+        path
+    }
+
+    /// Writes `bytes` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write test file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
