@@ -211,6 +211,14 @@ def sample_batch(torch, ref_modules, model, n, temperature):
         return model(z=z, temperature=temperature, reverse=True)
 
 
+def overflowed_samples(torch, ref_modules, model, n, temperature, seed):
+    """How many of n samples at `temperature` contain a NaN or an infinity after decoding."""
+    model.eval()
+    torch.manual_seed(seed + 2)
+    x = sample_batch(torch, ref_modules, model, n, temperature)
+    return int((~torch.isfinite(x).reshape(n, -1).all(dim=1)).sum())
+
+
 def maxrss_mib():
     # Linux: ru_maxrss in KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -340,6 +348,10 @@ def run_train(torch, ref_model, ref_modules, args, result):
             "eval_seconds": eval_seconds,
             "eval_images_per_s": count / eval_seconds if eval_seconds > 0 else None,
             "peak_rss_mib": maxrss_mib(),
+            "overflowed_samples_of_64": {
+                str(t): overflowed_samples(torch, ref_modules, model, 64, t, args.seed)
+                for t in (0.7, 0.9, 1.0)
+            },
         }
     )
 

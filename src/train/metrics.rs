@@ -108,11 +108,6 @@ impl MetricsFile {
             Err(e) => Err(GlowError::io(path, e)),
         }
     }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Draws the learning curves of `metrics.csv` (train and test bits/dim against steps) to

@@ -350,13 +350,9 @@ pub fn train(
         let seconds = started.elapsed().as_secs_f64();
         checkpoint.state.elapsed_seconds += seconds;
         train_seconds += seconds;
-        images_trained += (batch.pixels.len() / shape.iter().product::<usize>()) as u64;
-        interval.add(
-            loss,
-            norm,
-            batch.pixels.len() / shape.iter().product::<usize>(),
-            seconds,
-        );
+        let images = batch.pixels.len() / shape.iter().product::<usize>();
+        images_trained += images as u64;
+        interval.add(loss, norm, images, seconds);
 
         let step = checkpoint.state.step;
         let evaluate = train.eval_every > 0 && step % train.eval_every == 0 && step < train.steps;
