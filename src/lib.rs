@@ -12,6 +12,7 @@ pub mod error;
 pub mod flow;
 pub mod host_linalg;
 pub mod io;
+pub mod latent;
 pub mod likelihood;
 pub mod model;
 pub mod tensor_ops;

@@ -1,0 +1,176 @@
+//! What exact latents are good for (Glow §5): interpolation between real images, samples at
+//! several temperatures from the same noise, reconstructions that keep only the top levels, and
+//! attribute directions (mean latent with an attribute minus mean latent without it).
+//!
+//! Everything works on the standardised latents `ε` of [`Glow::encode`], one tensor per level.
+
+use burn::tensor::Tensor;
+use rand::Rng;
+
+use crate::error::{GlowError, Result};
+use crate::model::glow::{Glow, Latents};
+
+/// `(1 - t)·a + t·b` level by level.
+fn lerp(a: &Latents, b: &Latents, t: f64) -> Latents {
+    Latents {
+        levels: a
+            .levels
+            .iter()
+            .zip(&b.levels)
+            .map(|(x, y)| x.clone() * (1.0 - t) + y.clone() * t)
+            .collect(),
+    }
+}
+
+/// Concatenates batches of latents along the batch dimension.
+fn concat(parts: Vec<Latents>) -> Latents {
+    let levels = parts[0].levels.len();
+    Latents {
+        levels: (0..levels)
+            .map(|l| Tensor::cat(parts.iter().map(|p| p.levels[l].clone()).collect(), 0))
+            .collect(),
+    }
+}
+
+fn single_image(x: &Tensor<4>, what: &str) -> Result<()> {
+    if x.dims()[0] != 1 {
+        return Err(GlowError::shape(
+            what,
+            format!(
+                "expected one image ([1, C, H, W]), got a batch of {}",
+                x.dims()[0]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes `steps` points evenly spaced on the straight line between the latents of the
+/// preprocessed images `a` and `b` (each `[1, C, H, W]`); the first and last are `a` and `b`.
+pub fn interpolate(model: &Glow, a: Tensor<4>, b: Tensor<4>, steps: usize) -> Result<Tensor<4>> {
+    single_image(&a, "interpolate: first image")?;
+    single_image(&b, "interpolate: second image")?;
+    if steps < 2 {
+        return Err(GlowError::Config(format!(
+            "interpolation needs at least 2 steps (the two endpoints), got {steps}"
+        )));
+    }
+    let (za, _) = model.encode(a, None)?;
+    let (zb, _) = model.encode(b, None)?;
+    let path: Vec<Latents> = (0..steps)
+        .map(|i| lerp(&za, &zb, i as f64 / (steps - 1) as f64))
+        .collect();
+    Ok(model.decode(&concat(path), None)?.0)
+}
+
+/// Samples from the same noise at each temperature: `n` images per temperature, temperature by
+/// temperature (the `i`-th image of every temperature shares its noise).
+pub fn temperature_sweep(
+    model: &Glow,
+    n: usize,
+    temperatures: &[f64],
+    rng: &mut impl Rng,
+) -> Result<Tensor<4>> {
+    if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+        return Err(GlowError::Config(format!(
+            "temperature {t} must be a finite number >= 0"
+        )));
+    }
+    if model.config().n_classes > 0 {
+        return Err(GlowError::Label(
+            "temperature sweeps of class-conditional models are not supported yet".into(),
+        ));
+    }
+    let noise = model.random_latents(n, 1.0, rng, &model.device());
+    let scaled = temperatures
+        .iter()
+        .map(|&t| Latents {
+            levels: noise.levels.iter().map(|e| e.clone() * t).collect(),
+        })
+        .collect();
+    Ok(model.decode(&concat(scaled), None)?.0)
+}
+
+/// Encodes `x` and decodes it again keeping only the latents of the top `keep` levels; the
+/// latents of the levels below are redrawn at `temperature`. With `keep` equal to the number of
+/// levels this is `decode(encode(x))`.
+pub fn reconstruct_keeping_top(
+    model: &Glow,
+    x: Tensor<4>,
+    keep: usize,
+    temperature: f64,
+    rng: &mut impl Rng,
+) -> Result<Tensor<4>> {
+    let levels = model.config().levels;
+    if keep == 0 || keep > levels {
+        return Err(GlowError::Config(format!(
+            "keep = {keep} levels, but the model has {levels}; keep between 1 and {levels}"
+        )));
+    }
+    let n = x.dims()[0];
+    let (latents, _) = model.encode(x, None)?;
+    let fresh = model.random_latents(n, temperature, rng, &model.device());
+    let redrawn = levels - keep;
+    let mixed = Latents {
+        levels: latents
+            .levels
+            .into_iter()
+            .zip(fresh.levels)
+            .enumerate()
+            .map(|(l, (kept, new))| if l < redrawn { new } else { kept })
+            .collect(),
+    };
+    Ok(model.decode(&mixed, None)?.0)
+}
+
+/// The attribute direction: the mean latent of the images with the attribute minus the mean
+/// latent of those without, from `latents` of a batch and one flag per image.
+pub fn attribute_direction(latents: &Latents, has_attribute: &[bool]) -> Result<Latents> {
+    let n = latents.levels[0].dims()[0];
+    if has_attribute.len() != n {
+        return Err(GlowError::shape(
+            "attribute direction",
+            format!("{} flags for {n} images", has_attribute.len()),
+        ));
+    }
+    let with: Vec<usize> = (0..n).filter(|&i| has_attribute[i]).collect();
+    let without: Vec<usize> = (0..n).filter(|&i| !has_attribute[i]).collect();
+    if with.is_empty() || without.is_empty() {
+        return Err(GlowError::Label(format!(
+            "an attribute direction needs images with and without the attribute ({} with, {} without)",
+            with.len(),
+            without.len()
+        )));
+    }
+    let device = latents.levels[0].device();
+    let index = |ids: &[usize]| {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(ids.clone(), [ids.len()]),
+            &device,
+        )
+    };
+    let (with, without) = (index(&with), index(&without));
+    Ok(Latents {
+        levels: latents
+            .levels
+            .iter()
+            .map(|e| {
+                e.clone().select(0, with.clone()).mean_dim(0)
+                    - e.clone().select(0, without.clone()).mean_dim(0)
+            })
+            .collect(),
+    })
+}
+
+/// `latents + α · direction` (the direction has a batch of one and is broadcast).
+pub fn move_along(latents: &Latents, direction: &Latents, alpha: f64) -> Latents {
+    Latents {
+        levels: latents
+            .levels
+            .iter()
+            .zip(&direction.levels)
+            .map(|(e, d)| e.clone() + d.clone() * alpha)
+            .collect(),
+    }
+}
