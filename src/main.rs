@@ -4,9 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::tensor::Device;
+use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Parser, Subcommand};
+use glowflow::data::dataset::ImageDataset;
 use glowflow::io::png_grid::write_png_grid;
+use glowflow::latent::{interpolate, reconstruct_keeping_top, temperature_sweep};
+use glowflow::likelihood::preprocess;
 use glowflow::likelihood::to_pixels;
+use glowflow::train::batches::gather;
 use glowflow::train::config::{self as presets, DataSource, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
 use glowflow::train::optimizer::OptimizerKind;
@@ -71,18 +76,66 @@ enum Command {
     },
     /// Test-set bits per dimension of a trained model (every test image, seeded noise).
     Eval {
-        /// Run or model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// Dataset location (default: the one in RUN/train.json, else the preset's).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Preset whose dataset format to use when the model directory has no train.json.
-        #[arg(long, default_value = "fashion-mnist")]
-        preset: String,
+        #[command(flatten)]
+        source: TestImages,
         /// Seed of the dequantisation noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Samples from the same noise at several temperatures, one column per temperature.
+    TemperatureSweep {
+        /// Run or model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Rows (samples per temperature).
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        /// Comma-separated temperatures.
+        #[arg(
+            long,
+            default_value = "0,0.25,0.6,0.7,0.8,0.9,1.0",
+            value_delimiter = ','
+        )]
+        temperatures: Vec<f64>,
+        /// Seed of the noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decodes the straight line between the latents of two test images.
+    Interpolate {
+        #[command(flatten)]
+        source: TestImages,
+        /// Index of the first test image.
+        a: usize,
+        /// Index of the second test image.
+        b: usize,
+        /// Images on the line, endpoints included.
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Test images beside decodes that keep only the top k levels of their latents (k = L .. 1),
+    /// the lower levels redrawn at the given temperature.
+    Reconstruct {
+        #[command(flatten)]
+        source: TestImages,
+        /// Indices of the test images (one row each).
+        #[arg(long, num_args = 1.., default_values_t = [0usize, 1, 2, 3])]
+        index: Vec<usize>,
+        /// Temperature of the redrawn levels.
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f64,
+        /// Seed of the redrawn latents.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write a grid of samples from a saved model.
     Sample {
@@ -108,6 +161,70 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// A model and the test images of its dataset.
+#[derive(Args)]
+struct TestImages {
+    /// Run or model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset location (default: the one in RUN/train.json, else the preset's).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Preset whose dataset format to use when the model directory has no train.json.
+    #[arg(long, default_value = "fashion-mnist")]
+    preset: String,
+}
+
+impl TestImages {
+    /// The model, its test set, and the run's evaluation batch size.
+    fn load(&self, device: &Device) -> Result<(glowflow::Glow, ImageDataset, usize), GlowError> {
+        let glow = load_model(&self.model, device)?;
+        let mut train = match read_run_configs(&self.model) {
+            Ok((_, train)) => train,
+            Err(_) => presets::preset(&self.preset)?.1,
+        };
+        if let Some(path) = &self.data {
+            train.data = train.data.at(path);
+        }
+        let (_, test) = load_datasets(glow.config(), &train, &mut |w| eprintln!("{w}"))?;
+        Ok((glow, test, train.eval_batch_size))
+    }
+}
+
+/// Test images `indices` as model inputs, each value at the centre of its bin (no noise).
+fn images_at(
+    glow: &glowflow::Glow,
+    data: &ImageDataset,
+    indices: &[usize],
+    device: &Device,
+) -> Result<Tensor<4>, GlowError> {
+    if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+        return Err(GlowError::Config(format!(
+            "image index {bad} is out of range: the test set has {} images",
+            data.len()
+        )));
+    }
+    let batch = gather(data, indices, &mut rand::rngs::StdRng::seed_from_u64(0), 0);
+    let (images, noise, _) = batch.to_tensors(data.shape, 0, device)?;
+    Ok(preprocess(
+        images,
+        noise.full_like(0.5),
+        glow.config().n_bits,
+    ))
+}
+
+/// Writes model-space images as a PNG grid with `columns` per row.
+fn write_grid(
+    glow: &glowflow::Glow,
+    x: Tensor<4>,
+    columns: usize,
+    out: &std::path::Path,
+) -> Result<(), GlowError> {
+    write_png_grid(out, to_pixels(x, glow.config().n_bits), columns)?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 /// Training options; each overrides the preset (or the training config file).
@@ -367,22 +484,70 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 }
             );
         }
-        Command::Eval {
+        Command::TemperatureSweep {
             model,
-            data,
-            preset,
+            n,
+            temperatures,
             seed,
+            out,
         } => {
             let glow = load_model(&model, &device)?;
-            let mut train = match read_run_configs(&model) {
-                Ok((_, train)) => train,
-                Err(_) => presets::preset(&preset)?.1,
-            };
-            if let Some(path) = data {
-                train.data = train.data.at(&path);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let x = temperature_sweep(&glow, n, &temperatures, &mut rng)?;
+            // One column per temperature: row i holds sample i at every temperature.
+            let order: Vec<i64> = (0..n)
+                .flat_map(|i| (0..temperatures.len()).map(move |t| (t * n + i) as i64))
+                .collect();
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), &device);
+            write_grid(&glow, x.select(0, index), temperatures.len(), &out)?;
+        }
+        Command::Interpolate {
+            source,
+            a,
+            b,
+            steps,
+            out,
+        } => {
+            let (glow, test, _) = source.load(&device)?;
+            let ends = images_at(&glow, &test, &[a, b], &device)?;
+            let path = interpolate(
+                &glow,
+                ends.clone().narrow(0, 0, 1),
+                ends.narrow(0, 1, 1),
+                steps,
+            )?;
+            write_grid(&glow, path, steps, &out)?;
+        }
+        Command::Reconstruct {
+            source,
+            index,
+            temperature,
+            seed,
+            out,
+        } => {
+            let (glow, test, _) = source.load(&device)?;
+            let x = images_at(&glow, &test, &index, &device)?;
+            let levels = glow.config().levels;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut columns = vec![x.clone()];
+            for keep in (1..=levels).rev() {
+                columns.push(reconstruct_keeping_top(
+                    &glow,
+                    x.clone(),
+                    keep,
+                    temperature,
+                    &mut rng,
+                )?);
             }
-            let (_, test) = load_datasets(glow.config(), &train, &mut |w| eprintln!("{w}"))?;
-            let bpd = evaluate_bpd(&glow, &test, 0, train.eval_batch_size, seed, &device)?;
+            // Row r: the original, then the reconstructions keeping L, L-1, ..., 1 levels.
+            let grid = Tensor::stack::<5>(columns, 1);
+            let [n, k, c, h, w] = grid.dims();
+            write_grid(&glow, grid.reshape([n * k, c, h, w]), k, &out)?;
+        }
+        Command::Eval { source, seed } => {
+            let (glow, test, batch_size) = source.load(&device)?;
+            let bpd = evaluate_bpd(&glow, &test, 0, batch_size, seed, &device)?;
             println!(
                 "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",
                 test.len()

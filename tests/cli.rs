@@ -210,6 +210,50 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     assert!(bpd > 0.0 && bpd < 9.0, "{bpd}");
     assert!(stdout.contains("16 images"), "{stdout}");
 
+    // The latent-space tools read the run and its test images.
+    let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    let cases: [(Vec<&str>, &str, (u32, u32)); 3] = [
+        (
+            vec!["temperature-sweep", "--n", "2", "--temperatures", "0,0.7,1"],
+            "sweep.png",
+            (3 * 9 + 1, 2 * 9 + 1),
+        ),
+        (
+            vec!["interpolate", "0", "5", "--steps", "4"],
+            "line.png",
+            (4 * 9 + 1, 9 + 1),
+        ),
+        (
+            vec!["reconstruct", "--index", "0", "1"],
+            "levels.png",
+            (3 * 9 + 1, 2 * 9 + 1),
+        ),
+    ];
+    for (args, name, size) in cases {
+        let out_path = png(name);
+        let mut all = args.clone();
+        all.extend(["--model", run_arg, "--out", &out_path]);
+        let out = glowflow(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (w, h, _) = png_header(&std::fs::read(&out_path).expect("grid"));
+        assert_eq!((w, h), size, "{args:?}");
+    }
+    let out = glowflow(&[
+        "interpolate",
+        "0",
+        "99",
+        "--model",
+        run_arg,
+        "--out",
+        &png("x.png"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("index 99 is out of range"));
+
     let out = glowflow(&[
         "train",
         "--data",
