@@ -14,6 +14,29 @@ fn glowflow(args: &[&str]) -> std::process::Output {
         .expect("the glowflow binary runs")
 }
 
+/// A tiny model and run on the synthetic 8x8 dataset: every step logged, nothing evaluated or
+/// sampled before the end.
+const TINY_RUN: [&str; 18] = [
+    "--image",
+    "1x8x8",
+    "--levels",
+    "2",
+    "--depth",
+    "2",
+    "--width",
+    "8",
+    "--batch-size",
+    "8",
+    "--init-images",
+    "16",
+    "--log-every",
+    "1",
+    "--eval-every",
+    "0",
+    "--sample-every",
+    "0",
+];
+
 /// Width, height and colour type from a PNG's IHDR chunk.
 fn png_header(bytes: &[u8]) -> (u32, u32, u8) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG signature");
@@ -119,33 +142,22 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     common::write_idx_dataset(&dir, 48, 16, 8);
     let run = dir.join("run");
     let run_arg = run.to_str().expect("utf-8");
-    let out = glowflow(&[
-        "train",
-        "--data",
-        dir.to_str().expect("utf-8"),
-        "--out",
-        run_arg,
-        "--image",
-        "1x8x8",
-        "--levels",
-        "2",
-        "--steps",
-        "3",
-        "--width",
-        "8",
-        "--batch-size",
-        "8",
-        "--init-images",
-        "16",
-        "--log-every",
-        "1",
-        "--eval-every",
-        "0",
-        "--sample-every",
-        "0",
-        "--checkpoint-every",
-        "2",
-    ]);
+    let out = glowflow(
+        &[
+            "train",
+            "--data",
+            dir.to_str().expect("utf-8"),
+            "--out",
+            run_arg,
+            "--steps",
+            "3",
+            "--checkpoint-every",
+            "2",
+        ]
+        .into_iter()
+        .chain(TINY_RUN)
+        .collect::<Vec<_>>(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -276,28 +288,7 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
     let run = dir.join("run");
     let run_arg = run.to_str().expect("utf-8");
     let data = dir.to_str().expect("utf-8");
-    let common_args = [
-        "--image",
-        "1x8x8",
-        "--levels",
-        "2",
-        "--depth",
-        "2",
-        "--width",
-        "8",
-        "--batch-size",
-        "8",
-        "--init-images",
-        "16",
-        "--log-every",
-        "1",
-        "--eval-every",
-        "0",
-        "--sample-every",
-        "0",
-        "--checkpoint-every",
-        "100000",
-    ];
+    let common_args = TINY_RUN.into_iter().chain(["--checkpoint-every", "100000"]);
     let mut args = vec![
         "train", "--data", data, "--out", run_arg, "--steps", "100000",
     ];

@@ -2,7 +2,7 @@
 //! attribute list: each test writes synthetic files into its own temp directory and checks the
 //! shapes, pixels, labels and errors that come back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use glowflow::data::celeba::read_celeba_attributes;
 use glowflow::data::folder::{load_image_folder, BadImage, FolderLoad, FolderOptions};
@@ -10,7 +10,7 @@ use glowflow::GlowError;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
 mod common;
-use common::TempDir;
+use common::{assert_error_mentions, TempDir};
 
 /// Saves `image` as `name` in `dir` (format from the extension) and returns its path.
 fn save_rgb(dir: &TempDir, name: &str, image: &RgbImage) -> PathBuf {
@@ -36,19 +36,6 @@ fn on_bad(on_bad_image: BadImage) -> FolderOptions {
     FolderOptions {
         on_bad_image,
         ..FolderOptions::default()
-    }
-}
-
-/// Checks that `err` names `path` and mentions every one of `facts`.
-fn assert_error_mentions(err: GlowError, path: &Path, facts: &[&str]) {
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "error does not name {}: {msg}",
-        path.display()
-    );
-    for fact in facts {
-        assert!(msg.contains(fact), "error does not mention {fact:?}: {msg}");
     }
 }
 

@@ -2,16 +2,14 @@
 //! directory, reads them back, and checks exact values, shapes and the errors on bad input.
 
 use std::io::Write;
-use std::path::Path;
 
 use glowflow::data::cifar::{load_cifar10_split, read_cifar_batch};
 use glowflow::data::dataset::{ImageDataset, Split};
 use glowflow::data::folder::load_png_folder;
 use glowflow::data::idx::{load_mnist_split, read_idx_images, read_idx_labels};
-use glowflow::GlowError;
 
 mod common;
-use common::TempDir;
+use common::{assert_error_mentions, TempDir};
 
 /// `n` distinct-looking bytes starting from `seed`.
 fn pattern(n: usize, seed: usize) -> Vec<u8> {
@@ -51,19 +49,6 @@ fn cifar_records(labels: &[u8], pixels: &[u8]) -> Vec<u8> {
         .zip(pixels.chunks_exact(3072))
         .flat_map(|(&label, image)| std::iter::once(label).chain(image.iter().copied()))
         .collect()
-}
-
-/// Asserts that `err` names `path` and contains every one of `facts`.
-fn assert_error_mentions(err: GlowError, path: &Path, facts: &[&str]) {
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "error does not name {}: {msg}",
-        path.display()
-    );
-    for fact in facts {
-        assert!(msg.contains(fact), "error does not mention {fact:?}: {msg}");
-    }
 }
 
 #[test]

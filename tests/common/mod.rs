@@ -216,3 +216,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Asserts that `err` names `path` and mentions every one of `facts`.
+pub fn assert_error_mentions(err: glowflow::GlowError, path: &std::path::Path, facts: &[&str]) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error does not name {}: {msg}",
+        path.display()
+    );
+    for fact in facts {
+        assert!(msg.contains(fact), "error does not mention {fact:?}: {msg}");
+    }
+}
