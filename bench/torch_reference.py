@@ -212,10 +212,15 @@ def sample_batch(torch, ref_modules, model, n, temperature):
 
 
 def overflowed_samples(torch, ref_modules, model, n, temperature, seed):
-    """How many of n samples at `temperature` contain a NaN or an infinity after decoding."""
+    """How many of n samples at `temperature` contain a NaN or an infinity after decoding, or
+    the error the reference raised when its decoding overflowed before the end (its Split2d draws
+    with torch.normal, which rejects a non-finite standard deviation)."""
     model.eval()
     torch.manual_seed(seed + 2)
-    x = sample_batch(torch, ref_modules, model, n, temperature)
+    try:
+        x = sample_batch(torch, ref_modules, model, n, temperature)
+    except RuntimeError as error:
+        return f"decoding failed: {error}"
     return int((~torch.isfinite(x).reshape(n, -1).all(dim=1)).sum())
 
 
