@@ -13,18 +13,7 @@ use glowflow::{load_model, save_model, Glow, GlowConfig, GlowError, ImageShape};
 use rand::SeedableRng;
 
 fn small_config() -> GlowConfig {
-    GlowConfig {
-        image: ImageShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-        },
-        levels: 2,
-        steps: 2,
-        width: 16,
-        lu: true,
-        ..GlowConfig::default()
-    }
+    grey8_config(16)
 }
 
 fn images(n: usize, seed: u64, device: &Device) -> Tensor<4> {

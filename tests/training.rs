@@ -28,18 +28,7 @@ fn configs(data: &Path) -> (GlowConfig, TrainConfig) {
     train.eval_batch_size = 8;
     train.sample_every = 0;
     train.log_every = 1;
-    let model = GlowConfig {
-        image: ImageShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-        },
-        levels: 2,
-        steps: 2,
-        width: 8,
-        lu: true,
-        ..GlowConfig::default()
-    };
+    let model = grey8_config(8);
     (model, train)
 }
 

@@ -229,3 +229,19 @@ pub fn assert_error_mentions(err: glowflow::GlowError, path: &std::path::Path, f
         assert!(msg.contains(fact), "error does not mention {fact:?}: {msg}");
     }
 }
+
+/// A tiny 1x8x8 model config (L = 2, K = 2, LU 1x1 convolutions) of the given coupling width.
+pub fn grey8_config(width: usize) -> glowflow::GlowConfig {
+    glowflow::GlowConfig {
+        image: glowflow::ImageShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+        },
+        levels: 2,
+        steps: 2,
+        width,
+        lu: true,
+        ..glowflow::GlowConfig::default()
+    }
+}
