@@ -163,6 +163,13 @@ enum Command {
     },
 }
 
+/// Copies each given command-line option (`Some`) onto the config field of the same name.
+macro_rules! override_fields {
+    ($args:expr, $config:expr; $($field:ident),* $(,)?) => {
+        $( if let Some(v) = $args.$field { $config.$field = v; } )*
+    };
+}
+
 /// A model and the test images of its dataset.
 #[derive(Args)]
 struct TestImages {
@@ -279,10 +286,7 @@ struct TrainArgs {
 
 impl TrainArgs {
     fn apply(&self, config: &mut TrainConfig) {
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
-        }
-        set!(
+        override_fields!(self, config;
             steps,
             batch_size,
             lr,
@@ -292,7 +296,7 @@ impl TrainArgs {
             init_images,
             pad_to
         );
-        set!(
+        override_fields!(self, config;
             checkpoint_every,
             eval_every,
             eval_images,
@@ -387,10 +391,7 @@ impl ArchArgs {
             Some(path) => GlowConfig::load(path)?,
             None => base,
         };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
-        }
-        set!(
+        override_fields!(self, config;
             image,
             levels,
             width,
