@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod error;
+pub mod experiments;
 pub mod flow;
 pub mod host_linalg;
 pub mod io;

@@ -6,16 +6,24 @@ use std::process::ExitCode;
 use burn::tensor::Device;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Parser, Subcommand};
+use glowflow::data::celeba::read_celeba_attributes;
 use glowflow::data::dataset::ImageDataset;
+use glowflow::data::dataset::Split;
+use glowflow::data::folder::{load_image_files, BadImage, FolderOptions};
+use glowflow::experiments::ablation;
+use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
 use glowflow::io::png_grid::write_png_grid;
-use glowflow::latent::{interpolate, reconstruct_keeping_top, temperature_sweep};
-use glowflow::likelihood::preprocess;
+use glowflow::latent::attribute::{cached_direction, celeba_flags, class_flags};
+use glowflow::latent::{
+    concat as concat_latents, dataset_direction, images_at_bin_centres, interpolate, move_along,
+    reconstruct_keeping_top, temperature_sweep,
+};
 use glowflow::likelihood::to_pixels;
-use glowflow::train::batches::gather;
 use glowflow::train::config::{self as presets, DataSource, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
 use glowflow::train::optimizer::OptimizerKind;
-use glowflow::train::trainer::{load_datasets, read_run_configs, train as train_run, TrainEvent};
+use glowflow::train::trainer::{load_split, read_run_configs, train as train_run, TrainEvent};
+use glowflow::Latents;
 use glowflow::{
     load_model, save_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
     PermutationKind,
@@ -104,6 +112,63 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Encodes images to their exact latents `ε` (one tensor per level), written as a safetensors
+    /// file; `glowflow decode` turns it back into the images.
+    Encode {
+        #[command(flatten)]
+        source: TestImages,
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Latent file to write (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decodes a latent file written by `glowflow encode` (or edited) to a PNG grid.
+    Decode {
+        /// Run or model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Latent file.
+        #[arg(long)]
+        latents: PathBuf,
+        /// Images per row of the grid.
+        #[arg(long, default_value_t = 8)]
+        columns: usize,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Moves images along an attribute direction (mean latent of images with the attribute minus
+    /// that of images without) and decodes them: one row per image, one column per alpha.
+    /// Each class of a labelled dataset is an attribute; CelebA's come from --attributes. The
+    /// direction is cached in MODEL/directions/.
+    Manipulate {
+        #[command(flatten)]
+        source: TestImages,
+        #[command(flatten)]
+        inputs: Inputs,
+        /// The attribute: a class name or number, or a column of the --attributes file.
+        #[arg(long)]
+        attribute: String,
+        /// Comma-separated multiples of the direction to add.
+        #[arg(
+            long,
+            default_value = "-1,-0.5,0,0.5,1",
+            value_delimiter = ',',
+            allow_hyphen_values = true
+        )]
+        alphas: Vec<f64>,
+        /// CelebA attribute file (list_attr_celeba.txt) naming the attributes of the training
+        /// images (a folder dataset).
+        #[arg(long)]
+        attributes: Option<PathBuf>,
+        /// Training images the direction is computed from (0 = all).
+        #[arg(long, default_value_t = 10_000)]
+        direction_images: usize,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Decodes the straight line between the latents of two test images.
     Interpolate {
         #[command(flatten)]
@@ -137,12 +202,38 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write a grid of samples from a saved model.
-    Sample {
-        /// Run or model directory (`glowflow train --out` or `glowflow new --out`).
+    /// The permutation ablation of the paper (Figure 3): reverse, shuffle and 1x1 conv, each with
+    /// additive and affine coupling, over several seeds at the same budget. Writes OUT/ablation.csv,
+    /// OUT/ablation.png and OUT/ablation.md; run it again to continue an interrupted ablation.
+    Ablate {
+        /// Directory of the ablation (one run per variant and seed inside).
+        #[arg(long, default_value = "runs/ablation")]
+        out: PathBuf,
+        /// Comma-separated seeds.
+        #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// Comma-separated variants (default: all six, e.g. additive-reverse, affine-inv-conv).
+        #[arg(long, value_delimiter = ',')]
+        variants: Vec<String>,
+        /// Starting point before the CPU-scale sizes are applied (see `glowflow train`).
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Where the dataset is (see `glowflow train`).
         #[arg(long)]
-        model: PathBuf,
-        /// Number of samples.
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        training: TrainArgs,
+        #[command(flatten)]
+        arch: ArchArgs,
+    },
+    /// Write a grid of samples from one saved model, or from several side by side (each model's
+    /// samples start a new row; e.g. a shallow and a deep model).
+    Sample {
+        /// Run or model directory (`glowflow train --out` or `glowflow new --out`); repeat to
+        /// compare models.
+        #[arg(long, num_args = 1.., required = true)]
+        model: Vec<PathBuf>,
+        /// Number of samples (per model).
         #[arg(long, default_value_t = 64)]
         n: usize,
         /// Temperature: every prior's standard deviation is scaled by it (0 gives the means).
@@ -185,9 +276,8 @@ struct TestImages {
 }
 
 impl TestImages {
-    /// The model, its test set, and the run's evaluation batch size.
-    fn load(&self, device: &Device) -> Result<(glowflow::Glow, ImageDataset, usize), GlowError> {
-        let glow = load_model(&self.model, device)?;
+    /// The run's training config (or the preset's), with `--data` applied.
+    fn train_config(&self) -> Result<TrainConfig, GlowError> {
         let mut train = match read_run_configs(&self.model) {
             Ok((_, train)) => train,
             Err(_) => presets::preset(&self.preset)?.1,
@@ -195,31 +285,107 @@ impl TestImages {
         if let Some(path) = &self.data {
             train.data = train.data.at(path);
         }
-        let (_, test) = load_datasets(glow.config(), &train, &mut |w| eprintln!("{w}"))?;
+        Ok(train)
+    }
+
+    /// The model, its test set, and the run's evaluation batch size.
+    fn load(&self, device: &Device) -> Result<(glowflow::Glow, ImageDataset, usize), GlowError> {
+        let glow = load_model(&self.model, device)?;
+        let train = self.train_config()?;
+        let (test, _) = load_split(glow.config(), &train, Split::Test, &mut |w| {
+            eprintln!("{w}")
+        })?;
         Ok((glow, test, train.eval_batch_size))
     }
 }
 
-/// Test images `indices` as model inputs, each value at the centre of its bin (no noise).
-fn images_at(
-    glow: &glowflow::Glow,
-    data: &ImageDataset,
-    indices: &[usize],
-    device: &Device,
-) -> Result<Tensor<4>, GlowError> {
-    if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
-        return Err(GlowError::Config(format!(
-            "image index {bad} is out of range: the test set has {} images",
-            data.len()
-        )));
+/// The images a command works on: image files, or test-set images by index.
+#[derive(Args)]
+struct Inputs {
+    /// Image files (PNG/JPEG) of the model's size.
+    #[arg(long, num_args = 1..)]
+    image: Vec<PathBuf>,
+    /// Indices of test-set images (the default when no --image is given: image 0).
+    #[arg(long, num_args = 1.., conflicts_with = "image")]
+    index: Vec<usize>,
+    /// Class label of every --image, for class-conditional models.
+    #[arg(long)]
+    class: Option<usize>,
+}
+
+/// [`Inputs`] as model inputs.
+struct LoadedInputs {
+    /// The images at their bin centres.
+    x: Tensor<4>,
+    /// A name for each (file or `test[i]`).
+    names: Vec<String>,
+    /// Their labels, for class-conditional models.
+    labels: Option<Vec<usize>>,
+}
+
+impl Inputs {
+    /// The images as model inputs at their bin centres, a name for each, and their labels (for
+    /// class-conditional models).
+    fn load(
+        &self,
+        glow: &glowflow::Glow,
+        source: &TestImages,
+        device: &Device,
+    ) -> Result<LoadedInputs, GlowError> {
+        let conditional = glow.config().n_classes > 0;
+        if self.image.is_empty() {
+            let indices = if self.index.is_empty() {
+                vec![0]
+            } else {
+                self.index.clone()
+            };
+            let (_, test, _) = source.load(device)?;
+            let x = images_at_bin_centres(glow, &test, &indices)?;
+            let labels = match (&test.labels, conditional) {
+                (Some(labels), true) => Some(indices.iter().map(|&i| labels[i]).collect()),
+                _ => None,
+            };
+            let names = indices.iter().map(|i| format!("test[{i}]")).collect();
+            return Ok(LoadedInputs { x, names, labels });
+        }
+        let image = glow.config().image;
+        let loaded = load_image_files(
+            &self.image,
+            &FolderOptions {
+                size: None,
+                channels: Some(image.channels),
+                on_bad_image: BadImage::Error,
+            },
+        )?;
+        let [_, h, w] = loaded.dataset.shape;
+        if [h, w] != [image.height, image.width] {
+            return Err(GlowError::Config(format!(
+                "{} is {h}x{w} pixels but the model takes {}x{} images; resize the image first",
+                self.image[0].display(),
+                image.height,
+                image.width
+            )));
+        }
+        let n = self.image.len();
+        let labels = match (conditional, self.class) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(GlowError::Label(
+                    "the model is unconditional; pass no --class".into(),
+                ))
+            }
+            (true, Some(k)) => Some(vec![k; n]),
+            (true, None) => {
+                return Err(GlowError::Label(
+                    "the model is class-conditional; pass --class K for the images".into(),
+                ))
+            }
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let x = images_at_bin_centres(glow, &loaded.dataset, &all)?;
+        let names = self.image.iter().map(|p| p.display().to_string()).collect();
+        Ok(LoadedInputs { x, names, labels })
     }
-    let batch = gather(data, indices, &mut rand::rngs::StdRng::seed_from_u64(0), 0);
-    let (images, noise, _) = batch.to_tensors(data.shape, 0, device)?;
-    Ok(preprocess(
-        images,
-        noise.full_like(0.5),
-        glow.config().n_bits,
-    ))
 }
 
 /// Writes model-space images as a PNG grid with `columns` per row.
@@ -454,12 +620,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             {
                 *skip |= skip_bad_images;
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(signal, stop.clone()).map_err(|e| {
-                    GlowError::Config(format!("cannot install the signal handler: {e}"))
-                })?;
-            }
+            let stop = stop_on_signal()?;
             let mut progress = Progress::new();
             let summary = train_run(
                 &run_dir,
@@ -484,6 +645,73 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                     String::new()
                 }
             );
+        }
+        Command::Ablate {
+            out,
+            seeds,
+            variants,
+            preset,
+            data,
+            training,
+            arch,
+        } => {
+            if arch.coupling.is_some() || arch.permutation.is_some() || arch.lu.is_some() {
+                return Err(GlowError::Config(
+                    "the ablation sets coupling, permutation and lu itself; choose arms with \
+                     --variants instead"
+                        .into(),
+                ));
+            }
+            let (model, mut train) = ablation::cpu_scale(presets::preset(&preset)?);
+            let model = arch.apply(model)?;
+            training.apply(&mut train);
+            if let Some(path) = data {
+                train.data = train.data.at(&path);
+            }
+            let variants = if variants.is_empty() {
+                ablation::Variant::all()
+            } else {
+                variants
+                    .iter()
+                    .map(|v| ablation::Variant::parse(v))
+                    .collect::<Result<_, _>>()?
+            };
+            let stop = stop_on_signal()?;
+            let mut current = PathBuf::new();
+            let points = ablation::run_ablation(
+                &out,
+                &variants,
+                &seeds,
+                &model,
+                &train,
+                &stop,
+                &mut |run, event| {
+                    if run != current {
+                        eprintln!("== {}", run.display());
+                        current = run.to_path_buf();
+                    }
+                    match event {
+                        TrainEvent::Metrics(row) => {
+                            if let Some(bpd) = row.test_bpd {
+                                eprintln!("step {}: test {bpd:.4} bits/dim", row.step);
+                            }
+                        }
+                        TrainEvent::Note(note) => eprintln!("{note}"),
+                        TrainEvent::Started { .. } => {}
+                    }
+                },
+            )?;
+            for row in ablation::summarise(&points) {
+                println!(
+                    "{:<22} test {:.4} ± {:.4} bits/dim at step {} ({} seeds)",
+                    row.variant.name(),
+                    row.mean,
+                    row.std,
+                    row.step,
+                    row.seeds
+                );
+            }
+            println!("results: {}", out.join("ablation.md").display());
         }
         Command::TemperatureSweep {
             model,
@@ -511,7 +739,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             out,
         } => {
             let (glow, test, _) = source.load(&device)?;
-            let ends = images_at(&glow, &test, &[a, b], &device)?;
+            let ends = images_at_bin_centres(&glow, &test, &[a, b])?;
             let path = interpolate(
                 &glow,
                 ends.clone().narrow(0, 0, 1),
@@ -528,7 +756,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             out,
         } => {
             let (glow, test, _) = source.load(&device)?;
-            let x = images_at(&glow, &test, &index, &device)?;
+            let x = images_at_bin_centres(&glow, &test, &index)?;
             let levels = glow.config().levels;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut columns = vec![x.clone()];
@@ -561,7 +789,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             println!("wrote a new model to {}", out.display());
         }
         Command::Sample {
-            model,
+            model: models,
             n,
             temperature,
             seed,
@@ -569,28 +797,246 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             class,
             out,
         } => {
-            let model = load_model(&model, &device)?;
-            let classes = class
-                .map(|k| model.one_hot(&vec![k; n], &device))
-                .transpose()?;
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let x = model.sample(n, temperature, classes.as_ref(), &mut rng)?;
-            let overflowed = glowflow::tensor_ops::non_finite_samples(&x);
-            if overflowed > 0 {
-                eprintln!(
-                    "warning: {overflowed} of {n} samples overflowed when decoded (shown black and \
-                     white); a lower temperature avoids the far tails"
-                );
+            let mut grids: Vec<Tensor<4>> = Vec::new();
+            let mut n_bits = None;
+            for dir in &models {
+                let model = load_model(dir, &device)?;
+                let image = model.config().image;
+                let first = grids.first().map(|g| g.dims());
+                if n_bits.is_some_and(|b| b != model.config().n_bits)
+                    || first.is_some_and(|d| d[1..] != [image.channels, image.height, image.width])
+                {
+                    return Err(GlowError::Config(format!(
+                        "{} models {}x{}x{} images at {} bits, unlike the first model; compare \
+                         models of one dataset",
+                        dir.display(),
+                        image.channels,
+                        image.height,
+                        image.width,
+                        model.config().n_bits
+                    )));
+                }
+                n_bits = Some(model.config().n_bits);
+                let classes = class
+                    .map(|k| model.one_hot(&vec![k; n], &device))
+                    .transpose()?;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                let x = model.sample(n, temperature, classes.as_ref(), &mut rng)?;
+                let overflowed = glowflow::tensor_ops::non_finite_samples(&x);
+                if overflowed > 0 {
+                    eprintln!(
+                        "warning: {overflowed} of {n} samples of {} overflowed when decoded \
+                         (shown black and white); a lower temperature avoids the far tails",
+                        dir.display()
+                    );
+                }
+                // Each model's samples start a new row of the grid (grey padding).
+                let padded = n.div_ceil(columns.max(1)) * columns.max(1);
+                let [c, h, w] = [image.channels, image.height, image.width];
+                let pad = Tensor::<4>::zeros([padded - n, c, h, w], &device);
+                grids.push(Tensor::cat(vec![x, pad], 0));
             }
-            let pixels = to_pixels(x, model.config().n_bits);
+            let pixels = to_pixels(Tensor::cat(grids, 0), n_bits.unwrap_or(8));
             write_png_grid(&out, pixels, columns)?;
             println!(
-                "wrote {n} samples at temperature {temperature} to {}",
+                "wrote {n} samples per model at temperature {temperature} to {}",
                 out.display()
             );
         }
+        Command::Encode {
+            source,
+            inputs,
+            out,
+        } => {
+            let glow = load_model(&source.model, &device)?;
+            let LoadedInputs { x, names, labels } = inputs.load(&glow, &source, &device)?;
+            let classes = labels
+                .as_ref()
+                .map(|l| glow.one_hot(l, &device))
+                .transpose()?;
+            let (latents, log_det) = glow.encode(x, classes.as_ref())?;
+            let log_prob = latents.log_standard_normal() + log_det;
+            let bpd = glowflow::likelihood::bits_per_dim(
+                log_prob,
+                glow.config().image.dims(),
+                glow.config().n_bits,
+            );
+            let bpd: Vec<String> = glowflow::tensor_ops::to_f64_vec(bpd)
+                .iter()
+                .map(|b| format!("{b:.6}"))
+                .collect();
+            let mut meta = std::collections::BTreeMap::new();
+            meta.insert("inputs".to_string(), names.join(","));
+            meta.insert("bits_per_dim_at_bin_centres".to_string(), bpd.join(","));
+            if let Some(labels) = &labels {
+                let labels: Vec<String> = labels.iter().map(usize::to_string).collect();
+                meta.insert("labels".to_string(), labels.join(","));
+            }
+            save_latents(&out, &glow, &latents, &meta)?;
+            for (name, b) in names.iter().zip(&bpd) {
+                println!("{name}: {b} bits/dim (pixel values at bin centres)");
+            }
+            println!(
+                "wrote the latents of {} images ({} levels) to {}",
+                names.len(),
+                latents.levels.len(),
+                out.display()
+            );
+        }
+        Command::Decode {
+            model,
+            latents,
+            columns,
+            out,
+        } => {
+            let glow = load_model(&model, &device)?;
+            let (z, meta) = load_latents(&latents, &glow, &device)?;
+            if meta.get("fingerprint") != Some(&model_fingerprint(&glow)) {
+                eprintln!(
+                    "warning: {} was written by a model of the same architecture with other \
+                     weights; decoding with {}",
+                    latents.display(),
+                    model.display()
+                );
+            }
+            let classes = match (glow.config().n_classes, meta.get("labels")) {
+                (0, _) => None,
+                (_, Some(text)) => {
+                    let labels = text
+                        .split(',')
+                        .map(|l| l.parse::<usize>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| {
+                            GlowError::Config(format!(
+                                "{}: unreadable `labels` metadata `{text}`",
+                                latents.display()
+                            ))
+                        })?;
+                    Some(glow.one_hot(&labels, &device)?)
+                }
+                (k, None) => {
+                    return Err(GlowError::Label(format!(
+                        "{}: the model is class-conditional ({k} classes) but the latent file \
+                         has no `labels` metadata",
+                        latents.display()
+                    )))
+                }
+            };
+            let (x, _) = glow.decode(&z, classes.as_ref())?;
+            write_grid(&glow, x, columns, &out)?;
+        }
+        Command::Manipulate {
+            source,
+            inputs,
+            attribute,
+            alphas,
+            attributes,
+            direction_images,
+            out,
+        } => {
+            if alphas.iter().any(|a| !a.is_finite()) {
+                return Err(GlowError::Config(format!(
+                    "alphas {alphas:?} must be finite numbers"
+                )));
+            }
+            let glow = load_model(&source.model, &device)?;
+            let train = source.train_config()?;
+            let (data, files) = load_split(glow.config(), &train, Split::Train, &mut |w| {
+                eprintln!("{w}")
+            })?;
+            let count = if direction_images == 0 {
+                data.len()
+            } else {
+                direction_images.min(data.len())
+            };
+            let flags = match &attributes {
+                Some(path) => {
+                    let table = read_celeba_attributes(path)?;
+                    let files = files.ok_or_else(|| {
+                        GlowError::Config(
+                            "--attributes needs a folder dataset (the attribute file names its \
+                             image files)"
+                                .into(),
+                        )
+                    })?;
+                    celeba_flags(&table, &files[..count], &attribute)?
+                }
+                None => {
+                    let labels = data.labels.as_ref().ok_or_else(|| {
+                        GlowError::Label(
+                            "the dataset has no labels; pass --attributes FILE (CelebA's \
+                             list_attr_celeba.txt) to name attributes"
+                                .into(),
+                        )
+                    })?;
+                    class_flags(&labels[..count], &train.data.class_names()?, &attribute)?
+                }
+            };
+            let mut key = std::collections::BTreeMap::new();
+            key.insert("attribute".to_string(), attribute.clone());
+            key.insert(
+                "dataset".to_string(),
+                serde_json::to_string(&train.data).expect("serialises"),
+            );
+            key.insert("images".to_string(), count.to_string());
+            if let Some(path) = &attributes {
+                key.insert("attributes_file".to_string(), path.display().to_string());
+            }
+            let safe: String = attribute
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let cache = source
+                .model
+                .join("directions")
+                .join(format!("{safe}-{count}.safetensors"));
+            let found = cached_direction(&cache, &glow, &key, || {
+                dataset_direction(&glow, &data, &flags, train.eval_batch_size)
+            })?;
+            eprintln!(
+                "direction `{attribute}`: {} training images with it, {} without ({} {})",
+                found.n_with,
+                found.n_without,
+                if found.from_cache {
+                    "cached in"
+                } else {
+                    "written to"
+                },
+                cache.display()
+            );
+            let (latents, _) = glow.encode(inputs.load(&glow, &source, &device)?.x, None)?;
+            let moved: Vec<Latents> = alphas
+                .iter()
+                .map(|&alpha| move_along(&latents, &found.direction, alpha))
+                .collect();
+            let (decoded, _) = glow.decode(&concat_latents(moved), None)?;
+            // Row i: image i at every alpha.
+            let n = latents.levels[0].dims()[0];
+            let order: Vec<i64> = (0..n)
+                .flat_map(|i| (0..alphas.len()).map(move |a| (a * n + i) as i64))
+                .collect();
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), &device);
+            write_grid(&glow, decoded.select(0, index), alphas.len(), &out)?;
+        }
     }
     Ok(())
+}
+
+/// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly.
+fn stop_on_signal() -> Result<Arc<AtomicBool>, GlowError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| GlowError::Config(format!("cannot install the signal handler: {e}")))?;
+    }
+    Ok(stop)
 }
 
 fn read_train_config(path: &std::path::Path) -> Result<TrainConfig, GlowError> {

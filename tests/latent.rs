@@ -6,16 +6,21 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::*;
+use std::collections::BTreeMap;
+
+use glowflow::data::dataset::ImageDataset;
+use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
+use glowflow::latent::attribute::{cached_direction, class_flags, DirectionSums};
 use glowflow::latent::{
-    attribute_direction, interpolate, move_along, reconstruct_keeping_top, temperature_sweep,
+    attribute_direction, dataset_direction, images_at_bin_centres, interpolate, move_along,
+    reconstruct_keeping_top, temperature_sweep,
 };
 use glowflow::tensor_ops::to_f64_vec;
 use glowflow::{Glow, GlowConfig, ImageShape};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
-fn model_and_images() -> (Glow, Tensor<4>) {
-    let device = f64_device();
-    let config = GlowConfig {
+fn tiny_config() -> GlowConfig {
+    GlowConfig {
         image: ImageShape {
             channels: 1,
             height: 4,
@@ -25,9 +30,13 @@ fn model_and_images() -> (Glow, Tensor<4>) {
         steps: 2,
         width: 8,
         ..GlowConfig::default()
-    };
+    }
+}
+
+fn model_and_images() -> (Glow, Tensor<4>) {
+    let device = f64_device();
     let x = normal([6, 1, 4, 4], 0.3, 1, &device);
-    let model = config
+    let model = tiny_config()
         .init(&device)
         .expect("valid")
         .data_init(x.clone(), None)
@@ -140,4 +149,128 @@ fn attribute_direction_is_the_difference_of_class_means() {
     assert!(max_abs_diff(moved.levels[0].clone(), latents.levels[0].clone()) == 0.0);
     let err = attribute_direction(&latents, &[true; 6]).expect_err("no image without");
     assert!(err.to_string().contains("0 without"), "{err}");
+}
+
+/// Ten random labelled 1x4x4 images, labels 0, 1, 2, 0, 1, ...
+fn labelled_images() -> ImageDataset {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    ImageDataset {
+        shape: [1, 4, 4],
+        pixels: (0..10 * 16).map(|_| rng.random::<u8>()).collect(),
+        labels: Some((0..10).map(|i| i % 3).collect()),
+        n_classes: 3,
+    }
+}
+
+#[test]
+fn latents_round_trip_through_a_file_and_decode_to_the_images() {
+    let (model, x) = model_and_images();
+    let dir = TempDir::new("latent-file");
+    let path = dir.path("z.safetensors");
+    let (latents, _) = model.encode(x.clone(), None).expect("encode");
+    let mut meta = BTreeMap::new();
+    meta.insert("inputs".to_string(), "six images".to_string());
+    save_latents(&path, &model, &latents, &meta).expect("save");
+    let (read, read_meta) = load_latents(&path, &model, &f64_device()).expect("load");
+    for (a, b) in latents.levels.iter().zip(&read.levels) {
+        assert_eq!(to_f64_vec(a.clone()), to_f64_vec(b.clone()), "bit-exact");
+    }
+    assert_eq!(
+        read_meta.get("inputs").map(String::as_str),
+        Some("six images")
+    );
+    assert_eq!(
+        read_meta.get("fingerprint"),
+        Some(&model_fingerprint(&model))
+    );
+    let (decoded, _) = model.decode(&read, None).expect("decode");
+    assert!(max_abs_diff(decoded, x) < 1e-10);
+
+    // Another architecture, a truncated file and a file of another kind are clear errors.
+    let other = GlowConfig {
+        steps: 3,
+        ..tiny_config()
+    }
+    .init(&f64_device())
+    .expect("valid");
+    let err = load_latents(&path, &other, &f64_device()).expect_err("other architecture");
+    assert_error_mentions(err, &path, &["another architecture", "K = 2"]);
+    let bytes = std::fs::read(&path).expect("read");
+    let cut = dir.write("cut.safetensors", &bytes[..bytes.len() - 9]);
+    let err = load_latents(&cut, &model, &f64_device()).expect_err("truncated");
+    assert_error_mentions(err, &cut, &["not a glowflow latent file"]);
+    let weights = dir.path("model");
+    glowflow::save_model(&model, &weights).expect("save model");
+    let not_latents = weights.join("model.safetensors");
+    let err = load_latents(&not_latents, &model, &f64_device()).expect_err("weights file");
+    assert_error_mentions(
+        err,
+        &not_latents,
+        &["not a glowflow latent file", "glowflow encode"],
+    );
+}
+
+#[test]
+fn dataset_direction_over_uneven_batches_equals_the_one_batch_direction_of_a_class() {
+    let (model, _) = model_and_images();
+    let data = labelled_images();
+    let names: Vec<String> = ["zero", "one", "two"].map(String::from).to_vec();
+    let labels = data.labels.clone().expect("labelled");
+    let flags = class_flags(&labels, &names, "TWO").expect("class by name, any case");
+    assert_eq!(flags, labels.iter().map(|&l| l == 2).collect::<Vec<_>>());
+    assert_eq!(class_flags(&labels, &names, "2").expect("by number"), flags);
+    let err = class_flags(&labels, &names, "three").expect_err("no such class");
+    assert!(err.to_string().contains("zero, one, two"), "{err}");
+
+    let (batched, sums) = dataset_direction(&model, &data, &flags, 3).expect("direction");
+    assert_eq!((sums.n_with, sums.n_without), (3, 7));
+    let all: Vec<usize> = (0..10).collect();
+    let x = images_at_bin_centres(&model, &data, &all).expect("images");
+    let (latents, _) = model.encode(x, None).expect("encode");
+    let whole = attribute_direction(&latents, &flags).expect("one batch");
+    for (a, b) in batched.levels.iter().zip(&whole.levels) {
+        assert_eq!(a.dims()[0], 1);
+        assert!(max_abs_diff(a.clone(), b.clone()) < 1e-12);
+    }
+    let mut empty = DirectionSums::default();
+    empty.add(&latents, &[false; 10]).expect("add");
+    assert!(empty.direction().is_err(), "no image with the attribute");
+}
+
+#[test]
+fn directions_are_cached_per_model_and_key_and_recomputed_when_either_changes() {
+    let (model, _) = model_and_images();
+    let data = labelled_images();
+    let flags: Vec<bool> = (0..10).map(|i| i % 3 == 1).collect();
+    let dir = TempDir::new("direction-cache");
+    let path = dir.path("directions/one.safetensors");
+    let mut key = BTreeMap::new();
+    key.insert("attribute".to_string(), "one".to_string());
+    let computed = std::cell::Cell::new(0);
+    let compute = |m: &Glow| {
+        computed.set(computed.get() + 1);
+        dataset_direction(m, &data, &flags, 4)
+    };
+    let first = cached_direction(&path, &model, &key, || compute(&model)).expect("computed");
+    assert!(!first.from_cache && path.is_file());
+    let second = cached_direction(&path, &model, &key, || compute(&model)).expect("cached");
+    assert!(second.from_cache);
+    assert_eq!((second.n_with, second.n_without), (3, 7));
+    for (a, b) in first.direction.levels.iter().zip(&second.direction.levels) {
+        assert_eq!(to_f64_vec(a.clone()), to_f64_vec(b.clone()));
+    }
+    assert_eq!(computed.get(), 1);
+
+    key.insert("images".to_string(), "10".to_string());
+    let rekeyed = cached_direction(&path, &model, &key, || compute(&model)).expect("new key");
+    assert!(!rekeyed.from_cache, "a different key is recomputed");
+    let retrained = perturb(model, 0.01, 9);
+    let fresh =
+        cached_direction(&path, &retrained, &key, || compute(&retrained)).expect("new weights");
+    assert!(!fresh.from_cache, "other weights are recomputed");
+    assert_eq!(computed.get(), 3);
+    std::fs::write(&path, b"garbage").expect("corrupt the cache");
+    let repaired =
+        cached_direction(&path, &retrained, &key, || compute(&retrained)).expect("repaired");
+    assert!(!repaired.from_cache && computed.get() == 4);
 }

@@ -57,6 +57,8 @@ pub struct FolderOptions {
 pub struct FolderLoad {
     /// The usable images.
     pub dataset: ImageDataset,
+    /// The file of each usable image, in dataset order.
+    pub files: Vec<PathBuf>,
     /// Each skipped file with the reason (only with [`BadImage::Skip`]; empty otherwise).
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -95,6 +97,36 @@ pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLo
         labelled.extend(list_dir(subdir)?.0.into_iter().map(|f| (f, Some(label))));
     }
     build_dataset(dir, labelled, subdirs.len(), options)
+}
+
+/// Loads the given image files, in the given order, as one unlabelled dataset (see
+/// [`load_image_folder`] for the conversions and the handling of bad images).
+pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<FolderLoad> {
+    check_options(options)?;
+    let Some(first) = paths.first() else {
+        return Err(GlowError::Config("no image files given".into()));
+    };
+    let dir = first.parent().unwrap_or(Path::new("."));
+    build_dataset(dir, paths.iter().map(|p| (p.clone(), None)), 0, options)
+}
+
+/// The class names of a folder dataset: its subfolders' names in label order (none when `dir`
+/// holds images itself).
+pub fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    let (files, subdirs) = list_dir(dir)?;
+    Ok(if files.is_empty() {
+        subdirs
+            .iter()
+            .map(|d| {
+                d.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    })
 }
 
 /// Rejects a zero or oversized `size` and a `channels` other than 1 or 3.
@@ -153,6 +185,7 @@ fn build_dataset(
 ) -> Result<FolderLoad> {
     let mut first: Option<(PathBuf, [usize; 3])> = None;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let mut files = Vec::new();
     for (path, label) in images {
         let checked = decode(&path, options)
             .and_then(|(shape, image)| check_shape(shape, first.as_ref()).map(|()| (shape, image)));
@@ -161,6 +194,7 @@ fn build_dataset(
                 first.get_or_insert_with(|| (path.clone(), shape));
                 pixels.extend(image);
                 labels.extend(label);
+                files.push(path);
             }
             (Err(reason), BadImage::Skip) => skipped.push((path, reason)),
             (Err(reason), BadImage::Error) => {
@@ -177,7 +211,11 @@ fn build_dataset(
         labels: (n_classes > 0).then_some(labels),
         n_classes,
     };
-    Ok(FolderLoad { dataset, skipped })
+    Ok(FolderLoad {
+        dataset,
+        files,
+        skipped,
+    })
 }
 
 /// The error for a folder that yielded no image: none found, or all `skipped`.

@@ -7,8 +7,42 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
+use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
+use crate::likelihood::preprocess;
 use crate::model::glow::{Glow, Latents};
+use crate::train::batches::gather;
+
+pub mod attribute;
+
+pub use attribute::{attribute_direction, dataset_direction, DirectionSums};
+
+/// Images `indices` of `data` as model inputs on the model's device, each value at the centre of
+/// its bin (no noise); an index out of range is an error.
+pub fn images_at_bin_centres(
+    model: &Glow,
+    data: &ImageDataset,
+    indices: &[usize],
+) -> Result<Tensor<4>> {
+    if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+        return Err(GlowError::Config(format!(
+            "image index {bad} is out of range: the set has {} images",
+            data.len()
+        )));
+    }
+    let batch = gather(
+        data,
+        indices,
+        &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0),
+        0,
+    );
+    let (images, noise, _) = batch.to_tensors(data.shape, 0, &model.device())?;
+    Ok(preprocess(
+        images,
+        noise.full_like(0.5),
+        model.config().n_bits,
+    ))
+}
 
 /// `(1 - t)·a + t·b` level by level.
 fn lerp(a: &Latents, b: &Latents, t: f64) -> Latents {
@@ -23,7 +57,7 @@ fn lerp(a: &Latents, b: &Latents, t: f64) -> Latents {
 }
 
 /// Concatenates batches of latents along the batch dimension.
-fn concat(parts: Vec<Latents>) -> Latents {
+pub fn concat(parts: Vec<Latents>) -> Latents {
     let levels = parts[0].levels.len();
     Latents {
         levels: (0..levels)
@@ -121,46 +155,6 @@ pub fn reconstruct_keeping_top(
             .collect(),
     };
     Ok(model.decode(&mixed, None)?.0)
-}
-
-/// The attribute direction: the mean latent of the images with the attribute minus the mean
-/// latent of those without, from `latents` of a batch and one flag per image.
-pub fn attribute_direction(latents: &Latents, has_attribute: &[bool]) -> Result<Latents> {
-    let n = latents.levels[0].dims()[0];
-    if has_attribute.len() != n {
-        return Err(GlowError::shape(
-            "attribute direction",
-            format!("{} flags for {n} images", has_attribute.len()),
-        ));
-    }
-    let with: Vec<usize> = (0..n).filter(|&i| has_attribute[i]).collect();
-    let without: Vec<usize> = (0..n).filter(|&i| !has_attribute[i]).collect();
-    if with.is_empty() || without.is_empty() {
-        return Err(GlowError::Label(format!(
-            "an attribute direction needs images with and without the attribute ({} with, {} without)",
-            with.len(),
-            without.len()
-        )));
-    }
-    let device = latents.levels[0].device();
-    let index = |ids: &[usize]| {
-        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        Tensor::<1, burn::tensor::Int>::from_data(
-            burn::tensor::TensorData::new(ids.clone(), [ids.len()]),
-            &device,
-        )
-    };
-    let (with, without) = (index(&with), index(&without));
-    Ok(Latents {
-        levels: latents
-            .levels
-            .iter()
-            .map(|e| {
-                e.clone().select(0, with.clone()).mean_dim(0)
-                    - e.clone().select(0, without.clone()).mean_dim(0)
-            })
-            .collect(),
-    })
 }
 
 /// `latents + α · direction` (the direction has a batch of one and is broadcast).

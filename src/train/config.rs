@@ -14,6 +14,34 @@ use crate::error::{GlowError, Result};
 use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
+/// Fashion-MNIST's class names, by label.
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+];
+
+/// CIFAR-10's class names, by label.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
 /// Where the images come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
@@ -50,9 +78,20 @@ impl DataSource {
         image: &ImageShape,
         warn: &mut dyn FnMut(String),
     ) -> Result<ImageDataset> {
+        Ok(self.load_with_files(split, image, warn)?.0)
+    }
+
+    /// [`DataSource::load`], with the file of each image for folder datasets (`None` for the
+    /// others).
+    pub fn load_with_files(
+        &self,
+        split: Split,
+        image: &ImageShape,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
         match self {
-            DataSource::Idx { dir } => idx::load_mnist_split(dir, split),
-            DataSource::Cifar10 { dir } => cifar::load_cifar10_split(dir, split),
+            DataSource::Idx { dir } => Ok((idx::load_mnist_split(dir, split)?, None)),
+            DataSource::Cifar10 { dir } => Ok((cifar::load_cifar10_split(dir, split)?, None)),
             DataSource::Folder {
                 train,
                 test,
@@ -75,8 +114,27 @@ impl DataSource {
                 for (path, reason) in &loaded.skipped {
                     warn(format!("skipped {}: {reason}", path.display()));
                 }
-                Ok(loaded.dataset)
+                Ok((loaded.dataset, Some(loaded.files)))
             }
+        }
+    }
+
+    /// The names of the dataset's classes: Fashion-MNIST's ten for an IDX directory whose path
+    /// mentions "fashion", the digits for other IDX data, CIFAR-10's ten, and the class
+    /// subfolders' names for folders (empty for an unlabelled folder).
+    pub fn class_names(&self) -> Result<Vec<String>> {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        match self {
+            DataSource::Idx { dir } => {
+                let fashion = dir.to_string_lossy().to_lowercase().contains("fashion");
+                Ok(if fashion {
+                    owned(&FASHION_MNIST_CLASSES)
+                } else {
+                    (0..10).map(|d| d.to_string()).collect()
+                })
+            }
+            DataSource::Cifar10 { .. } => Ok(owned(&CIFAR10_CLASSES)),
+            DataSource::Folder { train, .. } => folder::class_folders(train),
         }
     }
 

@@ -78,35 +78,46 @@ pub fn load_datasets(
     train: &TrainConfig,
     warn: &mut dyn FnMut(String),
 ) -> Result<(ImageDataset, ImageDataset)> {
-    let mut load = |split| -> Result<ImageDataset> {
-        let data = train.data.load(split, &model.image, warn)?;
-        let data = if train.pad_to > 0 {
-            data.pad_to(train.pad_to, train.pad_to)?
-        } else {
-            data
-        };
-        let want = [model.image.channels, model.image.height, model.image.width];
-        if data.shape != want {
-            return Err(GlowError::Config(format!(
-                "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
-                 image shape to match, or pad_to (e.g. 28x28 -> 32 for L = 3)",
-                data.shape[0], data.shape[1], data.shape[2], want[0], want[1], want[2]
-            )));
-        }
-        if model.n_classes > 0 && (data.labels.is_none() || data.n_classes > model.n_classes) {
-            return Err(GlowError::Config(format!(
-                "the model is conditioned on {} classes but the {split:?} set has {}",
-                model.n_classes,
-                if data.labels.is_some() {
-                    format!("{} classes", data.n_classes)
-                } else {
-                    "no labels".into()
-                }
-            )));
-        }
-        Ok(data)
+    Ok((
+        load_split(model, train, Split::Train, warn)?.0,
+        load_split(model, train, Split::Test, warn)?.0,
+    ))
+}
+
+/// One split of a run's dataset, padded as configured and checked against the model, with the
+/// file of each image for folder datasets.
+pub fn load_split(
+    model: &GlowConfig,
+    train: &TrainConfig,
+    split: Split,
+    warn: &mut dyn FnMut(String),
+) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
+    let (data, files) = train.data.load_with_files(split, &model.image, warn)?;
+    let data = if train.pad_to > 0 {
+        data.pad_to(train.pad_to, train.pad_to)?
+    } else {
+        data
     };
-    Ok((load(Split::Train)?, load(Split::Test)?))
+    let want = [model.image.channels, model.image.height, model.image.width];
+    if data.shape != want {
+        return Err(GlowError::Config(format!(
+            "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
+             image shape to match, or pad_to (e.g. 28x28 -> 32 for L = 3)",
+            data.shape[0], data.shape[1], data.shape[2], want[0], want[1], want[2]
+        )));
+    }
+    if model.n_classes > 0 && (data.labels.is_none() || data.n_classes > model.n_classes) {
+        return Err(GlowError::Config(format!(
+            "the model is conditioned on {} classes but the {split:?} set has {}",
+            model.n_classes,
+            if data.labels.is_some() {
+                format!("{} classes", data.n_classes)
+            } else {
+                "no labels".into()
+            }
+        )));
+    }
+    Ok((data, files))
 }
 
 /// Writes the config files of a new run; a directory that already holds a run is an error.
