@@ -448,6 +448,10 @@ struct TrainArgs {
     /// Optimiser: adam or adamax.
     #[arg(long, value_parser = parse_enum::<OptimizerKind>)]
     optimizer: Option<OptimizerKind>,
+    /// Constant-memory training (true/false): recompute activations with the exact inverse
+    /// instead of storing them.
+    #[arg(long)]
+    recompute_activations: Option<bool>,
 }
 
 impl TrainArgs {
@@ -467,7 +471,8 @@ impl TrainArgs {
             eval_every,
             eval_images,
             sample_every,
-            log_every
+            log_every,
+            recompute_activations
         );
         if let Some(seed) = self.seed {
             config.seed = seed;

@@ -246,3 +246,50 @@ fn folder_data_is_resized_to_the_model_image_and_bad_files_are_skipped_when_aske
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].contains("broken.jpg"), "{warnings:?}");
 }
+
+#[test]
+fn recomputing_activations_trains_to_the_same_weights_as_backprop() {
+    let root = scratch_dir("recompute-run");
+    write_idx_dataset(&root, 64, 16, 8);
+    let (model, mut train_config) = configs(&root);
+    train_config.steps = 4;
+    let never = AtomicBool::new(false);
+    let stored = root.join("stored");
+    train(&stored, &model, &train_config, false, &never, &mut |_| {}).expect("backprop run");
+    train_config.recompute_activations = true;
+    let recomputed = root.join("recomputed");
+    train(
+        &recomputed,
+        &model,
+        &train_config,
+        false,
+        &never,
+        &mut |_| {},
+    )
+    .expect("recompute run");
+    for (a, b, what) in [
+        (
+            last_checkpoint_weights(&stored, &model),
+            last_checkpoint_weights(&recomputed, &model),
+            "training weights",
+        ),
+        (
+            ema_weights(&stored),
+            ema_weights(&recomputed),
+            "EMA weights",
+        ),
+    ] {
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 1e-5,
+            "{what} differ by up to {worst:.3e} (relative)"
+        );
+    }
+    let json = std::fs::read_to_string(recomputed.join("train.json")).expect("train.json");
+    assert!(json.contains("\"recompute_activations\": true"), "{json}");
+}

@@ -197,10 +197,24 @@ impl Glow {
         x: Tensor<4>,
         classes: Option<&Tensor<2>>,
     ) -> Result<(Latents, Tensor<1>)> {
+        let (latents, log_det, _) = self.encode_keeping_level_outputs(x, classes)?;
+        Ok((latents, log_det))
+    }
+
+    /// [`Glow::encode`], also returning each level's output: the last step's output `z_l`, which
+    /// its split (or, at the top, the top prior) receives. They hold `2·D` values per image at
+    /// most, so keeping them costs little; recomputing gradients from them bounds the drift of
+    /// repeated inversion to the K steps of one level.
+    pub fn encode_keeping_level_outputs(
+        &self,
+        x: Tensor<4>,
+        classes: Option<&Tensor<2>>,
+    ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
         self.check_input(&x, classes)?;
         let n = x.dims()[0];
         let mut log_det = Tensor::zeros([n], &x.device());
         let mut latents = Vec::with_capacity(self.levels.len());
+        let mut outputs = Vec::with_capacity(self.levels.len());
         let mut z = x;
         for level in &self.levels {
             z = squeeze(z);
@@ -209,6 +223,7 @@ impl Glow {
                 z = y;
                 log_det = log_det + ld;
             }
+            outputs.push(z.clone());
             if let Some(split) = &level.split {
                 let (z_a, eps, ld) = split.factor_out(z);
                 latents.push(eps);
@@ -218,7 +233,7 @@ impl Glow {
         }
         let (eps, ld) = self.top.standardize(z, classes);
         latents.push(eps);
-        Ok((Latents { levels: latents }, log_det + ld))
+        Ok((Latents { levels: latents }, log_det + ld, outputs))
     }
 
     /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`].

@@ -201,6 +201,11 @@ pub struct TrainConfig {
     pub max_bad_steps: u32,
     /// Roll-backs tolerated before training stops with an error.
     pub max_rollbacks: u32,
+    /// Constant-memory training: recompute every step's activations from its output with the
+    /// exact inverse during the backward pass instead of storing them (see
+    /// [`crate::train::gradients`]). Same gradients up to rounding; slower per step.
+    #[serde(default)]
+    pub recompute_activations: bool,
 }
 
 impl TrainConfig {
@@ -281,6 +286,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         seed: 0,
         max_bad_steps: 5,
         max_rollbacks: 3,
+        recompute_activations: false,
     };
     let grey28 = GlowConfig {
         image: ImageShape {

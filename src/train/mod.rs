@@ -4,6 +4,7 @@ pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod gradients;
 pub mod metrics;
 pub mod optimizer;
 pub mod params;

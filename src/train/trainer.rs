@@ -21,9 +21,10 @@ use super::checkpoint::{
 };
 use super::config::TrainConfig;
 use super::eval::evaluate_bpd;
+use super::gradients::loss_and_gradients;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerState};
-use super::params::{flat_grads, flat_params, with_flat_params};
+use super::params::{flat_params, with_flat_params};
 use crate::data::dataset::{ImageDataset, Split};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
@@ -305,12 +306,13 @@ pub fn train(
         debug_assert_eq!(batch.step, checkpoint.state.step);
         let (images, noise, classes) = batch.to_tensors(shape, n_classes, &train_device)?;
         let lr = learning_rate(train, &checkpoint.state);
-        let loss = checkpoint
-            .model
-            .bits_per_dim(images, noise, classes.as_ref())?
-            .mean();
-        let grads = loss.backward();
-        let grads = flat_grads(&checkpoint.model, &grads);
+        let (loss, grads) = loss_and_gradients(
+            &checkpoint.model,
+            images,
+            noise,
+            classes.as_ref(),
+            train.recompute_activations,
+        )?;
         let norm = global_norm(&grads).into_scalar::<f64>();
         let loss = loss.into_scalar::<f64>();
         checkpoint.state.step += 1;
