@@ -410,7 +410,10 @@ def run_speed(torch, ref_model, ref_modules, args, result):
         samples["x"] = sample_batch(torch, ref_modules, model, b, args.temperature)
 
     phases = {}
+    wanted = set(args.phases.split(","))
     for name, fn in (("train_step", train_step), ("log_likelihood", eval_step), ("sample", sample_step)):
+        if name not in wanted:
+            continue
         times = time_it(fn, args.warmup_reps, args.reps)
         med = statistics.median(times)
         phases[name] = {
@@ -419,8 +422,9 @@ def run_speed(torch, ref_model, ref_modules, args, result):
             "images_per_s": b / med if med > 0 else None,
             "peak_rss_mib_after": maxrss_mib(),
         }
-    phases["sample"]["temperature"] = args.temperature
-    phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
+    if "sample" in phases:
+        phases["sample"]["temperature"] = args.temperature
+        phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
 
     result.update(
         {
@@ -470,6 +474,8 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=0.7, help="speed mode: sampling temperature")
     p.add_argument("--reps", type=int, default=5, help="speed mode: timed repetitions")
     p.add_argument("--warmup-reps", type=int, default=2, help="speed mode: untimed warm-up repetitions")
+    p.add_argument("--phases", default="train_step,log_likelihood,sample",
+                   help="speed mode: comma-separated phases to run, in this order")
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args(argv)
     if args.mode == "train" and not args.data:

@@ -7,6 +7,7 @@
 //! all latents ([`Glow::encode`], [`Glow::decode`]) and sampling at any temperature
 //! ([`Glow::sample`]).
 
+pub mod benchmark;
 pub mod data;
 pub mod error;
 pub mod experiments;

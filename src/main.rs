@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use burn::tensor::Device;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Parser, Subcommand};
+use glowflow::benchmark::{run_benchmark, BenchOptions};
 use glowflow::data::celeba::read_celeba_attributes;
 use glowflow::data::dataset::ImageDataset;
 use glowflow::data::dataset::Split;
@@ -225,6 +226,33 @@ enum Command {
         training: TrainArgs,
         #[command(flatten)]
         arch: ArchArgs,
+    },
+    /// Speed and memory benchmark on synthetic images: median time of a training step, an exact
+    /// log-likelihood evaluation and sampling, with peak resident memory (JSON on stdout).
+    Bench {
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Images per batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Untimed repetitions first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed repetitions (median reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Constant-memory training step (recompute activations).
+        #[arg(long)]
+        recompute_activations: bool,
+        /// Comma-separated phases: train, eval, sample.
+        #[arg(long, default_value = "train,eval,sample", value_delimiter = ',')]
+        phases: Vec<String>,
+        /// Seed of the images and weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also write the JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write a grid of samples from one saved model, or from several side by side (each model's
     /// samples start a new row; e.g. a shallow and a deep model).
@@ -717,6 +745,31 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 );
             }
             println!("results: {}", out.join("ablation.md").display());
+        }
+        Command::Bench {
+            arch,
+            batch_size,
+            warmup,
+            repeats,
+            recompute_activations,
+            phases,
+            seed,
+            out,
+        } => {
+            let options = BenchOptions {
+                batch_size,
+                warmup,
+                repeats,
+                recompute_activations,
+                phases,
+                seed,
+            };
+            let result = run_benchmark(&arch.to_config()?, &options, &device)?;
+            let json = serde_json::to_string_pretty(&result).expect("serialises");
+            if let Some(path) = out {
+                glowflow::io::atomic::write_atomic(&path, json.as_bytes())?;
+            }
+            println!("{json}");
         }
         Command::TemperatureSweep {
             model,

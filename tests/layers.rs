@@ -378,3 +378,34 @@ fn plain_1x1_conv_log_det_is_differentiable_with_gradient_w_inverse_transpose() 
         }
     }
 }
+
+#[test]
+fn matmul_convolutions_equal_burn_conv2d_in_value_and_gradients() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use glowflow::flow::conv_matmul::same_conv;
+    let device = f64_device().autodiff();
+    // 1x1, few inputs (shifted inputs), few outputs (shifted outputs), equal, and a 5x5 kernel.
+    for (c_in, c_out, k) in [(4, 6, 1), (2, 8, 3), (8, 3, 3), (5, 5, 3), (3, 2, 5)] {
+        let x = input([2, c_in, 5, 6], 30, &device).require_grad();
+        let w = normal([c_out, c_in, k, k], 0.3, 31, &device).require_grad();
+        let r = normal([2, c_out, 5, 6], 1.0, 32, &device);
+        let ours = same_conv(x.clone(), w.clone());
+        let options = ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1);
+        let reference = conv2d(x.clone(), w.clone(), None, options);
+        let what = format!("{c_in}->{c_out} k{k}");
+        assert!(
+            max_abs_diff(ours.clone(), reference.clone()) < 1e-12,
+            "{what}: values"
+        );
+        let g_ours = (ours * r.clone()).sum().backward();
+        let g_ref = (reference * r).sum().backward();
+        for (a, b, name) in [
+            (x.grad(&g_ours), x.grad(&g_ref), "dx"),
+            (w.grad(&g_ours), w.grad(&g_ref), "dW"),
+        ] {
+            let (a, b) = (a.expect("gradient"), b.expect("gradient"));
+            assert!(max_abs_diff(a, b) < 1e-12, "{what}: {name}");
+        }
+    }
+}

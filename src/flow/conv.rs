@@ -19,6 +19,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::actnorm::ActNorm;
+use super::conv_matmul::same_conv;
 use super::InvertibleMap;
 use crate::tensor_ops::random_normal;
 
@@ -94,15 +95,12 @@ impl SameConv2d {
     /// `conv(x)` with "same" output size.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
-        let k = self.weight.dims()[2];
+        let [c_out, _, k, _] = self.weight.dims();
         let pad = k / 2;
-        let options = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
-        let mut y = conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            options,
-        );
+        let mut y = same_conv(x, self.weight.val());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().reshape([1, c_out, 1, 1]);
+        }
         if let Some(edge_weight) = &self.edge_weight {
             let device = y.device();
             let inside = Tensor::<4>::ones([1, 1, h, w], &device);

@@ -13,6 +13,7 @@
 
 pub mod actnorm;
 pub mod conv;
+pub mod conv_matmul;
 pub mod coupling;
 pub mod permute;
 pub mod split;

@@ -14,13 +14,12 @@
 //! inverse needs `W⁻¹`, computed on the host in f64.
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::conv_matmul::pointwise;
 use super::InvertibleMap;
 use crate::host_linalg;
 use crate::tensor_ops::{from_f64, to_f64_vec};
@@ -81,13 +80,6 @@ impl Permutation {
     }
 }
 
-/// `x -> W x` at every pixel, as a 1x1 convolution.
-fn mix_channels(x: Tensor<4>, weight: Tensor<2>) -> Tensor<4> {
-    let [c_out, c_in] = weight.dims();
-    let kernel = weight.reshape([c_out, c_in, 1, 1]);
-    conv2d(x, kernel, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
-}
-
 /// `W⁻¹`, inverted on the host in f64. A singular `W` (only possible for diverged weights) gives
 /// a matrix of NaNs, so decoding yields non-finite values (see
 /// [`crate::tensor_ops::non_finite_samples`]) instead of panicking.
@@ -129,13 +121,13 @@ impl InvConv {
 impl InvertibleMap for InvConv {
     fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = x.dims();
-        let y = mix_channels(x, self.weight.val());
+        let y = pointwise(x, self.weight.val());
         (y, log_det_per_sample(self.log_abs_det(), n, h, w))
     }
 
     fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = y.dims();
-        let x = mix_channels(y, inverse_weight(self.weight.val()));
+        let x = pointwise(y, inverse_weight(self.weight.val()));
         (x, log_det_per_sample(self.log_abs_det().neg(), n, h, w))
     }
 }
@@ -197,13 +189,13 @@ impl InvConvLu {
 impl InvertibleMap for InvConvLu {
     fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = x.dims();
-        let y = mix_channels(x, self.weight());
+        let y = pointwise(x, self.weight());
         (y, log_det_per_sample(self.log_s.val().sum(), n, h, w))
     }
 
     fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = y.dims();
-        let x = mix_channels(y, inverse_weight(self.weight()));
+        let x = pointwise(y, inverse_weight(self.weight()));
         (x, log_det_per_sample(self.log_s.val().sum().neg(), n, h, w))
     }
 }

@@ -23,7 +23,7 @@ use super::config::TrainConfig;
 use super::eval::evaluate_bpd;
 use super::gradients::loss_and_gradients;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
-use super::optimizer::{global_norm, OptimizerState};
+use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
 use super::params::{flat_params, with_flat_params};
 use crate::data::dataset::{ImageDataset, Split};
 use crate::error::{GlowError, Result};
@@ -204,6 +204,21 @@ fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> G
     with_flat_params(ema, averaged)
 }
 
+/// One optimiser update of `model` from its gradients (scaled by `clip`): the updated model and
+/// the new value of every trained parameter (for the EMA).
+pub fn apply_gradients(
+    model: Glow,
+    optimizer: &mut OptimizerState,
+    settings: &OptimizerSettings,
+    lr: f64,
+    clip: f64,
+    grads: Vec<Option<Tensor<1>>>,
+) -> (Glow, Vec<Option<Tensor<1>>>) {
+    let params = flat_params(&model);
+    let updated = optimizer.update(settings, lr, clip, &params, grads);
+    (with_flat_params(model, updated.clone()), updated)
+}
+
 /// Writes sample grids of `ema` at temperatures 0.7 and 1.0 (the same noise for both); samples
 /// whose decoding overflowed are reported through `report` (they show as black and white).
 fn write_samples(
@@ -345,10 +360,15 @@ pub fn train(
         } else {
             1.0
         };
-        let params = flat_params(&checkpoint.model);
-        let updated = checkpoint
-            .optimizer
-            .update(&train.optimizer, lr, clip, &params, grads);
+        let (model, updated) = apply_gradients(
+            checkpoint.model,
+            &mut checkpoint.optimizer,
+            &train.optimizer,
+            lr,
+            clip,
+            grads,
+        );
+        checkpoint.model = model;
         checkpoint.ema = if train.ema_decay > 0.0 {
             update_ema(
                 checkpoint.ema,
@@ -357,9 +377,8 @@ pub fn train(
                 checkpoint.optimizer.step,
             )
         } else {
-            with_flat_params(checkpoint.ema, updated.clone())
+            with_flat_params(checkpoint.ema, updated)
         };
-        checkpoint.model = with_flat_params(checkpoint.model, updated);
         let seconds = started.elapsed().as_secs_f64();
         checkpoint.state.elapsed_seconds += seconds;
         train_seconds += seconds;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Speed and memory of glowflow against the PyTorch Glow of y0ast/Glow-PyTorch, on this machine, in
+# one session, with the same thread count (2), the same architecture and the same batch:
+#
+#   bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all]
+#
+# speed:  configs (1) 1x32x32, L = 3, K = 8, width 128, affine, LU, batch 32; (2) the same at
+#         width 512; (3) 3x32x32, L = 3, K = 32, width 512 (the paper's CIFAR-10 model), batch 16.
+#         Training step, exact log-likelihood and sampling (T = 0.7): median of 5 timed runs after
+#         2 warm-ups (config 3: 3 after 1).
+# memory: one training step at K = 8, 16, 32, 64 (3x32x32, L = 3, width 512, batch 16) with
+#         stored activations, with recomputed activations (glowflow only), and in PyTorch; each
+#         in its own process so that its peak resident memory is its own.
+#
+# Results: OUT_DIR/*.json, and the tables of BENCHMARKS.md from `python3 bench/report.py OUT_DIR`.
+# The architecture is the reference's (zero padding, ActNorm without openai's x3 log-scale factor:
+# bench/fashion_mnist_matched.json with the shape options below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=${1:?usage: bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all]}
+out=${2:-runs/bench}
+what=${3:-all}
+mkdir -p "$out"
+cargo build --release
+export RAYON_NUM_THREADS=2
+glowflow() { target/release/glowflow bench --config bench/fashion_mnist_matched.json --lu true "$@"; }
+torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --threads 2 --lu --coupling affine "$@"; }
+
+if [[ $what == speed || $what == all ]]; then
+  # name  channels  K  width  batch  warm-up  repeats
+  while read -r name c k w b warm reps; do
+    shape="--levels 3 --width $w"
+    glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
+      --repeats "$reps" --out "$out/speed-$name-glowflow.json" > /dev/null
+    torch_ref --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
+      --reps "$reps" --out "$out/speed-$name-torch.json" > /dev/null
+    echo "speed $name done"
+  done <<'CONFIGS'
+1 1 8 128 32 2 5
+2 1 8 512 32 2 5
+3 3 32 512 16 1 3
+CONFIGS
+fi
+
+if [[ $what == memory || $what == all ]]; then
+  for k in 8 16 32 64; do
+    common="--levels 3 --width 512"
+    glowflow --image 3x32x32 $common --depth "$k" --batch-size 16 --phases train --warmup 0 \
+      --repeats 1 --out "$out/memory-k$k-glowflow.json" > /dev/null
+    glowflow --image 3x32x32 $common --depth "$k" --batch-size 16 --phases train --warmup 0 \
+      --repeats 1 --recompute-activations --out "$out/memory-k$k-glowflow-recompute.json" > /dev/null
+    torch_ref --channels 3 --size 32 $common --steps "$k" --batch 16 --phases train_step \
+      --warmup-reps 0 --reps 1 --out "$out/memory-k$k-torch.json" > /dev/null
+    echo "memory K=$k done"
+  done
+fi
+python3 bench/report.py "$out"

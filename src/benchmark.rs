@@ -1,0 +1,251 @@
+//! The speed and memory benchmark behind `glowflow bench`: for one architecture and batch size,
+//! on synthetic random 8-bit images, the median time of
+//!
+//! - a training step: forward, backward (stored or recomputed activations) and an Adam update;
+//! - an exact log-likelihood evaluation of the batch (no graph);
+//! - sampling a batch at temperature 0.7;
+//!
+//! each after untimed warm-up repetitions, with the peak resident memory of each phase (Linux
+//! `VmHWM`, reset between phases through `/proc/self/clear_refs`). Activation memory is the
+//! training phase's peak minus the process's resident memory before the model existed minus the
+//! parameters, gradients and both Adam moments (4 f32 copies of every parameter).
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::error::{GlowError, Result};
+use crate::likelihood::preprocess;
+use crate::model::config::GlowConfig;
+use crate::train::gradients::loss_and_gradients;
+use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
+use crate::train::params::flat_params;
+use crate::train::trainer::apply_gradients;
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchOptions {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Untimed repetitions before timing.
+    pub warmup: usize,
+    /// Timed repetitions (the median is reported).
+    pub repeats: usize,
+    /// Constant-memory training step.
+    pub recompute_activations: bool,
+    /// Phases to run, among `train`, `eval`, `sample`.
+    pub phases: Vec<String>,
+    /// Seed of the images and weights.
+    pub seed: u64,
+}
+
+/// One phase's timings and memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    /// Seconds of every timed repetition.
+    pub times_s: Vec<f64>,
+    /// Their median.
+    pub median_s: f64,
+    /// Batch size over the median.
+    pub images_per_s: f64,
+    /// Peak resident memory during the phase (MiB).
+    pub peak_rss_mib: f64,
+}
+
+/// The benchmark's output (written as JSON by the CLI).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// The architecture.
+    pub config: GlowConfig,
+    /// The options.
+    pub options: BenchOptions,
+    /// Float parameters (trained or not).
+    pub parameters: usize,
+    /// Resident memory before the model was built (MiB).
+    pub baseline_rss_mib: f64,
+    /// Parameters, gradients and Adam moments: 4 x 4 bytes per parameter (MiB).
+    pub static_mib: f64,
+    /// Training step, if run.
+    pub train: Option<PhaseResult>,
+    /// Training peak - baseline - static (MiB), if the training step ran.
+    pub activation_mib: Option<f64>,
+    /// Exact log-likelihood evaluation, if run.
+    pub eval: Option<PhaseResult>,
+    /// Sampling at temperature 0.7, if run.
+    pub sample: Option<PhaseResult>,
+    /// Worker threads of the CPU backend (rayon).
+    pub threads: usize,
+}
+
+/// `(VmRSS, VmHWM)` of this process in MiB (zeros where /proc is not available).
+fn resident_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak resident memory to the current one (Linux `clear_refs` mode 5).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Times `run` `warmup + repeats` times and records the phase's peak memory.
+fn time_phase(options: &BenchOptions, mut run: impl FnMut() -> Result<()>) -> Result<PhaseResult> {
+    reset_peak();
+    for _ in 0..options.warmup {
+        run()?;
+    }
+    let mut times_s = Vec::with_capacity(options.repeats);
+    for _ in 0..options.repeats {
+        let started = Instant::now();
+        run()?;
+        times_s.push(started.elapsed().as_secs_f64());
+    }
+    let mut sorted = times_s.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_s = sorted[sorted.len() / 2];
+    Ok(PhaseResult {
+        times_s,
+        median_s,
+        images_per_s: options.batch_size as f64 / median_s,
+        peak_rss_mib: resident_mib().1,
+    })
+}
+
+/// Runs the benchmark for `config` on `device` (the CPU's flex device for the CLI).
+pub fn run_benchmark(
+    config: &GlowConfig,
+    options: &BenchOptions,
+    device: &Device,
+) -> Result<BenchResult> {
+    config.validate()?;
+    if options.repeats == 0 || options.batch_size == 0 {
+        return Err(GlowError::Config(
+            "bench needs at least one repetition and one image per batch".into(),
+        ));
+    }
+    for phase in &options.phases {
+        if !["train", "eval", "sample"].contains(&phase.as_str()) {
+            return Err(GlowError::Config(format!(
+                "unknown benchmark phase `{phase}`; choose from train, eval, sample"
+            )));
+        }
+    }
+    let wants = |p: &str| options.phases.iter().any(|q| q == p);
+    let baseline_rss_mib = resident_mib().0;
+    let image = config.image;
+    let shape = [
+        options.batch_size,
+        image.channels,
+        image.height,
+        image.width,
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let count = shape.iter().product();
+    let pixels: Vec<f32> = (0..count).map(|_| f32::from(rng.random::<u8>())).collect();
+    let noise: Vec<f32> = (0..count).map(|_| rng.random::<f32>()).collect();
+    let tensors = |device: &Device| {
+        (
+            Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), device),
+            Tensor::<4>::from_data(TensorData::new(noise.clone(), shape), device),
+        )
+    };
+    let train_device = device.clone().autodiff();
+    let (images, dequantise) = tensors(&train_device);
+    let x = preprocess(images, dequantise, config.n_bits);
+    let classes = match config.n_classes {
+        0 => None,
+        k => Some(crate::model::prior::one_hot(
+            &(0..options.batch_size).map(|i| i % k).collect::<Vec<_>>(),
+            k,
+            &train_device,
+        )?),
+    };
+    let mut model = Some(config.init(&train_device)?.data_init(x, classes.as_ref())?);
+    let parameters: usize = flat_params(model.as_ref().expect("built"))
+        .iter()
+        .map(|p| p.dims()[0])
+        .sum();
+    let static_mib = (parameters * 16) as f64 / (1024.0 * 1024.0);
+
+    let train = if wants("train") {
+        let settings = OptimizerSettings {
+            kind: OptimizerKind::Adam,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        };
+        let mut optimizer = OptimizerState::new(&flat_params(model.as_ref().expect("built")));
+        Some(time_phase(options, || {
+            let (images, dequantise) = tensors(&train_device);
+            let current = model.take().expect("a model between steps");
+            let (loss, grads) = loss_and_gradients(
+                &current,
+                images,
+                dequantise,
+                classes.as_ref(),
+                options.recompute_activations,
+            )?;
+            let (updated, _) =
+                apply_gradients(current, &mut optimizer, &settings, 1e-4, 1.0, grads);
+            // Waiting for the loss's value makes the step's work happen inside the timing.
+            let _ = loss.into_scalar::<f64>();
+            model = Some(updated);
+            Ok(())
+        })?)
+    } else {
+        None
+    };
+    let plain = model.expect("a model").valid();
+    let plain_classes = classes.map(|c| c.inner());
+    let eval = if wants("eval") {
+        Some(time_phase(options, || {
+            let (images, dequantise) = tensors(device);
+            let bpd = plain.bits_per_dim(images, dequantise, plain_classes.as_ref())?;
+            let _ = bpd.sum().into_scalar::<f64>();
+            Ok(())
+        })?)
+    } else {
+        None
+    };
+    let sample = if wants("sample") {
+        let mut sample_rng = rand::rngs::StdRng::seed_from_u64(options.seed + 1);
+        Some(time_phase(options, || {
+            let x = plain.sample(
+                options.batch_size,
+                0.7,
+                plain_classes.as_ref(),
+                &mut sample_rng,
+            )?;
+            let _ = x.sum().into_scalar::<f64>();
+            Ok(())
+        })?)
+    } else {
+        None
+    };
+    let activation_mib = train
+        .as_ref()
+        .map(|t| t.peak_rss_mib - baseline_rss_mib - static_mib);
+    Ok(BenchResult {
+        config: config.clone(),
+        options: options.clone(),
+        parameters,
+        baseline_rss_mib,
+        static_mib,
+        train,
+        activation_mib,
+        eval,
+        sample,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
