@@ -4,9 +4,11 @@
     python3 bench/report.py OUT_DIR
 
 Speed: images/s of each phase for glowflow and the PyTorch reference, and glowflow / PyTorch.
-Memory: peak resident memory of one training step and its activation memory, i.e. the peak minus
-the process before the model existed (glowflow: before building; PyTorch: after importing torch)
-minus parameters, gradients and both Adam moments (4 f32 copies of every parameter).
+Memory: peak resident memory of one training step (the first) and its activation memory: the peak
+minus what was resident before the step minus what the step allocates for good.
+  glowflow: peak - resident just before the step (weights, Adam moments) - gradients (4 B/param).
+  PyTorch:  peak - peak after building the model and optimiser - gradients and the Adam moments,
+            which torch allocates during the first step (12 B/param).
 """
 
 import json
@@ -59,9 +61,8 @@ def memory_rows(out):
         if not all(os.path.exists(p) for p in paths):
             continue
         g, r, t = (load(p) for p in paths)
-        t_static = t["parameters"] * 16 / MIB
         t_peak = t["phases"]["train_step"]["peak_rss_mib_after"]
-        t_act = t_peak - t["rss_mib_after_import"] - t_static
+        t_act = t_peak - t["peak_rss_mib_after_build"] - t["parameters"] * 12 / MIB
         cells = [
             f"{g['train']['peak_rss_mib']:.0f}", f"{g['activation_mib']:.0f}",
             f"{r['train']['peak_rss_mib']:.0f}", f"{r['activation_mib']:.0f}",

@@ -7,8 +7,9 @@
 //!
 //! each after untimed warm-up repetitions, with the peak resident memory of each phase (Linux
 //! `VmHWM`, reset between phases through `/proc/self/clear_refs`). Activation memory is the
-//! training phase's peak minus the process's resident memory before the model existed minus the
-//! parameters, gradients and both Adam moments (4 f32 copies of every parameter).
+//! training phase's peak minus the resident memory just before it (the process, the weights and
+//! the Adam moments, which exist by then) minus the gradients (one f32 per parameter): what the
+//! forward and backward passes hold on top of the model and its optimiser.
 
 use std::time::Instant;
 
@@ -66,11 +67,13 @@ pub struct BenchResult {
     pub parameters: usize,
     /// Resident memory before the model was built (MiB).
     pub baseline_rss_mib: f64,
-    /// Parameters, gradients and Adam moments: 4 x 4 bytes per parameter (MiB).
-    pub static_mib: f64,
+    /// Resident memory just before the training phase: process, weights, Adam moments (MiB).
+    pub before_train_rss_mib: f64,
+    /// Gradients: 4 bytes per parameter (MiB).
+    pub gradients_mib: f64,
     /// Training step, if run.
     pub train: Option<PhaseResult>,
-    /// Training peak - baseline - static (MiB), if the training step ran.
+    /// Training peak - resident before it - gradients (MiB), if the training step ran.
     pub activation_mib: Option<f64>,
     /// Exact log-likelihood evaluation, if run.
     pub eval: Option<PhaseResult>,
@@ -176,7 +179,8 @@ pub fn run_benchmark(
         .iter()
         .map(|p| p.dims()[0])
         .sum();
-    let static_mib = (parameters * 16) as f64 / (1024.0 * 1024.0);
+    let gradients_mib = (parameters * 4) as f64 / (1024.0 * 1024.0);
+    let mut before_train_rss_mib = 0.0;
 
     let train = if wants("train") {
         let settings = OptimizerSettings {
@@ -186,6 +190,7 @@ pub fn run_benchmark(
             epsilon: 1e-8,
         };
         let mut optimizer = OptimizerState::new(&flat_params(model.as_ref().expect("built")));
+        before_train_rss_mib = resident_mib().0;
         Some(time_phase(options, || {
             let (images, dequantise) = tensors(&train_device);
             let current = model.take().expect("a model between steps");
@@ -235,13 +240,14 @@ pub fn run_benchmark(
     };
     let activation_mib = train
         .as_ref()
-        .map(|t| t.peak_rss_mib - baseline_rss_mib - static_mib);
+        .map(|t| t.peak_rss_mib - before_train_rss_mib - gradients_mib);
     Ok(BenchResult {
         config: config.clone(),
         options: options.clone(),
         parameters,
         baseline_rss_mib,
-        static_mib,
+        before_train_rss_mib,
+        gradients_mib,
         train,
         activation_mib,
         eval,

@@ -205,3 +205,35 @@ fn sampling_is_reproducible_and_scales_with_temperature() {
         "same noise, scaled by T: ratio {ratio}"
     );
 }
+
+#[test]
+fn data_init_on_an_autodiff_device_matches_the_plain_one_and_keeps_parameters_trainable() {
+    let device = f64_device();
+    let config = tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true);
+    let x = normal([3, 2, 4, 4], 0.3, 1, &device);
+    let plain = config
+        .init(&device)
+        .expect("valid")
+        .data_init(x.clone(), None)
+        .expect("init");
+    let tracked = config
+        .init(&device.clone().autodiff())
+        .expect("valid")
+        .data_init(x.clone().autodiff(), None)
+        .expect("init");
+    assert!(tracked.is_initialized());
+    let values = |m: &Glow| -> Vec<f64> {
+        glowflow::train::params::flat_params(m)
+            .into_iter()
+            .flat_map(to_f64_vec)
+            .collect()
+    };
+    assert_eq!(values(&plain), values(&tracked), "the same initialisation");
+    let loss = tracked.log_prob(x.autodiff(), None).expect("log p").sum();
+    let grads = loss.backward();
+    let trained = glowflow::train::params::flat_grads(&tracked, &grads)
+        .iter()
+        .filter(|g| g.is_some())
+        .count();
+    assert!(trained > 10, "parameters still get gradients ({trained})");
+}

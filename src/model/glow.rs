@@ -37,6 +37,7 @@ use crate::likelihood;
 use crate::model::config::{GlowConfig, HiddenNorm};
 use crate::model::prior::{one_hot, TopPrior};
 use crate::tensor_ops::{random_normal, sum_per_sample};
+use crate::train::params::{flat_params, with_flat_params};
 
 /// One level: K steps of flow on the squeezed input, then (except at the top) a split.
 #[derive(Module, Debug)]
@@ -352,8 +353,17 @@ impl Glow {
     /// ActNorm (in the steps and in the coupling networks) is set so that its output on this
     /// batch has zero mean and unit variance per channel. ActNorms already initialised (for
     /// example in a loaded model) are left as they are.
+    ///
+    /// On an autodiff device the statistics are computed by the same model without autodiff, so
+    /// that no graph of the initialisation pass is recorded.
     pub fn data_init(self, x: Tensor<4>, classes: Option<&Tensor<2>>) -> Result<Self> {
         self.check_input(&x, classes)?;
+        if self.device().is_autodiff() {
+            let plain_classes = classes.map(|c| c.clone().inner());
+            let initialised = self.valid().data_init(x.inner(), plain_classes.as_ref())?;
+            let values = flat_params(&initialised).into_iter().map(Some).collect();
+            return Ok(with_flat_params(self, values));
+        }
         let mut z = x.detach();
         let mut levels = Vec::with_capacity(self.levels.len());
         for level in self.levels {
