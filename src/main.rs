@@ -43,6 +43,9 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Enlarge written image grids this many times (nearest neighbour), e.g. 3 for 28x28 images.
+    #[arg(long, global = true, default_value_t = 1)]
+    zoom: usize,
 }
 
 // Parsed once; the size of the `train` variant does not matter.
@@ -421,9 +424,10 @@ fn write_grid(
     glow: &glowflow::Glow,
     x: Tensor<4>,
     columns: usize,
+    zoom: usize,
     out: &std::path::Path,
 ) -> Result<(), GlowError> {
-    write_png_grid(out, to_pixels(x, glow.config().n_bits), columns)?;
+    write_png_grid(out, to_pixels(x, glow.config().n_bits), columns, zoom)?;
     println!("wrote {}", out.display());
     Ok(())
 }
@@ -616,6 +620,7 @@ impl ArchArgs {
 
 fn run(cli: Cli) -> Result<(), GlowError> {
     let device = Device::flex();
+    let zoom = cli.zoom;
     match cli.command {
         Command::Train {
             preset,
@@ -787,7 +792,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 .collect();
             let index =
                 Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), &device);
-            write_grid(&glow, x.select(0, index), temperatures.len(), &out)?;
+            write_grid(&glow, x.select(0, index), temperatures.len(), zoom, &out)?;
         }
         Command::Interpolate {
             source,
@@ -804,7 +809,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 ends.narrow(0, 1, 1),
                 steps,
             )?;
-            write_grid(&glow, path, steps, &out)?;
+            write_grid(&glow, path, steps, zoom, &out)?;
         }
         Command::Reconstruct {
             source,
@@ -830,7 +835,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
             // Row r: the original, then the reconstructions keeping L, L-1, ..., 1 levels.
             let grid = Tensor::stack::<5>(columns, 1);
             let [n, k, c, h, w] = grid.dims();
-            write_grid(&glow, grid.reshape([n * k, c, h, w]), k, &out)?;
+            write_grid(&glow, grid.reshape([n * k, c, h, w]), k, zoom, &out)?;
         }
         Command::Eval { source, seed } => {
             let (glow, test, batch_size) = source.load(&device)?;
@@ -895,7 +900,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 grids.push(Tensor::cat(vec![x, pad], 0));
             }
             let pixels = to_pixels(Tensor::cat(grids, 0), n_bits.unwrap_or(8));
-            write_png_grid(&out, pixels, columns)?;
+            write_png_grid(&out, pixels, columns, zoom)?;
             println!(
                 "wrote {n} samples per model at temperature {temperature} to {}",
                 out.display()
@@ -981,7 +986,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 }
             };
             let (x, _) = glow.decode(&z, classes.as_ref())?;
-            write_grid(&glow, x, columns, &out)?;
+            write_grid(&glow, x, columns, zoom, &out)?;
         }
         Command::Manipulate {
             source,
@@ -1081,7 +1086,7 @@ fn run(cli: Cli) -> Result<(), GlowError> {
                 .collect();
             let index =
                 Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), &device);
-            write_grid(&glow, decoded.select(0, index), alphas.len(), &out)?;
+            write_grid(&glow, decoded.select(0, index), alphas.len(), zoom, &out)?;
         }
     }
     Ok(())

@@ -118,6 +118,26 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
             "test image {index}"
         );
     }
+    succeeds(&[
+        "decode",
+        "--model",
+        &model,
+        "--latents",
+        &path("z.safetensors"),
+        "--columns",
+        "3",
+        "--zoom",
+        "2",
+        "--out",
+        &path("big-back.png"),
+    ]);
+    let zoomed = read_png(&dir.join("big-back.png"));
+    assert_eq!((zoomed.0, zoomed.1), (2 * grid.0, 2 * grid.1));
+    assert_eq!(
+        zoomed.2[(2 * 3 + 1) * zoomed.0 + 2 * 5],
+        grid.2[3 * grid.0 + 5],
+        "nearest neighbour"
+    );
 
     // Image files.
     write_png(&dir.join("a.png"), 8, &originals[1]);

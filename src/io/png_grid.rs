@@ -9,9 +9,15 @@ use crate::error::{GlowError, Result};
 use crate::tensor_ops::to_f64_vec;
 
 /// Writes 8-bit images `[N, C, H, W]` (values `0..=255` as floats; C = 1 or 3) as a PNG grid of
-/// `columns` images per row with a 1-pixel gap.
-pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize) -> Result<()> {
+/// `columns` images per row with a 1-pixel gap, the whole grid enlarged `zoom` times (each pixel
+/// a `zoom x zoom` block).
+pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize, zoom: usize) -> Result<()> {
     let [n, c, h, w] = images.dims();
+    if zoom == 0 || zoom > 64 {
+        return Err(GlowError::Config(format!(
+            "zoom {zoom} must be between 1 and 64"
+        )));
+    }
     if c != 1 && c != 3 {
         return Err(GlowError::shape(
             "PNG grid",
@@ -34,6 +40,7 @@ pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize) -> Result<
             }
         }
     }
+    let (canvas, gw, gh) = enlarge(&canvas, gw, gh, c, zoom);
     let mut bytes = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut bytes, gw as u32, gh as u32);
@@ -51,4 +58,26 @@ pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize) -> Result<
             .map_err(|e| GlowError::file(path, format!("PNG encoding failed: {e}")))?;
     }
     write_atomic(path, &bytes)
+}
+
+/// Nearest-neighbour enlargement of an interleaved `width x height x channels` image.
+fn enlarge(
+    canvas: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    zoom: usize,
+) -> (Vec<u8>, usize, usize) {
+    if zoom == 1 {
+        return (canvas.to_vec(), width, height);
+    }
+    let (zw, zh) = (width * zoom, height * zoom);
+    let mut out = Vec::with_capacity(zw * zh * channels);
+    for y in 0..zh {
+        for x in 0..zw {
+            let at = ((y / zoom) * width + x / zoom) * channels;
+            out.extend_from_slice(&canvas[at..at + channels]);
+        }
+    }
+    (out, zw, zh)
 }

@@ -253,7 +253,7 @@ fn write_samples(
                 path.display()
             )));
         }
-        write_png_grid(&path, to_pixels(x, ema.config().n_bits), 8)?;
+        write_png_grid(&path, to_pixels(x, ema.config().n_bits), 8, 1)?;
         written.push(path);
     }
     Ok(written)
