@@ -217,3 +217,77 @@ pub fn cached_direction(
         n_without: sums.n_without,
     })
 }
+
+/// Which attribute direction to find for a trained model, and from what.
+#[derive(Debug, Clone)]
+pub struct DirectionRequest {
+    /// A class name or number of a labelled dataset, or a column of `attributes_file`.
+    pub attribute: String,
+    /// CelebA's `list_attr_celeba.txt` naming the attributes of a folder dataset's images.
+    pub attributes_file: Option<PathBuf>,
+    /// Training images to average over (0 = all).
+    pub images: usize,
+}
+
+/// The direction of `request.attribute` for `model` over the training set of `train`, cached in
+/// `cache_dir` (one file per attribute and image count, keyed as [`cached_direction`] says);
+/// returns it with the cache file's path.
+pub fn training_set_direction(
+    model: &Glow,
+    train: &crate::train::config::TrainConfig,
+    request: &DirectionRequest,
+    cache_dir: &std::path::Path,
+    warn: &mut dyn FnMut(String),
+) -> Result<(CachedDirection, PathBuf)> {
+    use crate::data::dataset::Split;
+    let (data, files) =
+        crate::train::trainer::load_split(model.config(), train, Split::Train, warn)?;
+    let count = match request.images {
+        0 => data.len(),
+        n => n.min(data.len()),
+    };
+    let attribute = request.attribute.as_str();
+    let flags = match &request.attributes_file {
+        Some(path) => {
+            let table = crate::data::celeba::read_celeba_attributes(path)?;
+            let files = files.ok_or_else(|| {
+                GlowError::Config(
+                    "an attribute file needs a folder dataset (it names the image files)".into(),
+                )
+            })?;
+            celeba_flags(&table, &files[..count], attribute)?
+        }
+        None => {
+            let labels = data.labels.as_ref().ok_or_else(|| {
+                GlowError::Label(
+                    "the dataset has no labels; pass CelebA's list_attr_celeba.txt (--attributes) \
+                     to name attributes"
+                        .into(),
+                )
+            })?;
+            class_flags(&labels[..count], &train.data.class_names()?, attribute)?
+        }
+    };
+    let mut key = std::collections::BTreeMap::new();
+    key.insert("attribute".to_string(), attribute.to_string());
+    key.insert(
+        "dataset".to_string(),
+        serde_json::to_string(&train.data).expect("a data source serialises"),
+    );
+    key.insert("images".to_string(), count.to_string());
+    if let Some(path) = &request.attributes_file {
+        key.insert("attributes_file".to_string(), path.display().to_string());
+    }
+    let file_safe: String = attribute
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    let cache = cache_dir.join(format!("{file_safe}-{count}.safetensors"));
+    let found = cached_direction(&cache, model, &key, || {
+        dataset_direction(model, &data, &flags, train.eval_batch_size)
+    })?;
+    Ok((found, cache))
+}

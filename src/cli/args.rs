@@ -1,0 +1,249 @@
+//! Options shared by several commands: the architecture, the training recipe, and a model with
+//! its test images.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use clap::Args;
+use glowflow::data::dataset::{ImageDataset, Split};
+use glowflow::train::config::{self as presets, TrainConfig};
+use glowflow::train::optimizer::OptimizerKind;
+use glowflow::train::trainer::{load_split, read_run_configs};
+use glowflow::{
+    load_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
+    PermutationKind,
+};
+
+/// Copies each given command-line option (`Some`) onto the config field of the same name.
+macro_rules! override_fields {
+    ($args:expr, $config:expr; $($field:ident),* $(,)?) => {
+        $( if let Some(v) = $args.$field { $config.$field = v; } )*
+    };
+}
+
+/// A model and the test images of its dataset.
+#[derive(Args)]
+pub(crate) struct TestImages {
+    /// Run or model directory.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Dataset location (default: the one in RUN/train.json, else the preset's).
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// Preset whose dataset format to use when the model directory has no train.json.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub(crate) preset: String,
+}
+
+impl TestImages {
+    /// The run's training config (or the preset's), with `--data` applied.
+    pub(crate) fn train_config(&self) -> Result<TrainConfig, GlowError> {
+        let mut train = match read_run_configs(&self.model) {
+            Ok((_, train)) => train,
+            Err(_) => presets::preset(&self.preset)?.1,
+        };
+        if let Some(path) = &self.data {
+            train.data = train.data.at(path);
+        }
+        Ok(train)
+    }
+
+    /// The model, its test set, and the run's evaluation batch size.
+    pub(crate) fn load(
+        &self,
+        device: &Device,
+    ) -> Result<(glowflow::Glow, ImageDataset, usize), GlowError> {
+        let glow = load_model(&self.model, device)?;
+        let train = self.train_config()?;
+        let (test, _) = load_split(glow.config(), &train, Split::Test, &mut |w| {
+            eprintln!("{w}")
+        })?;
+        Ok((glow, test, train.eval_batch_size))
+    }
+}
+
+/// Training options; each overrides the preset (or the training config file).
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    /// Optimiser steps in the whole run.
+    #[arg(long)]
+    pub(crate) steps: Option<u64>,
+    /// Seed of data order, noise and sampling.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Images per step.
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub(crate) lr: Option<f64>,
+    /// Linear warm-up steps.
+    #[arg(long)]
+    pub(crate) warmup_steps: Option<u64>,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long)]
+    pub(crate) grad_clip_norm: Option<f64>,
+    /// Polyak average decay (0 = off).
+    #[arg(long)]
+    pub(crate) ema_decay: Option<f64>,
+    /// Images for the data-dependent initialisation.
+    #[arg(long)]
+    pub(crate) init_images: Option<usize>,
+    /// Zero-pad images to this square size (e.g. 32 for 28x28 images at L = 3).
+    #[arg(long)]
+    pub(crate) pad_to: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long)]
+    pub(crate) checkpoint_every: Option<u64>,
+    /// Evaluate test bits/dim every N steps (0 = only at the end).
+    #[arg(long)]
+    pub(crate) eval_every: Option<u64>,
+    /// Test images for periodic evaluations (0 = all; the final one always uses all).
+    #[arg(long)]
+    pub(crate) eval_images: Option<usize>,
+    /// Sample grids every N steps (0 = only at the end).
+    #[arg(long)]
+    pub(crate) sample_every: Option<u64>,
+    /// Metrics row every N steps.
+    #[arg(long)]
+    pub(crate) log_every: Option<u64>,
+    /// Optimiser: adam or adamax.
+    #[arg(long, value_parser = parse_enum::<OptimizerKind>)]
+    pub(crate) optimizer: Option<OptimizerKind>,
+    /// Constant-memory training (true/false): recompute activations with the exact inverse
+    /// instead of storing them.
+    #[arg(long)]
+    pub(crate) recompute_activations: Option<bool>,
+}
+
+impl TrainArgs {
+    pub(crate) fn apply(&self, config: &mut TrainConfig) {
+        override_fields!(self, config;
+            steps,
+            batch_size,
+            lr,
+            warmup_steps,
+            grad_clip_norm,
+            ema_decay,
+            init_images,
+            pad_to
+        );
+        override_fields!(self, config;
+            checkpoint_every,
+            eval_every,
+            eval_images,
+            sample_every,
+            log_every,
+            recompute_activations
+        );
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(kind) = self.optimizer {
+            config.optimizer.kind = kind;
+        }
+    }
+}
+
+/// Architecture options; each overrides the config file (or the defaults).
+#[derive(Args)]
+pub(crate) struct ArchArgs {
+    /// Start from this JSON config file instead of the defaults.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Image shape as CxHxW, e.g. 1x28x28 or 3x32x32.
+    #[arg(long, value_parser = parse_image)]
+    pub(crate) image: Option<ImageShape>,
+    /// Levels L.
+    #[arg(long)]
+    pub(crate) levels: Option<usize>,
+    /// Steps of flow per level, K (openai/glow's --depth).
+    #[arg(long)]
+    pub(crate) depth: Option<usize>,
+    /// Hidden channels of the coupling networks.
+    #[arg(long)]
+    pub(crate) width: Option<usize>,
+    /// Coupling transform.
+    #[arg(long, value_parser = parse_enum::<CouplingKind>)]
+    pub(crate) coupling: Option<CouplingKind>,
+    /// Channel mixing: inv-conv, reverse or shuffle.
+    #[arg(long, value_parser = parse_enum::<PermutationKind>)]
+    pub(crate) permutation: Option<PermutationKind>,
+    /// LU-decomposed 1x1 convolution (true/false).
+    #[arg(long)]
+    pub(crate) lu: Option<bool>,
+    /// Bits per colour channel (1..=8).
+    #[arg(long)]
+    pub(crate) n_bits: Option<u32>,
+    /// Learned top prior (true/false).
+    #[arg(long)]
+    pub(crate) learn_top: Option<bool>,
+    /// Number of classes to condition on (0 = unconditional).
+    #[arg(long)]
+    pub(crate) n_classes: Option<usize>,
+    /// Padding of the 3x3 convolutions: edge or zero.
+    #[arg(long, value_parser = parse_enum::<Padding>)]
+    pub(crate) padding: Option<Padding>,
+    /// Hidden convolution normalisation: actnorm or bias.
+    #[arg(long, value_parser = parse_enum::<HiddenNorm>)]
+    pub(crate) hidden_norm: Option<HiddenNorm>,
+    /// Seed of the weight initialisation.
+    #[arg(long)]
+    pub(crate) init_seed: Option<u64>,
+}
+
+pub(crate) fn parse_image(text: &str) -> Result<ImageShape, String> {
+    let parts: Vec<usize> = text
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{text}` is not CxHxW, e.g. 1x28x28"))?;
+    match parts[..] {
+        [channels, height, width] => Ok(ImageShape {
+            channels,
+            height,
+            width,
+        }),
+        _ => Err(format!("`{text}` is not CxHxW, e.g. 1x28x28")),
+    }
+}
+
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| format!("`{text}`: {e}"))
+}
+
+impl ArchArgs {
+    pub(crate) fn to_config(&self) -> Result<GlowConfig, GlowError> {
+        self.apply(GlowConfig::default())
+    }
+
+    /// `base` (or the `--config` file) with every given option applied, validated.
+    pub(crate) fn apply(&self, base: GlowConfig) -> Result<GlowConfig, GlowError> {
+        let mut config = match &self.config {
+            Some(path) => GlowConfig::load(path)?,
+            None => base,
+        };
+        override_fields!(self, config;
+            image,
+            levels,
+            width,
+            coupling,
+            permutation,
+            lu,
+            n_bits,
+            learn_top,
+            n_classes,
+            padding,
+            hidden_norm
+        );
+        if let Some(depth) = self.depth {
+            config.steps = depth;
+        }
+        if let Some(seed) = self.init_seed {
+            config.seed = seed;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

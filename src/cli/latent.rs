@@ -1,0 +1,485 @@
+//! The latent-space commands: encode, decode, manipulate, interpolate, reconstruct and the
+//! temperature sweep.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::Args;
+use glowflow::data::folder::{load_image_files, BadImage, FolderOptions};
+use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
+use glowflow::io::png_grid::write_png_grid;
+use glowflow::latent::attribute::{training_set_direction, DirectionRequest};
+use glowflow::latent::{
+    concat as concat_latents, images_at_bin_centres, interpolate, move_along,
+    reconstruct_keeping_top, temperature_sweep,
+};
+use glowflow::likelihood::to_pixels;
+use glowflow::{load_model, GlowError, Latents};
+use rand::SeedableRng;
+
+use super::args::TestImages;
+use super::Context;
+
+/// The images a command works on: image files, or test-set images by index.
+#[derive(Args)]
+pub(crate) struct Inputs {
+    /// Image files (PNG/JPEG) of the model's size.
+    #[arg(long, num_args = 1..)]
+    image: Vec<PathBuf>,
+    /// Indices of test-set images (the default when no --image is given: image 0).
+    #[arg(long, num_args = 1.., conflicts_with = "image")]
+    index: Vec<usize>,
+    /// Class label of every --image, for class-conditional models.
+    #[arg(long)]
+    class: Option<usize>,
+}
+
+/// [`Inputs`] as model inputs.
+pub(crate) struct LoadedInputs {
+    /// The images at their bin centres.
+    x: Tensor<4>,
+    /// A name for each (file or `test[i]`).
+    names: Vec<String>,
+    /// Their labels, for class-conditional models.
+    labels: Option<Vec<usize>>,
+}
+
+impl Inputs {
+    /// The images as model inputs at their bin centres, a name for each, and their labels (for
+    /// class-conditional models).
+    fn load(
+        &self,
+        glow: &glowflow::Glow,
+        source: &TestImages,
+        device: &Device,
+    ) -> Result<LoadedInputs, GlowError> {
+        let conditional = glow.config().n_classes > 0;
+        if self.image.is_empty() {
+            let indices = if self.index.is_empty() {
+                vec![0]
+            } else {
+                self.index.clone()
+            };
+            let (_, test, _) = source.load(device)?;
+            let x = images_at_bin_centres(glow, &test, &indices)?;
+            let labels = match (&test.labels, conditional) {
+                (Some(labels), true) => Some(indices.iter().map(|&i| labels[i]).collect()),
+                _ => None,
+            };
+            let names = indices.iter().map(|i| format!("test[{i}]")).collect();
+            return Ok(LoadedInputs { x, names, labels });
+        }
+        let image = glow.config().image;
+        let loaded = load_image_files(
+            &self.image,
+            &FolderOptions {
+                size: None,
+                channels: Some(image.channels),
+                on_bad_image: BadImage::Error,
+            },
+        )?;
+        let [_, h, w] = loaded.dataset.shape;
+        if [h, w] != [image.height, image.width] {
+            return Err(GlowError::Config(format!(
+                "{} is {h}x{w} pixels but the model takes {}x{} images; resize the image first",
+                self.image[0].display(),
+                image.height,
+                image.width
+            )));
+        }
+        let n = self.image.len();
+        let labels = match (conditional, self.class) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(GlowError::Label(
+                    "the model is unconditional; pass no --class".into(),
+                ))
+            }
+            (true, Some(k)) => Some(vec![k; n]),
+            (true, None) => {
+                return Err(GlowError::Label(
+                    "the model is class-conditional; pass --class K for the images".into(),
+                ))
+            }
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let x = images_at_bin_centres(glow, &loaded.dataset, &all)?;
+        let names = self.image.iter().map(|p| p.display().to_string()).collect();
+        Ok(LoadedInputs { x, names, labels })
+    }
+}
+
+/// Writes model-space images as a PNG grid with `columns` per row.
+pub(crate) fn write_grid(
+    glow: &glowflow::Glow,
+    x: Tensor<4>,
+    columns: usize,
+    zoom: usize,
+    out: &std::path::Path,
+) -> Result<(), GlowError> {
+    write_png_grid(out, to_pixels(x, glow.config().n_bits), columns, zoom)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `glowflow encode` (its help is the doc comment of `Command::Encode`).
+#[derive(Args)]
+pub struct Encode {
+    #[command(flatten)]
+    source: TestImages,
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Latent file to write (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Encode {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let Encode {
+            source,
+            inputs,
+            out,
+        } = self;
+        let glow = load_model(&source.model, device)?;
+        let LoadedInputs { x, names, labels } = inputs.load(&glow, &source, device)?;
+        let classes = labels
+            .as_ref()
+            .map(|l| glow.one_hot(l, device))
+            .transpose()?;
+        let (latents, log_det) = glow.encode(x, classes.as_ref())?;
+        let log_prob = latents.log_standard_normal() + log_det;
+        let bpd = glowflow::likelihood::bits_per_dim(
+            log_prob,
+            glow.config().image.dims(),
+            glow.config().n_bits,
+        );
+        let bpd: Vec<String> = glowflow::tensor_ops::to_f64_vec(bpd)
+            .iter()
+            .map(|b| format!("{b:.6}"))
+            .collect();
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("inputs".to_string(), names.join(","));
+        meta.insert("bits_per_dim_at_bin_centres".to_string(), bpd.join(","));
+        if let Some(labels) = &labels {
+            let labels: Vec<String> = labels.iter().map(usize::to_string).collect();
+            meta.insert("labels".to_string(), labels.join(","));
+        }
+        save_latents(&out, &glow, &latents, &meta)?;
+        for (name, b) in names.iter().zip(&bpd) {
+            println!("{name}: {b} bits/dim (pixel values at bin centres)");
+        }
+        println!(
+            "wrote the latents of {} images ({} levels) to {}",
+            names.len(),
+            latents.levels.len(),
+            out.display()
+        );
+        Ok(())
+    }
+}
+
+/// `glowflow decode` (its help is the doc comment of `Command::Decode`).
+#[derive(Args)]
+pub struct Decode {
+    /// Run or model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Latent file.
+    #[arg(long)]
+    latents: PathBuf,
+    /// Images per row of the grid.
+    #[arg(long, default_value_t = 8)]
+    columns: usize,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Decode {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let Decode {
+            model,
+            latents,
+            columns,
+            out,
+        } = self;
+        let glow = load_model(&model, device)?;
+        let (z, meta) = load_latents(&latents, &glow, device)?;
+        if meta.get("fingerprint") != Some(&model_fingerprint(&glow)) {
+            eprintln!(
+                "warning: {} was written by a model of the same architecture with other \
+                 weights; decoding with {}",
+                latents.display(),
+                model.display()
+            );
+        }
+        let classes = match (glow.config().n_classes, meta.get("labels")) {
+            (0, _) => None,
+            (_, Some(text)) => {
+                let labels = text
+                    .split(',')
+                    .map(|l| l.parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        GlowError::Config(format!(
+                            "{}: unreadable `labels` metadata `{text}`",
+                            latents.display()
+                        ))
+                    })?;
+                Some(glow.one_hot(&labels, device)?)
+            }
+            (k, None) => {
+                return Err(GlowError::Label(format!(
+                    "{}: the model is class-conditional ({k} classes) but the latent file \
+                     has no `labels` metadata",
+                    latents.display()
+                )))
+            }
+        };
+        let (x, _) = glow.decode(&z, classes.as_ref())?;
+        write_grid(&glow, x, columns, zoom, &out)?;
+        Ok(())
+    }
+}
+
+/// `glowflow manipulate` (its help is the doc comment of `Command::Manipulate`).
+#[derive(Args)]
+pub struct Manipulate {
+    #[command(flatten)]
+    source: TestImages,
+    #[command(flatten)]
+    inputs: Inputs,
+    /// The attribute: a class name or number, or a column of the --attributes file.
+    #[arg(long)]
+    attribute: String,
+    /// Comma-separated multiples of the direction to add.
+    #[arg(
+        long,
+        default_value = "-1,-0.5,0,0.5,1",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    alphas: Vec<f64>,
+    /// CelebA attribute file (list_attr_celeba.txt) naming the attributes of the training
+    /// images (a folder dataset).
+    #[arg(long)]
+    attributes: Option<PathBuf>,
+    /// Training images the direction is computed from (0 = all).
+    #[arg(long, default_value_t = 10_000)]
+    direction_images: usize,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Manipulate {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let Manipulate {
+            source,
+            inputs,
+            attribute,
+            alphas,
+            attributes,
+            direction_images,
+            out,
+        } = self;
+        if alphas.iter().any(|a| !a.is_finite()) {
+            return Err(GlowError::Config(format!(
+                "alphas {alphas:?} must be finite numbers"
+            )));
+        }
+        let glow = load_model(&source.model, device)?;
+        let request = DirectionRequest {
+            attribute: attribute.clone(),
+            attributes_file: attributes,
+            images: direction_images,
+        };
+        let (found, cache) = training_set_direction(
+            &glow,
+            &source.train_config()?,
+            &request,
+            &source.model.join("directions"),
+            &mut |w| eprintln!("{w}"),
+        )?;
+        eprintln!(
+            "direction `{attribute}`: {} training images with it, {} without ({} {})",
+            found.n_with,
+            found.n_without,
+            if found.from_cache {
+                "cached in"
+            } else {
+                "written to"
+            },
+            cache.display()
+        );
+        let (latents, _) = glow.encode(inputs.load(&glow, &source, device)?.x, None)?;
+        let moved: Vec<Latents> = alphas
+            .iter()
+            .map(|&alpha| move_along(&latents, &found.direction, alpha))
+            .collect();
+        let (decoded, _) = glow.decode(&concat_latents(moved), None)?;
+        // Row i: image i at every alpha.
+        let n = latents.levels[0].dims()[0];
+        let order: Vec<i64> = (0..n)
+            .flat_map(|i| (0..alphas.len()).map(move |a| (a * n + i) as i64))
+            .collect();
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), device);
+        write_grid(&glow, decoded.select(0, index), alphas.len(), zoom, &out)?;
+        Ok(())
+    }
+}
+
+/// `glowflow interpolate` (its help is the doc comment of `Command::Interpolate`).
+#[derive(Args)]
+pub struct Interpolate {
+    #[command(flatten)]
+    source: TestImages,
+    /// Index of the first test image.
+    a: usize,
+    /// Index of the second test image.
+    b: usize,
+    /// Images on the line, endpoints included.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Interpolate {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let Interpolate {
+            source,
+            a,
+            b,
+            steps,
+            out,
+        } = self;
+        let (glow, test, _) = source.load(device)?;
+        let ends = images_at_bin_centres(&glow, &test, &[a, b])?;
+        let path = interpolate(
+            &glow,
+            ends.clone().narrow(0, 0, 1),
+            ends.narrow(0, 1, 1),
+            steps,
+        )?;
+        write_grid(&glow, path, steps, zoom, &out)?;
+        Ok(())
+    }
+}
+
+/// `glowflow reconstruct` (its help is the doc comment of `Command::Reconstruct`).
+#[derive(Args)]
+pub struct Reconstruct {
+    #[command(flatten)]
+    source: TestImages,
+    /// Indices of the test images (one row each).
+    #[arg(long, num_args = 1.., default_values_t = [0usize, 1, 2, 3])]
+    index: Vec<usize>,
+    /// Temperature of the redrawn levels.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    /// Seed of the redrawn latents.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Reconstruct {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let Reconstruct {
+            source,
+            index,
+            temperature,
+            seed,
+            out,
+        } = self;
+        let (glow, test, _) = source.load(device)?;
+        let x = images_at_bin_centres(&glow, &test, &index)?;
+        let levels = glow.config().levels;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut columns = vec![x.clone()];
+        for keep in (1..=levels).rev() {
+            columns.push(reconstruct_keeping_top(
+                &glow,
+                x.clone(),
+                keep,
+                temperature,
+                &mut rng,
+            )?);
+        }
+        // Row r: the original, then the reconstructions keeping L, L-1, ..., 1 levels.
+        let grid = Tensor::stack::<5>(columns, 1);
+        let [n, k, c, h, w] = grid.dims();
+        write_grid(&glow, grid.reshape([n * k, c, h, w]), k, zoom, &out)?;
+        Ok(())
+    }
+}
+
+/// `glowflow temperature-sweep` (its help is the doc comment of `Command::TemperatureSweep`).
+#[derive(Args)]
+pub struct TemperatureSweep {
+    /// Run or model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Rows (samples per temperature).
+    #[arg(long, default_value_t = 8)]
+    n: usize,
+    /// Comma-separated temperatures.
+    #[arg(
+        long,
+        default_value = "0,0.25,0.6,0.7,0.8,0.9,1.0",
+        value_delimiter = ','
+    )]
+    temperatures: Vec<f64>,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl TemperatureSweep {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let TemperatureSweep {
+            model,
+            n,
+            temperatures,
+            seed,
+            out,
+        } = self;
+        let glow = load_model(&model, device)?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let x = temperature_sweep(&glow, n, &temperatures, &mut rng)?;
+        // One column per temperature: row i holds sample i at every temperature.
+        let order: Vec<i64> = (0..n)
+            .flat_map(|i| (0..temperatures.len()).map(move |t| (t * n + i) as i64))
+            .collect();
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), device);
+        write_grid(&glow, x.select(0, index), temperatures.len(), zoom, &out)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Building, sampling and benchmarking models.
+
+use std::path::PathBuf;
+
+use burn::tensor::Tensor;
+use clap::Args;
+use glowflow::benchmark::{run_benchmark, BenchOptions};
+use glowflow::io::png_grid::write_png_grid;
+use glowflow::likelihood::to_pixels;
+use glowflow::{load_model, save_model, GlowError};
+use rand::SeedableRng;
+
+use super::args::ArchArgs;
+use super::Context;
+
+/// `glowflow new` (its help is the doc comment of `Command::New`).
+#[derive(Args)]
+pub struct New {
+    /// Directory to write the model into.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    arch: ArchArgs,
+}
+
+impl New {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let New { out, arch } = self;
+        let config = arch.to_config()?;
+        let model = config.init(device)?;
+        save_model(&model, &out)?;
+        println!("wrote a new model to {}", out.display());
+        Ok(())
+    }
+}
+
+/// `glowflow sample` (its help is the doc comment of `Command::Sample`).
+#[derive(Args)]
+pub struct Sample {
+    /// Run or model directory (`glowflow train --out` or `glowflow new --out`); repeat to
+    /// compare models.
+    #[arg(long, num_args = 1.., required = true)]
+    model: Vec<PathBuf>,
+    /// Number of samples (per model).
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Temperature: every prior's standard deviation is scaled by it (0 gives the means).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per row of the grid.
+    #[arg(long, default_value_t = 8)]
+    columns: usize,
+    /// Class of every sample, for class-conditional models.
+    #[arg(long)]
+    class: Option<usize>,
+    /// PNG file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Sample {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let zoom = ctx.zoom;
+        let Sample {
+            model: models,
+            n,
+            temperature,
+            seed,
+            columns,
+            class,
+            out,
+        } = self;
+        let mut grids: Vec<Tensor<4>> = Vec::new();
+        let mut n_bits = None;
+        for dir in &models {
+            let model = load_model(dir, device)?;
+            let image = model.config().image;
+            let first = grids.first().map(|g| g.dims());
+            if n_bits.is_some_and(|b| b != model.config().n_bits)
+                || first.is_some_and(|d| d[1..] != [image.channels, image.height, image.width])
+            {
+                return Err(GlowError::Config(format!(
+                    "{} models {}x{}x{} images at {} bits, unlike the first model; compare \
+                     models of one dataset",
+                    dir.display(),
+                    image.channels,
+                    image.height,
+                    image.width,
+                    model.config().n_bits
+                )));
+            }
+            n_bits = Some(model.config().n_bits);
+            let classes = class
+                .map(|k| model.one_hot(&vec![k; n], device))
+                .transpose()?;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let x = model.sample(n, temperature, classes.as_ref(), &mut rng)?;
+            let overflowed = glowflow::tensor_ops::non_finite_samples(&x);
+            if overflowed > 0 {
+                eprintln!(
+                    "warning: {overflowed} of {n} samples of {} overflowed when decoded \
+                     (shown black and white); a lower temperature avoids the far tails",
+                    dir.display()
+                );
+            }
+            // Each model's samples start a new row of the grid (grey padding).
+            let padded = n.div_ceil(columns.max(1)) * columns.max(1);
+            let [c, h, w] = [image.channels, image.height, image.width];
+            let pad = Tensor::<4>::zeros([padded - n, c, h, w], device);
+            grids.push(Tensor::cat(vec![x, pad], 0));
+        }
+        let pixels = to_pixels(Tensor::cat(grids, 0), n_bits.unwrap_or(8));
+        write_png_grid(&out, pixels, columns, zoom)?;
+        println!(
+            "wrote {n} samples per model at temperature {temperature} to {}",
+            out.display()
+        );
+        Ok(())
+    }
+}
+
+/// `glowflow bench` (its help is the doc comment of `Command::Bench`).
+#[derive(Args)]
+pub struct Bench {
+    #[command(flatten)]
+    arch: ArchArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Untimed repetitions first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Constant-memory training step (recompute activations).
+    #[arg(long)]
+    recompute_activations: bool,
+    /// Comma-separated phases: train, eval, sample.
+    #[arg(long, default_value = "train,eval,sample", value_delimiter = ',')]
+    phases: Vec<String>,
+    /// Seed of the images and weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Bench {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let Bench {
+            arch,
+            batch_size,
+            warmup,
+            repeats,
+            recompute_activations,
+            phases,
+            seed,
+            out,
+        } = self;
+        let options = BenchOptions {
+            batch_size,
+            warmup,
+            repeats,
+            recompute_activations,
+            phases,
+            seed,
+        };
+        let result = run_benchmark(&arch.to_config()?, &options, device)?;
+        let json = serde_json::to_string_pretty(&result).expect("serialises");
+        if let Some(path) = out {
+            glowflow::io::atomic::write_atomic(&path, json.as_bytes())?;
+        }
+        println!("{json}");
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Training, evaluation and the permutation ablation.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Args;
+use glowflow::experiments::ablation;
+use glowflow::train::config::{self as presets, DataSource, TrainConfig};
+use glowflow::train::eval::evaluate_bpd;
+use glowflow::train::trainer::{read_run_configs, train as train_run, TrainEvent};
+use glowflow::GlowError;
+
+use super::args::{ArchArgs, TestImages, TrainArgs};
+use super::progress::Progress;
+use super::Context;
+
+/// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly.
+pub(crate) fn stop_on_signal() -> Result<Arc<AtomicBool>, GlowError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| GlowError::Config(format!("cannot install the signal handler: {e}")))?;
+    }
+    Ok(stop)
+}
+
+pub(crate) fn read_train_config(path: &std::path::Path) -> Result<TrainConfig, GlowError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| GlowError::Config(format!("{}: {e}", path.display())))?;
+    let config: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+        GlowError::Config(format!("{}: not a training config: {e}", path.display()))
+    })?;
+    Ok(config)
+}
+
+/// `glowflow train` (its help is the doc comment of `Command::Train`).
+#[derive(Args)]
+pub struct Train {
+    /// Starting point: fashion-mnist (default), mnist, cifar10 or celeba64.
+    #[arg(long, default_value = "fashion-mnist")]
+    preset: String,
+    /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or train/ and test/
+    /// folders of PNG images); the preset's format is kept.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run directory to create (default runs/PRESET).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// A training config file (JSON, as written to RUN/train.json) instead of the preset's.
+    #[arg(long)]
+    train_config: Option<PathBuf>,
+    /// For image folders: skip unreadable or unusable images with a warning.
+    #[arg(long)]
+    skip_bad_images: bool,
+    #[command(flatten)]
+    training: TrainArgs,
+    #[command(flatten)]
+    arch: ArchArgs,
+}
+
+impl Train {
+    /// Runs the command.
+    pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
+        let Train {
+            preset,
+            data,
+            out,
+            resume,
+            train_config,
+            skip_bad_images,
+            training,
+            arch,
+        } = self;
+        let (run_dir, model_config, mut train) = match &resume {
+            Some(run_dir) => {
+                let (model, train) = read_run_configs(run_dir)?;
+                (run_dir.clone(), model, train)
+            }
+            None => {
+                let (model, train) = presets::preset(&preset)?;
+                let train = match &train_config {
+                    Some(path) => read_train_config(path)?,
+                    None => train,
+                };
+                let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+                (out, arch.apply(model)?, train)
+            }
+        };
+        training.apply(&mut train);
+        if let Some(path) = data {
+            train.data = train.data.at(&path);
+        }
+        if let DataSource::Folder {
+            skip_bad_images: skip,
+            ..
+        } = &mut train.data
+        {
+            *skip |= skip_bad_images;
+        }
+        let stop = stop_on_signal()?;
+        let mut progress = Progress::new();
+        let summary = train_run(
+            &run_dir,
+            &model_config,
+            &train,
+            resume.is_some(),
+            &stop,
+            &mut |event| progress.show(event),
+        )?;
+        progress.finish();
+        println!(
+            "run {}: {} steps, {:.1} images/s over {:.0} s of training, train {} bits/dim, test {} bits/dim{}",
+            run_dir.display(),
+            summary.step,
+            summary.images_per_second,
+            summary.train_seconds,
+            summary.train_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+            summary.test_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+            if summary.skipped_steps > 0 {
+                format!(" ({} steps skipped, {} roll-backs)", summary.skipped_steps, summary.rollbacks)
+            } else {
+                String::new()
+            }
+        );
+        Ok(())
+    }
+}
+
+/// `glowflow ablate` (its help is the doc comment of `Command::Ablate`).
+#[derive(Args)]
+pub struct Ablate {
+    /// Directory of the ablation (one run per variant and seed inside).
+    #[arg(long, default_value = "runs/ablation")]
+    out: PathBuf,
+    /// Comma-separated seeds.
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Comma-separated variants (default: all six, e.g. additive-reverse, affine-inv-conv).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
+    /// Starting point before the CPU-scale sizes are applied (see `glowflow train`).
+    #[arg(long, default_value = "fashion-mnist")]
+    preset: String,
+    /// Where the dataset is (see `glowflow train`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    training: TrainArgs,
+    #[command(flatten)]
+    arch: ArchArgs,
+}
+
+impl Ablate {
+    /// Runs the command.
+    pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
+        let Ablate {
+            out,
+            seeds,
+            variants,
+            preset,
+            data,
+            training,
+            arch,
+        } = self;
+        if arch.coupling.is_some() || arch.permutation.is_some() || arch.lu.is_some() {
+            return Err(GlowError::Config(
+                "the ablation sets coupling, permutation and lu itself; choose arms with \
+                 --variants instead"
+                    .into(),
+            ));
+        }
+        let (model, mut train) = ablation::cpu_scale(presets::preset(&preset)?);
+        let model = arch.apply(model)?;
+        training.apply(&mut train);
+        if let Some(path) = data {
+            train.data = train.data.at(&path);
+        }
+        let variants = if variants.is_empty() {
+            ablation::Variant::all()
+        } else {
+            variants
+                .iter()
+                .map(|v| ablation::Variant::parse(v))
+                .collect::<Result<_, _>>()?
+        };
+        let stop = stop_on_signal()?;
+        let mut current = PathBuf::new();
+        let points = ablation::run_ablation(
+            &out,
+            &variants,
+            &seeds,
+            &model,
+            &train,
+            &stop,
+            &mut |run, event| {
+                if run != current {
+                    eprintln!("== {}", run.display());
+                    current = run.to_path_buf();
+                }
+                match event {
+                    TrainEvent::Metrics(row) => {
+                        if let Some(bpd) = row.test_bpd {
+                            eprintln!("step {}: test {bpd:.4} bits/dim", row.step);
+                        }
+                    }
+                    TrainEvent::Note(note) => eprintln!("{note}"),
+                    TrainEvent::Started { .. } => {}
+                }
+            },
+        )?;
+        for row in ablation::summarise(&points) {
+            println!(
+                "{:<22} test {:.4} ± {:.4} bits/dim at step {} ({} seeds)",
+                row.variant.name(),
+                row.mean,
+                row.std,
+                row.step,
+                row.seeds
+            );
+        }
+        println!("results: {}", out.join("ablation.md").display());
+        Ok(())
+    }
+}
+
+/// `glowflow eval` (its help is the doc comment of `Command::Eval`).
+#[derive(Args)]
+pub struct Eval {
+    #[command(flatten)]
+    source: TestImages,
+    /// Seed of the dequantisation noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl Eval {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let device = &ctx.device;
+        let Eval { source, seed } = self;
+        let (glow, test, batch_size) = source.load(device)?;
+        let bpd = evaluate_bpd(&glow, &test, 0, batch_size, seed, device)?;
+        println!(
+            "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",
+            test.len()
+        );
+        Ok(())
+    }
+}
