@@ -4,11 +4,10 @@
     python3 bench/report.py OUT_DIR
 
 Speed: images/s of each phase for glowflow and the PyTorch reference, and glowflow / PyTorch.
-Memory: peak resident memory of one training step (the first) and its activation memory: the peak
-minus what was resident before the step minus what the step allocates for good.
-  glowflow: peak - resident just before the step (weights, Adam moments) - gradients (4 B/param).
-  PyTorch:  peak - peak after building the model and optimiser - gradients and the Adam moments,
-            which torch allocates during the first step (12 B/param).
+Memory: peak resident memory of a training step (forward, backward, Adam update) and its
+activation memory, measured the same way in both programs around the gradient pass (forward and
+backward, before the update): the pass's peak resident memory (VmHWM, reset just before it) minus
+the resident memory just before it minus the gradients it allocates (4 bytes per parameter).
 """
 
 import json
@@ -62,7 +61,7 @@ def memory_rows(out):
             continue
         g, r, t = (load(p) for p in paths)
         t_peak = t["phases"]["train_step"]["peak_rss_mib_after"]
-        t_act = t_peak - t["peak_rss_mib_after_build"] - t["parameters"] * 12 / MIB
+        t_act = t["phases"]["train_step"]["activation_mib"]
         cells = [
             f"{g['train']['peak_rss_mib']:.0f}", f"{g['activation_mib']:.0f}",
             f"{r['train']['peak_rss_mib']:.0f}", f"{r['activation_mib']:.0f}",

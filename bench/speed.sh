@@ -12,7 +12,8 @@
 #         stored activations, with recomputed activations (glowflow only), and in PyTorch; each
 #         in its own process so that its peak resident memory is its own.
 #
-# Results: OUT_DIR/*.json, and the tables of BENCHMARKS.md from `python3 bench/report.py OUT_DIR`.
+# Results: OUT_DIR/*.json (a configuration whose files exist is not run again: delete them to
+# re-measure), and the tables of BENCHMARKS.md from `python3 bench/report.py OUT_DIR`.
 # The architecture is the reference's (zero padding, ActNorm without openai's x3 log-scale factor:
 # bench/fashion_mnist_matched.json with the shape options below).
 set -euo pipefail
@@ -24,11 +25,14 @@ mkdir -p "$out"
 cargo build --release
 export RAYON_NUM_THREADS=2
 glowflow() { target/release/glowflow bench --config bench/fashion_mnist_matched.json --lu true "$@"; }
-torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --threads 2 --lu --coupling affine "$@"; }
+# Both take Adam steps at 1e-4 (glowflow bench's fixed recipe) so that random-image training stays finite.
+torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --threads 2 --lu --coupling affine \
+  --optimizer adam --lr 1e-4 "$@"; }
 
 if [[ $what == speed || $what == all ]]; then
   # name  channels  K  width  batch  warm-up  repeats
   while read -r name c k w b warm reps; do
+    [[ -f $out/speed-$name-glowflow.json && -f $out/speed-$name-torch.json ]] && continue
     shape="--levels 3 --width $w"
     glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
       --repeats "$reps" --out "$out/speed-$name-glowflow.json" > /dev/null
@@ -44,6 +48,7 @@ fi
 
 if [[ $what == memory || $what == all ]]; then
   for k in 8 16 32 64; do
+    [[ -f $out/memory-k$k-torch.json ]] && continue
     common="--levels 3 --width 512"
     glowflow --image 3x32x32 $common --depth "$k" --batch-size 16 --phases train --warmup 0 \
       --repeats 1 --out "$out/memory-k$k-glowflow.json" > /dev/null

@@ -229,6 +229,27 @@ def maxrss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def proc_status_mib(field):
+    """VmRSS / VmHWM of this process in MiB (Linux /proc), 0 where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def reset_peak_rss():
+    """Resets VmHWM to the current RSS (Linux clear_refs mode 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def n_params(model):
     return int(sum(p.numel() for p in model.parameters()))
 
@@ -390,11 +411,19 @@ def run_speed(torch, ref_model, ref_modules, args, result):
     for g in opt.param_groups:
         g["lr"] = args.lr
 
+    grad_bytes_mib = n_params(model) * 4 / (1024.0 * 1024.0)
+    activation_samples = []
+
     def train_step():
         model.train()
         opt.zero_grad(set_to_none=True)
+        before = proc_status_mib("VmRSS")
+        reset_peak_rss()
         loss = bpd_fn(model, x).mean()
         loss.backward()
+        # Activation memory: the forward/backward peak above what was resident before it, less
+        # the gradients it allocates (the same definition as `glowflow bench`).
+        activation_samples.append(proc_status_mib("VmHWM") - before - grad_bytes_mib)
         opt.step()
         return loss
 
@@ -422,6 +451,8 @@ def run_speed(torch, ref_model, ref_modules, args, result):
             "images_per_s": b / med if med > 0 else None,
             "peak_rss_mib_after": maxrss_mib(),
         }
+    if "train_step" in phases:
+        phases["train_step"]["activation_mib"] = max(activation_samples)
     if "sample" in phases:
         phases["sample"]["temperature"] = args.temperature
         phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
@@ -483,6 +514,14 @@ def main(argv=None):
 
     torch, ref_model, ref_modules, glow_src, shims = import_reference(args.glow_src)
     torch.set_num_threads(args.threads)
+    if args.mode == "speed":
+        # Random-image models at depth can decode to inf, and torch.normal then refuses a
+        # non-finite std; the same draw without that check costs the same arithmetic.
+        def gaussian_sample(mean, logs, temperature):
+            return mean + torch.exp(logs) * temperature * torch.randn_like(mean)
+
+        ref_modules.gaussian_sample = gaussian_sample
+        shims.append("speed mode: modules.gaussian_sample -> mean + exp(logs)*T*randn (no std check)")
 
     result = {
         "implementation": "y0ast/Glow-PyTorch",

@@ -6,10 +6,11 @@
 //! - sampling a batch at temperature 0.7;
 //!
 //! each after untimed warm-up repetitions, with the peak resident memory of each phase (Linux
-//! `VmHWM`, reset between phases through `/proc/self/clear_refs`). Activation memory is the
-//! training phase's peak minus the resident memory just before it (the process, the weights and
-//! the Adam moments, which exist by then) minus the gradients (one f32 per parameter): what the
-//! forward and backward passes hold on top of the model and its optimiser.
+//! `VmHWM`, reset through `/proc/self/clear_refs`). Activation memory is measured around the
+//! gradient pass of every training step (forward and backward, before the optimiser update): its
+//! peak minus the resident memory just before it minus the gradients it allocates (one f32 per
+//! parameter), the largest over the steps. `bench/torch_reference.py` measures PyTorch the same
+//! way.
 
 use std::time::Instant;
 
@@ -67,13 +68,11 @@ pub struct BenchResult {
     pub parameters: usize,
     /// Resident memory before the model was built (MiB).
     pub baseline_rss_mib: f64,
-    /// Resident memory just before the training phase: process, weights, Adam moments (MiB).
-    pub before_train_rss_mib: f64,
     /// Gradients: 4 bytes per parameter (MiB).
     pub gradients_mib: f64,
     /// Training step, if run.
     pub train: Option<PhaseResult>,
-    /// Training peak - resident before it - gradients (MiB), if the training step ran.
+    /// Largest gradient-pass peak - resident before it - gradients (MiB), if training ran.
     pub activation_mib: Option<f64>,
     /// Exact log-likelihood evaluation, if run.
     pub eval: Option<PhaseResult>,
@@ -180,7 +179,8 @@ pub fn run_benchmark(
         .map(|p| p.dims()[0])
         .sum();
     let gradients_mib = (parameters * 4) as f64 / (1024.0 * 1024.0);
-    let mut before_train_rss_mib = 0.0;
+    let mut activation_mib: Option<f64> = None;
+    let mut step_peak_mib = 0.0f64;
 
     let train = if wants("train") {
         let settings = OptimizerSettings {
@@ -190,10 +190,11 @@ pub fn run_benchmark(
             epsilon: 1e-8,
         };
         let mut optimizer = OptimizerState::new(&flat_params(model.as_ref().expect("built")));
-        before_train_rss_mib = resident_mib().0;
         Some(time_phase(options, || {
             let (images, dequantise) = tensors(&train_device);
             let current = model.take().expect("a model between steps");
+            let before = resident_mib().0;
+            reset_peak();
             let (loss, grads) = loss_and_gradients(
                 &current,
                 images,
@@ -201,13 +202,21 @@ pub fn run_benchmark(
                 classes.as_ref(),
                 options.recompute_activations,
             )?;
+            // Reading the loss waits for the gradient pass to finish.
+            let _ = loss.into_scalar::<f64>();
+            let activation = resident_mib().1 - before - gradients_mib;
+            activation_mib = Some(activation_mib.map_or(activation, |a| a.max(activation)));
             let (updated, _) =
                 apply_gradients(current, &mut optimizer, &settings, 1e-4, 1.0, grads);
-            // Waiting for the loss's value makes the step's work happen inside the timing.
-            let _ = loss.into_scalar::<f64>();
             model = Some(updated);
+            step_peak_mib = step_peak_mib.max(resident_mib().1);
             Ok(())
         })?)
+        .map(|phase| PhaseResult {
+            // The peak was reset before each gradient pass: the largest step's peak is the phase's.
+            peak_rss_mib: step_peak_mib,
+            ..phase
+        })
     } else {
         None
     };
@@ -238,15 +247,11 @@ pub fn run_benchmark(
     } else {
         None
     };
-    let activation_mib = train
-        .as_ref()
-        .map(|t| t.peak_rss_mib - before_train_rss_mib - gradients_mib);
     Ok(BenchResult {
         config: config.clone(),
         options: options.clone(),
         parameters,
         baseline_rss_mib,
-        before_train_rss_mib,
         gradients_mib,
         train,
         activation_mib,

@@ -385,8 +385,17 @@ fn matmul_convolutions_equal_burn_conv2d_in_value_and_gradients() {
     use burn::tensor::ops::ConvOptions;
     use glowflow::flow::conv_matmul::same_conv;
     let device = f64_device().autodiff();
-    // 1x1, few inputs (shifted inputs), few outputs (shifted outputs), equal, and a 5x5 kernel.
-    for (c_in, c_out, k) in [(4, 6, 1), (2, 8, 3), (8, 3, 3), (5, 5, 3), (3, 2, 5)] {
+    // 1x1, few inputs (shifted inputs), few outputs (shifted outputs), equal, a 5x5 kernel, and
+    // at least 8 channels per pixel (240 channels, 30 pixels: the batch-folded product).
+    for (c_in, c_out, k) in [
+        (4, 6, 1),
+        (2, 8, 3),
+        (8, 3, 3),
+        (5, 5, 3),
+        (3, 2, 5),
+        (240, 36, 1),
+        (240, 4, 3),
+    ] {
         let x = input([2, c_in, 5, 6], 30, &device).require_grad();
         let w = normal([c_out, c_in, k, k], 0.3, 31, &device).require_grad();
         let r = normal([2, c_out, 5, 6], 1.0, 32, &device);

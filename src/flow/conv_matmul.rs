@@ -26,12 +26,25 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
 
 /// `y[n, o, p] = Σ_c w[o, c] · x[n, c, p]`: a 1x1 convolution with the `[O, C]` matrix `w`.
+///
+/// Usually one product per sample, `[O, C] · [C, H·W]`, run in parallel over the batch. When the
+/// channels far outnumber the pixels (`C ≥ 8·H·W`: the deep levels of wide networks) the weight
+/// gradient of that form is a batch of `[O, C]` products summed afterwards, mostly memory
+/// traffic; there the batch is folded into the columns instead, `[O, C] · [C, N·H·W]`, whose
+/// weight gradient is one product. Measured forward + backward at batch 32 (`examples/
+/// conv_backward.rs` shapes): 512 channels at 8x8 51 → 18 ms, at 4x4 33 → 4.5 ms; at 16x16 and
+/// for 128 channels the per-sample form stays faster.
 pub fn pointwise(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
     let [n, c, h, wd] = x.dims();
     let o = w.dims()[0];
-    w.unsqueeze::<3>()
-        .matmul(x.reshape([n, c, h * wd]))
-        .reshape([n, o, h, wd])
+    if c < 8 * h * wd {
+        w.unsqueeze::<3>()
+            .matmul(x.reshape([n, c, h * wd]))
+            .reshape([n, o, h, wd])
+    } else {
+        let columns = x.swap_dims(0, 1).reshape([c, n * h * wd]);
+        w.matmul(columns).reshape([o, n, h, wd]).swap_dims(0, 1)
+    }
 }
 
 /// The zero-padded stride-1 convolution of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` (odd
