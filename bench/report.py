@@ -3,7 +3,8 @@
 
     python3 bench/report.py OUT_DIR
 
-Speed: images/s of each phase for glowflow and the PyTorch reference, and glowflow / PyTorch.
+Speed: images/s of each phase for glowflow and the PyTorch reference (medians over the rounds) and
+the median of the per-round ratios glowflow / PyTorch, with their range.
 Memory: peak resident memory of a training step (forward, backward, Adam update) and its
 activation memory, measured the same way in both programs around the gradient pass (forward and
 backward, before the update): the pass's peak resident memory (VmHWM, reset just before it) minus
@@ -12,6 +13,7 @@ the resident memory just before it minus the gradients it allocates (4 bytes per
 
 import json
 import os
+import statistics
 import sys
 
 MIB = 1024 * 1024
@@ -22,6 +24,15 @@ def load(path):
         return json.load(f)
 
 
+def rounds(out, name, program):
+    """The JSON of every round of one config and program."""
+    found, r = [], 1
+    while os.path.exists(os.path.join(out, f"speed-{name}-r{r}-{program}.json")):
+        found.append(load(os.path.join(out, f"speed-{name}-r{r}-{program}.json")))
+        r += 1
+    return found
+
+
 def speed_rows(out):
     rows = []
     labels = {
@@ -30,24 +41,28 @@ def speed_rows(out):
         "3": "(3) 3×32×32, L3 K32 w512, affine, LU, batch 16",
     }
     for name, label in labels.items():
-        g_path = os.path.join(out, f"speed-{name}-glowflow.json")
-        t_path = os.path.join(out, f"speed-{name}-torch.json")
-        if not (os.path.exists(g_path) and os.path.exists(t_path)):
+        g_rounds, t_rounds = rounds(out, name, "glowflow"), rounds(out, name, "torch")
+        n = min(len(g_rounds), len(t_rounds))
+        if n == 0:
             continue
-        g, t = load(g_path), load(t_path)
         for phase, g_key, t_key in (
             ("training step", "train", "train_step"),
             ("log-likelihood", "eval", "log_likelihood"),
             ("sampling (T = 0.7)", "sample", "sample"),
         ):
-            gi = g[g_key]["images_per_s"]
-            ti = t["phases"][t_key]["images_per_s"]
-            rows.append(f"| {label} | {phase} | {gi:.1f} | {ti:.1f} | **{gi / ti:.2f}×** |")
+            gi = [g[g_key]["images_per_s"] for g in g_rounds[:n]]
+            ti = [t["phases"][t_key]["images_per_s"] for t in t_rounds[:n]]
+            ratios = [a / b for a, b in zip(gi, ti)]
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if n > 1 else ""
+            rows.append(
+                f"| {label} | {phase} | {statistics.median(gi):.1f} | {statistics.median(ti):.1f} "
+                f"| **{statistics.median(ratios):.2f}×**{spread} | {n} |"
+            )
     if not rows:
         return ""
     head = (
-        "| config | phase | glowflow images/s | PyTorch images/s | glowflow / PyTorch |\n"
-        "|---|---|---|---|---|\n"
+        "| config | phase | glowflow images/s | PyTorch images/s | glowflow / PyTorch (range) "
+        "| rounds |\n|---|---|---|---|---|---|\n"
     )
     return head + "\n".join(rows) + "\n"
 

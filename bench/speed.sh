@@ -7,7 +7,7 @@
 # speed:  configs (1) 1x32x32, L = 3, K = 8, width 128, affine, LU, batch 32; (2) the same at
 #         width 512; (3) 3x32x32, L = 3, K = 32, width 512 (the paper's CIFAR-10 model), batch 16.
 #         Training step, exact log-likelihood and sampling (T = 0.7): median of 5 timed runs after
-#         2 warm-ups (config 3: 3 after 1).
+#         2 warm-ups, in 3 rounds that alternate the programs (config 3: 3 runs after 1, 1 round).
 # memory: one training step at K = 8, 16, 32, 64 (3x32x32, L = 3, width 512, batch 16) with
 #         stored activations, with recomputed activations (glowflow only), and in PyTorch; each
 #         in its own process so that its peak resident memory is its own.
@@ -30,19 +30,24 @@ torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --
   --optimizer adam --lr 1e-4 "$@"; }
 
 if [[ $what == speed || $what == all ]]; then
-  # name  channels  K  width  batch  warm-up  repeats
-  while read -r name c k w b warm reps; do
-    [[ -f $out/speed-$name-glowflow.json && -f $out/speed-$name-torch.json ]] && continue
+  # Rounds alternate the two programs, so that a slow spell of this shared machine hits both;
+  # the report takes each phase's median over the rounds.
+  # name  channels  K  width  batch  warm-up  repeats  rounds
+  while read -r name c k w b warm reps rounds; do
     shape="--levels 3 --width $w"
-    glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
-      --repeats "$reps" --out "$out/speed-$name-glowflow.json" > /dev/null
-    torch_ref --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
-      --reps "$reps" --out "$out/speed-$name-torch.json" > /dev/null
+    for round in $(seq 1 "$rounds"); do
+      tag="speed-$name-r$round"
+      [[ -f $out/$tag-glowflow.json && -f $out/$tag-torch.json ]] && continue
+      glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
+        --repeats "$reps" --out "$out/$tag-glowflow.json" > /dev/null
+      torch_ref --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
+        --reps "$reps" --out "$out/$tag-torch.json" > /dev/null
+    done
     echo "speed $name done"
   done <<'CONFIGS'
-1 1 8 128 32 2 5
-2 1 8 512 32 2 5
-3 3 32 512 16 1 3
+1 1 8 128 32 2 5 3
+2 1 8 512 32 2 5 3
+3 3 32 512 16 1 3 1
 CONFIGS
 fi
 

@@ -292,4 +292,30 @@ fn recomputing_activations_trains_to_the_same_weights_as_backprop() {
     }
     let json = std::fs::read_to_string(recomputed.join("train.json")).expect("train.json");
     assert!(json.contains("\"recompute_activations\": true"), "{json}");
+
+    // Stopped after step 2 and resumed, the recomputing run ends where it did uninterrupted.
+    let resumed = root.join("recomputed-resumed");
+    let stop = AtomicBool::new(false);
+    let summary = train(
+        &resumed,
+        &model,
+        &train_config,
+        false,
+        &stop,
+        &mut |event| {
+            if let TrainEvent::Metrics(row) = event {
+                if row.step == 2 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        },
+    )
+    .expect("train until stopped");
+    assert_eq!((summary.step, summary.interrupted), (2, true));
+    train(&resumed, &model, &train_config, true, &never, &mut |_| {}).expect("resume");
+    assert_identical(
+        &last_checkpoint_weights(&recomputed, &model),
+        &last_checkpoint_weights(&resumed, &model),
+        "recomputing run, resumed",
+    );
 }
