@@ -19,5 +19,5 @@ for run in runs/depth-shallow runs/fashion-mnist; do
   echo "$run: $($bin eval --model "$run")"
 done
 # Rows 1-2: the shallow model; rows 3-4: the deep one (T = 0.7, seed 0 for both).
-$bin sample --model runs/depth-shallow runs/fashion-mnist --n 16 --columns 8 --temperature 0.7 \
+$bin sample --model runs/depth-shallow runs/fashion-mnist --n 16 --columns 8 --temperature 0.7 --zoom 2 \
   --out "$out"

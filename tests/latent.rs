@@ -274,3 +274,29 @@ fn directions_are_cached_per_model_and_key_and_recomputed_when_either_changes() 
         cached_direction(&path, &retrained, &key, || compute(&retrained)).expect("repaired");
     assert!(!repaired.from_cache && computed.get() == 4);
 }
+
+#[test]
+fn celeba_flags_look_images_up_by_file_name() {
+    use glowflow::data::celeba::Attributes;
+    use glowflow::latent::attribute::celeba_flags;
+    let table = Attributes {
+        names: vec!["Eyeglasses".into(), "Smiling".into()],
+        files: vec![
+            "000001.jpg".into(),
+            "000002.jpg".into(),
+            "000003.jpg".into(),
+        ],
+        values: vec![vec![false, true], vec![true, false], vec![false, true]],
+    };
+    let files: Vec<std::path::PathBuf> = ["000003.jpg", "000001.jpg", "000002.jpg"]
+        .iter()
+        .map(|f| std::path::Path::new("celeba/train").join(f))
+        .collect();
+    let flags = celeba_flags(&table, &files, "Smiling").expect("flags");
+    assert_eq!(flags, [true, true, false]);
+    let err = celeba_flags(&table, &files, "Hat").expect_err("no such attribute");
+    assert!(err.to_string().contains("Eyeglasses, Smiling"), "{err}");
+    let missing = [std::path::PathBuf::from("celeba/train/999999.jpg")];
+    let err = celeba_flags(&table, &missing, "Smiling").expect_err("not in the file");
+    assert!(err.to_string().contains("999999.jpg"), "{err}");
+}
