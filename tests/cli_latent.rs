@@ -181,6 +181,19 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
         "{stderr}"
     );
     assert!(!dir.join("x.safetensors").exists());
+    let stderr = fails(&[
+        "encode",
+        "--model",
+        &model,
+        "--image",
+        &path("missing.png"),
+        "--out",
+        &path("x.safetensors"),
+    ]);
+    assert!(
+        stderr.contains("missing.png") && stderr.contains("check the path"),
+        "{stderr}"
+    );
     let other = new_model(&dir, "1x16x16");
     let stderr = fails(&[
         "decode",

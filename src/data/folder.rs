@@ -83,7 +83,13 @@ pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLo
     check_options(options)?;
     let (files, subdirs) = list_dir(dir)?;
     if !files.is_empty() {
-        return build_dataset(dir, files.into_iter().map(|f| (f, None)), 0, options);
+        return build_dataset(
+            dir,
+            files.into_iter().map(|f| (f, None)),
+            0,
+            options,
+            BAD_IMAGE_HELP,
+        );
     }
     if subdirs.is_empty() {
         return Err(GlowError::file(
@@ -96,7 +102,7 @@ pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLo
     for (label, subdir) in subdirs.iter().enumerate() {
         labelled.extend(list_dir(subdir)?.0.into_iter().map(|f| (f, Some(label))));
     }
-    build_dataset(dir, labelled, subdirs.len(), options)
+    build_dataset(dir, labelled, subdirs.len(), options, BAD_IMAGE_HELP)
 }
 
 /// Loads the given image files, in the given order, as one unlabelled dataset (see
@@ -107,7 +113,13 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
         return Err(GlowError::Config("no image files given".into()));
     };
     let dir = first.parent().unwrap_or(Path::new("."));
-    build_dataset(dir, paths.iter().map(|p| (p.clone(), None)), 0, options)
+    build_dataset(
+        dir,
+        paths.iter().map(|p| (p.clone(), None)),
+        0,
+        options,
+        "check the path, and that the file is a PNG or JPEG image",
+    )
 }
 
 /// The class names of a folder dataset: its subfolders' names in label order (none when `dir`
@@ -176,12 +188,13 @@ fn is_image_file(path: &Path) -> bool {
 type Decoded = ([usize; 3], Vec<u8>);
 
 /// Decodes every file of `images` (with its optional label) into one dataset, handling each
-/// bad image as `options.on_bad_image` says.
+/// bad image as `options.on_bad_image` says; an error for a bad image ends with `help`.
 fn build_dataset(
     dir: &Path,
     images: impl IntoIterator<Item = (PathBuf, Option<usize>)>,
     n_classes: usize,
     options: &FolderOptions,
+    help: &str,
 ) -> Result<FolderLoad> {
     let mut first: Option<(PathBuf, [usize; 3])> = None;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
@@ -198,7 +211,7 @@ fn build_dataset(
             }
             (Err(reason), BadImage::Skip) => skipped.push((path, reason)),
             (Err(reason), BadImage::Error) => {
-                return Err(GlowError::file(path, format!("{reason}; {BAD_IMAGE_HELP}")))
+                return Err(GlowError::file(path, format!("{reason}; {help}")))
             }
         }
     }
