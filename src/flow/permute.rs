@@ -90,8 +90,7 @@ fn inverse_weight(weight: Tensor<2>) -> Tensor<2> {
     from_f64(inv, [c, c], &device)
 }
 
-/// `H · W · log|det W|` for each of `n` samples; `log|det W|` from burn's differentiable LU
-/// (the sum of log|U_ii|, which cannot overflow as a product of pivots could).
+/// `H · W · log|det W|` for each of `n` samples.
 fn log_det_per_sample(log_abs_det: Tensor<1>, n: usize, h: usize, w: usize) -> Tensor<1> {
     (log_abs_det * (h * w) as f64).expand([n])
 }
@@ -111,10 +110,30 @@ impl InvConv {
         }
     }
 
+    /// `log|det W|`, computed on the host in f64 (a sum of log-pivots, which cannot overflow as a
+    /// product could), made differentiable with its exact gradient `W⁻ᵀ`:
+    ///
+    /// ```text
+    /// log|det W| + Σ (W - stop(W)) ⊙ stop(W⁻ᵀ)
+    /// ```
+    ///
+    /// whose value is `log|det W|` and whose derivative in `W` is `W⁻ᵀ`, instead of burn's
+    /// differentiable LU, which records every elimination step of the `C x C` matrix in the
+    /// graph. A singular `W` (diverged weights) gives `-inf` and a NaN gradient, which the
+    /// training loop's non-finite guard handles.
     fn log_abs_det(&self) -> Tensor<1> {
-        let (_, _, u) = burn::linalg::lu::<2, 1>(self.weight.val());
-        let diag: Tensor<1> = burn::linalg::diag::<2, 1, _>(u);
-        diag.abs().log().sum()
+        let w = self.weight.val();
+        let [c, _] = w.dims();
+        let device = w.device();
+        let host = to_f64_vec(w.clone());
+        let value = host_linalg::log_abs_det(&host, c);
+        let inverse_transpose: Vec<f64> = match host_linalg::invert(&host, c) {
+            Some(inv) => (0..c * c).map(|k| inv[(k % c) * c + k / c]).collect(),
+            None => vec![f64::NAN; c * c],
+        };
+        let gradient = from_f64(inverse_transpose, [c, c], &device);
+        let zero_with_gradient = ((w.clone() - w.detach()) * gradient).sum();
+        zero_with_gradient + value
     }
 }
 
