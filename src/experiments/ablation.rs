@@ -257,12 +257,13 @@ pub struct VariantSummary {
     pub max: f64,
 }
 
-/// Per variant, the statistics of the last evaluation step that every seed of it reached;
-/// sorted best (lowest mean) first.
-pub fn summarise(points: &[AblationPoint]) -> Vec<VariantSummary> {
-    let mut by_variant: BTreeMap<String, (Variant, BTreeMap<u64, Vec<f64>>)> = BTreeMap::new();
+/// The test bits/dim of every seed, grouped by variant (in name order) and then by step.
+fn by_variant_and_step(
+    points: &[AblationPoint],
+) -> BTreeMap<String, (Variant, BTreeMap<u64, Vec<f64>>)> {
+    let mut grouped: BTreeMap<String, (Variant, BTreeMap<u64, Vec<f64>>)> = BTreeMap::new();
     for p in points {
-        by_variant
+        grouped
             .entry(p.variant.name())
             .or_insert_with(|| (p.variant, BTreeMap::new()))
             .1
@@ -270,7 +271,13 @@ pub fn summarise(points: &[AblationPoint]) -> Vec<VariantSummary> {
             .or_default()
             .push(p.test_bpd);
     }
-    let mut rows: Vec<VariantSummary> = by_variant
+    grouped
+}
+
+/// Per variant, the statistics of the last evaluation step that every seed of it reached;
+/// sorted best (lowest mean) first.
+pub fn summarise(points: &[AblationPoint]) -> Vec<VariantSummary> {
+    let mut rows: Vec<VariantSummary> = by_variant_and_step(points)
         .into_values()
         .filter_map(|(variant, steps)| {
             let seeds = steps.values().map(Vec::len).max()?;
@@ -307,24 +314,15 @@ pub fn write_results(out: &Path, points: &[AblationPoint]) -> Result<()> {
     }
     write_atomic(&out.join("ablation.csv"), csv.as_bytes())?;
 
-    let mut curves: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
-    for p in points {
-        curves
-            .entry(p.variant.name())
-            .or_default()
-            .entry(p.step)
-            .or_default()
-            .push(p.test_bpd);
-    }
-    let series: Vec<Series> = curves
-        .into_iter()
-        .map(|(name, steps)| {
+    let series: Vec<Series> = by_variant_and_step(points)
+        .into_values()
+        .map(|(variant, steps)| {
             let stats: Vec<(f64, (f64, f64, f64, f64))> = steps
                 .iter()
                 .map(|(&s, v)| (s as f64, statistics(v)))
                 .collect();
             Series {
-                name,
+                name: variant.name(),
                 points: stats.iter().map(|&(x, (mean, ..))| (x, mean)).collect(),
                 band: Some(
                     stats
