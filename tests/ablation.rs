@@ -37,23 +37,25 @@ fn ablation_trains_every_arm_once_and_summarises_the_final_evaluations() {
     assert_eq!(Variant::all().len(), 6);
     assert!(Variant::parse("affine-lu").is_err());
     let out = root.join("ablation");
-    let never = AtomicBool::new(false);
-    let mut started = 0;
-    let mut count = |_: &Path, event: TrainEvent| {
-        if let TrainEvent::Started { .. } = event {
-            started += 1;
-        }
+    let ablate = || {
+        let mut started = 0;
+        let points = run_ablation(
+            &out,
+            &variants,
+            &[0, 1],
+            &grey8_config(8),
+            &train,
+            &AtomicBool::new(false),
+            &mut |_: &Path, event| {
+                if let TrainEvent::Started { .. } = event {
+                    started += 1;
+                }
+            },
+        )
+        .expect("ablation");
+        (points, started)
     };
-    let points = run_ablation(
-        &out,
-        &variants,
-        &[0, 1],
-        &grey8_config(8),
-        &train,
-        &never,
-        &mut count,
-    )
-    .expect("ablation");
+    let (points, started) = ablate();
     assert_eq!(started, 4, "2 arms x 2 seeds");
 
     for variant in &variants {
@@ -100,20 +102,6 @@ fn ablation_trains_every_arm_once_and_summarises_the_final_evaluations() {
     assert!(summary[0].mean <= summary[1].mean, "best first");
 
     // A second call finds every run finished and trains nothing.
-    let mut started_again = 0;
-    let again = run_ablation(
-        &out,
-        &variants,
-        &[0, 1],
-        &grey8_config(8),
-        &train,
-        &never,
-        &mut |_, event| {
-            if let TrainEvent::Started { .. } = event {
-                started_again += 1;
-            }
-        },
-    )
-    .expect("ablation again");
+    let (again, started_again) = ablate();
     assert_eq!((started_again, again), (0, points));
 }

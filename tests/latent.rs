@@ -16,27 +16,18 @@ use glowflow::latent::{
     reconstruct_keeping_top, temperature_sweep,
 };
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{Glow, GlowConfig, ImageShape};
+use glowflow::{CouplingKind, Glow, GlowConfig, PermutationKind};
 use rand::{Rng, SeedableRng};
 
-fn tiny_config() -> GlowConfig {
-    GlowConfig {
-        image: ImageShape {
-            channels: 1,
-            height: 4,
-            width: 4,
-        },
-        levels: 2,
-        steps: 2,
-        width: 8,
-        ..GlowConfig::default()
-    }
+/// A 1x4x4 model with the default layers.
+fn tiny_grey_config() -> GlowConfig {
+    tiny_config(1, CouplingKind::Affine, PermutationKind::InvConv, false)
 }
 
 fn model_and_images() -> (Glow, Tensor<4>) {
     let device = f64_device();
     let x = normal([6, 1, 4, 4], 0.3, 1, &device);
-    let model = tiny_config()
+    let model = tiny_grey_config()
         .init(&device)
         .expect("valid")
         .data_init(x.clone(), None)
@@ -189,7 +180,7 @@ fn latents_round_trip_through_a_file_and_decode_to_the_images() {
     // Another architecture, a truncated file and a file of another kind are clear errors.
     let other = GlowConfig {
         steps: 3,
-        ..tiny_config()
+        ..tiny_grey_config()
     }
     .init(&f64_device())
     .expect("valid");

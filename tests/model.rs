@@ -7,30 +7,8 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{CouplingKind, Glow, GlowConfig, ImageShape, Latents, PermutationKind};
+use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 use rand::SeedableRng;
-
-fn tiny_config(
-    channels: usize,
-    coupling: CouplingKind,
-    permutation: PermutationKind,
-    lu: bool,
-) -> GlowConfig {
-    GlowConfig {
-        image: ImageShape {
-            channels,
-            height: 4,
-            width: 4,
-        },
-        levels: 2,
-        steps: 2,
-        width: 8,
-        coupling,
-        permutation,
-        lu,
-        ..GlowConfig::default()
-    }
-}
 
 /// A tiny model, data-initialised and then perturbed so that no layer is the identity.
 fn tiny_model(config: &GlowConfig, device: &Device) -> (Glow, Tensor<4>) {

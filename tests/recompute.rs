@@ -108,23 +108,6 @@ fn compare(config: GlowConfig, device: &Device, n: usize, what: &str) -> f64 {
     worst_relative_error(&grads_rc, &grads_bp)
 }
 
-fn small(coupling: CouplingKind, permutation: PermutationKind, lu: bool) -> GlowConfig {
-    GlowConfig {
-        image: ImageShape {
-            channels: 2,
-            height: 4,
-            width: 4,
-        },
-        levels: 2,
-        steps: 2,
-        width: 8,
-        coupling,
-        permutation,
-        lu,
-        ..GlowConfig::default()
-    }
-}
-
 #[test]
 fn recomputed_gradients_equal_backprop_for_every_layer_option_in_f64() {
     let device = f64_device();
@@ -140,16 +123,16 @@ fn recomputed_gradients_equal_backprop_for_every_layer_option_in_f64() {
             (PermutationKind::Reverse, false),
             (PermutationKind::Shuffle, false),
         ] {
-            cases.push(small(coupling, permutation, lu));
+            cases.push(tiny_config(2, coupling, permutation, lu));
         }
     }
     cases.push(GlowConfig {
         n_classes: 3,
-        ..small(CouplingKind::Affine, PermutationKind::InvConv, true)
+        ..tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true)
     });
     cases.push(GlowConfig {
         learn_top: false,
-        ..small(CouplingKind::Additive, PermutationKind::InvConv, false)
+        ..tiny_config(2, CouplingKind::Additive, PermutationKind::InvConv, false)
     });
     for config in cases {
         let what = format!(

@@ -54,6 +54,27 @@ fn last_checkpoint_weights(run: &Path, config: &GlowConfig) -> Vec<f64> {
     )
 }
 
+/// Trains a new run in `run`, stops it after step `stop_after` as Ctrl-C would, then resumes it
+/// to the end, checking that each part ends where it should.
+fn stop_then_resume(run: &Path, model: &GlowConfig, train_config: &TrainConfig, stop_after: u64) {
+    let stop = AtomicBool::new(false);
+    let summary = train(run, model, train_config, false, &stop, &mut |event| {
+        if let TrainEvent::Metrics(row) = event {
+            if row.step == stop_after {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    })
+    .expect("train until stopped");
+    assert_eq!((summary.step, summary.interrupted), (stop_after, true));
+    let never = AtomicBool::new(false);
+    let summary = train(run, model, train_config, true, &never, &mut |_| {}).expect("resume");
+    assert_eq!(
+        (summary.step, summary.interrupted),
+        (train_config.steps, false)
+    );
+}
+
 /// Asserts two weight lists are bit-identical, reporting only the largest difference.
 fn assert_identical(a: &[f64], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: parameter count");
@@ -85,26 +106,7 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_on
 
     // Stop after step 3 (mid-way between checkpoints), as Ctrl-C would, then resume.
     let resumed = root.join("resumed");
-    let stop = AtomicBool::new(false);
-    let summary = train(
-        &resumed,
-        &model,
-        &train_config,
-        false,
-        &stop,
-        &mut |event| {
-            if let TrainEvent::Metrics(row) = event {
-                if row.step == 3 {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
-        },
-    )
-    .expect("train until stopped");
-    assert_eq!((summary.step, summary.interrupted), (3, true));
-    let summary =
-        train(&resumed, &model, &train_config, true, &never, &mut |_| {}).expect("resume");
-    assert_eq!((summary.step, summary.interrupted), (6, false));
+    stop_then_resume(&resumed, &model, &train_config, 3);
 
     assert_identical(
         &last_checkpoint_weights(&straight, &model),
@@ -295,24 +297,7 @@ fn recomputing_activations_trains_to_the_same_weights_as_backprop() {
 
     // Stopped after step 2 and resumed, the recomputing run ends where it did uninterrupted.
     let resumed = root.join("recomputed-resumed");
-    let stop = AtomicBool::new(false);
-    let summary = train(
-        &resumed,
-        &model,
-        &train_config,
-        false,
-        &stop,
-        &mut |event| {
-            if let TrainEvent::Metrics(row) = event {
-                if row.step == 2 {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
-        },
-    )
-    .expect("train until stopped");
-    assert_eq!((summary.step, summary.interrupted), (2, true));
-    train(&resumed, &model, &train_config, true, &never, &mut |_| {}).expect("resume");
+    stop_then_resume(&resumed, &model, &train_config, 2);
     assert_identical(
         &last_checkpoint_weights(&recomputed, &model),
         &last_checkpoint_weights(&resumed, &model),

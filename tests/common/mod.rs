@@ -230,6 +230,29 @@ pub fn assert_error_mentions(err: glowflow::GlowError, path: &std::path::Path, f
     }
 }
 
+/// A tiny `channels`x4x4 model config (L = 2, K = 2, width 8) with the given layers.
+pub fn tiny_config(
+    channels: usize,
+    coupling: glowflow::CouplingKind,
+    permutation: glowflow::PermutationKind,
+    lu: bool,
+) -> glowflow::GlowConfig {
+    glowflow::GlowConfig {
+        image: glowflow::ImageShape {
+            channels,
+            height: 4,
+            width: 4,
+        },
+        levels: 2,
+        steps: 2,
+        width: 8,
+        coupling,
+        permutation,
+        lu,
+        ..glowflow::GlowConfig::default()
+    }
+}
+
 /// A tiny 1x8x8 model config (L = 2, K = 2, LU 1x1 convolutions) of the given coupling width.
 pub fn grey8_config(width: usize) -> glowflow::GlowConfig {
     glowflow::GlowConfig {
