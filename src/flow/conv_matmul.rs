@@ -2,8 +2,9 @@
 //! matrix products too.
 //!
 //! burn's `flex` CPU backend differentiates `conv2d` with generic convolutions (its weight
-//! gradient runs a convolution with batch and channels swapped, i.e. an `H x W` kernel), which
-//! measured 1.5-2.5x slower than PyTorch on Glow's shapes. Glow's convolutions have one small side:
+//! gradient runs a convolution with batch and channels swapped, i.e. an `H x W` kernel); on
+//! Glow's shapes that took 1.0-2.5x the time of the forms below (`examples/conv_backward.rs`).
+//! Glow's convolutions have one small side:
 //! the first of a coupling network reads `C/2` channels, the last writes `C`, and the middle one is
 //! 1x1. With `r = k / 2` and zero padding,
 //!
@@ -31,9 +32,9 @@ use burn::tensor::Tensor;
 /// channels far outnumber the pixels (`C ≥ 8·H·W`: the deep levels of wide networks) the weight
 /// gradient of that form is a batch of `[O, C]` products summed afterwards, mostly memory
 /// traffic; there the batch is folded into the columns instead, `[O, C] · [C, N·H·W]`, whose
-/// weight gradient is one product. Measured forward + backward at batch 32 (`examples/
-/// conv_backward.rs` shapes): 512 channels at 8x8 51 → 18 ms, at 4x4 33 → 4.5 ms; at 16x16 and
-/// for 128 channels the per-sample form stays faster.
+/// weight gradient is one product. Measured forward + backward at batch 32, 512 channels
+/// (`examples/conv_backward.rs`): at 8x8 51 → 19 ms, at 4x4 37 → 5 ms; at 16x16 the two forms
+/// are even forward + backward and the per-sample one is faster forward (33 vs 40 ms).
 pub fn pointwise(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
     let [n, c, h, wd] = x.dims();
     let o = w.dims()[0];
