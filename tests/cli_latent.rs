@@ -23,10 +23,14 @@ fn succeeds(args: &[&str]) -> String {
     stderr
 }
 
-fn fails(args: &[&str]) -> String {
+/// Runs a command that must fail, and checks that its message mentions every one of `facts`.
+fn fails(args: &[&str], facts: &[&str]) {
     let out = glowflow(args);
     assert!(!out.status.success(), "{args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for fact in facts {
+        assert!(stderr.contains(fact), "{args:?}: no {fact:?} in {stderr}");
+    }
 }
 
 /// A grey PNG as (width, height, pixels).
@@ -167,46 +171,43 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
 
     // An image of the wrong size, and latents decoded by another architecture.
     write_png(&dir.join("big.png"), 16, &[90; 256]);
-    let stderr = fails(&[
-        "encode",
-        "--model",
-        &model,
-        "--image",
-        &path("big.png"),
-        "--out",
-        &path("x.safetensors"),
-    ]);
-    assert!(
-        stderr.contains("big.png is 16x16 pixels but the model takes 8x8"),
-        "{stderr}"
+    fails(
+        &[
+            "encode",
+            "--model",
+            &model,
+            "--image",
+            &path("big.png"),
+            "--out",
+            &path("x.safetensors"),
+        ],
+        &["big.png is 16x16 pixels but the model takes 8x8"],
     );
     assert!(!dir.join("x.safetensors").exists());
-    let stderr = fails(&[
-        "encode",
-        "--model",
-        &model,
-        "--image",
-        &path("missing.png"),
-        "--out",
-        &path("x.safetensors"),
-    ]);
-    assert!(
-        stderr.contains("missing.png") && stderr.contains("check the path"),
-        "{stderr}"
+    fails(
+        &[
+            "encode",
+            "--model",
+            &model,
+            "--image",
+            &path("missing.png"),
+            "--out",
+            &path("x.safetensors"),
+        ],
+        &["missing.png", "check the path"],
     );
     let other = new_model(&dir, "1x16x16");
-    let stderr = fails(&[
-        "decode",
-        "--model",
-        &other,
-        "--latents",
-        &path("z.safetensors"),
-        "--out",
-        &path("x.png"),
-    ]);
-    assert!(
-        stderr.contains("z.safetensors") && stderr.contains("another architecture"),
-        "{stderr}"
+    fails(
+        &[
+            "decode",
+            "--model",
+            &other,
+            "--latents",
+            &path("z.safetensors"),
+            "--out",
+            &path("x.png"),
+        ],
+        &["z.safetensors", "another architecture"],
     );
 }
 
@@ -255,35 +256,33 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
         "the second run reads the cache"
     );
 
-    let stderr = fails(&[
-        "manipulate",
-        "--model",
-        &model,
-        "--data",
-        data,
-        "--attribute",
-        "hat",
-        "--out",
-        out_arg,
-    ]);
-    assert!(
-        stderr.contains("no class `hat`") && stderr.contains("0, 1, 2"),
-        "{stderr}"
+    fails(
+        &[
+            "manipulate",
+            "--model",
+            &model,
+            "--data",
+            data,
+            "--attribute",
+            "hat",
+            "--out",
+            out_arg,
+        ],
+        &["no class `hat`", "0, 1, 2"],
     );
     let other = new_model(&dir, "1x16x16");
-    let stderr = fails(&[
-        "manipulate",
-        "--model",
-        &other,
-        "--data",
-        data,
-        "--attribute",
-        "1",
-        "--out",
-        out_arg,
-    ]);
-    assert!(
-        stderr.contains("8x8") && stderr.contains("model expects 1x16x16"),
-        "{stderr}"
+    fails(
+        &[
+            "manipulate",
+            "--model",
+            &other,
+            "--data",
+            data,
+            "--attribute",
+            "1",
+            "--out",
+            out_arg,
+        ],
+        &["8x8", "model expects 1x16x16"],
     );
 }
