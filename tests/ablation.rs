@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicBool;
 
 use common::*;
 use glowflow::experiments::ablation::{run_ablation, run_dir, summarise, Variant};
-use glowflow::train::config::{preset, DataSource};
 use glowflow::train::metrics::MetricsFile;
 use glowflow::train::trainer::TrainEvent;
 use glowflow::{CouplingKind, GlowConfig, PermutationKind};
@@ -18,18 +17,10 @@ use glowflow::{CouplingKind, GlowConfig, PermutationKind};
 fn ablation_trains_every_arm_once_and_summarises_the_final_evaluations() {
     let root = scratch_dir("ablation");
     write_idx_dataset(&root, 32, 16, 8);
-    let (_, mut train) = preset("fashion-mnist").expect("preset");
-    train.data = DataSource::Idx { dir: root.clone() };
-    train.batch_size = 8;
+    let mut train = tiny_train_config(&root);
     train.steps = 2;
     train.warmup_steps = 1;
-    train.init_images = 16;
-    train.checkpoint_every = 2;
     train.eval_every = 1;
-    train.eval_images = 8;
-    train.eval_batch_size = 8;
-    train.sample_every = 0;
-    train.log_every = 1;
     let variants = [
         Variant::parse("additive-reverse").expect("a variant"),
         Variant::parse("affine-inv-conv").expect("a variant"),

@@ -8,28 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use glowflow::train::checkpoint::list_checkpoints;
-use glowflow::train::config::{preset, DataSource, TrainConfig};
+use glowflow::train::config::{DataSource, TrainConfig};
 use glowflow::train::metrics::MetricsFile;
 use glowflow::train::params::flat_params;
 use glowflow::train::trainer::{train, TrainEvent};
 use glowflow::{load_model, GlowConfig, ImageShape};
 
 fn configs(data: &Path) -> (GlowConfig, TrainConfig) {
-    let (_, mut train) = preset("fashion-mnist").expect("preset");
-    train.data = DataSource::Idx { dir: data.into() };
-    train.batch_size = 8;
-    train.steps = 6;
-    train.warmup_steps = 2;
-    train.init_images = 16;
-    train.checkpoint_every = 2;
-    train.keep_checkpoints = 2;
-    train.eval_every = 3;
-    train.eval_images = 8;
-    train.eval_batch_size = 8;
-    train.sample_every = 0;
-    train.log_every = 1;
-    let model = grey8_config(8);
-    (model, train)
+    (grey8_config(8), tiny_train_config(data))
 }
 
 /// Every parameter value of a saved model, in one list.

@@ -253,6 +253,26 @@ pub fn tiny_config(
     }
 }
 
+/// The fashion-mnist preset's training recipe, shrunk for the synthetic 8x8 dataset in `data`:
+/// batches of 8, 6 steps with 2 of warm-up, init on 16 images, a checkpoint every 2 steps (2
+/// kept), an 8-image evaluation every 3, no intermediate samples, a metrics row every step.
+pub fn tiny_train_config(data: &std::path::Path) -> glowflow::train::config::TrainConfig {
+    let (_, mut train) = glowflow::train::config::preset("fashion-mnist").expect("preset");
+    train.data = glowflow::train::config::DataSource::Idx { dir: data.into() };
+    train.batch_size = 8;
+    train.steps = 6;
+    train.warmup_steps = 2;
+    train.init_images = 16;
+    train.checkpoint_every = 2;
+    train.keep_checkpoints = 2;
+    train.eval_every = 3;
+    train.eval_images = 8;
+    train.eval_batch_size = 8;
+    train.sample_every = 0;
+    train.log_every = 1;
+    train
+}
+
 /// A tiny 1x8x8 model config (L = 2, K = 2, LU 1x1 convolutions) of the given coupling width.
 pub fn grey8_config(width: usize) -> glowflow::GlowConfig {
     glowflow::GlowConfig {
