@@ -55,11 +55,20 @@ impl TestImages {
     ) -> Result<(glowflow::Glow, ImageDataset, usize), GlowError> {
         let glow = load_model(&self.model, device)?;
         let train = self.train_config()?;
-        let (test, _) = load_split(glow.config(), &train, Split::Test, &mut |w| {
-            eprintln!("{w}")
-        })?;
+        let test = test_split(&glow, &train)?;
         Ok((glow, test, train.eval_batch_size))
     }
+
+    /// The test set of the run's dataset, for an already loaded model.
+    pub(crate) fn test_set(&self, glow: &glowflow::Glow) -> Result<ImageDataset, GlowError> {
+        test_split(glow, &self.train_config()?)
+    }
+}
+
+/// The test split of `train`'s dataset, checked against the model.
+fn test_split(glow: &glowflow::Glow, train: &TrainConfig) -> Result<ImageDataset, GlowError> {
+    let (test, _) = load_split(glow.config(), train, Split::Test, &mut |w| eprintln!("{w}"))?;
+    Ok(test)
 }
 
 /// Training options; each overrides the preset (or the training config file).

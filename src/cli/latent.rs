@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
 use glowflow::data::folder::{load_image_files, BadImage, FolderOptions};
 use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
@@ -47,12 +47,7 @@ pub(crate) struct LoadedInputs {
 impl Inputs {
     /// The images as model inputs at their bin centres, a name for each, and their labels (for
     /// class-conditional models).
-    fn load(
-        &self,
-        glow: &glowflow::Glow,
-        source: &TestImages,
-        device: &Device,
-    ) -> Result<LoadedInputs, GlowError> {
+    fn load(&self, glow: &glowflow::Glow, source: &TestImages) -> Result<LoadedInputs, GlowError> {
         let conditional = glow.config().n_classes > 0;
         if self.image.is_empty() {
             let indices = if self.index.is_empty() {
@@ -60,7 +55,7 @@ impl Inputs {
             } else {
                 self.index.clone()
             };
-            let (_, test, _) = source.load(device)?;
+            let test = source.test_set(glow)?;
             let x = images_at_bin_centres(glow, &test, &indices)?;
             let labels = match (&test.labels, conditional) {
                 (Some(labels), true) => Some(indices.iter().map(|&i| labels[i]).collect()),
@@ -144,7 +139,7 @@ impl Encode {
             out,
         } = self;
         let glow = load_model(&source.model, device)?;
-        let LoadedInputs { x, names, labels } = inputs.load(&glow, &source, device)?;
+        let LoadedInputs { x, names, labels } = inputs.load(&glow, &source)?;
         let classes = labels
             .as_ref()
             .map(|l| glow.one_hot(l, device))
@@ -321,7 +316,7 @@ impl Manipulate {
             },
             cache.display()
         );
-        let (latents, _) = glow.encode(inputs.load(&glow, &source, device)?.x, None)?;
+        let (latents, _) = glow.encode(inputs.load(&glow, &source)?.x, None)?;
         let moved: Vec<Latents> = alphas
             .iter()
             .map(|&alpha| move_along(&latents, &found.direction, alpha))
