@@ -68,7 +68,10 @@ pub struct BenchResult {
     pub parameters: usize,
     /// Resident memory before the model was built (MiB).
     pub baseline_rss_mib: f64,
-    /// Gradients: 4 bytes per parameter (MiB).
+    /// Concurrent shards of a batch ([`crate::parallel`]): one per worker thread.
+    pub shards: usize,
+    /// Gradients: 4 bytes per parameter for each shard, all alive at the end of a gradient pass
+    /// (MiB).
     pub gradients_mib: f64,
     /// Training step, if run.
     pub train: Option<PhaseResult>,
@@ -178,7 +181,8 @@ pub fn run_benchmark(
         .iter()
         .map(|p| p.dims()[0])
         .sum();
-    let gradients_mib = (parameters * 4) as f64 / (1024.0 * 1024.0);
+    let shards = crate::parallel::shards(options.batch_size).len();
+    let gradients_mib = (shards * parameters * 4) as f64 / (1024.0 * 1024.0);
     let mut activation_mib: Option<f64> = None;
     let mut step_peak_mib = 0.0f64;
 
@@ -252,6 +256,7 @@ pub fn run_benchmark(
         options: options.clone(),
         parameters,
         baseline_rss_mib,
+        shards,
         gradients_mib,
         train,
         activation_mib,

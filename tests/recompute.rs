@@ -4,79 +4,16 @@
 
 mod common;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use common::*;
-use glowflow::likelihood::preprocess;
-use glowflow::tensor_ops::{from_f64, to_f64_vec};
 use glowflow::train::gradients::loss_and_gradients;
-use glowflow::{CouplingKind, Glow, GlowConfig, ImageShape, PermutationKind};
-use rand::{Rng, SeedableRng};
-
-/// 8-bit images and dequantisation noise for a batch of `n`.
-fn batch(shape: [usize; 4], seed: u64, device: &Device) -> (Tensor<4>, Tensor<4>) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let count = shape.iter().product();
-    let images = (0..count).map(|_| f64::from(rng.random::<u8>())).collect();
-    let noise = (0..count).map(|_| rng.random::<f64>()).collect();
-    (
-        from_f64(images, shape, device),
-        from_f64(noise, shape, device),
-    )
-}
-
-/// A data-initialised model on the autodiff version of `device`, every parameter perturbed so
-/// that no coupling is the identity (0.02: larger perturbations make the exp coupling so
-/// ill-conditioned, gradients ~1e9, that inverting it loses digits in any implementation).
-fn trained_like(
-    config: GlowConfig,
-    device: &Device,
-    images: &Tensor<4>,
-    noise: &Tensor<4>,
-) -> Glow {
-    let device = device.clone().autodiff();
-    let n = images.dims()[0];
-    let classes = (config.n_classes > 0).then(|| {
-        glowflow::model::prior::one_hot(
-            &(0..n).map(|i| i % config.n_classes).collect::<Vec<_>>(),
-            config.n_classes,
-            &device,
-        )
-        .expect("labels")
-    });
-    let x = preprocess(images.clone(), noise.clone(), config.n_bits);
-    let model = config
-        .init(&device)
-        .expect("valid")
-        .data_init(x, classes.as_ref())
-        .expect("init");
-    perturb(model, 0.02, 5)
-}
-
-/// Largest `‖a - b‖ / ‖b‖` over the parameters, after checking both have the same gradients
-/// present.
-fn worst_relative_error(a: &[Option<Tensor<1>>], b: &[Option<Tensor<1>>]) -> f64 {
-    assert_eq!(a.len(), b.len(), "one entry per parameter");
-    let mut worst = 0.0f64;
-    for (i, (ga, gb)) in a.iter().zip(b).enumerate() {
-        match (ga, gb) {
-            (None, None) => {}
-            (Some(ga), Some(gb)) => {
-                let (va, vb) = (to_f64_vec(ga.clone()), to_f64_vec(gb.clone()));
-                let diff: f64 = va.iter().zip(&vb).map(|(x, y)| (x - y).powi(2)).sum();
-                let norm: f64 = vb.iter().map(|y| y * y).sum();
-                worst = worst.max(diff.sqrt() / norm.sqrt().max(1e-30));
-            }
-            _ => panic!("parameter {i}: a gradient in one mode only"),
-        }
-    }
-    worst
-}
+use glowflow::{CouplingKind, GlowConfig, ImageShape, PermutationKind};
 
 fn compare(config: GlowConfig, device: &Device, n: usize, what: &str) -> f64 {
     let image = config.image;
     let shape = [n, image.channels, image.height, image.width];
     let ad = device.clone().autodiff();
-    let (images, noise) = batch(shape, 3, &ad);
+    let (images, noise) = random_batch(shape, 3, &ad);
     let model = trained_like(config.clone(), device, &images, &noise);
     let classes = (config.n_classes > 0).then(|| {
         model

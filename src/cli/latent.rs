@@ -10,8 +10,7 @@ use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
 use glowflow::io::png_grid::write_png_grid;
 use glowflow::latent::attribute::{training_set_direction, DirectionRequest};
 use glowflow::latent::{
-    concat as concat_latents, images_at_bin_centres, interpolate, move_along,
-    reconstruct_keeping_top, temperature_sweep,
+    images_at_bin_centres, interpolate, move_along, reconstruct_keeping_top, temperature_sweep,
 };
 use glowflow::likelihood::to_pixels;
 use glowflow::{load_model, GlowError, Latents};
@@ -321,7 +320,7 @@ impl Manipulate {
             .iter()
             .map(|&alpha| move_along(&latents, &found.direction, alpha))
             .collect();
-        let (decoded, _) = glow.decode(&concat_latents(moved), None)?;
+        let (decoded, _) = glow.decode(&Latents::join(moved), None)?;
         // Row i: image i at every alpha.
         let n = latents.levels[0].dims()[0];
         let order: Vec<i64> = (0..n)

@@ -56,16 +56,6 @@ fn lerp(a: &Latents, b: &Latents, t: f64) -> Latents {
     }
 }
 
-/// Concatenates batches of latents along the batch dimension.
-pub fn concat(parts: Vec<Latents>) -> Latents {
-    let levels = parts[0].levels.len();
-    Latents {
-        levels: (0..levels)
-            .map(|l| Tensor::cat(parts.iter().map(|p| p.levels[l].clone()).collect(), 0))
-            .collect(),
-    }
-}
-
 fn single_image(x: &Tensor<4>, what: &str) -> Result<()> {
     if x.dims()[0] != 1 {
         return Err(GlowError::shape(
@@ -94,7 +84,7 @@ pub fn interpolate(model: &Glow, a: Tensor<4>, b: Tensor<4>, steps: usize) -> Re
     let path: Vec<Latents> = (0..steps)
         .map(|i| lerp(&za, &zb, i as f64 / (steps - 1) as f64))
         .collect();
-    Ok(model.decode(&concat(path), None)?.0)
+    Ok(model.decode(&Latents::join(path), None)?.0)
 }
 
 /// Samples from the same noise at each temperature: `n` images per temperature, temperature by
@@ -122,7 +112,7 @@ pub fn temperature_sweep(
             levels: noise.levels.iter().map(|e| e.clone() * t).collect(),
         })
         .collect();
-    Ok(model.decode(&concat(scaled), None)?.0)
+    Ok(model.decode(&Latents::join(scaled), None)?.0)
 }
 
 /// Encodes `x` and decodes it again keeping only the latents of the top `keep` levels; the

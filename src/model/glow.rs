@@ -21,6 +21,8 @@
 //! `decode` is the exact inverse. Sampling at temperature `T` decodes `ε ~ N(0, T² I)`, which
 //! scales every prior's standard deviation by `T`; `T = 0` decodes every prior's mean.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
@@ -36,6 +38,7 @@ use crate::flow::InvertibleMap;
 use crate::likelihood;
 use crate::model::config::{GlowConfig, HiddenNorm};
 use crate::model::prior::{one_hot, TopPrior};
+use crate::parallel::{join_rows, map_shards, rows};
 use crate::tensor_ops::{random_normal, sum_per_sample};
 use crate::train::params::{flat_params, with_flat_params};
 
@@ -65,6 +68,35 @@ impl Latents {
             .reduce(|a, b| a + b)
             .expect("a model has at least one level")
     }
+
+    /// The samples `range` of every level.
+    pub fn rows(&self, range: &Range<usize>) -> Latents {
+        Latents {
+            levels: self.levels.iter().map(|eps| rows(eps, range)).collect(),
+        }
+    }
+
+    /// Batches of latents joined along the batch dimension, level by level.
+    pub fn join(parts: Vec<Latents>) -> Latents {
+        Latents {
+            levels: transpose(parts.into_iter().map(|p| p.levels).collect())
+                .into_iter()
+                .map(join_rows)
+                .collect(),
+        }
+    }
+}
+
+/// `parts[i][l]` regrouped as `[l][i]` (every part has the same length).
+fn transpose<T>(parts: Vec<Vec<T>>) -> Vec<Vec<T>> {
+    let len = parts.first().map_or(0, Vec::len);
+    let mut out: Vec<Vec<T>> = (0..len).map(|_| Vec::with_capacity(parts.len())).collect();
+    for part in parts {
+        for (slot, item) in out.iter_mut().zip(part) {
+            slot.push(item);
+        }
+    }
+    out
 }
 
 /// A Glow model.
@@ -206,12 +238,43 @@ impl Glow {
     /// its split (or, at the top, the top prior) receives. They hold `2·D` values per image at
     /// most, so keeping them costs little; recomputing gradients from them bounds the drift of
     /// repeated inversion to the K steps of one level.
+    ///
+    /// Without autodiff the batch runs in concurrent shards ([`crate::parallel`]); with autodiff
+    /// in one piece, since concurrent graphs must not share parameters.
     pub fn encode_keeping_level_outputs(
         &self,
         x: Tensor<4>,
         classes: Option<&Tensor<2>>,
     ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
         self.check_input(&x, classes)?;
+        if x.device().is_autodiff() {
+            return Ok(self.encode_shard(x, classes));
+        }
+        let parts = map_shards(x.dims()[0], |r| {
+            let shard_classes = classes.map(|c| rows(c, &r));
+            Ok(self.encode_shard(rows(&x, &r), shard_classes.as_ref()))
+        })?;
+        let mut latents = Vec::with_capacity(parts.len());
+        let mut log_dets = Vec::with_capacity(parts.len());
+        let mut outputs = Vec::with_capacity(parts.len());
+        for (eps, log_det, level_outputs) in parts {
+            latents.push(eps);
+            log_dets.push(log_det);
+            outputs.push(level_outputs);
+        }
+        Ok((
+            Latents::join(latents),
+            join_rows(log_dets),
+            transpose(outputs).into_iter().map(join_rows).collect(),
+        ))
+    }
+
+    /// [`Glow::encode_keeping_level_outputs`] of one shard (checked inputs).
+    fn encode_shard(
+        &self,
+        x: Tensor<4>,
+        classes: Option<&Tensor<2>>,
+    ) -> (Latents, Tensor<1>, Vec<Tensor<4>>) {
         let n = x.dims()[0];
         let mut log_det = Tensor::zeros([n], &x.device());
         let mut latents = Vec::with_capacity(self.levels.len());
@@ -234,7 +297,7 @@ impl Glow {
         }
         let (eps, ld) = self.top.standardize(z, classes);
         latents.push(eps);
-        Ok((Latents { levels: latents }, log_det + ld, outputs))
+        (Latents { levels: latents }, log_det + ld, outputs)
     }
 
     /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`].
@@ -271,6 +334,24 @@ impl Glow {
             }
         }
         self.check_classes(n, classes)?;
+        if latents.levels[0].device().is_autodiff() {
+            return Ok(self.decode_shard(latents, classes));
+        }
+        let parts = map_shards(n, |r| {
+            let shard_classes = classes.map(|c| rows(c, &r));
+            Ok(self.decode_shard(&latents.rows(&r), shard_classes.as_ref()))
+        })?;
+        let (x, log_det): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        Ok((join_rows(x), join_rows(log_det)))
+    }
+
+    /// [`Glow::decode`] of one shard (checked latents); without autodiff it runs in concurrent
+    /// shards like [`Glow::encode_keeping_level_outputs`].
+    fn decode_shard(
+        &self,
+        latents: &Latents,
+        classes: Option<&Tensor<2>>,
+    ) -> (Tensor<4>, Tensor<1>) {
         let top_eps = latents.levels.last().expect("checked above").clone();
         let (mut z, mut log_det) = self.top.destandardize(top_eps, classes);
         for (level, eps) in self.levels.iter().zip(&latents.levels).rev() {
@@ -286,7 +367,7 @@ impl Glow {
             }
             z = unsqueeze(z);
         }
-        Ok((z, log_det))
+        (z, log_det)
     }
 
     /// Exact `log p(x)` (nats) per sample for preprocessed images in `[-0.5, 0.5]`:

@@ -25,12 +25,13 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::params::flat_grads;
+use super::params::{flat_grads, flat_params, with_flat_params};
 use crate::error::Result;
 use crate::flow::squeeze::unsqueeze;
 use crate::flow::InvertibleMap;
 use crate::likelihood::{bits_per_dim, preprocess};
 use crate::model::glow::Glow;
+use crate::parallel::{map_shards, rows};
 use crate::tensor_ops::sum_per_sample;
 
 /// One parameter gradient per float parameter of the model, in [`flat_grads`] order.
@@ -39,8 +40,65 @@ pub type FlatGrads = Vec<Option<Tensor<1>>>;
 /// Mean bits/dim of a batch of 8-bit `images` with dequantisation `noise` (and optional one-hot
 /// `classes`) under `model` (on an autodiff device), and the gradient of every parameter.
 /// `recompute` selects the constant-memory backward pass (see the module doc); both give the same
-/// gradients up to rounding.
+/// gradients up to rounding. The batch runs in concurrent shards ([`crate::parallel`]), the
+/// shards' losses and gradients weighted by their share of the batch.
 pub fn loss_and_gradients(
+    model: &Glow,
+    images: Tensor<4>,
+    noise: Tensor<4>,
+    classes: Option<&Tensor<2>>,
+    recompute: bool,
+) -> Result<(Tensor<1>, FlatGrads)> {
+    let n = images.dims()[0];
+    let parts = map_shards(n, |r| {
+        // Each shard differentiates its own copy of the parameters: graphs that shared the
+        // model's parameter nodes would be merged into one, and run one at a time.
+        let copy = with_flat_params(
+            model.clone(),
+            flat_params(model).into_iter().map(Some).collect(),
+        );
+        let on_device = |t: Tensor<4>| t.inner().autodiff();
+        let shard_classes = classes.map(|c| rows(c, &r));
+        let (loss, grads) = shard_loss_and_gradients(
+            &copy,
+            on_device(rows(&images, &r)),
+            on_device(rows(&noise, &r)),
+            shard_classes.as_ref(),
+            recompute,
+        )?;
+        Ok((r.len() as f64 / n as f64, loss, grads))
+    })?;
+    Ok(weighted_sum(parts))
+}
+
+/// `Σ w_i·loss_i` and `Σ w_i·grads_i` over the shards `(w_i, loss_i, grads_i)`, with `w_i` the
+/// shard's share of the batch: the mean loss of the whole batch and its gradients.
+fn weighted_sum(parts: Vec<(f64, Tensor<1>, FlatGrads)>) -> (Tensor<1>, FlatGrads) {
+    let mut parts = parts.into_iter();
+    let (w, loss, grads) = parts.next().expect("a batch has a shard");
+    if parts.len() == 0 {
+        return (loss, grads);
+    }
+    let scale = |grads: FlatGrads, w: f64| -> FlatGrads {
+        grads.into_iter().map(|g| g.map(|g| g * w)).collect()
+    };
+    let (mut loss, mut grads) = (loss * w, scale(grads, w));
+    for (w, part_loss, part_grads) in parts {
+        loss = loss + part_loss * w;
+        grads = grads
+            .into_iter()
+            .zip(scale(part_grads, w))
+            .map(|pair| match pair {
+                (Some(sum), Some(g)) => Some(sum + g),
+                (sum, g) => sum.or(g),
+            })
+            .collect();
+    }
+    (loss, grads)
+}
+
+/// [`loss_and_gradients`] of one shard on the model itself.
+fn shard_loss_and_gradients(
     model: &Glow,
     images: Tensor<4>,
     noise: Tensor<4>,

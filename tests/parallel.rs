@@ -1,0 +1,135 @@
+//! Data parallelism over the batch: the shards cover the batch, and encoding, decoding and
+//! gradients computed in concurrent shards equal those computed in one piece.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use common::*;
+use glowflow::parallel::{map_shards, shards};
+use glowflow::train::gradients::{loss_and_gradients, FlatGrads};
+use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
+
+/// `f` run in a rayon pool of `threads` worker threads (so `threads` shards at most).
+fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}
+
+#[test]
+fn shards_cover_the_batch_in_contiguous_near_equal_pieces() {
+    for threads in 1..=4 {
+        for n in 0..11 {
+            let pieces = with_threads(threads, || shards(n));
+            assert_eq!(
+                pieces.len(),
+                threads.min(n).max(1),
+                "{threads} threads, n = {n}"
+            );
+            assert_eq!(pieces[0].start, 0);
+            assert_eq!(pieces.last().expect("a piece").end, n);
+            for pair in pieces.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "contiguous");
+            }
+            let sizes: Vec<usize> = pieces.iter().map(|r| r.len()).collect();
+            let (min, max) = (sizes.iter().min(), sizes.iter().max());
+            assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{sizes:?}");
+        }
+    }
+    // A shard is not split again.
+    let nested = with_threads(3, || map_shards(9, |_| Ok(shards(9).len())).expect("runs"));
+    assert_eq!(nested, vec![1, 1, 1]);
+}
+
+/// A perturbed, data-initialised class-conditional model and a batch of 5 with labels, in f64.
+fn model_and_batch(device: &Device) -> (Glow, Tensor<4>, Tensor<4>, Tensor<2>) {
+    let config = GlowConfig {
+        n_classes: 3,
+        ..tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true)
+    };
+    let ad = device.clone().autodiff();
+    let (images, noise) = random_batch([5, 2, 4, 4], 11, &ad);
+    let model = trained_like(config, device, &images, &noise);
+    let classes = model.one_hot(&[0, 2, 1, 1, 0], &ad).expect("labels");
+    (model, images, noise, classes)
+}
+
+fn assert_latents_equal(a: &Latents, b: &Latents, what: &str) {
+    assert_eq!(a.levels.len(), b.levels.len());
+    for (x, y) in a.levels.iter().zip(&b.levels) {
+        assert_eq!(x.dims(), y.dims(), "{what}");
+        let diff = max_abs_diff(x.clone(), y.clone());
+        assert!(diff <= 1e-12, "{what}: latents differ by {diff:e}");
+    }
+}
+
+#[test]
+fn encoding_and_decoding_in_shards_equal_one_piece() {
+    let (model, images, noise, classes) = model_and_batch(&f64_device());
+    let plain = model.valid();
+    let classes = classes.inner();
+    let x = glowflow::likelihood::preprocess(images.inner(), noise.inner(), 8);
+    let encode = |threads| {
+        with_threads(threads, || {
+            plain
+                .encode_keeping_level_outputs(x.clone(), Some(&classes))
+                .expect("encodes")
+        })
+    };
+    let (eps_one, log_det_one, outputs_one) = encode(1);
+    for threads in [2, 3] {
+        let (eps, log_det, outputs) = encode(threads);
+        assert_latents_equal(&eps, &eps_one, &format!("{threads} shards"));
+        let diff = max_abs_diff(log_det, log_det_one.clone());
+        assert!(
+            diff <= 1e-12,
+            "{threads} shards: log-det differs by {diff:e}"
+        );
+        for (z, z_one) in outputs.into_iter().zip(outputs_one.clone()) {
+            assert!(
+                max_abs_diff(z, z_one) <= 1e-12,
+                "{threads} shards: level outputs"
+            );
+        }
+        let (decoded, _) = with_threads(threads, || {
+            plain.decode(&eps_one, Some(&classes)).expect("decodes")
+        });
+        let diff = max_abs_diff(decoded, x.clone());
+        assert!(
+            diff <= 1e-10,
+            "{threads} shards: decode(encode(x)) off by {diff:e}"
+        );
+    }
+}
+
+/// Loss and gradients of the batch in a pool of `threads`.
+fn gradients_with(threads: usize, recompute: bool) -> (f64, FlatGrads) {
+    let (model, images, noise, classes) = model_and_batch(&f64_device());
+    with_threads(threads, || {
+        let (loss, grads) =
+            loss_and_gradients(&model, images, noise, Some(&classes), recompute).expect("runs");
+        (loss.into_scalar::<f64>(), grads)
+    })
+}
+
+#[test]
+fn gradients_in_shards_equal_the_whole_batch_gradients() {
+    for recompute in [false, true] {
+        let (loss_one, grads_one) = gradients_with(1, recompute);
+        let trained = grads_one.iter().filter(|g| g.is_some()).count();
+        assert!(trained > 10, "only {trained} trained parameters");
+        // 5 images in 2 shards (3 + 2) and in 3 shards (2 + 2 + 1): unequal weights.
+        for threads in [2, 3] {
+            let (loss, grads) = gradients_with(threads, recompute);
+            assert_rel_close(loss, loss_one, 1e-12, "loss");
+            let err = worst_relative_error(&grads, &grads_one);
+            assert!(
+                err < 1e-10,
+                "{threads} shards, recompute = {recompute}: relative gradient error {err:e}"
+            );
+        }
+    }
+}
