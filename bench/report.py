@@ -3,8 +3,9 @@
 
     python3 bench/report.py OUT_DIR
 
-Speed: images/s of each phase for glowflow and the PyTorch reference (medians over the rounds) and
-the median of the per-round ratios glowflow / PyTorch, with their range.
+Speed: images/s of each phase for glowflow and the PyTorch peers, y0ast/Glow-PyTorch and (where
+measured) rosinality/glow-pytorch (medians over the rounds), and the median of the per-round
+ratios glowflow / the faster peer of that round, with their range.
 Memory: peak resident memory of a training step (forward, backward, Adam update) and its
 activation memory, measured the same way in both programs around the gradient pass (forward and
 backward, before the update): the pass's peak resident memory (VmHWM, reset just before it) minus
@@ -41,28 +42,34 @@ def speed_rows(out):
         "3": "(3) 3×32×32, L3 K32 w512, affine, LU, batch 16",
     }
     for name, label in labels.items():
-        g_rounds, t_rounds = rounds(out, name, "glowflow"), rounds(out, name, "torch")
-        n = min(len(g_rounds), len(t_rounds))
+        g_rounds = rounds(out, name, "glowflow")
+        y_rounds = rounds(out, name, "torch")
+        r_rounds = rounds(out, name, "rosinality")
+        n = min(len(g_rounds), len(y_rounds))
         if n == 0:
             continue
+        if r_rounds:
+            n = min(n, len(r_rounds))
         for phase, g_key, t_key in (
             ("training step", "train", "train_step"),
             ("log-likelihood", "eval", "log_likelihood"),
             ("sampling (T = 0.7)", "sample", "sample"),
         ):
             gi = [g[g_key]["images_per_s"] for g in g_rounds[:n]]
-            ti = [t["phases"][t_key]["images_per_s"] for t in t_rounds[:n]]
-            ratios = [a / b for a, b in zip(gi, ti)]
+            yi = [t["phases"][t_key]["images_per_s"] for t in y_rounds[:n]]
+            ri = [t["phases"][t_key]["images_per_s"] for t in r_rounds[:n]] or [0.0] * n
+            ratios = [a / max(y, r) for a, y, r in zip(gi, yi, ri)]
             spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if n > 1 else ""
+            ros = f"{statistics.median(ri):.1f}" if r_rounds else "–"
             rows.append(
-                f"| {label} | {phase} | {statistics.median(gi):.1f} | {statistics.median(ti):.1f} "
-                f"| **{statistics.median(ratios):.2f}×**{spread} | {n} |"
+                f"| {label} | {phase} | {statistics.median(gi):.1f} | {statistics.median(yi):.1f} "
+                f"| {ros} | **{statistics.median(ratios):.2f}×**{spread} | {n} |"
             )
     if not rows:
         return ""
     head = (
-        "| config | phase | glowflow images/s | PyTorch images/s | glowflow / PyTorch (range) "
-        "| rounds |\n|---|---|---|---|---|---|\n"
+        "| config | phase | glowflow images/s | y0ast images/s | rosinality images/s "
+        "| glowflow / faster peer (range) | rounds |\n|---|---|---|---|---|---|---|\n"
     )
     return head + "\n".join(rows) + "\n"
 

@@ -2,7 +2,11 @@
 # Speed and memory of glowflow against the PyTorch Glow of y0ast/Glow-PyTorch, on this machine, in
 # one session, with the same thread count (2), the same architecture and the same batch:
 #
-#   bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all]
+#   bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all] [ROSINALITY_SRC]
+#
+# REFERENCE_SRC is a work tree of y0ast/Glow-PyTorch; with ROSINALITY_SRC (a work tree of
+# rosinality/glow-pytorch) the speed rounds also run that second peer (bench/torch_rosinality.py,
+# its own architecture at the same shape), and the report compares glowflow with the faster one.
 #
 # speed:  configs (1) 1x32x32, L = 3, K = 8, width 128, affine, LU, batch 32; (2) the same at
 #         width 512; (3) 3x32x32, L = 3, K = 32, width 512 (the paper's CIFAR-10 model), batch 16.
@@ -18,9 +22,10 @@
 # bench/fashion_mnist_matched.json with the shape options below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src=${1:?usage: bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all]}
+src=${1:?usage: bench/speed.sh REFERENCE_SRC [OUT_DIR] [speed|memory|all] [ROSINALITY_SRC]}
 out=${2:-runs/bench}
 what=${3:-all}
+rosinality=${4:-}
 mkdir -p "$out"
 cargo build --release
 export RAYON_NUM_THREADS=2
@@ -37,11 +42,17 @@ if [[ $what == speed || $what == all ]]; then
     shape="--levels 3 --width $w"
     for round in $(seq 1 "$rounds"); do
       tag="speed-$name-r$round"
-      [[ -f $out/$tag-glowflow.json && -f $out/$tag-torch.json ]] && continue
-      glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
-        --repeats "$reps" --out "$out/$tag-glowflow.json" > /dev/null
-      torch_ref --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
-        --reps "$reps" --out "$out/$tag-torch.json" > /dev/null
+      if [[ ! -f $out/$tag-glowflow.json || ! -f $out/$tag-torch.json ]]; then
+        glowflow --image "${c}x32x32" $shape --depth "$k" --batch-size "$b" --warmup "$warm" \
+          --repeats "$reps" --out "$out/$tag-glowflow.json" > /dev/null
+        torch_ref --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
+          --reps "$reps" --out "$out/$tag-torch.json" > /dev/null
+      fi
+      if [[ -n $rosinality && ! -f $out/$tag-rosinality.json ]]; then
+        python3 bench/torch_rosinality.py --glow-src "$rosinality" --threads 2 --lr 1e-4 \
+          --channels "$c" --size 32 $shape --steps "$k" --batch "$b" --warmup-reps "$warm" \
+          --reps "$reps" --out "$out/$tag-rosinality.json" > /dev/null 2>&1
+      fi
     done
     echo "speed $name done"
   done <<'CONFIGS'

@@ -70,8 +70,9 @@ pub struct BenchResult {
     pub baseline_rss_mib: f64,
     /// Concurrent shards of a batch ([`crate::parallel`]): one per worker thread.
     pub shards: usize,
-    /// Gradients: 4 bytes per parameter for each shard, all alive at the end of a gradient pass
-    /// (MiB).
+    /// Gradients alive at the end of a gradient pass, 4 bytes per parameter (MiB): one set per
+    /// shard with stored activations, one set in all when recomputing (whose shards split each
+    /// map's backward pass and add up their gradients at once).
     pub gradients_mib: f64,
     /// Training step, if run.
     pub train: Option<PhaseResult>,
@@ -182,7 +183,12 @@ pub fn run_benchmark(
         .map(|p| p.dims()[0])
         .sum();
     let shards = crate::parallel::shards(options.batch_size).len();
-    let gradients_mib = (shards * parameters * 4) as f64 / (1024.0 * 1024.0);
+    let gradient_sets = if options.recompute_activations {
+        1
+    } else {
+        shards
+    };
+    let gradients_mib = (gradient_sets * parameters * 4) as f64 / (1024.0 * 1024.0);
     let mut activation_mib: Option<f64> = None;
     let mut step_peak_mib = 0.0f64;
 

@@ -5,9 +5,10 @@
 //! those are about half the work, so two cores ran at 1.2 on average (`perf stat` on
 //! `glowflow bench`). Every image's computation is independent of the others' (ActNorm uses fixed
 //! parameters once initialised), so a batch split into one contiguous shard per worker thread,
-//! with the shards run concurrently, gives the same per-image results and keeps every core busy.
-//! Only sums over the batch (the mean loss and the gradients) are rounded differently, and they
-//! depend on the shard count, i.e. on the number of worker threads (`RAYON_NUM_THREADS`).
+//! with the shards run concurrently, gives the results of the whole batch and keeps every core
+//! busy. They are rounded differently, though (sums over the batch such as the mean loss and the
+//! gradients, and matrix products over fewer columns), and the rounding depends on the shard count,
+//! i.e. on the number of worker threads (`RAYON_NUM_THREADS`).
 
 use std::cell::Cell;
 use std::ops::Range;

@@ -21,6 +21,14 @@
 //! input from the stored level outputs instead of inverting, which resets the drift of repeated
 //! inversion at every level boundary: in f32 the recomputed inputs drift by at most K steps'
 //! rounding (the documented trade-off: `2·D` stored values per image).
+//!
+//! Both run the batch in concurrent shards, one per worker thread ([`crate::parallel`]), each
+//! shard differentiating its own copy of the parameters. Backprop shards the whole pass and adds
+//! the shards' gradients weighted by their share of the batch (one set of gradients per shard);
+//! recompute shards each map's local backward pass and adds its gradients at once, so that it
+//! still holds one set of gradients and one map's graph per shard.
+
+use std::ops::Range;
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -31,7 +39,7 @@ use crate::flow::squeeze::unsqueeze;
 use crate::flow::InvertibleMap;
 use crate::likelihood::{bits_per_dim, preprocess};
 use crate::model::glow::Glow;
-use crate::parallel::{map_shards, rows};
+use crate::parallel::{join_rows, map_shards, rows};
 use crate::tensor_ops::sum_per_sample;
 
 /// One parameter gradient per float parameter of the model, in [`flat_grads`] order.
@@ -40,8 +48,7 @@ pub type FlatGrads = Vec<Option<Tensor<1>>>;
 /// Mean bits/dim of a batch of 8-bit `images` with dequantisation `noise` (and optional one-hot
 /// `classes`) under `model` (on an autodiff device), and the gradient of every parameter.
 /// `recompute` selects the constant-memory backward pass (see the module doc); both give the same
-/// gradients up to rounding. The batch runs in concurrent shards ([`crate::parallel`]), the
-/// shards' losses and gradients weighted by their share of the batch.
+/// gradients up to rounding.
 pub fn loss_and_gradients(
     model: &Glow,
     images: Tensor<4>,
@@ -49,69 +56,64 @@ pub fn loss_and_gradients(
     classes: Option<&Tensor<2>>,
     recompute: bool,
 ) -> Result<(Tensor<1>, FlatGrads)> {
+    if recompute {
+        let x = preprocess(images.inner(), noise.inner(), model.config().n_bits);
+        return recomputed_gradients(model, x, classes);
+    }
     let n = images.dims()[0];
     let parts = map_shards(n, |r| {
-        // Each shard differentiates its own copy of the parameters: graphs that shared the
-        // model's parameter nodes would be merged into one, and run one at a time.
-        let copy = with_flat_params(
-            model.clone(),
-            flat_params(model).into_iter().map(Some).collect(),
-        );
+        let copy = own_copy(model);
         let on_device = |t: Tensor<4>| t.inner().autodiff();
         let shard_classes = classes.map(|c| rows(c, &r));
-        let (loss, grads) = shard_loss_and_gradients(
-            &copy,
-            on_device(rows(&images, &r)),
-            on_device(rows(&noise, &r)),
-            shard_classes.as_ref(),
-            recompute,
-        )?;
-        Ok((r.len() as f64 / n as f64, loss, grads))
-    })?;
-    Ok(weighted_sum(parts))
-}
-
-/// `Σ w_i·loss_i` and `Σ w_i·grads_i` over the shards `(w_i, loss_i, grads_i)`, with `w_i` the
-/// shard's share of the batch: the mean loss of the whole batch and its gradients.
-fn weighted_sum(parts: Vec<(f64, Tensor<1>, FlatGrads)>) -> (Tensor<1>, FlatGrads) {
-    let mut parts = parts.into_iter();
-    let (w, loss, grads) = parts.next().expect("a batch has a shard");
-    if parts.len() == 0 {
-        return (loss, grads);
-    }
-    let scale = |grads: FlatGrads, w: f64| -> FlatGrads {
-        grads.into_iter().map(|g| g.map(|g| g * w)).collect()
-    };
-    let (mut loss, mut grads) = (loss * w, scale(grads, w));
-    for (w, part_loss, part_grads) in parts {
-        loss = loss + part_loss * w;
-        grads = grads
-            .into_iter()
-            .zip(scale(part_grads, w))
-            .map(|pair| match pair {
-                (Some(sum), Some(g)) => Some(sum + g),
-                (sum, g) => sum.or(g),
-            })
-            .collect();
-    }
-    (loss, grads)
-}
-
-/// [`loss_and_gradients`] of one shard on the model itself.
-fn shard_loss_and_gradients(
-    model: &Glow,
-    images: Tensor<4>,
-    noise: Tensor<4>,
-    classes: Option<&Tensor<2>>,
-    recompute: bool,
-) -> Result<(Tensor<1>, FlatGrads)> {
-    if !recompute {
-        let loss = model.bits_per_dim(images, noise, classes)?.mean();
+        let loss = copy
+            .bits_per_dim(
+                on_device(rows(&images, &r)),
+                on_device(rows(&noise, &r)),
+                shard_classes.as_ref(),
+            )?
+            .mean();
         let grads = loss.backward();
-        return Ok((loss.inner(), flat_grads(model, &grads)));
-    }
-    let x = preprocess(images.inner(), noise.inner(), model.config().n_bits);
-    recomputed_gradients(model, x, classes)
+        let share = r.len() as f64 / n as f64;
+        Ok((share, loss.inner(), flat_grads(&copy, &grads)))
+    })?;
+    let loss = parts
+        .iter()
+        .map(|(share, loss, _)| loss.clone() * *share)
+        .reduce(|a, b| a + b)
+        .expect("a batch has a shard");
+    let grads = weighted_sum(parts.into_iter().map(|(share, _, grads)| (share, grads)));
+    Ok((loss, grads))
+}
+
+/// `module` with its own autodiff parameter nodes (same values): concurrent graphs that shared
+/// parameter nodes would be merged into one and run one at a time.
+fn own_copy<M: Module>(module: &M) -> M {
+    with_flat_params(
+        module.clone(),
+        flat_params(module).into_iter().map(Some).collect(),
+    )
+}
+
+/// `Σ w_i·grads_i` over the shards' `(w_i, grads_i)`, in shard order (`w_i = 1` is not applied).
+fn weighted_sum(parts: impl Iterator<Item = (f64, FlatGrads)>) -> FlatGrads {
+    let scaled = parts.map(|(w, grads)| -> FlatGrads {
+        if w == 1.0 {
+            grads
+        } else {
+            grads.into_iter().map(|g| g.map(|g| g * w)).collect()
+        }
+    });
+    scaled
+        .reduce(|sum, grads| {
+            sum.into_iter()
+                .zip(grads)
+                .map(|pair| match pair {
+                    (Some(sum), Some(g)) => Some(sum + g),
+                    (sum, g) => sum.or(g),
+                })
+                .collect()
+        })
+        .expect("a batch has a shard")
 }
 
 /// `Σ_i log N(ε_i; 0, I)` per sample, without the constant.
@@ -119,19 +121,41 @@ fn log_normal(eps: Tensor<4>) -> Tensor<1> {
     sum_per_sample(eps.square() * -0.5)
 }
 
-/// Differentiates `surrogate(module, x)` (a scalar built from this module alone) at the plain
-/// input `x`: the module's flat gradients and `∂surrogate/∂x`.
-fn local_backward<M: Module>(
+/// Differentiates a map's surrogate (a scalar built from this map alone, summed over images) in
+/// concurrent shards of the batch of `n` ([`crate::parallel`]): shard `r` takes its input
+/// `input(r)` (plain), runs `surrogate(copy, x, r)` on its own copy of `module` and backpropagates.
+/// Returns the inputs joined, the parameter gradients summed in shard order and `∂s/∂x` joined.
+/// The batch is sharded map by map, not as a whole, so that only one set of gradients is held.
+fn local_backward<M: Module + Sync>(
     module: &M,
-    x: Tensor<4>,
-    surrogate: impl FnOnce(&M, Tensor<4>) -> Tensor<1>,
-) -> (FlatGrads, Tensor<4>) {
-    let x = x.autodiff().require_grad();
-    let mut grads = surrogate(module, x.clone()).backward();
-    let dx = x
-        .grad_remove(&mut grads)
-        .expect("every map's output depends on its input");
-    (flat_grads(module, &grads), dx)
+    n: usize,
+    input: impl Fn(&Range<usize>) -> Tensor<4> + Sync,
+    surrogate: impl Fn(&M, Tensor<4>, &Range<usize>) -> Tensor<1> + Sync,
+) -> (Tensor<4>, FlatGrads, Tensor<4>) {
+    let parts = map_shards(n, |r| {
+        let copy = own_copy(module);
+        let x = input(&r);
+        let x_tracked = x.clone().autodiff().require_grad();
+        let mut grads = surrogate(&copy, x_tracked.clone(), &r).backward();
+        let dx = x_tracked
+            .grad_remove(&mut grads)
+            .expect("every map's output depends on its input");
+        Ok((x, flat_grads(&copy, &grads), dx))
+    })
+    .expect("a map's backward pass does not fail");
+    let mut inputs = Vec::with_capacity(parts.len());
+    let mut input_grads = Vec::with_capacity(parts.len());
+    let mut param_grads = Vec::with_capacity(parts.len());
+    for (x, grads, dx) in parts {
+        inputs.push(x);
+        param_grads.push((1.0, grads));
+        input_grads.push(dx);
+    }
+    (
+        join_rows(inputs),
+        weighted_sum(param_grads.into_iter()),
+        join_rows(input_grads),
+    )
 }
 
 /// The constant-memory pass for preprocessed inputs `x` (see the module doc).
@@ -149,32 +173,48 @@ fn recomputed_gradients(
         plain.encode_keeping_level_outputs(x, plain_classes.as_ref())?;
     let loss = bits_per_dim(latents.log_standard_normal() + log_det, dims, config.n_bits).mean();
     let w = -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2);
-    // dL/dz · z' summed: the link from a map's recomputed output to the rest of the loss.
-    let link = |g: &Tensor<4>, y: Tensor<4>| (y * g.clone().autodiff()).sum();
+    // dL/dz · z' summed over the shard's rows: the link from a map's recomputed output to the
+    // rest of the loss.
+    let link = |g: &Tensor<4>, r: &Range<usize>, y: Tensor<4>| (y * rows(g, r).autodiff()).sum();
 
-    let top_input = outputs.last().expect("a model has levels").clone();
-    let (top_grads, mut g) = local_backward(&model.top, top_input, |top, z| {
-        let (eps, ld) = top.standardize(z, classes);
-        ((log_normal(eps) + ld) * w).sum()
-    });
+    let top_input = outputs.last().expect("a model has levels");
+    let (_, top_grads, mut g) = local_backward(
+        &model.top,
+        n,
+        |r| rows(top_input, r),
+        |top, z, r| {
+            let shard_classes = classes.map(|c| rows(c, r));
+            let (eps, ld) = top.standardize(z, shard_classes.as_ref());
+            ((log_normal(eps) + ld) * w).sum()
+        },
+    );
     let mut level_grads: Vec<FlatGrads> = Vec::with_capacity(model.levels.len());
     for (l, (level, plain_level)) in model.levels.iter().zip(&plain.levels).enumerate().rev() {
         let mut grads: Vec<FlatGrads> = Vec::with_capacity(level.steps.len() + 1);
         let mut y = outputs[l].clone();
         if let Some(split) = &level.split {
-            let (split_grads, dz) = local_backward(split, y.clone(), |split, z| {
-                let (z_a, eps, ld) = split.factor_out(z);
-                link(&g, z_a) + ((log_normal(eps) + ld) * w).sum()
-            });
+            let (_, split_grads, dz) = local_backward(
+                split,
+                n,
+                |r| rows(&y, r),
+                |split, z, r| {
+                    let (z_a, eps, ld) = split.factor_out(z);
+                    link(&g, r, z_a) + ((log_normal(eps) + ld) * w).sum()
+                },
+            );
             grads.push(split_grads);
             g = dz;
         }
         for (step, plain_step) in level.steps.iter().zip(&plain_level.steps).rev() {
-            let input = plain_step.inverse(y).0;
-            let (step_grads, dx) = local_backward(step, input.clone(), |step, x| {
-                let (out, ld) = step.forward(x);
-                link(&g, out) + (ld * w).sum()
-            });
+            let (input, step_grads, dx) = local_backward(
+                step,
+                n,
+                |r| plain_step.inverse(rows(&y, r)).0,
+                |step, x, r| {
+                    let (out, ld) = step.forward(x);
+                    link(&g, r, out) + (ld * w).sum()
+                },
+            );
             grads.push(step_grads);
             g = dx;
             y = input;
