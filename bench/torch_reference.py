@@ -393,6 +393,42 @@ def time_it(fn, warmup, reps):
     return times
 
 
+def time_phases(torch, args, batch, train_step, eval_step, sample_step, activation_samples, samples):
+    """Speed mode's measurements: each wanted phase's times (warm-ups first), images/s and peak
+    RSS; the training phase's largest activation sample; whether the last samples were finite."""
+    phases = {}
+    wanted = set(args.phases.split(","))
+    for name, fn in (("train_step", train_step), ("log_likelihood", eval_step), ("sample", sample_step)):
+        if name not in wanted:
+            continue
+        times = time_it(fn, args.warmup_reps, args.reps)
+        med = statistics.median(times)
+        phases[name] = {
+            "median_s": med,
+            "times_s": times,
+            "images_per_s": batch / med if med > 0 else None,
+            "peak_rss_mib_after": maxrss_mib(),
+        }
+    if "train_step" in phases:
+        phases["train_step"]["activation_mib"] = max(activation_samples)
+    if "sample" in phases:
+        phases["sample"]["temperature"] = args.temperature
+        phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
+    return phases
+
+
+def write_result(result, out):
+    """The result JSON, written atomically to `out` (if given) and printed."""
+    text = json.dumps(result, indent=2)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, out)
+    print(text)
+
+
 def run_speed(torch, ref_model, ref_modules, args, result):
     size, c, b = args.size, args.channels, args.batch
     rng = np.random.default_rng(args.seed)
@@ -438,24 +474,7 @@ def run_speed(torch, ref_model, ref_modules, args, result):
         model.eval()
         samples["x"] = sample_batch(torch, ref_modules, model, b, args.temperature)
 
-    phases = {}
-    wanted = set(args.phases.split(","))
-    for name, fn in (("train_step", train_step), ("log_likelihood", eval_step), ("sample", sample_step)):
-        if name not in wanted:
-            continue
-        times = time_it(fn, args.warmup_reps, args.reps)
-        med = statistics.median(times)
-        phases[name] = {
-            "median_s": med,
-            "times_s": times,
-            "images_per_s": b / med if med > 0 else None,
-            "peak_rss_mib_after": maxrss_mib(),
-        }
-    if "train_step" in phases:
-        phases["train_step"]["activation_mib"] = max(activation_samples)
-    if "sample" in phases:
-        phases["sample"]["temperature"] = args.temperature
-        phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
+    phases = time_phases(torch, args, b, train_step, eval_step, sample_step, activation_samples, samples)
 
     result.update(
         {
@@ -541,14 +560,7 @@ def main(argv=None):
         run_speed(torch, ref_model, ref_modules, args, result)
     result["total_seconds"] = time.perf_counter() - t0
 
-    text = json.dumps(result, indent=2)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.out)
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

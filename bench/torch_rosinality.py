@@ -15,13 +15,10 @@ bits/dim of x + U[0, 1/256) noise. Sampling decodes z ~ N(0, T^2 I) of its `calc
 """
 
 import argparse
-import json
 import math
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -31,8 +28,9 @@ from torch_reference import (  # noqa: E402  (our y0ast driver: shared measureme
     n_params,
     proc_status_mib,
     reset_peak_rss,
-    time_it,
+    time_phases,
     to_model_input,
+    write_result,
 )
 
 
@@ -134,24 +132,7 @@ def main(argv=None):
             z = [torch.randn(b, *s) * args.temperature for s in z_shapes(c, size, args.levels)]
             samples["x"] = model.reverse(z)
 
-    phases = {}
-    wanted = set(args.phases.split(","))
-    for name, fn in (("train_step", train_step), ("log_likelihood", eval_step), ("sample", sample_step)):
-        if name not in wanted:
-            continue
-        times = time_it(fn, args.warmup_reps, args.reps)
-        med = statistics.median(times)
-        phases[name] = {
-            "median_s": med,
-            "times_s": times,
-            "images_per_s": b / med if med > 0 else None,
-            "peak_rss_mib_after": maxrss_mib(),
-        }
-    if "train_step" in phases:
-        phases["train_step"]["activation_mib"] = max(activation_samples)
-    if "sample" in phases:
-        phases["sample"]["temperature"] = args.temperature
-        phases["sample"]["finite"] = bool(torch.isfinite(samples["x"]).all())
+    phases = time_phases(torch, args, b, train_step, eval_step, sample_step, activation_samples, samples)
     result.update(
         {
             "mode": "speed",
@@ -165,14 +146,7 @@ def main(argv=None):
             "peak_rss_mib": maxrss_mib(),
         }
     )
-    text = json.dumps(result, indent=2)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.out)
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Depth (Glow §5): the same Fashion-MNIST data and training recipe (the default preset: 700 steps
+# Depth (Glow §5): the same Fashion-MNIST data and training recipe (the default preset: 1500 steps
 # of 64 images, Adam 5e-4) with a shallow model (L = 1, K = 4: 4 steps of flow) and the default
 # deeper one (L = 2, K = 8: 16 steps), then samples of both from the same seed side by side.
 #

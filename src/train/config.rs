@@ -254,7 +254,7 @@ impl TrainConfig {
 /// The presets of `glowflow train --preset`.
 pub const PRESETS: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "celeba64"];
 
-/// The model and training configs of a named preset. `fashion-mnist` is sized for about ten
+/// The model and training configs of a named preset. `fashion-mnist` is sized for about seven
 /// minutes on 2 CPU cores (1500 steps of 64 images, 1.6 epochs); its Adam learning rate of 5e-4 with 100 warm-up
 /// steps trained more smoothly there than 1e-3 (a loss spike when the warm-up ended) or Adamax.
 pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
