@@ -211,6 +211,7 @@ pub fn run_benchmark(
                 dequantise,
                 classes.as_ref(),
                 options.recompute_activations,
+                shards,
             )?;
             // Reading the loss waits for the gradient pass to finish.
             let _ = loss.into_scalar::<f64>();

@@ -7,8 +7,9 @@
 //! parameters once initialised), so a batch split into one contiguous shard per worker thread,
 //! with the shards run concurrently, gives the results of the whole batch and keeps every core
 //! busy. They are rounded differently, though (sums over the batch such as the mean loss and the
-//! gradients, and matrix products over fewer columns), and the rounding depends on the shard count,
-//! i.e. on the number of worker threads (`RAYON_NUM_THREADS`).
+//! gradients, and matrix products over fewer columns), and the rounding depends on the shard count
+//! (by default the number of worker threads, `RAYON_NUM_THREADS`), not on the threads that run
+//! the shards: training fixes its count per run ([`split`]) so that it resumes bit for bit.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -29,24 +30,43 @@ pub fn shards(n: usize) -> Vec<Range<usize>> {
     let count = if IN_SHARD.get() {
         1
     } else {
-        rayon::current_num_threads().min(n).max(1)
+        rayon::current_num_threads()
     };
+    split(n, count)
+}
+
+/// A batch of `n` in `count` contiguous ranges (at most `n`, at least one) whose sizes differ by
+/// at most one; `count = 0` means [`shards`]`(n)`. The ranges, not the threads that run them,
+/// fix the arithmetic: the same `count` gives the same results on any number of threads.
+pub fn split(n: usize, count: usize) -> Vec<Range<usize>> {
+    if count == 0 {
+        return shards(n);
+    }
+    let count = count.min(n).max(1);
     (0..count)
         .map(|i| i * n / count..(i + 1) * n / count)
         .collect()
 }
 
-/// `f` applied to every shard of a batch of `n` concurrently, results in shard order (the first
-/// error if any shard fails).
+/// `f` applied to every shard of a batch of `n` ([`shards`]) concurrently, results in shard order
+/// (the first error if any shard fails).
 pub fn map_shards<T: Send>(
     n: usize,
     f: impl Fn(Range<usize>) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    let shards = shards(n);
-    if shards.len() == 1 {
-        return Ok(vec![f(0..n)?]);
+    map_ranges(shards(n), f)
+}
+
+/// `f` applied to every range concurrently (one rayon task each), results in order.
+pub fn map_ranges<T: Send>(
+    ranges: Vec<Range<usize>>,
+    f: impl Fn(Range<usize>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    if ranges.len() == 1 {
+        let only = ranges.into_iter().next().expect("one range");
+        return Ok(vec![f(only)?]);
     }
-    shards
+    ranges
         .into_par_iter()
         .map(|range| {
             let outer = IN_SHARD.replace(true);

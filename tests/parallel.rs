@@ -105,12 +105,14 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
     }
 }
 
-/// Loss and gradients of the batch in a pool of `threads`.
-fn gradients_with(threads: usize, recompute: bool) -> (f64, FlatGrads) {
+/// Loss and gradients of the batch in `shards` shards (0 = one per thread) in a pool of
+/// `threads`.
+fn gradients_with(threads: usize, shards: usize, recompute: bool) -> (f64, FlatGrads) {
     let (model, images, noise, classes) = model_and_batch(&f64_device());
     with_threads(threads, || {
         let (loss, grads) =
-            loss_and_gradients(&model, images, noise, Some(&classes), recompute).expect("runs");
+            loss_and_gradients(&model, images, noise, Some(&classes), recompute, shards)
+                .expect("runs");
         (loss.into_scalar::<f64>(), grads)
     })
 }
@@ -118,18 +120,42 @@ fn gradients_with(threads: usize, recompute: bool) -> (f64, FlatGrads) {
 #[test]
 fn gradients_in_shards_equal_the_whole_batch_gradients() {
     for recompute in [false, true] {
-        let (loss_one, grads_one) = gradients_with(1, recompute);
+        let (loss_one, grads_one) = gradients_with(1, 0, recompute);
         let trained = grads_one.iter().filter(|g| g.is_some()).count();
         assert!(trained > 10, "only {trained} trained parameters");
         // 5 images in 2 shards (3 + 2) and in 3 shards (2 + 2 + 1): unequal weights.
         for threads in [2, 3] {
-            let (loss, grads) = gradients_with(threads, recompute);
+            let (loss, grads) = gradients_with(threads, 0, recompute);
             assert_rel_close(loss, loss_one, 1e-12, "loss");
             let err = worst_relative_error(&grads, &grads_one);
             assert!(
                 err < 1e-10,
                 "{threads} shards, recompute = {recompute}: relative gradient error {err:e}"
             );
+        }
+    }
+}
+
+#[test]
+fn a_fixed_shard_count_gives_the_same_gradients_bit_for_bit_on_any_number_of_threads() {
+    for recompute in [false, true] {
+        let (loss, grads) = gradients_with(1, 3, recompute);
+        for threads in [2, 4] {
+            let (other_loss, other_grads) = gradients_with(threads, 3, recompute);
+            assert_eq!(
+                other_loss.to_bits(),
+                loss.to_bits(),
+                "loss, {threads} threads"
+            );
+            for (a, b) in other_grads.iter().zip(&grads) {
+                let values =
+                    |g: &Option<Tensor<1>>| g.clone().map(glowflow::tensor_ops::to_f64_vec);
+                assert_eq!(
+                    values(a),
+                    values(b),
+                    "{threads} threads, recompute = {recompute}"
+                );
+            }
         }
     }
 }

@@ -280,6 +280,9 @@ fn recomputing_activations_trains_to_the_same_weights_as_backprop() {
     }
     let json = std::fs::read_to_string(recomputed.join("train.json")).expect("train.json");
     assert!(json.contains("\"recompute_activations\": true"), "{json}");
+    // The shard count of the gradient pass is fixed when the run starts (one per worker thread).
+    let shards = format!("\"batch_shards\": {}", rayon::current_num_threads().min(8));
+    assert!(json.contains(&shards), "{json}");
 
     // Stopped after step 2 and resumed, the recomputing run ends where it did uninterrupted.
     let resumed = root.join("recomputed-resumed");

@@ -123,6 +123,10 @@ pub(crate) struct TrainArgs {
     /// instead of storing them.
     #[arg(long)]
     pub(crate) recompute_activations: Option<bool>,
+    /// Concurrent shards of each batch in the gradient pass (default: one per worker thread,
+    /// fixed in train.json so that a resumed run is bit-exact on any machine).
+    #[arg(long)]
+    pub(crate) batch_shards: Option<usize>,
 }
 
 impl TrainArgs {
@@ -143,7 +147,8 @@ impl TrainArgs {
             eval_images,
             sample_every,
             log_every,
-            recompute_activations
+            recompute_activations,
+            batch_shards
         );
         if let Some(seed) = self.seed {
             config.seed = seed;

@@ -38,7 +38,7 @@ use crate::flow::InvertibleMap;
 use crate::likelihood;
 use crate::model::config::{GlowConfig, HiddenNorm};
 use crate::model::prior::{one_hot, TopPrior};
-use crate::parallel::{join_rows, map_shards, rows};
+use crate::parallel::{join_rows, map_ranges, map_shards, rows, split};
 use crate::tensor_ops::{random_normal, sum_per_sample};
 use crate::train::params::{flat_params, with_flat_params};
 
@@ -239,18 +239,31 @@ impl Glow {
     /// most, so keeping them costs little; recomputing gradients from them bounds the drift of
     /// repeated inversion to the K steps of one level.
     ///
-    /// Without autodiff the batch runs in concurrent shards ([`crate::parallel`]); with autodiff
-    /// in one piece, since concurrent graphs must not share parameters.
+    /// Without autodiff the batch runs in concurrent shards, one per worker thread
+    /// ([`crate::parallel`]); with autodiff in one piece, since concurrent graphs must not share
+    /// parameters.
     pub fn encode_keeping_level_outputs(
         &self,
         x: Tensor<4>,
         classes: Option<&Tensor<2>>,
     ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
+        self.encode_in_shards(x, classes, 0)
+    }
+
+    /// [`Glow::encode_keeping_level_outputs`] in `shards` concurrent shards
+    /// ([`crate::parallel::split`]; 0 = one per worker thread), for results that do not depend
+    /// on the number of threads.
+    pub fn encode_in_shards(
+        &self,
+        x: Tensor<4>,
+        classes: Option<&Tensor<2>>,
+        shards: usize,
+    ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
         self.check_input(&x, classes)?;
         if x.device().is_autodiff() {
             return Ok(self.encode_shard(x, classes));
         }
-        let parts = map_shards(x.dims()[0], |r| {
+        let parts = map_ranges(split(x.dims()[0], shards), |r| {
             let shard_classes = classes.map(|c| rows(c, &r));
             Ok(self.encode_shard(rows(&x, &r), shard_classes.as_ref()))
         })?;

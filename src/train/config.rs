@@ -206,6 +206,12 @@ pub struct TrainConfig {
     /// [`crate::train::gradients`]). Same gradients up to rounding; slower per step.
     #[serde(default)]
     pub recompute_activations: bool,
+    /// Concurrent shards of each batch in the gradient pass ([`crate::parallel`]); 0 = one per
+    /// worker thread of the machine the run starts on. A new run writes the resolved count to its
+    /// `train.json`, so that a resumed run computes the same gradients, bit for bit, on any
+    /// number of threads.
+    #[serde(default)]
+    pub batch_shards: usize,
 }
 
 impl TrainConfig {
@@ -287,6 +293,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         max_bad_steps: 5,
         max_rollbacks: 3,
         recompute_activations: false,
+        batch_shards: 0,
     };
     let grey28 = GlowConfig {
         image: ImageShape {

@@ -39,7 +39,7 @@ use crate::flow::squeeze::unsqueeze;
 use crate::flow::InvertibleMap;
 use crate::likelihood::{bits_per_dim, preprocess};
 use crate::model::glow::Glow;
-use crate::parallel::{join_rows, map_shards, rows};
+use crate::parallel::{join_rows, map_ranges, rows, split};
 use crate::tensor_ops::sum_per_sample;
 
 /// One parameter gradient per float parameter of the model, in [`flat_grads`] order.
@@ -48,20 +48,24 @@ pub type FlatGrads = Vec<Option<Tensor<1>>>;
 /// Mean bits/dim of a batch of 8-bit `images` with dequantisation `noise` (and optional one-hot
 /// `classes`) under `model` (on an autodiff device), and the gradient of every parameter.
 /// `recompute` selects the constant-memory backward pass (see the module doc); both give the same
-/// gradients up to rounding.
+/// gradients up to rounding. The batch runs in `shards` concurrent shards
+/// ([`crate::parallel::split`]; 0 = one per worker thread): a fixed count gives the same
+/// gradients, bit for bit, on any number of threads.
 pub fn loss_and_gradients(
     model: &Glow,
     images: Tensor<4>,
     noise: Tensor<4>,
     classes: Option<&Tensor<2>>,
     recompute: bool,
+    shards: usize,
 ) -> Result<(Tensor<1>, FlatGrads)> {
+    let n = images.dims()[0];
+    let ranges = split(n, shards);
     if recompute {
         let x = preprocess(images.inner(), noise.inner(), model.config().n_bits);
-        return recomputed_gradients(model, x, classes);
+        return recomputed_gradients(model, x, classes, &ranges);
     }
-    let n = images.dims()[0];
-    let parts = map_shards(n, |r| {
+    let parts = map_ranges(ranges, |r| {
         let copy = own_copy(model);
         let on_device = |t: Tensor<4>| t.inner().autodiff();
         let shard_classes = classes.map(|c| rows(c, &r));
@@ -122,17 +126,17 @@ fn log_normal(eps: Tensor<4>) -> Tensor<1> {
 }
 
 /// Differentiates a map's surrogate (a scalar built from this map alone, summed over images) in
-/// concurrent shards of the batch of `n` ([`crate::parallel`]): shard `r` takes its input
+/// the concurrent shards `ranges` of the batch ([`crate::parallel`]): shard `r` takes its input
 /// `input(r)` (plain), runs `surrogate(copy, x, r)` on its own copy of `module` and backpropagates.
 /// Returns the inputs joined, the parameter gradients summed in shard order and `∂s/∂x` joined.
 /// The batch is sharded map by map, not as a whole, so that only one set of gradients is held.
 fn local_backward<M: Module + Sync>(
     module: &M,
-    n: usize,
+    ranges: &[Range<usize>],
     input: impl Fn(&Range<usize>) -> Tensor<4> + Sync,
     surrogate: impl Fn(&M, Tensor<4>, &Range<usize>) -> Tensor<1> + Sync,
 ) -> (Tensor<4>, FlatGrads, Tensor<4>) {
-    let parts = map_shards(n, |r| {
+    let parts = map_ranges(ranges.to_vec(), |r| {
         let copy = own_copy(module);
         let x = input(&r);
         let x_tracked = x.clone().autodiff().require_grad();
@@ -158,11 +162,13 @@ fn local_backward<M: Module + Sync>(
     )
 }
 
-/// The constant-memory pass for preprocessed inputs `x` (see the module doc).
+/// The constant-memory pass for preprocessed inputs `x` (see the module doc), in the shards
+/// `ranges`.
 fn recomputed_gradients(
     model: &Glow,
     x: Tensor<4>,
     classes: Option<&Tensor<2>>,
+    ranges: &[Range<usize>],
 ) -> Result<(Tensor<1>, FlatGrads)> {
     let config = model.config();
     let dims = config.image.dims();
@@ -170,7 +176,7 @@ fn recomputed_gradients(
     let plain = model.valid();
     let plain_classes = classes.map(|c| c.clone().inner());
     let (latents, log_det, outputs) =
-        plain.encode_keeping_level_outputs(x, plain_classes.as_ref())?;
+        plain.encode_in_shards(x, plain_classes.as_ref(), ranges.len())?;
     let loss = bits_per_dim(latents.log_standard_normal() + log_det, dims, config.n_bits).mean();
     let w = -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2);
     // dL/dz · z' summed over the shard's rows: the link from a map's recomputed output to the
@@ -180,7 +186,7 @@ fn recomputed_gradients(
     let top_input = outputs.last().expect("a model has levels");
     let (_, top_grads, mut g) = local_backward(
         &model.top,
-        n,
+        ranges,
         |r| rows(top_input, r),
         |top, z, r| {
             let shard_classes = classes.map(|c| rows(c, r));
@@ -195,7 +201,7 @@ fn recomputed_gradients(
         if let Some(split) = &level.split {
             let (_, split_grads, dz) = local_backward(
                 split,
-                n,
+                ranges,
                 |r| rows(&y, r),
                 |split, z, r| {
                     let (z_a, eps, ld) = split.factor_out(z);
@@ -208,7 +214,7 @@ fn recomputed_gradients(
         for (step, plain_step) in level.steps.iter().zip(&plain_level.steps).rev() {
             let (input, step_grads, dx) = local_backward(
                 step,
-                n,
+                ranges,
                 |r| plain_step.inverse(rows(&y, r)).0,
                 |step, x, r| {
                     let (out, ld) = step.forward(x);

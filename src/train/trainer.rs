@@ -33,6 +33,7 @@ use crate::io::png_grid::write_png_grid;
 use crate::likelihood::{preprocess, to_pixels};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
+use crate::parallel::split;
 use crate::tensor_ops::non_finite_samples;
 
 /// What the loop reports as it goes (the command line turns these into a progress bar or log
@@ -272,6 +273,10 @@ pub fn train(
 ) -> Result<TrainSummary> {
     model_config.validate()?;
     train.validate()?;
+    let train = &TrainConfig {
+        batch_shards: split(train.batch_size, train.batch_shards).len(),
+        ..train.clone()
+    };
     let device = Device::flex();
     let train_device = device.clone().autodiff();
     let (train_set, test_set) = load_datasets(model_config, train, &mut |warning| {
@@ -327,6 +332,7 @@ pub fn train(
             noise,
             classes.as_ref(),
             train.recompute_activations,
+            train.batch_shards,
         )?;
         let norm = global_norm(&grads).into_scalar::<f64>();
         let loss = loss.into_scalar::<f64>();

@@ -348,3 +348,54 @@ pub fn worst_relative_error(a: &[Option<Tensor<1>>], b: &[Option<Tensor<1>>]) ->
     }
     worst
 }
+
+/// Worst relative gradient error of the recompute mode against ordinary backpropagation for a
+/// perturbed, data-initialised model of `config` on a random batch of `n` (losses checked equal).
+pub fn recompute_vs_backprop(
+    config: glowflow::GlowConfig,
+    device: &Device,
+    n: usize,
+    what: &str,
+) -> f64 {
+    let image = config.image;
+    let shape = [n, image.channels, image.height, image.width];
+    let ad = device.clone().autodiff();
+    let (images, noise) = random_batch(shape, 3, &ad);
+    let model = trained_like(config.clone(), device, &images, &noise);
+    let classes = (config.n_classes > 0).then(|| {
+        model
+            .one_hot(
+                &(0..n)
+                    .map(|i| (i + 1) % config.n_classes)
+                    .collect::<Vec<_>>(),
+                &ad,
+            )
+            .expect("labels")
+    });
+    let (loss_bp, grads_bp) = glowflow::train::gradients::loss_and_gradients(
+        &model,
+        images.clone(),
+        noise.clone(),
+        classes.as_ref(),
+        false,
+        0,
+    )
+    .expect("backprop");
+    let (loss_rc, grads_rc) = glowflow::train::gradients::loss_and_gradients(
+        &model,
+        images,
+        noise,
+        classes.as_ref(),
+        true,
+        0,
+    )
+    .expect("recompute");
+    let (loss_bp, loss_rc) = (loss_bp.into_scalar::<f64>(), loss_rc.into_scalar::<f64>());
+    assert!(
+        (loss_bp - loss_rc).abs() <= 1e-6 * loss_bp.abs(),
+        "{what}: loss {loss_bp} vs {loss_rc}"
+    );
+    let trained = grads_bp.iter().filter(|g| g.is_some()).count();
+    assert!(trained > 10, "{what}: only {trained} trained parameters");
+    worst_relative_error(&grads_rc, &grads_bp)
+}
