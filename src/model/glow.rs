@@ -313,7 +313,8 @@ impl Glow {
         (Latents { levels: latents }, log_det + ld, outputs)
     }
 
-    /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`].
+    /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`]. Without autodiff the
+    /// batch runs in concurrent shards like [`Glow::encode_keeping_level_outputs`].
     pub fn decode(
         &self,
         latents: &Latents,
@@ -358,8 +359,7 @@ impl Glow {
         Ok((join_rows(x), join_rows(log_det)))
     }
 
-    /// [`Glow::decode`] of one shard (checked latents); without autodiff it runs in concurrent
-    /// shards like [`Glow::encode_keeping_level_outputs`].
+    /// [`Glow::decode`] of one shard (checked latents).
     fn decode_shard(
         &self,
         latents: &Latents,

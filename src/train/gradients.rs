@@ -85,7 +85,9 @@ pub fn loss_and_gradients(
         .map(|(share, loss, _)| loss.clone() * *share)
         .reduce(|a, b| a + b)
         .expect("a batch has a shard");
-    let grads = weighted_sum(parts.into_iter().map(|(share, _, grads)| (share, grads)));
+    let grads = sum_grads(parts.into_iter().map(|(share, _, grads)| -> FlatGrads {
+        grads.into_iter().map(|g| g.map(|g| g * share)).collect()
+    }));
     Ok((loss, grads))
 }
 
@@ -98,16 +100,9 @@ fn own_copy<M: Module>(module: &M) -> M {
     )
 }
 
-/// `Σ w_i·grads_i` over the shards' `(w_i, grads_i)`, in shard order (`w_i = 1` is not applied).
-fn weighted_sum(parts: impl Iterator<Item = (f64, FlatGrads)>) -> FlatGrads {
-    let scaled = parts.map(|(w, grads)| -> FlatGrads {
-        if w == 1.0 {
-            grads
-        } else {
-            grads.into_iter().map(|g| g.map(|g| g * w)).collect()
-        }
-    });
-    scaled
+/// The shards' gradients added parameter by parameter, in shard order.
+fn sum_grads(parts: impl Iterator<Item = FlatGrads>) -> FlatGrads {
+    parts
         .reduce(|sum, grads| {
             sum.into_iter()
                 .zip(grads)
@@ -152,12 +147,12 @@ fn local_backward<M: Module + Sync>(
     let mut param_grads = Vec::with_capacity(parts.len());
     for (x, grads, dx) in parts {
         inputs.push(x);
-        param_grads.push((1.0, grads));
+        param_grads.push(grads);
         input_grads.push(dx);
     }
     (
         join_rows(inputs),
-        weighted_sum(param_grads.into_iter()),
+        sum_grads(param_grads.into_iter()),
         join_rows(input_grads),
     )
 }
