@@ -86,8 +86,13 @@ impl Permutation {
 fn inverse_weight(weight: Tensor<2>) -> Tensor<2> {
     let [c, _] = weight.dims();
     let device = weight.device();
-    let inv = host_linalg::invert(&to_f64_vec(weight), c).unwrap_or_else(|| vec![f64::NAN; c * c]);
-    from_f64(inv, [c, c], &device)
+    inverse_of_host(&to_f64_vec(weight), c, &device)
+}
+
+/// [`inverse_weight`] of a `c x c` matrix already on the host (row-major f64).
+fn inverse_of_host(weight: &[f64], c: usize, device: &Device) -> Tensor<2> {
+    let inv = host_linalg::invert(weight, c).unwrap_or_else(|| vec![f64::NAN; c * c]);
+    from_f64(inv, [c, c], device)
 }
 
 /// `H · W · log|det W|` for each of `n` samples.
@@ -127,11 +132,7 @@ impl InvConv {
         let device = w.device();
         let host = to_f64_vec(w.clone());
         let value = host_linalg::log_abs_det(&host, c);
-        let inverse_transpose: Vec<f64> = match host_linalg::invert(&host, c) {
-            Some(inv) => (0..c * c).map(|k| inv[(k % c) * c + k / c]).collect(),
-            None => vec![f64::NAN; c * c],
-        };
-        let gradient = from_f64(inverse_transpose, [c, c], &device);
+        let gradient = inverse_of_host(&host, c, &device).transpose();
         let zero_with_gradient = ((w.clone() - w.detach()) * gradient).sum();
         zero_with_gradient + value
     }

@@ -267,14 +267,7 @@ impl Glow {
             let shard_classes = classes.map(|c| rows(c, &r));
             Ok(self.encode_shard(rows(&x, &r), shard_classes.as_ref()))
         })?;
-        let mut latents = Vec::with_capacity(parts.len());
-        let mut log_dets = Vec::with_capacity(parts.len());
-        let mut outputs = Vec::with_capacity(parts.len());
-        for (eps, log_det, level_outputs) in parts {
-            latents.push(eps);
-            log_dets.push(log_det);
-            outputs.push(level_outputs);
-        }
+        let (latents, log_dets, outputs): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
         Ok((
             Latents::join(latents),
             join_rows(log_dets),

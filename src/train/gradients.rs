@@ -142,14 +142,7 @@ fn local_backward<M: Module + Sync>(
         Ok((x, flat_grads(&copy, &grads), dx))
     })
     .expect("a map's backward pass does not fail");
-    let mut inputs = Vec::with_capacity(parts.len());
-    let mut input_grads = Vec::with_capacity(parts.len());
-    let mut param_grads = Vec::with_capacity(parts.len());
-    for (x, grads, dx) in parts {
-        inputs.push(x);
-        param_grads.push(grads);
-        input_grads.push(dx);
-    }
+    let (inputs, param_grads, input_grads): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
     (
         join_rows(inputs),
         sum_grads(param_grads.into_iter()),

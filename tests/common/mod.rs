@@ -372,25 +372,20 @@ pub fn recompute_vs_backprop(
             )
             .expect("labels")
     });
-    let (loss_bp, grads_bp) = glowflow::train::gradients::loss_and_gradients(
-        &model,
-        images.clone(),
-        noise.clone(),
-        classes.as_ref(),
-        false,
-        0,
-    )
-    .expect("backprop");
-    let (loss_rc, grads_rc) = glowflow::train::gradients::loss_and_gradients(
-        &model,
-        images,
-        noise,
-        classes.as_ref(),
-        true,
-        0,
-    )
-    .expect("recompute");
-    let (loss_bp, loss_rc) = (loss_bp.into_scalar::<f64>(), loss_rc.into_scalar::<f64>());
+    let gradients = |recompute| {
+        let (loss, grads) = glowflow::train::gradients::loss_and_gradients(
+            &model,
+            images.clone(),
+            noise.clone(),
+            classes.as_ref(),
+            recompute,
+            0,
+        )
+        .expect("a gradient pass");
+        (loss.into_scalar::<f64>(), grads)
+    };
+    let (loss_bp, grads_bp) = gradients(false);
+    let (loss_rc, grads_rc) = gradients(true);
     assert!(
         (loss_bp - loss_rc).abs() <= 1e-6 * loss_bp.abs(),
         "{what}: loss {loss_bp} vs {loss_rc}"
