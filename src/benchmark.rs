@@ -24,7 +24,7 @@ use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::train::gradients::loss_and_gradients;
 use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
-use crate::train::params::flat_params;
+use crate::model::params::flat_params;
 use crate::train::trainer::apply_gradients;
 
 /// What to run.

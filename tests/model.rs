@@ -201,7 +201,7 @@ fn data_init_on_an_autodiff_device_matches_the_plain_one_and_keeps_parameters_tr
         .expect("init");
     assert!(tracked.is_initialized());
     let values = |m: &Glow| -> Vec<f64> {
-        glowflow::train::params::flat_params(m)
+        glowflow::model::params::flat_params(m)
             .into_iter()
             .flat_map(to_f64_vec)
             .collect()
@@ -209,7 +209,7 @@ fn data_init_on_an_autodiff_device_matches_the_plain_one_and_keeps_parameters_tr
     assert_eq!(values(&plain), values(&tracked), "the same initialisation");
     let loss = tracked.log_prob(x.autodiff(), None).expect("log p").sum();
     let grads = loss.backward();
-    let trained = glowflow::train::params::flat_grads(&tracked, &grads)
+    let trained = glowflow::model::params::flat_grads(&tracked, &grads)
         .iter()
         .filter(|g| g.is_some())
         .count();

@@ -19,7 +19,7 @@ use crate::error::{GlowError, Result};
 use crate::model::config::GlowConfig;
 use crate::model::glow::{Glow, Latents};
 use crate::tensor_ops::{from_f64, to_f64_vec};
-use crate::train::params::flat_params;
+use crate::model::params::flat_params;
 
 const FORMAT: &str = "glowflow-latents";
 

@@ -40,7 +40,7 @@ use crate::model::config::{GlowConfig, HiddenNorm};
 use crate::model::prior::{one_hot, TopPrior};
 use crate::parallel::{join_rows, map_ranges, map_shards, rows, split};
 use crate::tensor_ops::{random_normal, sum_per_sample};
-use crate::train::params::{flat_params, with_flat_params};
+use crate::model::params::{flat_params, with_flat_params};
 
 /// One level: K steps of flow on the squeezed input, then (except at the top) a split.
 #[derive(Module, Debug)]

@@ -1,5 +1,7 @@
-//! The multi-scale model: its config, the model itself, and the top prior.
+//! The multi-scale model: its config, the model itself, the top prior, and its parameters as one
+//! flat list.
 
 pub mod config;
 pub mod glow;
+pub mod params;
 pub mod prior;

@@ -21,7 +21,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::OptimizerState;
-use super::params::{flat_params, with_flat_params};
+use crate::model::params::{flat_params, with_flat_params};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::model_dir::{load_weights, save_weights};

@@ -33,7 +33,7 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::params::{flat_grads, flat_params, with_flat_params};
+use crate::model::params::{flat_grads, flat_params, with_flat_params};
 use crate::error::Result;
 use crate::flow::squeeze::unsqueeze;
 use crate::flow::InvertibleMap;

@@ -7,5 +7,4 @@ pub mod eval;
 pub mod gradients;
 pub mod metrics;
 pub mod optimizer;
-pub mod params;
 pub mod trainer;

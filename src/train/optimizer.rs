@@ -9,7 +9,7 @@
 //!          (openai/glow's `adamax`, without bias correction)
 //! ```
 //!
-//! The state is two lists aligned with [`super::params::flat_params`], so it can be saved in the
+//! The state is two lists aligned with [`crate::model::params::flat_params`], so it can be saved in the
 //! same layout as the model's weights.
 
 use burn::tensor::Tensor;

@@ -24,7 +24,7 @@ use super::eval::evaluate_bpd;
 use super::gradients::loss_and_gradients;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
-use super::params::{flat_params, with_flat_params};
+use crate::model::params::{flat_params, with_flat_params};
 use crate::data::dataset::{ImageDataset, Split};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
