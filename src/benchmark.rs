@@ -22,9 +22,9 @@ use serde::Serialize;
 use crate::error::{GlowError, Result};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
+use crate::model::params::flat_params;
 use crate::train::gradients::loss_and_gradients;
 use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
-use crate::model::params::flat_params;
 use crate::train::trainer::apply_gradients;
 
 /// What to run.
@@ -171,7 +171,7 @@ pub fn run_benchmark(
     let x = preprocess(images, dequantise, config.n_bits);
     let classes = match config.n_classes {
         0 => None,
-        k => Some(crate::model::prior::one_hot(
+        k => Some(crate::flow::prior::one_hot(
             &(0..options.batch_size).map(|i| i % k).collect::<Vec<_>>(),
             k,
             &train_device,
@@ -182,7 +182,8 @@ pub fn run_benchmark(
         .iter()
         .map(|p| p.dims()[0])
         .sum();
-    let shards = crate::parallel::shards(options.batch_size).len();
+    let shards =
+        crate::parallel::split(options.batch_size, crate::parallel::worker_threads()).len();
     let gradient_sets = if options.recompute_activations {
         1
     } else {
@@ -231,7 +232,7 @@ pub fn run_benchmark(
     } else {
         None
     };
-    let plain = model.expect("a model").valid();
+    let plain = model.expect("a model").valid().with_shards(shards);
     let plain_classes = classes.map(|c| c.inner());
     let eval = if wants("eval") {
         Some(time_phase(options, || {

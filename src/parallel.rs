@@ -7,9 +7,10 @@
 //! parameters once initialised), so a batch split into one contiguous shard per worker thread,
 //! with the shards run concurrently, gives the results of the whole batch and keeps every core
 //! busy. They are rounded differently, though (sums over the batch such as the mean loss and the
-//! gradients, and matrix products over fewer columns), and the rounding depends on the shard count
-//! (by default the number of worker threads, `RAYON_NUM_THREADS`), not on the threads that run
-//! the shards: training fixes its count per run ([`split`]) so that it resumes bit for bit.
+//! gradients, and matrix products over fewer columns), and the rounding depends on the shard count,
+//! not on the threads that run the shards. So the count is always an explicit input: training
+//! fixes it per run (recorded in train.json) so that it resumes bit for bit, and encoding and
+//! decoding use a fixed default ([`DEFAULT_SHARDS`]) unless told otherwise.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -24,37 +25,31 @@ thread_local! {
     static IN_SHARD: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The shards of a batch of `n`: one contiguous range per worker thread of the current rayon pool
-/// (at most `n`, at least one), sizes differing by at most one. Inside a shard there is one.
-pub fn shards(n: usize) -> Vec<Range<usize>> {
-    let count = if IN_SHARD.get() {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
-    split(n, count)
+/// The shard count of encoding and decoding unless a caller chooses one
+/// ([`crate::Glow::with_shards`]): fixed, so that evaluation and sampling give the same figures on
+/// any machine. 8 keeps up to 8 cores busy; on fewer, the extra shards only queue.
+pub const DEFAULT_SHARDS: usize = 8;
+
+/// The number of worker threads of the current rayon pool (`RAYON_NUM_THREADS`, else one per
+/// core): what a setting of "one shard per worker thread" resolves to. It is read where a run
+/// starts and recorded, never inside the numerical path.
+pub fn worker_threads() -> usize {
+    rayon::current_num_threads()
 }
 
 /// A batch of `n` in `count` contiguous ranges (at most `n`, at least one) whose sizes differ by
-/// at most one; `count = 0` means [`shards`]`(n)`. The ranges, not the threads that run them,
-/// fix the arithmetic: the same `count` gives the same results on any number of threads.
+/// at most one. The ranges, not the threads that run them, fix the arithmetic: the same `count`
+/// gives the same results on any number of threads. Inside a shard there is one range (a shard
+/// is not split again).
 pub fn split(n: usize, count: usize) -> Vec<Range<usize>> {
-    if count == 0 {
-        return shards(n);
-    }
-    let count = count.min(n).max(1);
+    let count = if IN_SHARD.get() {
+        1
+    } else {
+        count.min(n).max(1)
+    };
     (0..count)
         .map(|i| i * n / count..(i + 1) * n / count)
         .collect()
-}
-
-/// `f` applied to every shard of a batch of `n` ([`shards`]) concurrently, results in shard order
-/// (the first error if any shard fails).
-pub fn map_shards<T: Send>(
-    n: usize,
-    f: impl Fn(Range<usize>) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    map_ranges(shards(n), f)
 }
 
 /// `f` applied to every range concurrently (one rayon task each), results in order.

@@ -10,11 +10,11 @@ use glowflow::flow::actnorm::ActNorm;
 use glowflow::flow::conv::Padding;
 use glowflow::flow::coupling::{Coupling, CouplingKind, CouplingOptions};
 use glowflow::flow::permute::{Permutation, PermutationKind};
+use glowflow::flow::prior::{one_hot, TopPrior};
 use glowflow::flow::split::Split;
 use glowflow::flow::squeeze::Squeeze;
 use glowflow::flow::step::FlowStep;
 use glowflow::flow::InvertibleMap;
-use glowflow::model::prior::{one_hot, TopPrior};
 use glowflow::tensor_ops::to_f64_vec;
 use glowflow::GlowError;
 use rand::SeedableRng;
@@ -25,13 +25,23 @@ fn rng(seed: u64) -> rand::rngs::StdRng {
 
 /// The three properties every invertible map must have, checked on each sample of `x`.
 fn assert_exact_bijection(name: &str, map: &impl InvertibleMap, x: Tensor<4>) {
+    assert_exact_conditional_bijection(name, map, x, None)
+}
+
+/// [`assert_exact_bijection`] for a map conditioned on `c` (one row per sample of `x`).
+fn assert_exact_conditional_bijection(
+    name: &str,
+    map: &impl InvertibleMap,
+    x: Tensor<4>,
+    c: Option<&Tensor<2>>,
+) {
     let n = x.dims()[0];
-    let (y, ld_forward) = map.forward(x.clone());
+    let (y, ld_forward) = map.forward(x.clone(), c);
     assert!(
         to_f64_vec(y.clone()).iter().all(|v| v.is_finite()),
         "{name}: non-finite output"
     );
-    let (x_back, ld_inverse) = map.inverse(y.clone());
+    let (x_back, ld_inverse) = map.inverse(y.clone(), c);
     assert_eq!(x_back.dims(), x.dims(), "{name}: inverse changes the shape");
     let err = max_abs_diff(x_back, x.clone());
     assert!(
@@ -47,7 +57,11 @@ fn assert_exact_bijection(name: &str, map: &impl InvertibleMap, x: Tensor<4>) {
             1e-10,
             &format!("{name}: log-dets cancel"),
         );
-        let brute = brute_force_log_det(|t| to_f64_vec(map.forward(t).0), &sample(&x, i));
+        let c_i = c.map(|c| c.clone().narrow(0, i, 1));
+        let brute = brute_force_log_det(
+            |t| to_f64_vec(map.forward(t, c_i.as_ref()).0),
+            &sample(&x, i),
+        );
         assert_rel_close(
             ld_forward[i],
             brute,
@@ -75,9 +89,9 @@ fn actnorm_data_init_gives_zero_mean_unit_variance_per_channel() {
     let x = shifted_scaled_input(&device);
     let layer = ActNorm::new(4, 3.0, &device);
     assert!(!layer.is_initialized());
-    let (layer, y) = layer.data_init(x.clone());
+    let (layer, y) = layer.data_init(x.clone(), None);
     assert!(layer.is_initialized());
-    let (y_forward, _) = layer.forward(x);
+    let (y_forward, _) = layer.forward(x, None);
     assert!(
         max_abs_diff(y.clone(), y_forward) < 1e-12,
         "data_init returns forward's output"
@@ -97,9 +111,9 @@ fn actnorm_data_init_gives_zero_mean_unit_variance_per_channel() {
 #[test]
 fn actnorm_initialises_once() {
     let device = f64_device();
-    let (layer, _) = ActNorm::new(4, 3.0, &device).data_init(shifted_scaled_input(&device));
+    let (layer, _) = ActNorm::new(4, 3.0, &device).data_init(shifted_scaled_input(&device), None);
     let before = (values(layer.bias.val()), values(layer.logs.val()));
-    let (layer, _) = layer.data_init(input([8, 4, 4, 4], 99, &device));
+    let (layer, _) = layer.data_init(input([8, 4, 4, 4], 99, &device), None);
     assert_eq!(before, (values(layer.bias.val()), values(layer.logs.val())));
 }
 
@@ -107,7 +121,8 @@ fn actnorm_initialises_once() {
 fn actnorm_is_an_exact_bijection() {
     let device = f64_device();
     for factor in [3.0, 1.0] {
-        let (layer, _) = ActNorm::new(4, factor, &device).data_init(shifted_scaled_input(&device));
+        let (layer, _) =
+            ActNorm::new(4, factor, &device).data_init(shifted_scaled_input(&device), None);
         assert_exact_bijection("actnorm", &layer, input([2, 4, 4, 4], 1, &device));
     }
 }
@@ -134,10 +149,10 @@ fn fixed_permutations_move_channels_without_changing_values() {
     let device = f64_device();
     let x = input([1, 6, 2, 2], 5, &device);
     let reverse = Permutation::new(PermutationKind::Reverse, false, 6, &mut rng(0), &device);
-    let (y, _) = reverse.forward(x.clone());
+    let (y, _) = reverse.forward(x.clone(), None);
     assert_eq!(to_f64_vec(y), to_f64_vec(x.clone().flip([1])));
     let shuffle = Permutation::new(PermutationKind::Shuffle, false, 6, &mut rng(0), &device);
-    let (y, _) = shuffle.forward(x.clone());
+    let (y, _) = shuffle.forward(x.clone(), None);
     let mut sorted_in = to_f64_vec(x);
     let mut sorted_out = to_f64_vec(y);
     sorted_in.sort_by(f64::total_cmp);
@@ -205,7 +220,7 @@ fn couplings_are_exact_bijections() {
                 let layer =
                     Coupling::new(4, &options, &mut rng(6), &device).expect("4 channels split");
                 let x = input([2, 4, 4, 4], 7, &device);
-                let (layer, _) = layer.data_init(x.clone());
+                let (layer, _) = layer.data_init(x.clone(), None);
                 let layer = perturb(layer, 0.1, 8);
                 assert_exact_bijection(&name, &layer, x);
             }
@@ -224,7 +239,7 @@ fn zero_initialised_coupling_starts_as_the_identity_or_openai_scale() {
     ] {
         let options = coupling_options(kind, Padding::Edge, Some(3.0));
         let layer = Coupling::new(4, &options, &mut rng(1), &device).expect("4 channels split");
-        let (y, _) = layer.forward(x.clone());
+        let (y, _) = layer.forward(x.clone(), None);
         let expected = Tensor::cat(
             vec![x.clone().narrow(1, 0, 2), x.clone().narrow(1, 2, 2) * scale],
             1,
@@ -251,7 +266,7 @@ fn squeeze_is_an_exact_bijection_with_openai_channel_order() {
     let device = f64_device();
     let x = input([2, 2, 4, 6], 13, &device);
     assert_exact_bijection("squeeze", &Squeeze, x.clone());
-    let (y, _) = Squeeze.forward(x.clone());
+    let (y, _) = Squeeze.forward(x.clone(), None);
     assert_eq!(y.dims(), [2, 8, 2, 3]);
     let (xs, ys) = (to_f64_vec(x), to_f64_vec(y));
     for n in 0..2 {
@@ -280,30 +295,6 @@ fn split_is_an_exact_bijection() {
     }
 }
 
-/// The top prior as an invertible map `z -> ε` for fixed classes.
-struct TopPriorMap {
-    prior: TopPrior,
-    classes: Option<Tensor<2>>,
-}
-
-impl InvertibleMap for TopPriorMap {
-    fn forward(&self, z: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let classes = self
-            .classes
-            .as_ref()
-            .map(|c| c.clone().narrow(0, 0, z.dims()[0]));
-        self.prior.standardize(z, classes.as_ref())
-    }
-
-    fn inverse(&self, eps: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let classes = self
-            .classes
-            .as_ref()
-            .map(|c| c.clone().narrow(0, 0, eps.dims()[0]));
-        self.prior.destandardize(eps, classes.as_ref())
-    }
-}
-
 #[test]
 fn top_prior_is_an_exact_bijection() {
     let device = f64_device();
@@ -314,9 +305,13 @@ fn top_prior_is_an_exact_bijection() {
             16,
         );
         let classes =
-            (n_classes > 0).then(|| one_hot(&[2, 2], n_classes, &device).expect("labels < 3"));
-        let map = TopPriorMap { prior, classes };
-        assert_exact_bijection("top prior", &map, input([2, 4, 2, 2], 17, &device));
+            (n_classes > 0).then(|| one_hot(&[2, 0], n_classes, &device).expect("labels < 3"));
+        assert_exact_conditional_bijection(
+            "top prior",
+            &prior,
+            input([2, 4, 2, 2], 17, &device),
+            classes.as_ref(),
+        );
     }
 }
 
@@ -343,7 +338,7 @@ fn flow_steps_are_exact_bijections() {
                 coupling: Coupling::new(4, &options, &mut rng(19), &device).expect("even"),
             };
             let x = input([2, 4, 4, 4], 20, &device);
-            let (step, _) = step.data_init(x.clone());
+            let (step, _) = step.data_init(x.clone(), None);
             let step = perturb(step, 0.05, 21);
             assert_exact_bijection(&format!("step {permutation:?} lu={lu} {kind:?}"), &step, x);
         }
@@ -360,7 +355,7 @@ fn plain_1x1_conv_log_det_is_differentiable_with_gradient_w_inverse_transpose() 
     ) else {
         panic!("inv-conv without lu builds the plain layer");
     };
-    let (_, log_det) = layer.forward(input([2, 4, 3, 3], 24, &device));
+    let (_, log_det) = layer.forward(input([2, 4, 3, 3], 24, &device), None);
     let grads = log_det.sum().backward();
     let grad = to_f64_vec(layer.weight.val().grad(&grads).expect("W is trained"));
     // d/dW Σ_samples H·W·log|det W| = N·H·W·W^-T

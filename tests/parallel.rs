@@ -6,7 +6,7 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::*;
-use glowflow::parallel::{map_shards, shards};
+use glowflow::parallel::{map_ranges, split};
 use glowflow::train::gradients::{loss_and_gradients, FlatGrads};
 use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 
@@ -21,14 +21,12 @@ fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 
 #[test]
 fn shards_cover_the_batch_in_contiguous_near_equal_pieces() {
-    for threads in 1..=4 {
+    for count in 1..=4 {
         for n in 0..11 {
-            let pieces = with_threads(threads, || shards(n));
-            assert_eq!(
-                pieces.len(),
-                threads.min(n).max(1),
-                "{threads} threads, n = {n}"
-            );
+            // The count alone decides the pieces, not the pool that runs them.
+            let pieces = with_threads(1, || split(n, count));
+            assert_eq!(pieces, with_threads(3, || split(n, count)), "n = {n}");
+            assert_eq!(pieces.len(), count.min(n).max(1), "{count} shards, n = {n}");
             assert_eq!(pieces[0].start, 0);
             assert_eq!(pieces.last().expect("a piece").end, n);
             for pair in pieces.windows(2) {
@@ -40,7 +38,9 @@ fn shards_cover_the_batch_in_contiguous_near_equal_pieces() {
         }
     }
     // A shard is not split again.
-    let nested = with_threads(3, || map_shards(9, |_| Ok(shards(9).len())).expect("runs"));
+    let nested = with_threads(3, || {
+        map_ranges(split(9, 3), |_| Ok(split(9, 3).len())).expect("runs")
+    });
     assert_eq!(nested, vec![1, 1, 1]);
 }
 
@@ -72,12 +72,13 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
     let plain = model.valid();
     let classes = classes.inner();
     let x = glowflow::likelihood::preprocess(images.inner(), noise.inner(), 8);
-    let encode = |threads| {
-        with_threads(threads, || {
+    let encode = |shards| {
+        let walked = with_threads(shards, || {
             plain
-                .encode_keeping_level_outputs(x.clone(), Some(&classes))
+                .encode_in_shards(x.clone(), Some(&classes), shards)
                 .expect("encodes")
-        })
+        });
+        (walked.latents, walked.log_det, walked.level_outputs)
     };
     let (eps_one, log_det_one, outputs_one) = encode(1);
     for threads in [2, 3] {
@@ -94,8 +95,9 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
                 "{threads} shards: level outputs"
             );
         }
+        let sharded = plain.clone().with_shards(threads);
         let (decoded, _) = with_threads(threads, || {
-            plain.decode(&eps_one, Some(&classes)).expect("decodes")
+            sharded.decode(&eps_one, Some(&classes)).expect("decodes")
         });
         let diff = max_abs_diff(decoded, x.clone());
         assert!(
@@ -105,8 +107,7 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
     }
 }
 
-/// Loss and gradients of the batch in `shards` shards (0 = one per thread) in a pool of
-/// `threads`.
+/// Loss and gradients of the batch in `shards` shards in a pool of `threads`.
 fn gradients_with(threads: usize, shards: usize, recompute: bool) -> (f64, FlatGrads) {
     let (model, images, noise, classes) = model_and_batch(&f64_device());
     with_threads(threads, || {
@@ -120,12 +121,12 @@ fn gradients_with(threads: usize, shards: usize, recompute: bool) -> (f64, FlatG
 #[test]
 fn gradients_in_shards_equal_the_whole_batch_gradients() {
     for recompute in [false, true] {
-        let (loss_one, grads_one) = gradients_with(1, 0, recompute);
+        let (loss_one, grads_one) = gradients_with(1, 1, recompute);
         let trained = grads_one.iter().filter(|g| g.is_some()).count();
         assert!(trained > 10, "only {trained} trained parameters");
         // 5 images in 2 shards (3 + 2) and in 3 shards (2 + 2 + 1): unequal weights.
         for threads in [2, 3] {
-            let (loss, grads) = gradients_with(threads, 0, recompute);
+            let (loss, grads) = gradients_with(threads, threads, recompute);
             assert_rel_close(loss, loss_one, 1e-12, "loss");
             let err = worst_relative_error(&grads, &grads_one);
             assert!(

@@ -14,7 +14,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
-use super::InvertibleMap;
+use super::{Condition, InvertibleMap};
 use crate::tensor_ops::replace_value;
 
 /// Per-channel affine normalisation with data-dependent initialisation.
@@ -65,36 +65,36 @@ impl ActNorm {
 }
 
 impl InvertibleMap for ActNorm {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = x.dims();
         let y = (x + self.bias4()) * self.log_scale().exp();
         (y, self.log_det(n, h, w))
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = y.dims();
         let x = y * self.log_scale().neg().exp() - self.bias4();
         (x, self.log_det(n, h, w).neg())
     }
 
-    fn data_init(self, x: Tensor<4>) -> (Self, Tensor<4>) {
+    fn data_init(self, x: Tensor<4>, c: Condition) -> (Self, Tensor<4>) {
         if self.is_initialized() {
-            let (y, _) = self.forward(x);
+            let (y, _) = self.forward(x, c);
             return (self, y);
         }
-        let [_, c, _, _] = x.dims();
+        let channels = x.dims()[1];
         let mean = x.clone().detach().mean_dims(&[0, 2, 3]);
         let centred = x.clone().detach() - mean.clone();
         let std = centred.clone().square().mean_dims(&[0, 2, 3]).sqrt();
-        let bias = mean.reshape([c]).neg();
-        let logs = (std.reshape([c]) + 1e-6).log().neg() / self.logscale_factor;
+        let bias = mean.reshape([channels]).neg();
+        let logs = (std.reshape([channels]) + 1e-6).log().neg() / self.logscale_factor;
         let layer = ActNorm {
             bias: replace_value(self.bias, bias),
             logs: replace_value(self.logs, logs),
             initialized: self.initialized.map(|flag| flag.ones_like()),
             logscale_factor: self.logscale_factor,
         };
-        let (y, _) = layer.forward(x);
+        let (y, _) = layer.forward(x, c);
         (layer, y)
     }
 }

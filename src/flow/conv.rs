@@ -152,7 +152,7 @@ impl HiddenConv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.conv.forward(x);
         match &self.norm {
-            Some(norm) => norm.forward(y).0,
+            Some(norm) => norm.forward(y, None).0,
             None => y,
         }
     }
@@ -162,7 +162,7 @@ impl HiddenConv2d {
         let y = self.conv.forward(x);
         match self.norm {
             Some(norm) => {
-                let (norm, y) = norm.data_init(y);
+                let (norm, y) = norm.data_init(y, None);
                 (
                     HiddenConv2d {
                         conv: self.conv,

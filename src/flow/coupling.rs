@@ -21,7 +21,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::conv::{HiddenConv2d, Padding, ZeroConv2d};
-use super::InvertibleMap;
+use super::{Condition, InvertibleMap};
 use crate::error::{GlowError, Result};
 use crate::tensor_ops::{channel_halves, channel_interleaved, sum_per_sample};
 
@@ -164,7 +164,7 @@ impl Coupling {
 }
 
 impl InvertibleMap for Coupling {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = x.dims()[0];
         let (x_a, x_b) = channel_halves(x);
         let h = self.net.forward(x_a.clone());
@@ -183,7 +183,7 @@ impl InvertibleMap for Coupling {
         (Tensor::cat(vec![x_a, y_b], 1), log_det)
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = y.dims()[0];
         let (y_a, y_b) = channel_halves(y);
         let h = self.net.forward(y_a.clone());
@@ -202,13 +202,13 @@ impl InvertibleMap for Coupling {
         (Tensor::cat(vec![y_a, x_b], 1), log_det)
     }
 
-    fn data_init(self, x: Tensor<4>) -> (Self, Tensor<4>) {
+    fn data_init(self, x: Tensor<4>, c: Condition) -> (Self, Tensor<4>) {
         let (x_a, _) = channel_halves(x.clone());
         let layer = Coupling {
             net: self.net.data_init(x_a),
             kind: self.kind,
         };
-        let (y, _) = layer.forward(x);
+        let (y, _) = layer.forward(x, c);
         (layer, y)
     }
 }

@@ -20,7 +20,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::conv_matmul::pointwise;
-use super::InvertibleMap;
+use super::{Condition, InvertibleMap};
 use crate::host_linalg;
 use crate::tensor_ops::{from_f64, to_f64_vec};
 
@@ -139,13 +139,13 @@ impl InvConv {
 }
 
 impl InvertibleMap for InvConv {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = x.dims();
         let y = pointwise(x, self.weight.val());
         (y, log_det_per_sample(self.log_abs_det(), n, h, w))
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = y.dims();
         let x = pointwise(y, inverse_weight(self.weight.val()));
         (x, log_det_per_sample(self.log_abs_det().neg(), n, h, w))
@@ -207,13 +207,13 @@ impl InvConvLu {
 }
 
 impl InvertibleMap for InvConvLu {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = x.dims();
         let y = pointwise(x, self.weight());
         (y, log_det_per_sample(self.log_s.val().sum(), n, h, w))
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let [n, _, h, w] = y.dims();
         let x = pointwise(y, inverse_weight(self.weight()));
         (x, log_det_per_sample(self.log_s.val().sum().neg(), n, h, w))
@@ -251,13 +251,13 @@ impl FixedPermutation {
 }
 
 impl InvertibleMap for FixedPermutation {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = x.dims()[0];
         let device = x.device();
         (x.select(1, self.order.val()), Tensor::zeros([n], &device))
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = y.dims()[0];
         let device = y.device();
         (
@@ -268,19 +268,19 @@ impl InvertibleMap for FixedPermutation {
 }
 
 impl InvertibleMap for Permutation {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn forward(&self, x: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
         match self {
-            Permutation::Conv(layer) => layer.forward(x),
-            Permutation::ConvLu(layer) => layer.forward(x),
-            Permutation::Fixed(layer) => layer.forward(x),
+            Permutation::Conv(layer) => layer.forward(x, c),
+            Permutation::ConvLu(layer) => layer.forward(x, c),
+            Permutation::Fixed(layer) => layer.forward(x, c),
         }
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    fn inverse(&self, y: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
         match self {
-            Permutation::Conv(layer) => layer.inverse(y),
-            Permutation::ConvLu(layer) => layer.inverse(y),
-            Permutation::Fixed(layer) => layer.inverse(y),
+            Permutation::Conv(layer) => layer.inverse(y, c),
+            Permutation::ConvLu(layer) => layer.inverse(y, c),
+            Permutation::Fixed(layer) => layer.inverse(y, c),
         }
     }
 }

@@ -9,12 +9,13 @@
 //! ```
 //!
 //! so `ε` is standard normal under the model. Sampling at temperature `T` draws `ε ~ N(0, T²)`.
+//! The map keeps both halves; the model's walk ([`crate::model::walk`]) lets `ε` leave the flow.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::{Padding, ZeroConv2d};
-use super::InvertibleMap;
+use super::{Condition, InvertibleMap};
 use crate::tensor_ops::{channel_halves, channel_interleaved, sum_per_sample};
 
 /// The factor-out at the end of a level, with its learned prior.
@@ -41,32 +42,25 @@ impl Split {
     fn mean_log_std(&self, z_a: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         channel_interleaved(self.prior.forward(z_a))
     }
-
-    /// `z -> (z_a, ε, -Σ log σ)`: the half that stays, the standardised half that leaves, and the
-    /// log-determinant.
-    pub fn factor_out(&self, z: Tensor<4>) -> (Tensor<4>, Tensor<4>, Tensor<1>) {
-        let (z_a, z_b) = channel_halves(z);
-        let (mean, log_std) = self.mean_log_std(z_a.clone());
-        let eps = (z_b - mean) * log_std.clone().neg().exp();
-        (z_a, eps, sum_per_sample(log_std).neg())
-    }
-
-    /// `(z_a, ε) -> (z, Σ log σ)`, the inverse of [`Split::factor_out`].
-    pub fn restore(&self, z_a: Tensor<4>, eps: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let (mean, log_std) = self.mean_log_std(z_a.clone());
-        let z_b = mean + eps * log_std.clone().exp();
-        (Tensor::cat(vec![z_a, z_b], 1), sum_per_sample(log_std))
-    }
 }
 
 impl InvertibleMap for Split {
-    fn forward(&self, z: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let (z_a, eps, log_det) = self.factor_out(z);
-        (Tensor::cat(vec![z_a, eps], 1), log_det)
+    /// `[z_a ; z_b] -> ([z_a ; ε], -Σ log σ)`.
+    fn forward(&self, z: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
+        let (z_a, z_b) = channel_halves(z);
+        let (mean, log_std) = self.mean_log_std(z_a.clone());
+        let eps = (z_b - mean) * log_std.clone().neg().exp();
+        (
+            Tensor::cat(vec![z_a, eps], 1),
+            sum_per_sample(log_std).neg(),
+        )
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    /// `[z_a ; ε] -> ([z_a ; z_b], Σ log σ)`.
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
         let (z_a, eps) = channel_halves(y);
-        self.restore(z_a, eps)
+        let (mean, log_std) = self.mean_log_std(z_a.clone());
+        let z_b = mean + eps * log_std.clone().exp();
+        (Tensor::cat(vec![z_a, z_b], 1), sum_per_sample(log_std))
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::Tensor;
 use super::actnorm::ActNorm;
 use super::coupling::Coupling;
 use super::permute::Permutation;
-use super::InvertibleMap;
+use super::{forward_chain, inverse_chain, Condition, InvertibleMap};
 
 /// ActNorm, then a permutation or 1x1 convolution, then a coupling layer.
 #[derive(Module, Debug)]
@@ -24,25 +24,26 @@ pub struct FlowStep {
     pub coupling: Coupling,
 }
 
+impl FlowStep {
+    /// The three layers in forward order.
+    fn layers(&self) -> [&dyn InvertibleMap; 3] {
+        [&self.actnorm, &self.permutation, &self.coupling]
+    }
+}
+
 impl InvertibleMap for FlowStep {
-    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let (h, ld_norm) = self.actnorm.forward(x);
-        let (h, ld_mix) = self.permutation.forward(h);
-        let (y, ld_couple) = self.coupling.forward(h);
-        (y, ld_norm + ld_mix + ld_couple)
+    fn forward(&self, x: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
+        forward_chain(&self.layers(), x, c)
     }
 
-    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let (h, ld_couple) = self.coupling.inverse(y);
-        let (h, ld_mix) = self.permutation.inverse(h);
-        let (x, ld_norm) = self.actnorm.inverse(h);
-        (x, ld_couple + ld_mix + ld_norm)
+    fn inverse(&self, y: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
+        inverse_chain(&self.layers(), y, c)
     }
 
-    fn data_init(self, x: Tensor<4>) -> (Self, Tensor<4>) {
-        let (actnorm, h) = self.actnorm.data_init(x);
-        let (permutation, h) = self.permutation.data_init(h);
-        let (coupling, y) = self.coupling.data_init(h);
+    fn data_init(self, x: Tensor<4>, c: Condition) -> (Self, Tensor<4>) {
+        let (actnorm, h) = self.actnorm.data_init(x, c);
+        let (permutation, h) = self.permutation.data_init(h, c);
+        let (coupling, y) = self.coupling.data_init(h, c);
         (
             FlowStep {
                 actnorm,

@@ -27,20 +27,20 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
+use super::config::{GlowConfig, HiddenNorm};
+use super::params::{flat_params, with_flat_params};
+use super::walk::{walk_forward, walk_inverse, GlowMap, Walked};
 use crate::error::{GlowError, Result};
 use crate::flow::actnorm::ActNorm;
 use crate::flow::coupling::{Coupling, CouplingOptions};
 use crate::flow::permute::Permutation;
+use crate::flow::prior::{one_hot, TopPrior};
 use crate::flow::split::Split;
-use crate::flow::squeeze::{squeeze, unsqueeze};
 use crate::flow::step::FlowStep;
-use crate::flow::InvertibleMap;
+use crate::flow::{Condition, InvertibleMap};
 use crate::likelihood;
-use crate::model::config::{GlowConfig, HiddenNorm};
-use crate::model::prior::{one_hot, TopPrior};
-use crate::parallel::{join_rows, map_ranges, map_shards, rows, split};
+use crate::parallel::{join_rows, map_ranges, rows, split, DEFAULT_SHARDS};
 use crate::tensor_ops::{random_normal, sum_per_sample};
-use crate::model::params::{flat_params, with_flat_params};
 
 /// One level: K steps of flow on the squeezed input, then (except at the top) a split.
 #[derive(Module, Debug)]
@@ -109,6 +109,9 @@ pub struct Glow {
     /// The architecture this model was built from.
     #[module(skip)]
     pub config: GlowConfig,
+    /// Concurrent shards that encode and decode cut a batch into ([`Glow::with_shards`]).
+    #[module(skip)]
+    pub shards: usize,
 }
 
 impl Glow {
@@ -152,7 +155,20 @@ impl Glow {
             levels,
             top,
             config,
+            shards: DEFAULT_SHARDS,
         })
+    }
+
+    /// The model with encode and decode (and so log-likelihoods, sampling and every latent tool)
+    /// cutting a batch into `shards` concurrent shards ([`crate::parallel::split`]; at least 1).
+    /// The shard count, not the number of threads that run the shards, fixes the rounding of
+    /// the results, so the default ([`DEFAULT_SHARDS`]) gives the same figures on any machine;
+    /// more shards than worker threads only queue.
+    pub fn with_shards(self, shards: usize) -> Self {
+        Glow {
+            shards: shards.max(1),
+            ..self
+        }
     }
 
     /// The architecture.
@@ -191,7 +207,7 @@ impl Glow {
         one_hot(labels, self.config.n_classes, device)
     }
 
-    fn check_input(&self, x: &Tensor<4>, classes: Option<&Tensor<2>>) -> Result<()> {
+    fn check_input(&self, x: &Tensor<4>, classes: Condition) -> Result<()> {
         let [n, c, h, w] = x.dims();
         let image = self.config.image;
         if [c, h, w] != [image.channels, image.height, image.width] {
@@ -207,7 +223,7 @@ impl Glow {
         self.check_classes(n, classes)
     }
 
-    fn check_classes(&self, n: usize, classes: Option<&Tensor<2>>) -> Result<()> {
+    fn check_classes(&self, n: usize, classes: Condition) -> Result<()> {
         match (self.config.n_classes, classes) {
             (0, None) => Ok(()),
             (0, Some(_)) => Err(GlowError::Label(
@@ -225,94 +241,50 @@ impl Glow {
     }
 
     /// `x -> (ε, log|det ∂ε/∂x|)` for a batch of preprocessed images `[N, C, H, W]`.
-    pub fn encode(
-        &self,
-        x: Tensor<4>,
-        classes: Option<&Tensor<2>>,
-    ) -> Result<(Latents, Tensor<1>)> {
-        let (latents, log_det, _) = self.encode_keeping_level_outputs(x, classes)?;
-        Ok((latents, log_det))
+    pub fn encode(&self, x: Tensor<4>, classes: Condition) -> Result<(Latents, Tensor<1>)> {
+        let walked = self.encode_in_shards(x, classes, self.shards)?;
+        Ok((walked.latents, walked.log_det))
     }
 
-    /// [`Glow::encode`], also returning each level's output: the last step's output `z_l`, which
-    /// its split (or, at the top, the top prior) receives. They hold `2·D` values per image at
-    /// most, so keeping them costs little; recomputing gradients from them bounds the drift of
-    /// repeated inversion to the K steps of one level.
+    /// [`Glow::encode`] in `shards` concurrent shards ([`crate::parallel::split`]), also
+    /// returning each level's output (the input of its split or, at the top, of the top prior).
+    /// They hold `2·D` values per image at most, so keeping them costs little; recomputing
+    /// gradients from them bounds the drift of repeated inversion to the K steps of one level.
     ///
-    /// Without autodiff the batch runs in concurrent shards, one per worker thread
-    /// ([`crate::parallel`]); with autodiff in one piece, since concurrent graphs must not share
-    /// parameters.
-    pub fn encode_keeping_level_outputs(
-        &self,
-        x: Tensor<4>,
-        classes: Option<&Tensor<2>>,
-    ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
-        self.encode_in_shards(x, classes, 0)
-    }
-
-    /// [`Glow::encode_keeping_level_outputs`] in `shards` concurrent shards
-    /// ([`crate::parallel::split`]; 0 = one per worker thread), for results that do not depend
-    /// on the number of threads.
+    /// Without autodiff the shards run concurrently ([`crate::parallel`]); with autodiff the
+    /// batch runs in one piece, since concurrent graphs must not share parameters.
     pub fn encode_in_shards(
         &self,
         x: Tensor<4>,
-        classes: Option<&Tensor<2>>,
+        classes: Condition,
         shards: usize,
-    ) -> Result<(Latents, Tensor<1>, Vec<Tensor<4>>)> {
+    ) -> Result<Walked> {
         self.check_input(&x, classes)?;
+        let maps = self.maps();
+        let encode = |x: Tensor<4>, c: Condition| {
+            walk_forward(&maps, x, |map, z| map.as_map().forward(z, c))
+        };
         if x.device().is_autodiff() {
-            return Ok(self.encode_shard(x, classes));
+            return Ok(encode(x, classes));
         }
         let parts = map_ranges(split(x.dims()[0], shards), |r| {
             let shard_classes = classes.map(|c| rows(c, &r));
-            Ok(self.encode_shard(rows(&x, &r), shard_classes.as_ref()))
+            Ok(encode(rows(&x, &r), shard_classes.as_ref()))
         })?;
-        let (latents, log_dets, outputs): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
-        Ok((
-            Latents::join(latents),
-            join_rows(log_dets),
-            transpose(outputs).into_iter().map(join_rows).collect(),
-        ))
-    }
-
-    /// [`Glow::encode_keeping_level_outputs`] of one shard (checked inputs).
-    fn encode_shard(
-        &self,
-        x: Tensor<4>,
-        classes: Option<&Tensor<2>>,
-    ) -> (Latents, Tensor<1>, Vec<Tensor<4>>) {
-        let n = x.dims()[0];
-        let mut log_det = Tensor::zeros([n], &x.device());
-        let mut latents = Vec::with_capacity(self.levels.len());
-        let mut outputs = Vec::with_capacity(self.levels.len());
-        let mut z = x;
-        for level in &self.levels {
-            z = squeeze(z);
-            for step in &level.steps {
-                let (y, ld) = step.forward(z);
-                z = y;
-                log_det = log_det + ld;
-            }
-            outputs.push(z.clone());
-            if let Some(split) = &level.split {
-                let (z_a, eps, ld) = split.factor_out(z);
-                latents.push(eps);
-                log_det = log_det + ld;
-                z = z_a;
-            }
-        }
-        let (eps, ld) = self.top.standardize(z, classes);
-        latents.push(eps);
-        (Latents { levels: latents }, log_det + ld, outputs)
+        let (latents, log_dets, outputs): (Vec<_>, Vec<_>, Vec<_>) = parts
+            .into_iter()
+            .map(|w| (w.latents, w.log_det, w.level_outputs))
+            .collect();
+        Ok(Walked {
+            latents: Latents::join(latents),
+            log_det: join_rows(log_dets),
+            level_outputs: transpose(outputs).into_iter().map(join_rows).collect(),
+        })
     }
 
     /// `ε -> (x, log|det ∂x/∂ε|)`, the exact inverse of [`Glow::encode`]. Without autodiff the
-    /// batch runs in concurrent shards like [`Glow::encode_keeping_level_outputs`].
-    pub fn decode(
-        &self,
-        latents: &Latents,
-        classes: Option<&Tensor<2>>,
-    ) -> Result<(Tensor<4>, Tensor<1>)> {
+    /// batch runs in concurrent shards like [`Glow::encode`].
+    pub fn decode(&self, latents: &Latents, classes: Condition) -> Result<(Tensor<4>, Tensor<1>)> {
         let expected = self.latent_shapes();
         if latents.levels.len() != expected.len() {
             return Err(GlowError::shape(
@@ -341,46 +313,40 @@ impl Glow {
             }
         }
         self.check_classes(n, classes)?;
+        let maps = self.maps();
         if latents.levels[0].device().is_autodiff() {
-            return Ok(self.decode_shard(latents, classes));
+            return Ok(walk_inverse(&maps, latents, classes));
         }
-        let parts = map_shards(n, |r| {
+        let parts = map_ranges(split(n, self.shards), |r| {
             let shard_classes = classes.map(|c| rows(c, &r));
-            Ok(self.decode_shard(&latents.rows(&r), shard_classes.as_ref()))
+            Ok(walk_inverse(
+                &maps,
+                &latents.rows(&r),
+                shard_classes.as_ref(),
+            ))
         })?;
         let (x, log_det): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
         Ok((join_rows(x), join_rows(log_det)))
     }
 
-    /// [`Glow::decode`] of one shard (checked latents).
-    fn decode_shard(
-        &self,
-        latents: &Latents,
-        classes: Option<&Tensor<2>>,
-    ) -> (Tensor<4>, Tensor<1>) {
-        let top_eps = latents.levels.last().expect("checked above").clone();
-        let (mut z, mut log_det) = self.top.destandardize(top_eps, classes);
-        for (level, eps) in self.levels.iter().zip(&latents.levels).rev() {
-            if let Some(split) = &level.split {
-                let (restored, ld) = split.restore(z, eps.clone());
-                z = restored;
-                log_det = log_det + ld;
-            }
-            for step in level.steps.iter().rev() {
-                let (x, ld) = step.inverse(z);
-                z = x;
-                log_det = log_det + ld;
-            }
-            z = unsqueeze(z);
-        }
-        (z, log_det)
-    }
-
     /// Exact `log p(x)` (nats) per sample for preprocessed images in `[-0.5, 0.5]`:
     /// `Σ log N(ε; 0, I) + log|det ∂ε/∂x|`.
-    pub fn log_prob(&self, x: Tensor<4>, classes: Option<&Tensor<2>>) -> Result<Tensor<1>> {
+    pub fn log_prob(&self, x: Tensor<4>, classes: Condition) -> Result<Tensor<1>> {
         let (latents, log_det) = self.encode(x, classes)?;
         Ok(latents.log_standard_normal() + log_det)
+    }
+
+    /// 8-bit images (values 0..=255 as floats) with uniform dequantisation noise in `[0, 1)` as
+    /// model inputs: reduced to the model's `n_bits` and scaled to `[-0.5, 0.5]`
+    /// ([`likelihood::preprocess`]).
+    pub fn preprocess(&self, images: Tensor<4>, noise: Tensor<4>) -> Tensor<4> {
+        likelihood::preprocess(images, noise, self.config.n_bits)
+    }
+
+    /// `log p(x)` (nats, of preprocessed inputs) as bits per dimension of the discrete images
+    /// ([`likelihood::bits_per_dim`]).
+    pub fn to_bits_per_dim(&self, log_prob: Tensor<1>) -> Tensor<1> {
+        likelihood::bits_per_dim(log_prob, self.config.image.dims(), self.config.n_bits)
     }
 
     /// Bits per dimension of 8-bit images (values 0..=255 as floats) under the model, with the
@@ -389,16 +355,10 @@ impl Glow {
         &self,
         images: Tensor<4>,
         noise: Tensor<4>,
-        classes: Option<&Tensor<2>>,
+        classes: Condition,
     ) -> Result<Tensor<1>> {
-        let n_bits = self.config.n_bits;
-        let x = likelihood::preprocess(images, noise, n_bits);
-        let log_prob = self.log_prob(x, classes)?;
-        Ok(likelihood::bits_per_dim(
-            log_prob,
-            self.config.image.dims(),
-            n_bits,
-        ))
+        let log_prob = self.log_prob(self.preprocess(images, noise), classes)?;
+        Ok(self.to_bits_per_dim(log_prob))
     }
 
     /// Latents `ε ~ N(0, T² I)` for `n` samples, drawn from `rng`.
@@ -423,7 +383,7 @@ impl Glow {
         &self,
         n: usize,
         temperature: f64,
-        classes: Option<&Tensor<2>>,
+        classes: Condition,
         rng: &mut impl Rng,
     ) -> Result<Tensor<4>> {
         if !(temperature.is_finite() && temperature >= 0.0) {
@@ -443,7 +403,7 @@ impl Glow {
     ///
     /// On an autodiff device the statistics are computed by the same model without autodiff, so
     /// that no graph of the initialisation pass is recorded.
-    pub fn data_init(self, x: Tensor<4>, classes: Option<&Tensor<2>>) -> Result<Self> {
+    pub fn data_init(self, x: Tensor<4>, classes: Condition) -> Result<Self> {
         self.check_input(&x, classes)?;
         if self.device().is_autodiff() {
             let plain_classes = classes.map(|c| c.clone().inner());
@@ -451,28 +411,25 @@ impl Glow {
             let values = flat_params(&initialised).into_iter().map(Some).collect();
             return Ok(with_flat_params(self, values));
         }
-        let mut z = x.detach();
-        let mut levels = Vec::with_capacity(self.levels.len());
-        for level in self.levels {
-            z = squeeze(z);
-            let mut steps = Vec::with_capacity(level.steps.len());
-            for step in level.steps {
-                let (step, y) = step.data_init(z);
-                steps.push(step);
-                z = y;
+        let mut initialised = Vec::new();
+        walk_forward(&self.maps(), x.detach(), |map, z| match map {
+            GlowMap::Step(step) => {
+                let (step, y) = (*step).clone().data_init(z, classes);
+                initialised.push(step);
+                let n = y.dims()[0];
+                let device = y.device();
+                (y, Tensor::zeros([n], &device))
             }
-            if let Some(split) = &level.split {
-                z = split.factor_out(z).0;
-            }
-            levels.push(Level {
-                steps,
-                split: level.split,
-            });
+            other => other.as_map().forward(z, classes),
+        });
+        let mut model = self;
+        let steps = model
+            .levels
+            .iter_mut()
+            .flat_map(|level| level.steps.iter_mut());
+        for (step, initialised) in steps.zip(initialised) {
+            *step = initialised;
         }
-        Ok(Glow {
-            levels,
-            top: self.top,
-            config: self.config,
-        })
+        Ok(model)
     }
 }

@@ -1,7 +1,7 @@
-//! The multi-scale model: its config, the model itself, the top prior, and its parameters as one
-//! flat list.
+//! The multi-scale model: its config, the model itself, the one walk over its maps, and its
+//! parameters as one flat list.
 
 pub mod config;
 pub mod glow;
 pub mod params;
-pub mod prior;
+pub mod walk;

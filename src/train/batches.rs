@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
-use crate::model::prior::one_hot;
+use crate::flow::prior::one_hot;
 
 /// One step's images, labels and dequantisation noise, on the host.
 #[derive(Debug, Clone)]

@@ -33,12 +33,11 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use crate::model::params::{flat_grads, flat_params, with_flat_params};
 use crate::error::Result;
-use crate::flow::squeeze::unsqueeze;
-use crate::flow::InvertibleMap;
-use crate::likelihood::{bits_per_dim, preprocess};
+use crate::flow::{Condition, InvertibleMap};
 use crate::model::glow::Glow;
+use crate::model::params::{flat_grads, flat_params, with_flat_params};
+use crate::model::walk::{GlowMap, Leaves};
 use crate::parallel::{join_rows, map_ranges, rows, split};
 use crate::tensor_ops::sum_per_sample;
 
@@ -62,7 +61,7 @@ pub fn loss_and_gradients(
     let n = images.dims()[0];
     let ranges = split(n, shards);
     if recompute {
-        let x = preprocess(images.inner(), noise.inner(), model.config().n_bits);
+        let x = model.preprocess(images.inner(), noise.inner());
         return recomputed_gradients(model, x, classes, &ranges);
     }
     let parts = map_ranges(ranges, |r| {
@@ -151,76 +150,126 @@ fn local_backward<M: Module + Sync>(
 }
 
 /// The constant-memory pass for preprocessed inputs `x` (see the module doc), in the shards
-/// `ranges`.
+/// `ranges`: the model's maps walked backward ([`crate::model::walk`]), one local backward pass
+/// each.
 fn recomputed_gradients(
     model: &Glow,
     x: Tensor<4>,
-    classes: Option<&Tensor<2>>,
+    classes: Condition,
     ranges: &[Range<usize>],
 ) -> Result<(Tensor<1>, FlatGrads)> {
-    let config = model.config();
-    let dims = config.image.dims();
     let n = x.dims()[0];
+    let dims = model.config().image.dims();
     let plain = model.valid();
     let plain_classes = classes.map(|c| c.clone().inner());
-    let (latents, log_det, outputs) =
-        plain.encode_in_shards(x, plain_classes.as_ref(), ranges.len())?;
-    let loss = bits_per_dim(latents.log_standard_normal() + log_det, dims, config.n_bits).mean();
-    let w = -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2);
-    // dL/dz · z' summed over the shard's rows: the link from a map's recomputed output to the
-    // rest of the loss.
-    let link = |g: &Tensor<4>, r: &Range<usize>, y: Tensor<4>| (y * rows(g, r).autodiff()).sum();
-
-    let top_input = outputs.last().expect("a model has levels");
-    let (_, top_grads, mut g) = local_backward(
-        &model.top,
+    let walked = plain.encode_in_shards(x, plain_classes.as_ref(), ranges.len())?;
+    let loss = plain
+        .to_bits_per_dim(walked.latents.log_standard_normal() + walked.log_det)
+        .mean();
+    let pass = LocalPass {
         ranges,
-        |r| rows(top_input, r),
-        |top, z, r| {
-            let shard_classes = classes.map(|c| rows(c, r));
-            let (eps, ld) = top.standardize(z, shard_classes.as_ref());
-            ((log_normal(eps) + ld) * w).sum()
-        },
-    );
-    let mut level_grads: Vec<FlatGrads> = Vec::with_capacity(model.levels.len());
-    for (l, (level, plain_level)) in model.levels.iter().zip(&plain.levels).enumerate().rev() {
-        let mut grads: Vec<FlatGrads> = Vec::with_capacity(level.steps.len() + 1);
-        let mut y = outputs[l].clone();
-        if let Some(split) = &level.split {
-            let (_, split_grads, dz) = local_backward(
-                split,
-                ranges,
-                |r| rows(&y, r),
-                |split, z, r| {
-                    let (z_a, eps, ld) = split.factor_out(z);
-                    link(&g, r, z_a) + ((log_normal(eps) + ld) * w).sum()
-                },
-            );
-            grads.push(split_grads);
-            g = dz;
-        }
-        for (step, plain_step) in level.steps.iter().zip(&plain_level.steps).rev() {
-            let (input, step_grads, dx) = local_backward(
-                step,
-                ranges,
-                |r| plain_step.inverse(rows(&y, r)).0,
-                |step, x, r| {
-                    let (out, ld) = step.forward(x);
-                    link(&g, r, out) + (ld * w).sum()
-                },
-            );
-            grads.push(step_grads);
-            g = dx;
-            y = input;
-        }
-        // The input of this level is the previous split's z_a; its value comes from the stored
-        // level output, only its gradient from here.
-        g = unsqueeze(g);
-        grads.reverse();
-        level_grads.push(grads.into_iter().flatten().collect());
+        classes,
+        w: -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2),
+    };
+    let mut level_outputs = walked.level_outputs.into_iter().rev();
+    // The value and the gradient dL/dy of the output of the map at hand; nothing flows out of
+    // the top prior.
+    let mut y: Option<Tensor<4>> = None;
+    let mut g: Option<Tensor<4>> = None;
+    let mut grads: Vec<FlatGrads> = Vec::new();
+    for (map, plain_map) in model.maps().iter().zip(plain.maps()).rev() {
+        // A map that lets a latent leave takes its input from the stored level outputs (which
+        // resets the drift of repeated inversion); any other inverts its output.
+        let stored = (map.leaves() != Leaves::Nothing).then(|| {
+            level_outputs
+                .next()
+                .expect("one stored output per map that lets a latent leave")
+        });
+        let result = match (map, &plain_map) {
+            (GlowMap::Squeeze(squeeze), _) => {
+                // A permutation of values: its input gradient is its inverse applied to g.
+                let invert = |t: Tensor<4>| squeeze.inverse(t, None).0;
+                y = y.map(invert);
+                g = g.map(invert);
+                continue;
+            }
+            (GlowMap::Step(step), GlowMap::Step(plain_step)) => {
+                pass.backward(*step, *plain_step, map.leaves(), stored, &y, &g)
+            }
+            (GlowMap::Split(split), GlowMap::Split(plain_split)) => {
+                pass.backward(*split, *plain_split, map.leaves(), stored, &y, &g)
+            }
+            (GlowMap::Top(top), GlowMap::Top(plain_top)) => {
+                pass.backward(*top, *plain_top, map.leaves(), stored, &y, &g)
+            }
+            _ => unreachable!("a model and its plain copy have the same maps"),
+        };
+        let (input, map_grads, dx) = result;
+        grads.push(map_grads);
+        y = Some(input);
+        g = Some(dx);
     }
-    level_grads.reverse();
-    let mut all: FlatGrads = level_grads.into_iter().flatten().collect();
-    all.extend(top_grads);
-    Ok((loss, all))
+    grads.reverse();
+    Ok((loss, grads.into_iter().flatten().collect()))
+}
+
+/// What every map's local backward pass of one recompute pass shares.
+struct LocalPass<'a> {
+    /// The shards of the batch.
+    ranges: &'a [Range<usize>],
+    /// The labels of the batch, on the autodiff device.
+    classes: Condition<'a>,
+    /// `∂L/∂log p(x_i)`, the same for every image.
+    w: f64,
+}
+
+impl LocalPass<'_> {
+    /// The local backward pass of one map `map` (its plain copy `plain` inverts without a graph):
+    /// its input `x` (the `stored` level output, else `plain⁻¹(y)`), its parameter gradients and
+    /// `∂L/∂x`, from the surrogate
+    ///
+    /// ```text
+    /// s = Σ g·y_kept + w·Σ (ld + log N(ε))       y_kept: what flows on, ε: the latent that leaves
+    /// ```
+    fn backward<M: InvertibleMap + Module + Sync>(
+        &self,
+        map: &M,
+        plain: &M,
+        leaves: Leaves,
+        stored: Option<Tensor<4>>,
+        y: &Option<Tensor<4>>,
+        g: &Option<Tensor<4>>,
+    ) -> (Tensor<4>, FlatGrads, Tensor<4>) {
+        let plain_classes = self.classes.map(|c| c.clone().inner());
+        local_backward(
+            map,
+            self.ranges,
+            |r| match (&stored, y) {
+                (Some(stored), _) => rows(stored, r),
+                (None, Some(y)) => {
+                    let shard_classes = plain_classes.as_ref().map(|c| rows(c, r));
+                    plain.inverse(rows(y, r), shard_classes.as_ref()).0
+                }
+                (None, None) => unreachable!("the last map lets the whole output leave"),
+            },
+            |map, x, r| {
+                let shard_classes = self.classes.map(|c| rows(c, r));
+                let (out, ld) = map.forward(x, shard_classes.as_ref());
+                let (kept, latent) = leaves.part(out);
+                let log_terms = match latent {
+                    Some(eps) => log_normal(eps) + ld,
+                    None => ld,
+                };
+                let prior_and_log_det = (log_terms * self.w).sum();
+                match (kept, g) {
+                    // dL/dy · y' summed over the shard's rows: the link from the map's
+                    // recomputed output to the rest of the loss.
+                    (Some(kept), Some(g)) => {
+                        (kept * rows(g, r).autodiff()).sum() + prior_and_log_det
+                    }
+                    _ => prior_and_log_det,
+                }
+            },
+        )
+    }
 }

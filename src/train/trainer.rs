@@ -24,7 +24,6 @@ use super::eval::evaluate_bpd;
 use super::gradients::loss_and_gradients;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
-use crate::model::params::{flat_params, with_flat_params};
 use crate::data::dataset::{ImageDataset, Split};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
@@ -33,7 +32,8 @@ use crate::io::png_grid::write_png_grid;
 use crate::likelihood::{preprocess, to_pixels};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
-use crate::parallel::split;
+use crate::model::params::{flat_params, with_flat_params};
+use crate::parallel::{split, worker_threads};
 use crate::tensor_ops::non_finite_samples;
 
 /// What the loop reports as it goes (the command line turns these into a progress bar or log
@@ -274,7 +274,10 @@ pub fn train(
     model_config.validate()?;
     train.validate()?;
     let train = &TrainConfig {
-        batch_shards: split(train.batch_size, train.batch_shards).len(),
+        batch_shards: match train.batch_shards {
+            0 => split(train.batch_size, worker_threads()).len(),
+            count => split(train.batch_size, count).len(),
+        },
         ..train.clone()
     };
     let device = Device::flex();

@@ -313,7 +313,7 @@ pub fn trained_like(
     let device = device.clone().autodiff();
     let n = images.dims()[0];
     let classes = (config.n_classes > 0).then(|| {
-        glowflow::model::prior::one_hot(
+        glowflow::flow::prior::one_hot(
             &(0..n).map(|i| i % config.n_classes).collect::<Vec<_>>(),
             config.n_classes,
             &device,

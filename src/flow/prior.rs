@@ -9,13 +9,15 @@
 //!
 //! `LearnTop` is a zero convolution applied to zeros: with edge padding it learns a per-channel
 //! mean and log-std plus a border correction, exactly as openai/glow's. `ClassBias` is a zero
-//! linear map of the one-hot label, broadcast over positions.
+//! linear map of the one-hot label, broadcast over positions. As a map, the prior is the
+//! standardisation `z -> ε` conditioned on the labels.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::conv::{Padding, ZeroConv2d, ZeroLinear};
+use super::{Condition, InvertibleMap};
 use crate::error::{GlowError, Result};
-use crate::flow::conv::{Padding, ZeroConv2d, ZeroLinear};
 use crate::tensor_ops::{channel_halves, sum_per_sample};
 
 /// The prior on the top-level latent.
@@ -53,7 +55,7 @@ impl TopPrior {
     pub fn mean_log_std(
         &self,
         n: usize,
-        classes: Option<&Tensor<2>>,
+        classes: Condition,
         device: &Device,
     ) -> (Tensor<4>, Tensor<4>) {
         let [c, h, w] = self.shape;
@@ -68,23 +70,21 @@ impl TopPrior {
         }
         channel_halves(params)
     }
+}
 
-    /// `z -> (ε, -Σ log σ)`.
-    pub fn standardize(&self, z: Tensor<4>, classes: Option<&Tensor<2>>) -> (Tensor<4>, Tensor<1>) {
+impl InvertibleMap for TopPrior {
+    /// `z -> (ε, -Σ log σ)`, `ε = (z - μ(c)) / σ(c)`.
+    fn forward(&self, z: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = z.dims()[0];
-        let (mean, log_std) = self.mean_log_std(n, classes, &z.device());
+        let (mean, log_std) = self.mean_log_std(n, c, &z.device());
         let eps = (z - mean) * log_std.clone().neg().exp();
         (eps, sum_per_sample(log_std).neg())
     }
 
-    /// `ε -> (z, Σ log σ)`, the inverse of [`TopPrior::standardize`].
-    pub fn destandardize(
-        &self,
-        eps: Tensor<4>,
-        classes: Option<&Tensor<2>>,
-    ) -> (Tensor<4>, Tensor<1>) {
+    /// `ε -> (z, Σ log σ)`, `z = μ(c) + σ(c) · ε`.
+    fn inverse(&self, eps: Tensor<4>, c: Condition) -> (Tensor<4>, Tensor<1>) {
         let n = eps.dims()[0];
-        let (mean, log_std) = self.mean_log_std(n, classes, &eps.device());
+        let (mean, log_std) = self.mean_log_std(n, c, &eps.device());
         let z = mean + eps * log_std.clone().exp();
         (z, sum_per_sample(log_std))
     }
