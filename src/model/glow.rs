@@ -87,6 +87,18 @@ impl Latents {
     }
 }
 
+/// A batch of `n` must hold at least one image: an empty batch has no latents to encode or
+/// decode, and a mean over it would be NaN.
+fn check_not_empty(n: usize, entry: &str) -> Result<()> {
+    if n == 0 {
+        return Err(GlowError::shape(
+            entry,
+            "the batch holds 0 images; pass at least one",
+        ));
+    }
+    Ok(())
+}
+
 /// `parts[i][l]` regrouped as `[l][i]` (every part has the same length).
 fn transpose<T>(parts: Vec<Vec<T>>) -> Vec<Vec<T>> {
     let len = parts.first().map_or(0, Vec::len);
@@ -209,6 +221,7 @@ impl Glow {
 
     fn check_input(&self, x: &Tensor<4>, classes: Condition) -> Result<()> {
         let [n, c, h, w] = x.dims();
+        check_not_empty(n, "Glow input")?;
         let image = self.config.image;
         if [c, h, w] != [image.channels, image.height, image.width] {
             return Err(GlowError::shape(
@@ -297,6 +310,7 @@ impl Glow {
             ));
         }
         let n = latents.levels[0].dims()[0];
+        check_not_empty(n, "Glow latents")?;
         for (l, (eps, shape)) in latents.levels.iter().zip(&expected).enumerate() {
             let [en, c, h, w] = eps.dims();
             if en != n || [c, h, w] != *shape {
@@ -391,6 +405,7 @@ impl Glow {
                 "temperature {temperature} must be a finite number >= 0 (0.7 is typical)"
             )));
         }
+        check_not_empty(n, "Glow::sample")?;
         let device = self.device();
         let latents = self.random_latents(n, temperature, rng, &device);
         Ok(self.decode(&latents, classes)?.0)
