@@ -22,9 +22,9 @@ use serde::Serialize;
 use crate::error::{GlowError, Result};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
+use crate::model::params::flat_params;
 use crate::train::gradients::loss_and_gradients;
 use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
-use crate::model::params::flat_params;
 use crate::train::trainer::apply_gradients;
 
 /// What to run.

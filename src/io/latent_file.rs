@@ -18,8 +18,8 @@ use super::atomic::write_atomic;
 use crate::error::{GlowError, Result};
 use crate::model::config::GlowConfig;
 use crate::model::glow::{Glow, Latents};
-use crate::tensor_ops::{from_f64, to_f64_vec};
 use crate::model::params::flat_params;
+use crate::tensor_ops::{from_f64, to_f64_vec};
 
 const FORMAT: &str = "glowflow-latents";
 

@@ -21,12 +21,12 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::OptimizerState;
-use crate::model::params::{flat_params, with_flat_params};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::model_dir::{load_weights, save_weights};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
+use crate::model::params::{flat_params, with_flat_params};
 
 /// Counters and schedule state of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
