@@ -1,8 +1,12 @@
 //! Command-line values: `--help` lists every value of the enum options, those values are the
 //! config files' spellings, and values the commands cannot use fail with a message, not a panic.
+//! `glowflow train --resume`: the architecture and the recipe of a run are fixed, the settings
+//! that keep it exact may change and are kept in its train.json, and a directory that cannot be
+//! resumed fails with a message naming what is wrong.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::ValueEnum;
@@ -15,6 +19,16 @@ fn glowflow(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("the glowflow binary runs")
+}
+
+fn succeeds(args: &[&str]) -> String {
+    let out = glowflow(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs a command that must fail cleanly (an error message, no panic), and returns its stderr.
@@ -97,20 +111,30 @@ fn help_lists_the_values_of_every_enum_option() {
     assert!(stderr.contains("additive, affine, affine-exp"), "{stderr}");
 }
 
+/// `glowflow new`: a tiny 1x8x8 model in `dir/model`.
+fn new_model(dir: &Path) -> PathBuf {
+    let model = dir.join("model");
+    succeeds(&[
+        "new",
+        "--image",
+        "1x8x8",
+        "--levels",
+        "2",
+        "--depth",
+        "1",
+        "--width",
+        "8",
+        "--out",
+        model.to_str().expect("utf-8"),
+    ]);
+    model
+}
+
 #[test]
 fn zero_samples_are_refused_before_anything_runs() {
     let dir = TempDir::new("cli-n0");
-    let model = dir.0.join("model");
+    let model = new_model(&dir.0);
     let model_arg = model.to_str().expect("utf-8");
-    let out = glowflow(&[
-        "new", "--image", "1x8x8", "--levels", "2", "--depth", "1", "--width", "8", "--out",
-        model_arg,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let png = dir.0.join("grid.png");
     let png_arg = png.to_str().expect("utf-8");
     for command in ["sample", "temperature-sweep"] {
@@ -138,17 +162,8 @@ fn a_corrupt_train_json_is_an_error_and_a_missing_one_falls_back_to_the_preset()
     let dir = TempDir::new("cli-train-json");
     common::write_idx_dataset(&dir.0, 8, 4, 8);
     let data_arg = dir.0.to_str().expect("utf-8");
-    let model = dir.0.join("model");
+    let model = new_model(&dir.0);
     let model_arg = model.to_str().expect("utf-8");
-    let out = glowflow(&[
-        "new", "--image", "1x8x8", "--levels", "2", "--depth", "1", "--width", "8", "--out",
-        model_arg,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // A model directory without a run: the preset's dataset format, at --data.
     let out = glowflow(&["eval", "--model", model_arg, "--data", data_arg]);
     assert!(
@@ -186,4 +201,146 @@ fn an_unreadable_training_config_file_is_an_io_error_naming_it() {
         "an I/O error, not a config error: {stderr}"
     );
     assert!(!dir.0.join("run").exists());
+}
+
+fn train_json(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("train.json")).expect("train.json");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// A 2-step run of a tiny model on the synthetic 8x8 dataset in `dir`.
+fn tiny_run(dir: &Path) -> std::path::PathBuf {
+    common::write_idx_dataset(dir, 32, 8, 8);
+    let run = dir.join("run");
+    succeeds(&[
+        "train",
+        "--data",
+        dir.to_str().expect("utf-8"),
+        "--out",
+        run.to_str().expect("utf-8"),
+        "--steps",
+        "2",
+        "--image",
+        "1x8x8",
+        "--levels",
+        "2",
+        "--depth",
+        "1",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--init-images",
+        "8",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "2",
+    ]);
+    run
+}
+
+#[test]
+fn resume_fixes_the_architecture_and_recipe_and_keeps_allowed_changes() {
+    let dir = TempDir::new("resume-flags");
+    let run = tiny_run(&dir.0);
+    let run_arg = run.to_str().expect("utf-8");
+    let before = train_json(&run);
+
+    let stderr = fails(&["train", "--resume", run_arg, "--levels", "3"]);
+    assert!(
+        stderr.contains("--levels") && stderr.contains("config.json"),
+        "{stderr}"
+    );
+    let stderr = fails(&["train", "--resume", run_arg, "--lr", "0.1", "--seed", "9"]);
+    assert!(
+        stderr.contains("--lr") && stderr.contains("--seed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        train_json(&run),
+        before,
+        "a refused resume leaves train.json alone"
+    );
+
+    let stdout = succeeds(&[
+        "train",
+        "--resume",
+        run_arg,
+        "--steps",
+        "4",
+        "--log-every",
+        "2",
+    ]);
+    assert!(stdout.contains("4 steps"), "{stdout}");
+    let after = train_json(&run);
+    assert_eq!(
+        after["steps"], 4,
+        "the longer run is what train.json now says"
+    );
+    assert_eq!(after["log_every"], 2);
+    assert_eq!(after["lr"], before["lr"]);
+    assert_eq!(after["batch_shards"], before["batch_shards"]);
+    // A later resume without flags keeps the new length: there is nothing left to train.
+    let stdout = succeeds(&["train", "--resume", run_arg]);
+    assert!(stdout.contains("4 steps"), "{stdout}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
+    assert_eq!(
+        metrics.lines().filter(|l| l.starts_with("3,") || l.starts_with("4,")).count(),
+        1 + 1 + 1,
+        "steps 3 and 4 logged every 2 steps (row 4), then the final rows of both resumes:\n{metrics}"
+    );
+}
+
+#[test]
+fn directories_that_cannot_resume_fail_naming_the_problem() {
+    let dir = TempDir::new("resume-bad");
+    let run = tiny_run(&dir.0);
+
+    let empty = dir.0.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let stderr = fails(&["train", "--resume", empty.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("train.json") && stderr.contains("no training run"),
+        "{stderr}"
+    );
+
+    // The configs of a run, but no checkpoint.
+    let fresh = dir.0.join("fresh");
+    std::fs::create_dir_all(&fresh).expect("mkdir");
+    for file in ["config.json", "train.json"] {
+        std::fs::copy(run.join(file), fresh.join(file)).expect("copy");
+    }
+    let stderr = fails(&["train", "--resume", fresh.to_str().expect("utf-8")]);
+    assert!(stderr.contains("no checkpoint"), "{stderr}");
+
+    // A checkpoint whose state file is corrupt.
+    let copy = |name: &str| {
+        let to = dir.0.join(name);
+        let status = Command::new("cp")
+            .args(["-r"])
+            .arg(&run)
+            .arg(&to)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+        to
+    };
+    let bad_state = copy("bad-state");
+    let state = bad_state.join("checkpoints/step-00000002/state.json");
+    std::fs::write(&state, b"{\"training\": 3").expect("corrupt");
+    let stderr = fails(&["train", "--resume", bad_state.to_str().expect("utf-8")]);
+    assert!(stderr.contains(&state.display().to_string()), "{stderr}");
+
+    let bad_train = copy("bad-train");
+    std::fs::write(bad_train.join("train.json"), b"[]").expect("corrupt");
+    let stderr = fails(&["train", "--resume", bad_train.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains(&bad_train.join("train.json").display().to_string()),
+        "{stderr}"
+    );
 }

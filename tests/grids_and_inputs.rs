@@ -138,14 +138,18 @@ fn image_file_inputs_check_size_and_class_and_read_the_pixels() {
     let got = to_f64_vec(inputs.x);
     assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
 
-    let err = image_file_inputs(&model(0), &[wide.clone()], None).expect_err("6x4 for a 4x4 model");
+    let err = image_file_inputs(&model(0), std::slice::from_ref(&wide), None)
+        .expect_err("6x4 for a 4x4 model");
     assert_error_mentions(err, &wide, &["4x6", "4x4"]);
 
-    let conditional = image_file_inputs(&model(3), &[good.clone()], Some(1)).expect("class 1");
+    let conditional =
+        image_file_inputs(&model(3), std::slice::from_ref(&good), Some(1)).expect("class 1");
     assert_eq!(conditional.labels, Some(vec![1]));
-    let missing = image_file_inputs(&model(3), &[good.clone()], None).expect_err("needs a class");
+    let missing =
+        image_file_inputs(&model(3), std::slice::from_ref(&good), None).expect_err("needs a class");
     assert!(matches!(missing, GlowError::Label(_)), "{missing}");
-    let too_big = image_file_inputs(&model(3), &[good.clone()], Some(3)).expect_err("3 classes");
+    let too_big =
+        image_file_inputs(&model(3), std::slice::from_ref(&good), Some(3)).expect_err("3 classes");
     assert!(too_big.to_string().contains("class 3"), "{too_big}");
     let unwanted = image_file_inputs(&model(0), &[good], Some(0)).expect_err("unconditional");
     assert!(unwanted.to_string().contains("unconditional"), "{unwanted}");

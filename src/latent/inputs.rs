@@ -79,13 +79,12 @@ pub fn image_file_inputs(
     )?;
     let [_, h, w] = loaded.dataset.shape;
     if [h, w] != [image.height, image.width] {
-        return Err(GlowError::file(
-            &files[0],
-            format!(
-                "the image is {h}x{w} pixels but the model takes {}x{} images; resize it first",
-                image.height, image.width
-            ),
-        ));
+        return Err(GlowError::Config(format!(
+            "{} is {h}x{w} pixels but the model takes {}x{} images; resize the image first",
+            files[0].display(),
+            image.height,
+            image.width
+        )));
     }
     let all: Vec<usize> = (0..files.len()).collect();
     let x = images_at_bin_centres(model, &loaded.dataset, &all)?;
