@@ -155,6 +155,19 @@ fn zero_samples_are_refused_before_anything_runs() {
         png_arg,
     ]);
     assert!(stderr.contains("-1"), "{stderr}");
+    // Checked while parsing, before a direction over thousands of images is computed.
+    let stderr = fails(&[
+        "manipulate",
+        "--model",
+        model_arg,
+        "--attribute",
+        "1",
+        "--alphas",
+        "0,nan",
+        "--out",
+        png_arg,
+    ]);
+    assert!(stderr.contains("`nan` is not a finite number"), "{stderr}");
 }
 
 #[test]

@@ -221,6 +221,14 @@ pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// A parser of finite numbers (Rust's `f64` parser also takes `nan` and `inf`).
+pub(crate) fn parse_finite(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{text}` is not a finite number")),
+    }
+}
+
 pub(crate) fn parse_image(text: &str) -> Result<ImageShape, String> {
     let parts: Vec<usize> = text
         .split('x')

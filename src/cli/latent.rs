@@ -16,7 +16,7 @@ use glowflow::likelihood::to_pixels;
 use glowflow::{load_model, GlowError};
 use rand::SeedableRng;
 
-use super::args::{at_least_one, TestImages};
+use super::args::{at_least_one, parse_finite, TestImages};
 use super::Context;
 
 /// The images a command works on: image files, or test-set images by index.
@@ -203,7 +203,8 @@ pub struct Manipulate {
         long,
         default_value = "-1,-0.5,0,0.5,1",
         value_delimiter = ',',
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = parse_finite
     )]
     alphas: Vec<f64>,
     /// CelebA attribute file (list_attr_celeba.txt) naming the attributes of the training
