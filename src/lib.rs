@@ -17,6 +17,7 @@ pub mod io;
 pub mod latent;
 pub mod likelihood;
 pub mod model;
+pub mod option_values;
 pub mod parallel;
 pub mod tensor_ops;
 pub mod train;

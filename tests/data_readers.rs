@@ -470,3 +470,17 @@ fn idx_header_dimensions_that_overflow_are_an_error() {
     let err = read_idx_images(&path).expect_err("dimensions overflow");
     assert_error_mentions(err, &path, &["overflow", "4294967295"]);
 }
+
+#[test]
+fn idx_header_with_no_images_is_an_error() {
+    let dir = TempDir::new("idx-empty");
+    let images = dir.write("imgs", &idx_images(0, 28, 28, &[]));
+    let err = read_idx_images(&images).expect_err("0 images");
+    assert_error_mentions(err, &images, &["[0, 28, 28]", "empty"]);
+    let labels = dir.write("labels", &idx_labels(&[]));
+    let err = read_idx_labels(&labels).expect_err("0 labels");
+    assert_error_mentions(err, &labels, &["[0]", "empty"]);
+    let no_pixels = dir.write("flat", &idx_images(2, 0, 28, &[]));
+    let err = read_idx_images(&no_pixels).expect_err("images of 0 rows");
+    assert_error_mentions(err, &no_pixels, &["[2, 0, 28]"]);
+}

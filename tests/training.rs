@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use glowflow::data::source::DataSource;
 use glowflow::model::params::flat_params;
 use glowflow::train::checkpoint::list_checkpoints;
-use glowflow::train::config::{DataSource, TrainConfig};
+use glowflow::train::config::TrainConfig;
 use glowflow::train::metrics::MetricsFile;
 use glowflow::train::trainer::{train, TrainEvent};
 use glowflow::{load_model, GlowConfig, ImageShape};

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use clap::Args;
 use glowflow::data::dataset::{ImageDataset, Split};
-use glowflow::train::config::{self as presets, TrainConfig};
+use glowflow::data::source::load_split;
+use glowflow::io::run_dir::{has_train_config, train_config_path};
+use glowflow::train::config::TrainConfig;
 use glowflow::train::optimizer::OptimizerKind;
-use glowflow::train::trainer::{load_split, read_run_configs};
+use glowflow::train::presets::preset;
 use glowflow::{
     load_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
     PermutationKind,
@@ -36,11 +38,13 @@ pub(crate) struct TestImages {
 }
 
 impl TestImages {
-    /// The run's training config (or the preset's), with `--data` applied.
+    /// The run's training config, or the preset's for a model directory without `train.json`,
+    /// with `--data` applied. A `train.json` that is there but unreadable is an error.
     pub(crate) fn train_config(&self) -> Result<TrainConfig, GlowError> {
-        let mut train = match read_run_configs(&self.model) {
-            Ok((_, train)) => train,
-            Err(_) => presets::preset(&self.preset)?.1,
+        let mut train = if has_train_config(&self.model)? {
+            TrainConfig::load(&train_config_path(&self.model))?
+        } else {
+            preset(&self.preset)?.1
         };
         if let Some(path) = &self.data {
             train.data = train.data.at(path);
@@ -67,7 +71,13 @@ impl TestImages {
 
 /// The test split of `train`'s dataset, checked against the model.
 fn test_split(glow: &glowflow::Glow, train: &TrainConfig) -> Result<ImageDataset, GlowError> {
-    let (test, _) = load_split(glow.config(), train, Split::Test, &mut |w| eprintln!("{w}"))?;
+    let (test, _) = load_split(
+        glow.config(),
+        &train.data,
+        train.pad_to,
+        Split::Test,
+        &mut |w| eprintln!("{w}"),
+    )?;
     Ok(test)
 }
 
@@ -116,8 +126,8 @@ pub(crate) struct TrainArgs {
     /// Metrics row every N steps.
     #[arg(long)]
     pub(crate) log_every: Option<u64>,
-    /// Optimiser: adam or adamax.
-    #[arg(long, value_parser = parse_enum::<OptimizerKind>)]
+    /// Optimiser.
+    #[arg(long, value_enum)]
     pub(crate) optimizer: Option<OptimizerKind>,
     /// Constant-memory training (true/false): recompute activations with the exact inverse
     /// instead of storing them.
@@ -178,10 +188,10 @@ pub(crate) struct ArchArgs {
     #[arg(long)]
     pub(crate) width: Option<usize>,
     /// Coupling transform.
-    #[arg(long, value_parser = parse_enum::<CouplingKind>)]
+    #[arg(long, value_enum)]
     pub(crate) coupling: Option<CouplingKind>,
-    /// Channel mixing: inv-conv, reverse or shuffle.
-    #[arg(long, value_parser = parse_enum::<PermutationKind>)]
+    /// Channel mixing.
+    #[arg(long, value_enum)]
     pub(crate) permutation: Option<PermutationKind>,
     /// LU-decomposed 1x1 convolution (true/false).
     #[arg(long)]
@@ -195,15 +205,28 @@ pub(crate) struct ArchArgs {
     /// Number of classes to condition on (0 = unconditional).
     #[arg(long)]
     pub(crate) n_classes: Option<usize>,
-    /// Padding of the 3x3 convolutions: edge or zero.
-    #[arg(long, value_parser = parse_enum::<Padding>)]
+    /// Padding of the 3x3 convolutions.
+    #[arg(long, value_enum)]
     pub(crate) padding: Option<Padding>,
-    /// Hidden convolution normalisation: actnorm or bias.
-    #[arg(long, value_parser = parse_enum::<HiddenNorm>)]
+    /// Hidden convolution normalisation.
+    #[arg(long, value_enum)]
     pub(crate) hidden_norm: Option<HiddenNorm>,
     /// Seed of the weight initialisation.
     #[arg(long)]
     pub(crate) init_seed: Option<u64>,
+}
+
+/// A parser of counts that must be at least 1 (`--n 0` would ask for an empty grid).
+pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// A parser of finite numbers (Rust's `f64` parser also takes `nan` and `inf`).
+pub(crate) fn parse_finite(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{text}` is not a finite number")),
+    }
 }
 
 pub(crate) fn parse_image(text: &str) -> Result<ImageShape, String> {
@@ -222,12 +245,30 @@ pub(crate) fn parse_image(text: &str) -> Result<ImageShape, String> {
     }
 }
 
-pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|e| format!("`{text}`: {e}"))
-}
-
 impl ArchArgs {
+    /// The flags given on the command line.
+    pub(crate) fn given(&self) -> Vec<&'static str> {
+        [
+            ("--config", self.config.is_some()),
+            ("--image", self.image.is_some()),
+            ("--levels", self.levels.is_some()),
+            ("--depth", self.depth.is_some()),
+            ("--width", self.width.is_some()),
+            ("--coupling", self.coupling.is_some()),
+            ("--permutation", self.permutation.is_some()),
+            ("--lu", self.lu.is_some()),
+            ("--n-bits", self.n_bits.is_some()),
+            ("--learn-top", self.learn_top.is_some()),
+            ("--n-classes", self.n_classes.is_some()),
+            ("--padding", self.padding.is_some()),
+            ("--hidden-norm", self.hidden_norm.is_some()),
+            ("--init-seed", self.init_seed.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
     pub(crate) fn to_config(&self) -> Result<GlowConfig, GlowError> {
         self.apply(GlowConfig::default())
     }

@@ -3,20 +3,20 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use clap::Args;
-use glowflow::data::folder::{load_image_files, BadImage, FolderOptions};
 use glowflow::io::latent_file::{load_latents, model_fingerprint, save_latents};
-use glowflow::io::png_grid::write_png_grid;
+use glowflow::io::png_grid::{rows_per_image, write_png_grid};
 use glowflow::latent::attribute::{training_set_direction, DirectionRequest};
+use glowflow::latent::inputs::{image_file_inputs, test_set_inputs, ModelInputs};
 use glowflow::latent::{
-    images_at_bin_centres, interpolate, move_along, reconstruct_keeping_top, temperature_sweep,
+    along_direction, images_at_bin_centres, interpolate, reconstructions, temperature_sweep,
 };
 use glowflow::likelihood::to_pixels;
-use glowflow::{load_model, GlowError, Latents};
+use glowflow::{load_model, GlowError};
 use rand::SeedableRng;
 
-use super::args::TestImages;
+use super::args::{at_least_one, parse_finite, TestImages};
 use super::Context;
 
 /// The images a command works on: image files, or test-set images by index.
@@ -33,73 +33,19 @@ pub(crate) struct Inputs {
     class: Option<usize>,
 }
 
-/// [`Inputs`] as model inputs.
-pub(crate) struct LoadedInputs {
-    /// The images at their bin centres.
-    x: Tensor<4>,
-    /// A name for each (file or `test[i]`).
-    names: Vec<String>,
-    /// Their labels, for class-conditional models.
-    labels: Option<Vec<usize>>,
-}
-
 impl Inputs {
-    /// The images as model inputs at their bin centres, a name for each, and their labels (for
-    /// class-conditional models).
-    fn load(&self, glow: &glowflow::Glow, source: &TestImages) -> Result<LoadedInputs, GlowError> {
-        let conditional = glow.config().n_classes > 0;
+    /// The test images `--index` (image 0 when neither option is given) or the `--image` files,
+    /// as model inputs.
+    fn load(&self, glow: &glowflow::Glow, source: &TestImages) -> Result<ModelInputs, GlowError> {
         if self.image.is_empty() {
             let indices = if self.index.is_empty() {
                 vec![0]
             } else {
                 self.index.clone()
             };
-            let test = source.test_set(glow)?;
-            let x = images_at_bin_centres(glow, &test, &indices)?;
-            let labels = match (&test.labels, conditional) {
-                (Some(labels), true) => Some(indices.iter().map(|&i| labels[i]).collect()),
-                _ => None,
-            };
-            let names = indices.iter().map(|i| format!("test[{i}]")).collect();
-            return Ok(LoadedInputs { x, names, labels });
+            return test_set_inputs(glow, &source.test_set(glow)?, &indices);
         }
-        let image = glow.config().image;
-        let loaded = load_image_files(
-            &self.image,
-            &FolderOptions {
-                size: None,
-                channels: Some(image.channels),
-                on_bad_image: BadImage::Error,
-            },
-        )?;
-        let [_, h, w] = loaded.dataset.shape;
-        if [h, w] != [image.height, image.width] {
-            return Err(GlowError::Config(format!(
-                "{} is {h}x{w} pixels but the model takes {}x{} images; resize the image first",
-                self.image[0].display(),
-                image.height,
-                image.width
-            )));
-        }
-        let n = self.image.len();
-        let labels = match (conditional, self.class) {
-            (false, None) => None,
-            (false, Some(_)) => {
-                return Err(GlowError::Label(
-                    "the model is unconditional; pass no --class".into(),
-                ))
-            }
-            (true, Some(k)) => Some(vec![k; n]),
-            (true, None) => {
-                return Err(GlowError::Label(
-                    "the model is class-conditional; pass --class K for the images".into(),
-                ))
-            }
-        };
-        let all: Vec<usize> = (0..n).collect();
-        let x = images_at_bin_centres(glow, &loaded.dataset, &all)?;
-        let names = self.image.iter().map(|p| p.display().to_string()).collect();
-        Ok(LoadedInputs { x, names, labels })
+        image_file_inputs(glow, &self.image, self.class)
     }
 }
 
@@ -138,7 +84,7 @@ impl Encode {
             out,
         } = self;
         let glow = load_model(&source.model, device)?;
-        let LoadedInputs { x, names, labels } = inputs.load(&glow, &source)?;
+        let ModelInputs { x, names, labels } = inputs.load(&glow, &source)?;
         let classes = labels
             .as_ref()
             .map(|l| glow.one_hot(l, device))
@@ -257,7 +203,8 @@ pub struct Manipulate {
         long,
         default_value = "-1,-0.5,0,0.5,1",
         value_delimiter = ',',
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = parse_finite
     )]
     alphas: Vec<f64>,
     /// CelebA attribute file (list_attr_celeba.txt) naming the attributes of the training
@@ -286,20 +233,18 @@ impl Manipulate {
             direction_images,
             out,
         } = self;
-        if alphas.iter().any(|a| !a.is_finite()) {
-            return Err(GlowError::Config(format!(
-                "alphas {alphas:?} must be finite numbers"
-            )));
-        }
         let glow = load_model(&source.model, device)?;
+        let train = source.train_config()?;
         let request = DirectionRequest {
             attribute: attribute.clone(),
             attributes_file: attributes,
             images: direction_images,
+            batch_size: train.eval_batch_size,
         };
         let (found, cache) = training_set_direction(
             &glow,
-            &source.train_config()?,
+            &train.data,
+            train.pad_to,
             &request,
             &source.model.join("directions"),
             &mut |w| eprintln!("{w}"),
@@ -315,20 +260,11 @@ impl Manipulate {
             },
             cache.display()
         );
-        let (latents, _) = glow.encode(inputs.load(&glow, &source)?.x, None)?;
-        let moved: Vec<Latents> = alphas
-            .iter()
-            .map(|&alpha| move_along(&latents, &found.direction, alpha))
-            .collect();
-        let (decoded, _) = glow.decode(&Latents::join(moved), None)?;
+        let x = inputs.load(&glow, &source)?.x;
+        let moved = along_direction(&glow, x, &found.direction, &alphas)?;
         // Row i: image i at every alpha.
-        let n = latents.levels[0].dims()[0];
-        let order: Vec<i64> = (0..n)
-            .flat_map(|i| (0..alphas.len()).map(move |a| (a * n + i) as i64))
-            .collect();
-        let index =
-            Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), device);
-        write_grid(&glow, decoded.select(0, index), alphas.len(), zoom, &out)?;
+        let grid = rows_per_image(moved, alphas.len())?;
+        write_grid(&glow, grid, alphas.len(), zoom, &out)?;
         Ok(())
     }
 }
@@ -408,22 +344,17 @@ impl Reconstruct {
         } = self;
         let (glow, test, _) = source.load(device)?;
         let x = images_at_bin_centres(&glow, &test, &index)?;
-        let levels = glow.config().levels;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut columns = vec![x.clone()];
-        for keep in (1..=levels).rev() {
-            columns.push(reconstruct_keeping_top(
-                &glow,
-                x.clone(),
-                keep,
-                temperature,
-                &mut rng,
-            )?);
-        }
+        let variants = reconstructions(&glow, x, temperature, &mut rng)?;
         // Row r: the original, then the reconstructions keeping L, L-1, ..., 1 levels.
-        let grid = Tensor::stack::<5>(columns, 1);
-        let [n, k, c, h, w] = grid.dims();
-        write_grid(&glow, grid.reshape([n * k, c, h, w]), k, zoom, &out)?;
+        let columns = glow.config().levels + 1;
+        write_grid(
+            &glow,
+            rows_per_image(variants, columns)?,
+            columns,
+            zoom,
+            &out,
+        )?;
         Ok(())
     }
 }
@@ -434,8 +365,8 @@ pub struct TemperatureSweep {
     /// Run or model directory.
     #[arg(long)]
     model: PathBuf,
-    /// Rows (samples per temperature).
-    #[arg(long, default_value_t = 8)]
+    /// Rows (samples per temperature), at least 1.
+    #[arg(long, default_value_t = 8, value_parser = at_least_one())]
     n: usize,
     /// Comma-separated temperatures.
     #[arg(
@@ -468,12 +399,8 @@ impl TemperatureSweep {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let x = temperature_sweep(&glow, n, &temperatures, &mut rng)?;
         // One column per temperature: row i holds sample i at every temperature.
-        let order: Vec<i64> = (0..n)
-            .flat_map(|i| (0..temperatures.len()).map(move |t| (t * n + i) as i64))
-            .collect();
-        let index =
-            Tensor::<1, Int>::from_data(TensorData::new(order.clone(), [order.len()]), device);
-        write_grid(&glow, x.select(0, index), temperatures.len(), zoom, &out)?;
+        let grid = rows_per_image(x, temperatures.len())?;
+        write_grid(&glow, grid, temperatures.len(), zoom, &out)?;
         Ok(())
     }
 }

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use burn::tensor::Tensor;
 use clap::Args;
 use glowflow::benchmark::{run_benchmark, BenchOptions};
-use glowflow::io::png_grid::write_png_grid;
+use glowflow::io::png_grid::{pad_to_full_rows, write_png_grid};
 use glowflow::likelihood::to_pixels;
+use glowflow::model::compatible::check_same_images;
 use glowflow::{load_model, save_model, GlowError};
 use rand::SeedableRng;
 
-use super::args::ArchArgs;
+use super::args::{at_least_one, ArchArgs};
 use super::Context;
 
 /// `glowflow new` (its help is the doc comment of `Command::New`).
@@ -43,8 +44,8 @@ pub struct Sample {
     /// compare models.
     #[arg(long, num_args = 1.., required = true)]
     model: Vec<PathBuf>,
-    /// Number of samples (per model).
-    #[arg(long, default_value_t = 64)]
+    /// Number of samples (per model), at least 1.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     n: usize,
     /// Temperature: every prior's standard deviation is scaled by it (0 gives the means).
     #[arg(long, default_value_t = 0.7)]
@@ -78,25 +79,15 @@ impl Sample {
             out,
         } = self;
         let mut grids: Vec<Tensor<4>> = Vec::new();
-        let mut n_bits = None;
+        let mut first: Option<glowflow::GlowConfig> = None;
         for dir in &models {
             let model = load_model(dir, device)?;
-            let image = model.config().image;
-            let first = grids.first().map(|g| g.dims());
-            if n_bits.is_some_and(|b| b != model.config().n_bits)
-                || first.is_some_and(|d| d[1..] != [image.channels, image.height, image.width])
-            {
-                return Err(GlowError::Config(format!(
-                    "{} models {}x{}x{} images at {} bits, unlike the first model; compare \
-                     models of one dataset",
-                    dir.display(),
-                    image.channels,
-                    image.height,
-                    image.width,
-                    model.config().n_bits
-                )));
+            match &first {
+                Some(reference) => {
+                    check_same_images(reference, model.config(), &dir.display().to_string())?
+                }
+                None => first = Some(model.config().clone()),
             }
-            n_bits = Some(model.config().n_bits);
             let classes = class
                 .map(|k| model.one_hot(&vec![k; n], device))
                 .transpose()?;
@@ -111,12 +102,10 @@ impl Sample {
                 );
             }
             // Each model's samples start a new row of the grid (grey padding).
-            let padded = n.div_ceil(columns.max(1)) * columns.max(1);
-            let [c, h, w] = [image.channels, image.height, image.width];
-            let pad = Tensor::<4>::zeros([padded - n, c, h, w], device);
-            grids.push(Tensor::cat(vec![x, pad], 0));
+            grids.push(pad_to_full_rows(x, columns));
         }
-        let pixels = to_pixels(Tensor::cat(grids, 0), n_bits.unwrap_or(8));
+        let n_bits = first.map_or(8, |c| c.n_bits);
+        let pixels = to_pixels(Tensor::cat(grids, 0), n_bits);
         write_png_grid(&out, pixels, columns, zoom)?;
         println!(
             "wrote {n} samples per model at temperature {temperature} to {}",

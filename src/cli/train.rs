@@ -5,10 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args;
+use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
-use glowflow::train::config::{self as presets, DataSource, TrainConfig};
+use glowflow::train::config::{read_run_configs, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
-use glowflow::train::trainer::{read_run_configs, train as train_run, TrainEvent};
+use glowflow::train::presets::preset;
+use glowflow::train::trainer::{train as train_run, TrainEvent};
 use glowflow::GlowError;
 
 use super::args::{ArchArgs, TestImages, TrainArgs};
@@ -25,21 +27,15 @@ pub(crate) fn stop_on_signal() -> Result<Arc<AtomicBool>, GlowError> {
     Ok(stop)
 }
 
-pub(crate) fn read_train_config(path: &std::path::Path) -> Result<TrainConfig, GlowError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| GlowError::Config(format!("{}: {e}", path.display())))?;
-    let config: TrainConfig = serde_json::from_str(&text).map_err(|e| {
-        GlowError::Config(format!("{}: not a training config: {e}", path.display()))
-    })?;
-    Ok(config)
-}
+/// The preset `glowflow train` starts from when none is given.
+const DEFAULT_PRESET: &str = "fashion-mnist";
 
 /// `glowflow train` (its help is the doc comment of `Command::Train`).
 #[derive(Args)]
 pub struct Train {
     /// Starting point: fashion-mnist (default), mnist, cifar10 or celeba64.
-    #[arg(long, default_value = "fashion-mnist")]
-    preset: String,
+    #[arg(long, conflicts_with = "resume")]
+    preset: Option<String>,
     /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or train/ and test/
     /// folders of PNG images); the preset's format is kept.
     #[arg(long)]
@@ -47,11 +43,18 @@ pub struct Train {
     /// Run directory to create (default runs/PRESET).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its latest checkpoint.
+    /// Continue the run in this directory from its latest checkpoint, exactly as if it had not
+    /// stopped. The architecture and the recipe are the run's: architecture flags are refused,
+    /// and so are training flags that would change what the remaining steps compute (--seed,
+    /// --batch-size, --lr, --warmup-steps, --grad-clip-norm, --ema-decay, --init-images,
+    /// --pad-to, --optimizer, --recompute-activations, --batch-shards). --steps,
+    /// --checkpoint-every, --eval-every, --eval-images, --sample-every, --log-every, --data and
+    /// --skip-bad-images may change; they are written to RUN/train.json, so a later resume keeps
+    /// them.
     #[arg(long, conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// A training config file (JSON, as written to RUN/train.json) instead of the preset's.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     train_config: Option<PathBuf>,
     /// For image folders: skip unreadable or unusable images with a warning.
     #[arg(long)]
@@ -66,7 +69,7 @@ impl Train {
     /// Runs the command.
     pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
         let Train {
-            preset,
+            preset: preset_name,
             data,
             out,
             resume,
@@ -77,16 +80,24 @@ impl Train {
         } = self;
         let (run_dir, model_config, mut train) = match &resume {
             Some(run_dir) => {
+                if let Some(flag) = arch.given().first() {
+                    return Err(GlowError::Config(format!(
+                        "{flag} cannot be given with --resume: the architecture of a run is \
+                         fixed by {}",
+                        run_dir.join("config.json").display()
+                    )));
+                }
                 let (model, train) = read_run_configs(run_dir)?;
                 (run_dir.clone(), model, train)
             }
             None => {
-                let (model, train) = presets::preset(&preset)?;
+                let name = preset_name.as_deref().unwrap_or(DEFAULT_PRESET);
+                let (model, train) = preset(name)?;
                 let train = match &train_config {
-                    Some(path) => read_train_config(path)?,
+                    Some(path) => TrainConfig::load(path)?,
                     None => train,
                 };
-                let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+                let out = out.unwrap_or_else(|| PathBuf::from("runs").join(name));
                 (out, arch.apply(model)?, train)
             }
         };
@@ -161,7 +172,7 @@ impl Ablate {
             out,
             seeds,
             variants,
-            preset,
+            preset: preset_name,
             data,
             training,
             arch,
@@ -173,7 +184,7 @@ impl Ablate {
                     .into(),
             ));
         }
-        let (model, mut train) = ablation::cpu_scale(presets::preset(&preset)?);
+        let (model, mut train) = ablation::cpu_scale(preset(&preset_name)?);
         let model = arch.apply(model)?;
         training.apply(&mut train);
         if let Some(path) = data {

@@ -109,11 +109,21 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads the IDX file at `path`, checks its magic number and that its body holds exactly the
-/// number of bytes its header announces, and returns the dimensions and the body.
+/// Reads the IDX file at `path`, checks its magic number, that no dimension is 0 (no images, or
+/// images of no pixels) and that its body holds exactly the number of bytes its header
+/// announces, and returns the dimensions and the body.
 fn read_idx(path: &Path, magic: u32, kind: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut bytes = read_maybe_gz(path)?;
     let (dims, header_len) = parse_header(path, &bytes, magic, kind)?;
+    if dims.contains(&0) {
+        return Err(GlowError::file(
+            path,
+            format!(
+                "header announces {kind} of dimensions {dims:?}: an empty set cannot train or \
+                 evaluate a model; the file is corrupt or incomplete, re-download it"
+            ),
+        ));
+    }
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))

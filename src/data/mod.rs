@@ -1,13 +1,17 @@
 //! Readers for real image datasets (MNIST / Fashion-MNIST in IDX format, CIFAR-10 in its binary
 //! format, folders of PNG / JPEG files), each producing an [`dataset::ImageDataset`] of raw `u8`
-//! pixels in NCHW order, plus CelebA's per-image attribute list ([`celeba`]).
+//! pixels in NCHW order, plus CelebA's per-image attribute list ([`celeba`]); where a run's images
+//! come from and loading them for a model ([`source`]); and the seeded training batches
+//! ([`batches`]).
 //!
 //! Every reader checks the file against its format (magic numbers, record sizes, counts, label
 //! ranges) and reports bad input as a [`crate::GlowError`] naming the file and what to do; none
 //! panics on file content.
 
+pub mod batches;
 pub mod celeba;
 pub mod cifar;
 pub mod dataset;
 pub mod folder;
 pub mod idx;
+pub mod source;

@@ -1,8 +1,10 @@
-//! Files: saved models (safetensors weights + JSON config), latent files, PNG image grids and
-//! charts, atomic writes.
+//! Files: saved models (safetensors weights + JSON config), run directories, latent files, PNG
+//! image grids (sample grids among them) and charts, atomic writes.
 
 pub mod atomic;
 pub mod latent_file;
 pub mod model_dir;
 pub mod plot;
 pub mod png_grid;
+pub mod run_dir;
+pub mod sample_grid;

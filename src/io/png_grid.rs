@@ -1,8 +1,8 @@
-//! Writing a batch of images as one PNG grid.
+//! Writing a batch of images as one PNG grid, and laying images out for it.
 
 use std::path::Path;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::atomic::write_atomic;
 use crate::error::{GlowError, Result};
@@ -58,6 +58,39 @@ pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize, zoom: usiz
             .map_err(|e| GlowError::file(path, format!("PNG encoding failed: {e}")))?;
     }
     write_atomic(path, &bytes)
+}
+
+/// Reorders `variants` blocks of `n` images each (block `v` holds variant `v` of images
+/// `0..n`, as the latent-space operations return them) so that the variants of each image are
+/// consecutive: `[image 0 variant 0, image 0 variant 1, ..., image 1 variant 0, ...]`, a grid of
+/// one row per image when written with `variants` columns.
+pub fn rows_per_image(images: Tensor<4>, variants: usize) -> Result<Tensor<4>> {
+    let total = images.dims()[0];
+    if variants == 0 || !total.is_multiple_of(variants) {
+        return Err(GlowError::shape(
+            "rows_per_image",
+            format!("{total} images are not {variants} equal blocks of variants"),
+        ));
+    }
+    let n = total / variants;
+    let order: Vec<i64> = (0..n)
+        .flat_map(|i| (0..variants).map(move |v| (v * n + i) as i64))
+        .collect();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(order, [total]), &images.device());
+    Ok(images.select(0, index))
+}
+
+/// `images` followed by blank (zero) images up to a whole number of rows of `columns`, so that
+/// whatever is appended after them in a grid starts a new row.
+pub fn pad_to_full_rows(images: Tensor<4>, columns: usize) -> Tensor<4> {
+    let [n, c, h, w] = images.dims();
+    let columns = columns.max(1);
+    let blank = n.div_ceil(columns) * columns - n;
+    if blank == 0 {
+        return images;
+    }
+    let pad = Tensor::<4>::zeros([blank, c, h, w], &images.device());
+    Tensor::cat(vec![images, pad], 0)
 }
 
 /// Nearest-neighbour enlargement of an interleaved `width x height x channels` image.

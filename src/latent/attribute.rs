@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::celeba::Attributes;
-use crate::data::dataset::ImageDataset;
+use crate::data::dataset::{ImageDataset, Split};
+use crate::data::source::{load_split, DataSource};
 use crate::error::{GlowError, Result};
 use crate::model::glow::{Glow, Latents};
 
@@ -227,21 +228,22 @@ pub struct DirectionRequest {
     pub attributes_file: Option<PathBuf>,
     /// Training images to average over (0 = all).
     pub images: usize,
+    /// Images encoded at a time.
+    pub batch_size: usize,
 }
 
-/// The direction of `request.attribute` for `model` over the training set of `train`, cached in
-/// `cache_dir` (one file per attribute and image count, keyed as [`cached_direction`] says);
-/// returns it with the cache file's path.
+/// The direction of `request.attribute` for `model` over the training set of `source` (padded
+/// to `pad_to`, as the model was trained), cached in `cache_dir` (one file per attribute and
+/// image count, keyed as [`cached_direction`] says); returns it with the cache file's path.
 pub fn training_set_direction(
     model: &Glow,
-    train: &crate::train::config::TrainConfig,
+    source: &DataSource,
+    pad_to: usize,
     request: &DirectionRequest,
     cache_dir: &std::path::Path,
     warn: &mut dyn FnMut(String),
 ) -> Result<(CachedDirection, PathBuf)> {
-    use crate::data::dataset::Split;
-    let (data, files) =
-        crate::train::trainer::load_split(model.config(), train, Split::Train, warn)?;
+    let (data, files) = load_split(model.config(), source, pad_to, Split::Train, warn)?;
     let count = match request.images {
         0 => data.len(),
         n => n.min(data.len()),
@@ -265,14 +267,14 @@ pub fn training_set_direction(
                         .into(),
                 )
             })?;
-            class_flags(&labels[..count], &train.data.class_names()?, attribute)?
+            class_flags(&labels[..count], &source.class_names()?, attribute)?
         }
     };
     let mut key = std::collections::BTreeMap::new();
     key.insert("attribute".to_string(), attribute.to_string());
     key.insert(
         "dataset".to_string(),
-        serde_json::to_string(&train.data).expect("a data source serialises"),
+        serde_json::to_string(source).expect("a data source serialises"),
     );
     key.insert("images".to_string(), count.to_string());
     if let Some(path) = &request.attributes_file {
@@ -287,7 +289,7 @@ pub fn training_set_direction(
         .collect();
     let cache = cache_dir.join(format!("{file_safe}-{count}.safetensors"));
     let found = cached_direction(&cache, model, &key, || {
-        dataset_direction(model, &data, &flags, train.eval_batch_size)
+        dataset_direction(model, &data, &flags, request.batch_size)
     })?;
     Ok((found, cache))
 }

@@ -3,17 +3,21 @@
 //! attribute directions (mean latent with an attribute minus mean latent without it).
 //!
 //! Everything works on the standardised latents `ε` of [`Glow::encode`], one tensor per level.
+//! Functions that produce several variants of a batch of `n` images return them variant by
+//! variant (`n` images per variant); [`crate::io::png_grid::rows_per_image`] lays them out one
+//! row per image.
 
 use burn::tensor::Tensor;
 use rand::Rng;
 
+use crate::data::batches::gather;
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::likelihood::preprocess;
 use crate::model::glow::{Glow, Latents};
-use crate::train::batches::gather;
 
 pub mod attribute;
+pub mod inputs;
 
 pub use attribute::{attribute_direction, dataset_direction, DirectionSums};
 
@@ -100,6 +104,13 @@ pub fn temperature_sweep(
             "temperature {t} must be a finite number >= 0"
         )));
     }
+    if n == 0 || temperatures.is_empty() {
+        return Err(GlowError::Config(format!(
+            "a temperature sweep needs at least one sample and one temperature (got {n} samples \
+             and {} temperatures)",
+            temperatures.len()
+        )));
+    }
     if model.config().n_classes > 0 {
         return Err(GlowError::Label(
             "temperature sweeps of class-conditional models are not supported yet".into(),
@@ -145,6 +156,49 @@ pub fn reconstruct_keeping_top(
             .collect(),
     };
     Ok(model.decode(&mixed, None)?.0)
+}
+
+/// The images `x` (unconditional model) moved along `direction` by each of `alphas` and
+/// decoded: `n` images per alpha, alpha by alpha (`α = 0` gives `decode(encode(x))`).
+pub fn along_direction(
+    model: &Glow,
+    x: Tensor<4>,
+    direction: &Latents,
+    alphas: &[f64],
+) -> Result<Tensor<4>> {
+    if let Some(a) = alphas.iter().find(|a| !a.is_finite()) {
+        return Err(GlowError::Config(format!(
+            "alpha {a} must be a finite number"
+        )));
+    }
+    let (latents, _) = model.encode(x, None)?;
+    let moved = alphas
+        .iter()
+        .map(|&alpha| move_along(&latents, direction, alpha))
+        .collect();
+    Ok(model.decode(&Latents::join(moved), None)?.0)
+}
+
+/// The images `x` followed by their reconstructions keeping the top `L`, `L - 1`, ..., 1 levels
+/// ([`reconstruct_keeping_top`], the lower levels redrawn at `temperature` from `rng` in that
+/// order): `L + 1` variants of the `n` images, variant by variant.
+pub fn reconstructions(
+    model: &Glow,
+    x: Tensor<4>,
+    temperature: f64,
+    rng: &mut impl Rng,
+) -> Result<Tensor<4>> {
+    let mut variants = vec![x.clone()];
+    for keep in (1..=model.config().levels).rev() {
+        variants.push(reconstruct_keeping_top(
+            model,
+            x.clone(),
+            keep,
+            temperature,
+            rng,
+        )?);
+    }
+    Ok(Tensor::cat(variants, 0))
 }
 
 /// `latents + α · direction` (the direction has a batch of one and is broadcast).

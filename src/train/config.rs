@@ -1,159 +1,14 @@
-//! `TrainConfig`: what to train on and how, and the named presets `glowflow train --preset`
-//! starts from.
+//! `TrainConfig`: what to train on and how (a run's `train.json`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::optimizer::{OptimizerKind, OptimizerSettings};
-use crate::data::dataset::{ImageDataset, Split};
-use crate::data::folder::{self, BadImage, FolderOptions};
-use crate::data::idx::FASHION_MNIST_DIR;
-use crate::data::{cifar, idx};
+use super::optimizer::OptimizerSettings;
+use crate::data::source::DataSource;
 use crate::error::{GlowError, Result};
-use crate::flow::coupling::CouplingKind;
-use crate::model::config::{GlowConfig, ImageShape};
-
-/// Fashion-MNIST's class names, by label.
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "t-shirt",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle-boot",
-];
-
-/// CIFAR-10's class names, by label.
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
-
-/// Where the images come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum DataSource {
-    /// MNIST-format IDX files (MNIST, Fashion-MNIST), plain or gzipped, in `dir`.
-    Idx {
-        /// Directory with `train-images-idx3-ubyte[.gz]` and the other three files.
-        dir: PathBuf,
-    },
-    /// CIFAR-10 binary batches in `dir` (or `dir/cifar-10-batches-bin`).
-    Cifar10 {
-        /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
-        dir: PathBuf,
-    },
-    /// Folders of PNG/JPEG images (one subfolder per class, or images directly), resized and
-    /// centre-cropped to the model's (square) image size and converted to its channel count.
-    Folder {
-        /// Training images.
-        train: PathBuf,
-        /// Test images.
-        test: PathBuf,
-        /// Skip unreadable or unusable images with a warning instead of failing.
-        #[serde(default)]
-        skip_bad_images: bool,
-    },
-}
-
-impl DataSource {
-    /// Loads one split for a model of images `image`; a missing dataset is an error that says
-    /// how to get it. Images skipped in folders are reported through `warn`.
-    pub fn load(
-        &self,
-        split: Split,
-        image: &ImageShape,
-        warn: &mut dyn FnMut(String),
-    ) -> Result<ImageDataset> {
-        Ok(self.load_with_files(split, image, warn)?.0)
-    }
-
-    /// [`DataSource::load`], with the file of each image for folder datasets (`None` for the
-    /// others).
-    pub fn load_with_files(
-        &self,
-        split: Split,
-        image: &ImageShape,
-        warn: &mut dyn FnMut(String),
-    ) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
-        match self {
-            DataSource::Idx { dir } => Ok((idx::load_mnist_split(dir, split)?, None)),
-            DataSource::Cifar10 { dir } => Ok((cifar::load_cifar10_split(dir, split)?, None)),
-            DataSource::Folder {
-                train,
-                test,
-                skip_bad_images,
-            } => {
-                let options = FolderOptions {
-                    size: (image.height == image.width).then_some(image.height),
-                    channels: Some(image.channels),
-                    on_bad_image: if *skip_bad_images {
-                        BadImage::Skip
-                    } else {
-                        BadImage::Error
-                    },
-                };
-                let dir = match split {
-                    Split::Train => train,
-                    Split::Test => test,
-                };
-                let loaded = folder::load_image_folder(dir, &options)?;
-                for (path, reason) in &loaded.skipped {
-                    warn(format!("skipped {}: {reason}", path.display()));
-                }
-                Ok((loaded.dataset, Some(loaded.files)))
-            }
-        }
-    }
-
-    /// The names of the dataset's classes: Fashion-MNIST's ten for an IDX directory whose path
-    /// mentions "fashion", the digits for other IDX data, CIFAR-10's ten, and the class
-    /// subfolders' names for folders (empty for an unlabelled folder).
-    pub fn class_names(&self) -> Result<Vec<String>> {
-        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
-        match self {
-            DataSource::Idx { dir } => {
-                let fashion = dir.to_string_lossy().to_lowercase().contains("fashion");
-                Ok(if fashion {
-                    owned(&FASHION_MNIST_CLASSES)
-                } else {
-                    (0..10).map(|d| d.to_string()).collect()
-                })
-            }
-            DataSource::Cifar10 { .. } => Ok(owned(&CIFAR10_CLASSES)),
-            DataSource::Folder { train, .. } => folder::class_folders(train),
-        }
-    }
-
-    /// The same source with its location replaced by `path` (`--data PATH`); for folders, `path`
-    /// must hold `train/` and `test/`.
-    pub fn at(&self, path: &Path) -> DataSource {
-        match self {
-            DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
-            DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
-            DataSource::Folder {
-                skip_bad_images, ..
-            } => DataSource::Folder {
-                train: path.join("train"),
-                test: path.join("test"),
-                skip_bad_images: *skip_bad_images,
-            },
-        }
-    }
-}
+use crate::io::run_dir;
+use crate::model::config::GlowConfig;
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,123 +112,87 @@ impl TrainConfig {
     }
 }
 
-/// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "celeba64"];
+/// The training settings a resumed run may change, as named in `train.json` (the command-line
+/// flag is the same name with dashes). None of them changes what a step computes: the length of
+/// the run (the learning rate has no decay that depends on it), how often it checkpoints, logs,
+/// evaluates and samples, how many checkpoints it keeps, the evaluation batch size, the guards
+/// against non-finite steps, and where the (same) dataset lies. A run resumed with them changed
+/// is the run an uninterrupted one with the new settings would have been.
+pub const CHANGEABLE_ON_RESUME: [&str; 11] = [
+    "steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "eval_images",
+    "eval_batch_size",
+    "sample_every",
+    "log_every",
+    "max_bad_steps",
+    "max_rollbacks",
+    "data",
+];
 
-/// The model and training configs of a named preset. `fashion-mnist` is sized for about seven
-/// minutes on 2 CPU cores (1500 steps of 64 images, 1.6 epochs); its Adam learning rate of 5e-4 with 100 warm-up
-/// steps trained more smoothly there than 1e-3 (a loss spike when the warm-up ended) or Adamax.
-pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
-    let base_train = TrainConfig {
-        data: DataSource::Idx {
-            dir: FASHION_MNIST_DIR.into(),
-        },
-        pad_to: 0,
-        batch_size: 64,
-        steps: 1500,
-        lr: 5e-4,
-        warmup_steps: 100,
-        optimizer: OptimizerSettings {
-            kind: OptimizerKind::Adam,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-        },
-        grad_clip_norm: 50.0,
-        ema_decay: 0.999,
-        init_images: 256,
-        checkpoint_every: 500,
-        keep_checkpoints: 3,
-        eval_every: 500,
-        eval_images: 2000,
-        eval_batch_size: 500,
-        sample_every: 500,
-        log_every: 25,
-        seed: 0,
-        max_bad_steps: 5,
-        max_rollbacks: 3,
-        recompute_activations: false,
-        batch_shards: 0,
-    };
-    let grey28 = GlowConfig {
-        image: ImageShape {
-            channels: 1,
-            height: 28,
-            width: 28,
-        },
-        levels: 2,
-        steps: 8,
-        width: 128,
-        coupling: CouplingKind::Affine,
-        ..GlowConfig::default()
-    };
-    match name {
-        "fashion-mnist" => Ok((grey28, base_train)),
-        "mnist" => Ok((
-            grey28,
-            TrainConfig {
-                data: DataSource::Idx {
-                    dir: "data/mnist".into(),
-                },
-                ..base_train
-            },
-        )),
-        "cifar10" => Ok((
-            GlowConfig::default(),
-            paper_recipe(
-                DataSource::Cifar10 {
-                    dir: "data/cifar-10-batches-bin".into(),
-                },
-                64,
-                &base_train,
-            ),
-        )),
-        "celeba64" => Ok((
-            GlowConfig {
-                image: ImageShape {
-                    channels: 3,
-                    height: 64,
-                    width: 64,
-                },
-                levels: 4,
-                n_bits: 5,
-                ..GlowConfig::default()
-            },
-            paper_recipe(
-                DataSource::Folder {
-                    train: "data/celeba64/train".into(),
-                    test: "data/celeba64/test".into(),
-                    skip_bad_images: false,
-                },
-                32,
-                &base_train,
-            ),
-        )),
-        other => Err(GlowError::Config(format!(
-            "no preset named `{other}`; choose one of {}",
-            PRESETS.join(", ")
-        ))),
+impl TrainConfig {
+    /// Reads a training config file (a run's `train.json`); an unreadable file, unknown keys and
+    /// bad values are errors naming the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let config: TrainConfig = run_dir::read_json(path, "glowflow training config")?;
+        config
+            .validate()
+            .map_err(|e| GlowError::file(path, e.to_string()))?;
+        Ok(config)
+    }
+
+    /// Writes the config to `path` as JSON, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        run_dir::write_json(path, self)
+    }
+
+    /// Checks that a run started with `self` can resume with `resumed`: only the settings in
+    /// [`CHANGEABLE_ON_RESUME`] may differ; the error names every other one that does.
+    pub fn check_resume_change(&self, resumed: &TrainConfig) -> Result<()> {
+        let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (started, resumed) = (as_map(self), as_map(resumed));
+        let fixed: Vec<String> = started
+            .iter()
+            .filter(|(name, value)| {
+                !CHANGEABLE_ON_RESUME.contains(&name.as_str()) && resumed.get(*name) != Some(value)
+            })
+            .map(|(name, value)| {
+                let now = resumed.get(name).map(|v| v.to_string()).unwrap_or_default();
+                format!("{name} (--{}: {value} -> {now})", name.replace('_', "-"))
+            })
+            .collect();
+        if fixed.is_empty() {
+            return Ok(());
+        }
+        Err(GlowError::Config(format!(
+            "{} cannot change when a run resumes: they change what the remaining steps compute, \
+             so the run would no longer be the one its train.json describes; start a new run \
+             (--out) to change them. A resumed run may change only {}",
+            fixed.join(", "),
+            CHANGEABLE_ON_RESUME.join(", ")
+        )))
     }
 }
 
-/// openai/glow's recipe for the paper's models: Adamax at 1e-3 with 2000 warm-up steps, long runs
-/// evaluated on the whole test set.
-fn paper_recipe(data: DataSource, batch_size: usize, base: &TrainConfig) -> TrainConfig {
-    TrainConfig {
-        data,
-        batch_size,
-        steps: 200_000,
-        lr: 1e-3,
-        warmup_steps: 2000,
-        optimizer: OptimizerSettings {
-            kind: OptimizerKind::Adamax,
-            ..base.optimizer
-        },
-        checkpoint_every: 2000,
-        eval_every: 5000,
-        eval_images: 0,
-        sample_every: 5000,
-        log_every: 100,
-        ..base.clone()
+/// The architecture and training config of the run in `run`; a directory without `train.json`
+/// is an error saying it holds no run.
+pub fn read_run_configs(run: &Path) -> Result<(GlowConfig, TrainConfig)> {
+    let train_path = run_dir::train_config_path(run);
+    if !run_dir::has_train_config(run)? {
+        return Err(GlowError::file(
+            &train_path,
+            format!(
+                "missing: {} holds no training run; start one with `glowflow train --out {0}`",
+                run.display()
+            ),
+        ));
     }
+    let train = TrainConfig::load(&train_path)?;
+    let model = GlowConfig::load(&run.join(crate::io::model_dir::CONFIG_FILE))?;
+    Ok((model, train))
 }

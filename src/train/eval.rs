@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 
-use super::batches::{gather, stream_rng, EVAL_STREAM};
+use crate::data::batches::{gather, stream_rng, EVAL_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::model::glow::Glow;

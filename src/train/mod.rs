@@ -1,10 +1,11 @@
-//! Training Glow on image datasets: batches, optimiser, checkpoints, evaluation and the loop.
+//! Training Glow on image datasets: the training config and its presets, optimiser,
+//! checkpoints, evaluation, metrics and the loop.
 
-pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod gradients;
 pub mod metrics;
 pub mod optimizer;
+pub mod presets;
 pub mod trainer;

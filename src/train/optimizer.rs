@@ -15,9 +15,10 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-/// Which update rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which update rule (`--optimizer` takes the same kebab-case names as the config files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
 pub enum OptimizerKind {
     /// Adam (Kingma & Ba 2015) with bias correction.
     Adam,

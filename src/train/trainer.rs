@@ -2,9 +2,9 @@
 //! clipping, Polyak averaging, a guard against non-finite steps, periodic evaluation, samples and
 //! checkpoints, and exact resume.
 //!
-//! A run directory holds `config.json` + `model.safetensors` (the EMA weights: a model directory
-//! that `glowflow sample` and `glowflow eval` read), `train.json`, `metrics.csv`, `samples/` and
-//! `checkpoints/`.
+//! The run directory's files are described in [`crate::io::run_dir`]; its `config.json` +
+//! `model.safetensors` (the EMA weights) make it a model directory that `glowflow sample` and
+//! `glowflow eval` read.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,26 +15,26 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::seq::SliceRandom;
 
-use super::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM, SAMPLE_STREAM};
 use super::checkpoint::{
     list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainingState,
 };
-use super::config::TrainConfig;
+use super::config::{read_run_configs, TrainConfig};
 use super::eval::evaluate_bpd;
 use super::gradients::loss_and_gradients;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
-use crate::data::dataset::{ImageDataset, Split};
+use crate::data::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM};
+use crate::data::dataset::ImageDataset;
+use crate::data::source::load_datasets;
 use crate::error::{GlowError, Result};
-use crate::io::atomic::write_atomic;
 use crate::io::model_dir::save_model;
-use crate::io::png_grid::write_png_grid;
-use crate::likelihood::{preprocess, to_pixels};
+use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
+use crate::io::sample_grid::write_sample_grids;
+use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
 use crate::model::params::{flat_params, with_flat_params};
 use crate::parallel::{split, worker_threads};
-use crate::tensor_ops::non_finite_samples;
 
 /// What the loop reports as it goes (the command line turns these into a progress bar or log
 /// lines).
@@ -74,54 +74,6 @@ pub struct TrainSummary {
     pub rollbacks: u32,
 }
 
-/// The training and test sets of a run, padded as configured and checked against the model.
-pub fn load_datasets(
-    model: &GlowConfig,
-    train: &TrainConfig,
-    warn: &mut dyn FnMut(String),
-) -> Result<(ImageDataset, ImageDataset)> {
-    Ok((
-        load_split(model, train, Split::Train, warn)?.0,
-        load_split(model, train, Split::Test, warn)?.0,
-    ))
-}
-
-/// One split of a run's dataset, padded as configured and checked against the model, with the
-/// file of each image for folder datasets.
-pub fn load_split(
-    model: &GlowConfig,
-    train: &TrainConfig,
-    split: Split,
-    warn: &mut dyn FnMut(String),
-) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
-    let (data, files) = train.data.load_with_files(split, &model.image, warn)?;
-    let data = if train.pad_to > 0 {
-        data.pad_to(train.pad_to, train.pad_to)?
-    } else {
-        data
-    };
-    let want = [model.image.channels, model.image.height, model.image.width];
-    if data.shape != want {
-        return Err(GlowError::Config(format!(
-            "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
-             image shape to match, or pad_to (e.g. 28x28 -> 32 for L = 3)",
-            data.shape[0], data.shape[1], data.shape[2], want[0], want[1], want[2]
-        )));
-    }
-    if model.n_classes > 0 && (data.labels.is_none() || data.n_classes > model.n_classes) {
-        return Err(GlowError::Config(format!(
-            "the model is conditioned on {} classes but the {split:?} set has {}",
-            model.n_classes,
-            if data.labels.is_some() {
-                format!("{} classes", data.n_classes)
-            } else {
-                "no labels".into()
-            }
-        )));
-    }
-    Ok((data, files))
-}
-
 /// Writes the config files of a new run; a directory that already holds a run is an error.
 fn create_run(run: &Path, model: &GlowConfig, train: &TrainConfig) -> Result<()> {
     if !list_checkpoints(run)?.is_empty() {
@@ -130,27 +82,47 @@ fn create_run(run: &Path, model: &GlowConfig, train: &TrainConfig) -> Result<()>
             run.display()
         )));
     }
-    std::fs::create_dir_all(run).map_err(|e| GlowError::io(run, e))?;
-    write_atomic(
-        &run.join("train.json"),
-        serde_json::to_string_pretty(train)
-            .expect("serialises")
-            .as_bytes(),
-    )?;
-    write_atomic(&run.join("config.json"), model.to_json().as_bytes())
+    write_run_configs(run, model, train)
 }
 
-/// Reads the configs of an existing run.
-pub fn read_run_configs(run: &Path) -> Result<(GlowConfig, TrainConfig)> {
-    let model = GlowConfig::load(&run.join("config.json"))?;
-    let path = run.join("train.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| GlowError::io(&path, e))?;
-    let train: TrainConfig = serde_json::from_str(&text)
-        .map_err(|e| GlowError::file(&path, format!("not a glowflow training config: {e}")))?;
-    train
-        .validate()
-        .map_err(|e| GlowError::file(&path, e.to_string()))?;
-    Ok((model, train))
+/// The latest checkpoint of the run in `run`, for resuming with `model_config` and `train`: the
+/// architecture must be the run's, and `train` may differ from the run's `train.json` only in
+/// settings that keep the run exact
+/// ([`super::config::CHANGEABLE_ON_RESUME`]); such changes are written to
+/// `train.json` (atomically) once the checkpoint has loaded, so a later resume keeps them.
+fn resume_checkpoint(
+    run: &Path,
+    model_config: &GlowConfig,
+    train: &TrainConfig,
+    device: &Device,
+    train_device: &Device,
+    report: &mut dyn FnMut(TrainEvent),
+) -> Result<Checkpoint> {
+    let (run_model, run_train) = read_run_configs(run)?;
+    if run_model != *model_config {
+        return Err(GlowError::Config(format!(
+            "the architecture of the run in {} is fixed by its config.json; resume it with that \
+             architecture, or start a new run (--out) for another",
+            run.display()
+        )));
+    }
+    run_train.check_resume_change(train)?;
+    let latest = list_checkpoints(run)?.pop().ok_or_else(|| {
+        GlowError::Config(format!(
+            "{} has no checkpoint to resume from (the run never finished its initialisation); \
+             start it again with --out {0}",
+            run.display()
+        ))
+    })?;
+    report(TrainEvent::Note(format!(
+        "resuming from {}",
+        latest.display()
+    )));
+    let checkpoint = load_checkpoint(&latest, model_config, device, train_device)?;
+    if run_train != *train {
+        train.save(&train_config_path(run))?;
+    }
+    Ok(checkpoint)
 }
 
 /// The learning rate of step `step`: linear warm-up to the peak, times the roll-back scale.
@@ -220,46 +192,6 @@ pub fn apply_gradients(
     (with_flat_params(model, updated.clone()), updated)
 }
 
-/// Writes sample grids of `ema` at temperatures 0.7 and 1.0 (the same noise for both); samples
-/// whose decoding overflowed are reported through `report` (they show as black and white).
-fn write_samples(
-    run: &Path,
-    ema: &Glow,
-    seed: u64,
-    step: u64,
-    device: &Device,
-    report: &mut dyn FnMut(TrainEvent),
-) -> Result<Vec<PathBuf>> {
-    let dir = run.join("samples");
-    std::fs::create_dir_all(&dir).map_err(|e| GlowError::io(&dir, e))?;
-    let n = 64;
-    let classes = match ema.config().n_classes {
-        0 => None,
-        k => Some(ema.one_hot(&(0..n).map(|i| i % k).collect::<Vec<_>>(), device)?),
-    };
-    let mut written = Vec::new();
-    for temperature in [0.7, 1.0] {
-        let x = ema.sample(
-            n,
-            temperature,
-            classes.as_ref(),
-            &mut stream_rng(seed, SAMPLE_STREAM, step),
-        )?;
-        let path = dir.join(format!("step-{step:08}-t{temperature:.1}.png"));
-        let overflowed = non_finite_samples(&x);
-        if overflowed > 0 {
-            report(TrainEvent::Note(format!(
-                "{overflowed} of {n} samples at temperature {temperature} overflowed when decoded \
-                 ({})",
-                path.display()
-            )));
-        }
-        write_png_grid(&path, to_pixels(x, ema.config().n_bits), 8, 1)?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
 /// Trains the model `model` describes on `train.data`, in the run directory `run`, from scratch
 /// or (with `resume`) from the run's latest checkpoint. `stop` is checked every step: when set
 /// (Ctrl-C, SIGTERM) a checkpoint is written and the run returns, resumable.
@@ -282,21 +214,24 @@ pub fn train(
     };
     let device = Device::flex();
     let train_device = device.clone().autodiff();
-    let (train_set, test_set) = load_datasets(model_config, train, &mut |warning| {
-        report(TrainEvent::Note(warning))
-    })?;
-    let mut checkpoint = if resume {
-        let latest = list_checkpoints(run)?.pop().ok_or_else(|| {
-            GlowError::Config(format!(
-                "{} has no checkpoint to resume from",
-                run.display()
-            ))
+    let resumed = if resume {
+        Some(resume_checkpoint(
+            run,
+            model_config,
+            train,
+            &device,
+            &train_device,
+            report,
+        )?)
+    } else {
+        None
+    };
+    let (train_set, test_set) =
+        load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
+            report(TrainEvent::Note(warning))
         })?;
-        report(TrainEvent::Note(format!(
-            "resuming from {}",
-            latest.display()
-        )));
-        load_checkpoint(&latest, model_config, &device, &train_device)?
+    let mut checkpoint = if let Some(checkpoint) = resumed {
+        checkpoint
     } else {
         create_run(run, model_config, train)?;
         let fresh = initial_checkpoint(model_config, train, &train_set, &train_device)?;
@@ -466,6 +401,20 @@ pub fn train(
         train_seconds,
         skipped_steps: checkpoint.state.skipped_steps,
         rollbacks: checkpoint.state.rollbacks,
+    })
+}
+
+/// Writes the run's sample grids of the EMA weights at `step`, overflow warnings as notes.
+fn write_samples(
+    run: &Path,
+    ema: &Glow,
+    seed: u64,
+    step: u64,
+    device: &Device,
+    report: &mut dyn FnMut(TrainEvent),
+) -> Result<Vec<PathBuf>> {
+    write_sample_grids(&samples_dir(run), ema, seed, step, device, &mut |warning| {
+        report(TrainEvent::Note(warning))
     })
 }
 

@@ -257,8 +257,8 @@ pub fn tiny_config(
 /// batches of 8, 6 steps with 2 of warm-up, init on 16 images, a checkpoint every 2 steps (2
 /// kept), an 8-image evaluation every 3, no intermediate samples, a metrics row every step.
 pub fn tiny_train_config(data: &std::path::Path) -> glowflow::train::config::TrainConfig {
-    let (_, mut train) = glowflow::train::config::preset("fashion-mnist").expect("preset");
-    train.data = glowflow::train::config::DataSource::Idx { dir: data.into() };
+    let (_, mut train) = glowflow::train::presets::preset("fashion-mnist").expect("preset");
+    train.data = glowflow::data::source::DataSource::Idx { dir: data.into() };
     train.batch_size = 8;
     train.steps = 6;
     train.warmup_steps = 2;

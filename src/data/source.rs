@@ -1,0 +1,205 @@
+//! Where a run's images come from ([`DataSource`]: IDX, CIFAR-10 binary or image folders), the
+//! names of their classes, and loading one split as a model of a given config will see it
+//! (padded, with its shape and labels checked against the model).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{ImageDataset, Split};
+use super::folder::{self, BadImage, FolderOptions};
+use super::{cifar, idx};
+use crate::error::{GlowError, Result};
+use crate::model::config::{GlowConfig, ImageShape};
+
+/// Fashion-MNIST's class names, by label.
+pub const FASHION_MNIST_CLASS_NAMES: [&str; 10] = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+];
+
+/// CIFAR-10's class names, by label.
+pub const CIFAR10_CLASS_NAMES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Where the images come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DataSource {
+    /// MNIST-format IDX files (MNIST, Fashion-MNIST), plain or gzipped, in `dir`.
+    Idx {
+        /// Directory with `train-images-idx3-ubyte[.gz]` and the other three files.
+        dir: PathBuf,
+    },
+    /// CIFAR-10 binary batches in `dir` (or `dir/cifar-10-batches-bin`).
+    Cifar10 {
+        /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
+        dir: PathBuf,
+    },
+    /// Folders of PNG/JPEG images (one subfolder per class, or images directly), resized and
+    /// centre-cropped to the model's (square) image size and converted to its channel count.
+    Folder {
+        /// Training images.
+        train: PathBuf,
+        /// Test images.
+        test: PathBuf,
+        /// Skip unreadable or unusable images with a warning instead of failing.
+        #[serde(default)]
+        skip_bad_images: bool,
+    },
+}
+
+impl DataSource {
+    /// Loads one split for a model of images `image`; a missing dataset is an error that says
+    /// how to get it. Images skipped in folders are reported through `warn`.
+    pub fn load(
+        &self,
+        split: Split,
+        image: &ImageShape,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<ImageDataset> {
+        Ok(self.load_with_files(split, image, warn)?.0)
+    }
+
+    /// [`DataSource::load`], with the file of each image for folder datasets (`None` for the
+    /// others).
+    pub fn load_with_files(
+        &self,
+        split: Split,
+        image: &ImageShape,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
+        match self {
+            DataSource::Idx { dir } => Ok((idx::load_mnist_split(dir, split)?, None)),
+            DataSource::Cifar10 { dir } => Ok((cifar::load_cifar10_split(dir, split)?, None)),
+            DataSource::Folder {
+                train,
+                test,
+                skip_bad_images,
+            } => {
+                let options = FolderOptions {
+                    size: (image.height == image.width).then_some(image.height),
+                    channels: Some(image.channels),
+                    on_bad_image: if *skip_bad_images {
+                        BadImage::Skip
+                    } else {
+                        BadImage::Error
+                    },
+                };
+                let dir = match split {
+                    Split::Train => train,
+                    Split::Test => test,
+                };
+                let loaded = folder::load_image_folder(dir, &options)?;
+                for (path, reason) in &loaded.skipped {
+                    warn(format!("skipped {}: {reason}", path.display()));
+                }
+                Ok((loaded.dataset, Some(loaded.files)))
+            }
+        }
+    }
+
+    /// The names of the dataset's classes: Fashion-MNIST's ten for an IDX directory whose path
+    /// mentions "fashion", the digits for other IDX data, CIFAR-10's ten, and the class
+    /// subfolders' names for folders (empty for an unlabelled folder).
+    pub fn class_names(&self) -> Result<Vec<String>> {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        match self {
+            DataSource::Idx { dir } => {
+                let fashion = dir.to_string_lossy().to_lowercase().contains("fashion");
+                Ok(if fashion {
+                    owned(&FASHION_MNIST_CLASS_NAMES)
+                } else {
+                    (0..10).map(|d| d.to_string()).collect()
+                })
+            }
+            DataSource::Cifar10 { .. } => Ok(owned(&CIFAR10_CLASS_NAMES)),
+            DataSource::Folder { train, .. } => folder::class_folders(train),
+        }
+    }
+
+    /// The same source with its location replaced by `path` (`--data PATH`); for folders, `path`
+    /// must hold `train/` and `test/`.
+    pub fn at(&self, path: &Path) -> DataSource {
+        match self {
+            DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
+            DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
+            DataSource::Folder {
+                skip_bad_images, ..
+            } => DataSource::Folder {
+                train: path.join("train"),
+                test: path.join("test"),
+                skip_bad_images: *skip_bad_images,
+            },
+        }
+    }
+}
+
+/// The training and test sets of `source`, padded to `pad_to` and checked against the model.
+pub fn load_datasets(
+    model: &GlowConfig,
+    source: &DataSource,
+    pad_to: usize,
+    warn: &mut dyn FnMut(String),
+) -> Result<(ImageDataset, ImageDataset)> {
+    Ok((
+        load_split(model, source, pad_to, Split::Train, warn)?.0,
+        load_split(model, source, pad_to, Split::Test, warn)?.0,
+    ))
+}
+
+/// One split of `source`, zero-padded to `pad_to x pad_to` (0 keeps the images' size) and
+/// checked against the model: the images must have the model's shape, and a class-conditional
+/// model needs labels below its `n_classes`. Returns the file of each image for folder datasets.
+pub fn load_split(
+    model: &GlowConfig,
+    source: &DataSource,
+    pad_to: usize,
+    split: Split,
+    warn: &mut dyn FnMut(String),
+) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
+    let (data, files) = source.load_with_files(split, &model.image, warn)?;
+    let data = if pad_to > 0 {
+        data.pad_to(pad_to, pad_to)?
+    } else {
+        data
+    };
+    let want = [model.image.channels, model.image.height, model.image.width];
+    if data.shape != want {
+        return Err(GlowError::Config(format!(
+            "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
+             image shape to match, or pad_to (e.g. 28x28 -> 32 for L = 3)",
+            data.shape[0], data.shape[1], data.shape[2], want[0], want[1], want[2]
+        )));
+    }
+    if model.n_classes > 0 && (data.labels.is_none() || data.n_classes > model.n_classes) {
+        return Err(GlowError::Config(format!(
+            "the model is conditioned on {} classes but the {split:?} set has {}",
+            model.n_classes,
+            if data.labels.is_some() {
+                format!("{} classes", data.n_classes)
+            } else {
+                "no labels".into()
+            }
+        )));
+    }
+    Ok((data, files))
+}

@@ -1,0 +1,93 @@
+//! The images a latent-space operation starts from, as model inputs at the centres of their
+//! pixel bins: test-set images by index, or image files of the model's size (with one class
+//! label for all of them when the model is class-conditional).
+
+use std::path::PathBuf;
+
+use burn::tensor::Tensor;
+
+use super::images_at_bin_centres;
+use crate::data::dataset::ImageDataset;
+use crate::data::folder::{load_image_files, BadImage, FolderOptions};
+use crate::error::{GlowError, Result};
+use crate::model::glow::Glow;
+
+/// Images as model inputs, with a name and (for class-conditional models) a label for each.
+#[derive(Debug, Clone)]
+pub struct ModelInputs {
+    /// The images at their bin centres, `[N, C, H, W]`.
+    pub x: Tensor<4>,
+    /// A name for each: its file, or `test[i]`.
+    pub names: Vec<String>,
+    /// Their labels when the model is class-conditional and the labels are known.
+    pub labels: Option<Vec<usize>>,
+}
+
+/// Test images `indices` of `test`, with their labels when the model is class-conditional; an
+/// index out of range is an error.
+pub fn test_set_inputs(
+    model: &Glow,
+    test: &ImageDataset,
+    indices: &[usize],
+) -> Result<ModelInputs> {
+    let x = images_at_bin_centres(model, test, indices)?;
+    let labels = match (&test.labels, model.config().n_classes > 0) {
+        (Some(labels), true) => Some(indices.iter().map(|&i| labels[i]).collect()),
+        _ => None,
+    };
+    let names = indices.iter().map(|i| format!("test[{i}]")).collect();
+    Ok(ModelInputs { x, names, labels })
+}
+
+/// The image files `files` (PNG/JPEG), converted to the model's channel count; each must have
+/// the model's height and width. A class-conditional model needs `class` (the label of every
+/// image), an unconditional one must get none.
+pub fn image_file_inputs(
+    model: &Glow,
+    files: &[PathBuf],
+    class: Option<usize>,
+) -> Result<ModelInputs> {
+    let image = model.config().image;
+    let n_classes = model.config().n_classes;
+    let labels = match (n_classes, class) {
+        (0, None) => None,
+        (0, Some(_)) => {
+            return Err(GlowError::Label(
+                "the model is unconditional; give the images no class (--class)".into(),
+            ))
+        }
+        (k, Some(c)) if c >= k => {
+            return Err(GlowError::Label(format!(
+                "class {c} is out of range: the model has {k} classes (0..{})",
+                k - 1
+            )))
+        }
+        (_, Some(c)) => Some(vec![c; files.len()]),
+        (k, None) => {
+            return Err(GlowError::Label(format!(
+                "the model is class-conditional ({k} classes); give the images a class (--class K)"
+            )))
+        }
+    };
+    let loaded = load_image_files(
+        files,
+        &FolderOptions {
+            size: None,
+            channels: Some(image.channels),
+            on_bad_image: BadImage::Error,
+        },
+    )?;
+    let [_, h, w] = loaded.dataset.shape;
+    if [h, w] != [image.height, image.width] {
+        return Err(GlowError::Config(format!(
+            "{} is {h}x{w} pixels but the model takes {}x{} images; resize the image first",
+            files[0].display(),
+            image.height,
+            image.width
+        )));
+    }
+    let all: Vec<usize> = (0..files.len()).collect();
+    let x = images_at_bin_centres(model, &loaded.dataset, &all)?;
+    let names = files.iter().map(|p| p.display().to_string()).collect();
+    Ok(ModelInputs { x, names, labels })
+}

@@ -1,0 +1,110 @@
+//! Loading a run's dataset for a model ([`glowflow::data::source`]): padding, the shape and
+//! class checks against the model, and the class names of each kind of source.
+
+mod common;
+
+use common::{write_idx_dataset, TempDir};
+use glowflow::data::dataset::Split;
+use glowflow::data::source::{load_datasets, load_split, DataSource, FASHION_MNIST_CLASS_NAMES};
+use glowflow::{GlowConfig, GlowError, ImageShape};
+
+fn grey(size: usize, n_classes: usize) -> GlowConfig {
+    GlowConfig {
+        image: ImageShape {
+            channels: 1,
+            height: size,
+            width: size,
+        },
+        levels: 2,
+        steps: 1,
+        width: 8,
+        n_classes,
+        ..GlowConfig::default()
+    }
+}
+
+fn no_warnings() -> impl FnMut(String) {
+    |w| panic!("unexpected warning: {w}")
+}
+
+#[test]
+fn a_conditional_model_with_fewer_classes_than_the_labels_is_refused() {
+    let dir = TempDir::new("source-classes");
+    write_idx_dataset(&dir.0, 8, 4, 8);
+    let source = DataSource::Idx { dir: dir.0.clone() };
+    // MNIST-format data has 10 classes: a model conditioned on 5 cannot take its labels.
+    let err = load_split(&grey(8, 5), &source, 0, Split::Test, &mut no_warnings())
+        .expect_err("5 < 10 classes");
+    assert!(matches!(err, GlowError::Config(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("5 classes") && msg.contains("10 classes"),
+        "{msg}"
+    );
+    // Conditioned on all 10, every label is one the model knows.
+    let (test, files) =
+        load_split(&grey(8, 10), &source, 0, Split::Test, &mut no_warnings()).expect("10 classes");
+    assert_eq!(test.len(), 4);
+    assert!(files.is_none(), "IDX images have no files of their own");
+    let labels = test.labels.expect("labelled");
+    assert_eq!(labels, [0, 1, 2, 3], "the synthetic labels are i % 4");
+}
+
+#[test]
+fn images_are_padded_to_pad_to_and_must_then_have_the_models_shape() {
+    let dir = TempDir::new("source-pad");
+    write_idx_dataset(&dir.0, 8, 4, 8);
+    let source = DataSource::Idx { dir: dir.0.clone() };
+    let err = load_split(&grey(16, 0), &source, 0, Split::Train, &mut no_warnings())
+        .expect_err("8x8 images for a 16x16 model");
+    assert!(
+        err.to_string().contains("1x8x8") && err.to_string().contains("1x16x16"),
+        "{err}"
+    );
+    let (train, test) =
+        load_datasets(&grey(16, 0), &source, 16, &mut no_warnings()).expect("padded to 16");
+    assert_eq!((train.shape, train.len()), ([1, 16, 16], 8));
+    assert_eq!((test.shape, test.len()), ([1, 16, 16], 4));
+    // The 8x8 image sits 4 pixels in from the top left; the border is zero.
+    let raw = load_split(&grey(8, 0), &source, 0, Split::Test, &mut no_warnings())
+        .expect("unpadded")
+        .0;
+    let padded = test.image(1);
+    assert_eq!(padded[4 * 16 + 4], raw.image(1)[0]);
+    assert_eq!(padded[0], 0);
+    assert_eq!(padded[15 * 16 + 15], 0);
+}
+
+#[test]
+fn class_names_follow_the_source() {
+    let fashion = DataSource::Idx {
+        dir: "/data/Fashion-MNIST".into(),
+    };
+    let names = fashion.class_names().expect("names");
+    assert_eq!(names, FASHION_MNIST_CLASS_NAMES);
+    assert_eq!(names[9], "ankle-boot");
+    let digits = DataSource::Idx {
+        dir: "/data/mnist".into(),
+    };
+    let digit_names = digits.class_names().expect("names");
+    assert_eq!(
+        digit_names,
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    );
+    let cifar = DataSource::Cifar10 { dir: "x".into() };
+    assert_eq!(cifar.class_names().expect("names")[0], "airplane");
+    let folder = DataSource::Folder {
+        train: "a".into(),
+        test: "b".into(),
+        skip_bad_images: true,
+    };
+    assert_eq!(
+        folder.at(std::path::Path::new("/d")),
+        DataSource::Folder {
+            train: "/d/train".into(),
+            test: "/d/test".into(),
+            skip_bad_images: true,
+        },
+        "--data keeps the format and its options"
+    );
+}
