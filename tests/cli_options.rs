@@ -111,22 +111,17 @@ fn help_lists_the_values_of_every_enum_option() {
     assert!(stderr.contains("additive, affine, affine-exp"), "{stderr}");
 }
 
+/// The architecture of the tiny models: 1x8x8, L = 2, K = 1, width 8.
+const TINY_MODEL: [&str; 8] = [
+    "--image", "1x8x8", "--levels", "2", "--depth", "1", "--width", "8",
+];
+
 /// `glowflow new`: a tiny 1x8x8 model in `dir/model`.
 fn new_model(dir: &Path) -> PathBuf {
     let model = dir.join("model");
-    succeeds(&[
-        "new",
-        "--image",
-        "1x8x8",
-        "--levels",
-        "2",
-        "--depth",
-        "1",
-        "--width",
-        "8",
-        "--out",
-        model.to_str().expect("utf-8"),
-    ]);
+    let mut args = vec!["new", "--out", model.to_str().expect("utf-8")];
+    args.extend(TINY_MODEL);
+    succeeds(&args);
     model
 }
 
@@ -222,10 +217,10 @@ fn train_json(run: &Path) -> serde_json::Value {
 }
 
 /// A 2-step run of a tiny model on the synthetic 8x8 dataset in `dir`.
-fn tiny_run(dir: &Path) -> std::path::PathBuf {
+fn tiny_run(dir: &Path) -> PathBuf {
     common::write_idx_dataset(dir, 32, 8, 8);
     let run = dir.join("run");
-    succeeds(&[
+    let mut args = vec![
         "train",
         "--data",
         dir.to_str().expect("utf-8"),
@@ -233,14 +228,6 @@ fn tiny_run(dir: &Path) -> std::path::PathBuf {
         run.to_str().expect("utf-8"),
         "--steps",
         "2",
-        "--image",
-        "1x8x8",
-        "--levels",
-        "2",
-        "--depth",
-        "1",
-        "--width",
-        "8",
         "--batch-size",
         "8",
         "--init-images",
@@ -253,7 +240,9 @@ fn tiny_run(dir: &Path) -> std::path::PathBuf {
         "0",
         "--checkpoint-every",
         "2",
-    ]);
+    ];
+    args.extend(TINY_MODEL);
+    succeeds(&args);
     run
 }
 

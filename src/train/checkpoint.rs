@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::optimizer::OptimizerState;
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
-use crate::io::model_dir::{load_weights, save_weights};
+use crate::io::model_dir::{load_weights, save_model, save_weights};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
 use crate::model::params::{flat_params, with_flat_params};
@@ -113,6 +113,13 @@ pub fn save_checkpoint(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Resu
         fs::remove_dir_all(&old).map_err(|e| GlowError::io(&old, e))?;
     }
     Ok(target)
+}
+
+/// Writes `checkpoint` (keeping the newest `keep`) and its EMA weights as the run's model, the
+/// model directory that `glowflow sample` and `glowflow eval` read.
+pub fn save_checkpoint_and_model(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Result<()> {
+    save_checkpoint(run, checkpoint, keep)?;
+    save_model(&checkpoint.ema, run)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -16,7 +16,8 @@ use burn::tensor::{Device, Tensor};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{
-    list_checkpoints, load_checkpoint, save_checkpoint, Checkpoint, TrainingState,
+    list_checkpoints, load_checkpoint, save_checkpoint, save_checkpoint_and_model, Checkpoint,
+    TrainingState,
 };
 use super::config::{read_run_configs, TrainConfig};
 use super::eval::evaluate_bpd;
@@ -27,7 +28,6 @@ use crate::data::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
 use crate::error::{GlowError, Result};
-use crate::io::model_dir::save_model;
 use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
 use crate::io::sample_grid::write_sample_grids;
 use crate::likelihood::preprocess;
@@ -356,12 +356,12 @@ pub fn train(
             write_samples(run, &checkpoint.ema, train.seed, step, &device, report)?;
         }
         if step % train.checkpoint_every == 0 && step < train.steps {
-            save_run(run, &checkpoint, train.keep_checkpoints)?;
+            save_checkpoint_and_model(run, &checkpoint, train.keep_checkpoints)?;
             report(TrainEvent::Note(format!("checkpoint at step {step}")));
         }
     }
     drop(stream);
-    save_run(run, &checkpoint, train.keep_checkpoints)?;
+    save_checkpoint_and_model(run, &checkpoint, train.keep_checkpoints)?;
     let step = checkpoint.state.step;
     let test_bpd = if interrupted {
         report(TrainEvent::Note(format!(
@@ -416,12 +416,6 @@ fn write_samples(
     write_sample_grids(&samples_dir(run), ema, seed, step, device, &mut |warning| {
         report(TrainEvent::Note(warning))
     })
-}
-
-/// Saves a checkpoint and the EMA weights as the run's model.
-fn save_run(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Result<()> {
-    save_checkpoint(run, checkpoint, keep)?;
-    save_model(&checkpoint.ema, run)
 }
 
 /// Reloads the latest checkpoint with half the learning rate, or fails once `max_rollbacks`
