@@ -136,10 +136,69 @@ fn attribute_direction_is_the_difference_of_class_means() {
             "direction differs from the independent means by {worst}"
         );
     }
-    let moved = move_along(&latents, &direction, 0.0);
-    assert!(max_abs_diff(moved.levels[0].clone(), latents.levels[0].clone()) == 0.0);
     let err = attribute_direction(&latents, &[true; 6]).expect_err("no image without");
     assert!(err.to_string().contains("0 without"), "{err}");
+}
+
+#[test]
+fn moving_along_a_direction_adds_alpha_times_it_to_every_image_latent() {
+    let (model, x) = model_and_images();
+    let (latents, _) = model.encode(x, None).expect("encode");
+    let flags = [true, false, true, true, false, false];
+    let direction = attribute_direction(&latents, &flags).expect("direction");
+    let host = |l: &glowflow::Latents| -> Vec<Vec<f64>> {
+        l.levels.iter().map(|t| to_f64_vec(t.clone())).collect()
+    };
+    let (eps, dir) = (host(&latents), host(&direction));
+    for alpha in [-1.5, -0.5, 0.0, 0.25, 1.0, 2.0] {
+        // ε + α·d by hand: the direction is one image's worth of values, repeated per image.
+        let expected: Vec<Vec<f64>> = eps
+            .iter()
+            .zip(&dir)
+            .map(|(e, d)| {
+                e.iter()
+                    .enumerate()
+                    .map(|(i, v)| v + alpha * d[i % d.len()])
+                    .collect()
+            })
+            .collect();
+        let moved = move_along(&latents, &direction, alpha);
+        for (got, want) in host(&moved).iter().zip(&expected) {
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-12, "α = {alpha}: latents off by {worst:.3e}");
+        }
+        // The moved images are the decoding of the hand-moved latents.
+        let by_hand = glowflow::Latents {
+            levels: expected
+                .iter()
+                .zip(&latents.levels)
+                .map(|(v, t)| glowflow::tensor_ops::from_f64(v.clone(), t.dims(), &t.device()))
+                .collect(),
+        };
+        let (want, _) = model.decode(&by_hand, None).expect("decode");
+        let (got, _) = model.decode(&moved, None).expect("decode");
+        let (original, _) = model.decode(&latents, None).expect("decode");
+        assert!(
+            max_abs_diff(got.clone(), want) < 1e-10,
+            "α = {alpha}: images"
+        );
+        let shift = max_abs_diff(got, original);
+        assert_eq!(
+            alpha == 0.0,
+            shift < 1e-12,
+            "α = {alpha} moves images by {shift:.3e}"
+        );
+    }
+    // Linear in α: two moves add up to one.
+    let twice = move_along(&move_along(&latents, &direction, 0.75), &direction, -2.0);
+    let once = move_along(&latents, &direction, -1.25);
+    for (a, b) in twice.levels.iter().zip(&once.levels) {
+        assert!(max_abs_diff(a.clone(), b.clone()) < 1e-12, "α adds up");
+    }
 }
 
 /// Ten random labelled 1x4x4 images, labels 0, 1, 2, 0, 1, ...
