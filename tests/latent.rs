@@ -126,11 +126,7 @@ fn attribute_direction_is_the_difference_of_class_means() {
         let (with, without) = (mean(true), mean(false));
         let expected: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a - b).collect();
         let got = to_f64_vec(dir.clone());
-        let worst = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = max_abs_gap(&got, &expected);
         assert!(
             worst < 1e-12,
             "direction differs from the independent means by {worst}"
@@ -164,11 +160,7 @@ fn moving_along_a_direction_adds_alpha_times_it_to_every_image_latent() {
             .collect();
         let moved = move_along(&latents, &direction, alpha);
         for (got, want) in host(&moved).iter().zip(&expected) {
-            let worst = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let worst = max_abs_gap(got, want);
             assert!(worst < 1e-12, "α = {alpha}: latents off by {worst:.3e}");
         }
         // The moved images are the decoding of the hand-moved latents.

@@ -195,11 +195,7 @@ fn sampling_is_seeded_decodes_the_drawn_latents_and_scales_them_with_temperature
         "sample = decode(drawn latents)"
     );
     let (encoded, _) = model.encode(sample(4, 0.7), None).expect("encode");
-    let gap = flatten(&encoded)
-        .iter()
-        .zip(flatten(&drawn))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let gap = max_abs_gap(&flatten(&encoded), &flatten(&drawn));
     assert!(
         gap < 1e-9,
         "encode(sample) = drawn latents (max |Δ| {gap:.3e})"

@@ -121,9 +121,14 @@ pub fn sample(x: &Tensor<4>, i: usize) -> Tensor<4> {
 /// Largest absolute elementwise difference; infinite when any value is not finite (a NaN must
 /// fail every `<` bound, and `f64::max` would drop it).
 pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
-    to_f64_vec(a)
-        .iter()
-        .zip(to_f64_vec(b))
+    max_abs_gap(&to_f64_vec(a), &to_f64_vec(b))
+}
+
+/// [`max_abs_diff`] of host values (same length).
+pub fn max_abs_gap(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "values to compare pair up");
+    a.iter()
+        .zip(b)
         .map(|(x, y)| (x - y).abs())
         .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max)
