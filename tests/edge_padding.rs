@@ -54,10 +54,10 @@ fn padded_conv_by_hand(
     };
     let mut y = Vec::with_capacity(n * c_out * h * w);
     for s in 0..n {
-        for o in 0..c_out {
+        for (o, &b_o) in bias.iter().enumerate().take(c_out) {
             for i in 0..h {
                 for j in 0..w {
-                    let mut sum = bias[o];
+                    let mut sum = b_o;
                     for c in 0..channels {
                         for a in 0..k {
                             for b in 0..k {

@@ -16,7 +16,7 @@ use glowflow::latent::{
     reconstruct_keeping_top, temperature_sweep,
 };
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{CouplingKind, Glow, GlowConfig, PermutationKind};
+use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 use rand::{Rng, SeedableRng};
 
 /// A 1x4x4 model with the default layers.
@@ -101,12 +101,20 @@ fn reconstruction_keeps_exactly_the_top_levels() {
     assert!(reconstruct_keeping_top(&model, x, 3, 1.0, &mut rng()).is_err());
 }
 
-#[test]
-fn attribute_direction_is_the_difference_of_class_means() {
+/// Which of the six images of [`model_and_images`] have the attribute.
+const FLAGS: [bool; 6] = [true, false, true, true, false, false];
+
+/// The model, the latents of its six images and their attribute direction for [`FLAGS`].
+fn latents_and_direction() -> (Glow, Latents, Latents) {
     let (model, x) = model_and_images();
     let (latents, _) = model.encode(x, None).expect("encode");
-    let flags = [true, false, true, true, false, false];
-    let direction = attribute_direction(&latents, &flags).expect("direction");
+    let direction = attribute_direction(&latents, &FLAGS).expect("direction");
+    (model, latents, direction)
+}
+
+#[test]
+fn attribute_direction_is_the_difference_of_class_means() {
+    let (_, latents, direction) = latents_and_direction();
     for (eps, dir) in latents.levels.iter().zip(&direction.levels) {
         let per_image: Vec<Vec<f64>> = (0..6)
             .map(|i| to_f64_vec(eps.clone().narrow(0, i, 1)))
@@ -115,7 +123,7 @@ fn attribute_direction_is_the_difference_of_class_means() {
         let mean = |want: bool| -> Vec<f64> {
             let chosen: Vec<&Vec<f64>> = per_image
                 .iter()
-                .zip(flags)
+                .zip(FLAGS)
                 .filter(|(_, f)| *f == want)
                 .map(|(v, _)| v)
                 .collect();
@@ -138,13 +146,9 @@ fn attribute_direction_is_the_difference_of_class_means() {
 
 #[test]
 fn moving_along_a_direction_adds_alpha_times_it_to_every_image_latent() {
-    let (model, x) = model_and_images();
-    let (latents, _) = model.encode(x, None).expect("encode");
-    let flags = [true, false, true, true, false, false];
-    let direction = attribute_direction(&latents, &flags).expect("direction");
-    let host = |l: &glowflow::Latents| -> Vec<Vec<f64>> {
-        l.levels.iter().map(|t| to_f64_vec(t.clone())).collect()
-    };
+    let (model, latents, direction) = latents_and_direction();
+    let host =
+        |l: &Latents| -> Vec<Vec<f64>> { l.levels.iter().map(|t| to_f64_vec(t.clone())).collect() };
     let (eps, dir) = (host(&latents), host(&direction));
     for alpha in [-1.5, -0.5, 0.0, 0.25, 1.0, 2.0] {
         // ε + α·d by hand: the direction is one image's worth of values, repeated per image.
@@ -164,7 +168,7 @@ fn moving_along_a_direction_adds_alpha_times_it_to_every_image_latent() {
             assert!(worst < 1e-12, "α = {alpha}: latents off by {worst:.3e}");
         }
         // The moved images are the decoding of the hand-moved latents.
-        let by_hand = glowflow::Latents {
+        let by_hand = Latents {
             levels: expected
                 .iter()
                 .zip(&latents.levels)
