@@ -71,41 +71,6 @@ fn set_eval_batch_size(run: &Path, size: usize) {
     std::fs::write(&path, train.to_string()).expect("write train.json");
 }
 
-/// Test bits/dim of the run's model in f32, computed here from the model's `log_prob`: the run's
-/// test images in batches of its `eval_batch_size`, batch `b` dequantised with the noise of
-/// evaluation stream `b` of `seed`, `x = (v + u) / 256 - 0.5`, averaged over the images.
-fn library_test_bpd(run: &Path, seed: u64) -> f64 {
-    use glowflow::train::batches::{gather, stream_rng, EVAL_STREAM};
-    let device = common::f32_device();
-    let model = glowflow::load_model(run, &device).expect("load the run");
-    let (_, train) = glowflow::train::trainer::read_run_configs(run).expect("run configs");
-    let test = train
-        .data
-        .load(
-            glowflow::data::dataset::Split::Test,
-            &model.config().image,
-            &mut |_| {},
-        )
-        .expect("test set");
-    let dims = test.image_size() as f64;
-    let indices: Vec<usize> = (0..test.len()).collect();
-    let mut total = 0.0;
-    for (b, batch) in indices.chunks(train.eval_batch_size).enumerate() {
-        let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
-        let batch = gather(&test, batch, &mut noise_rng, b as u64);
-        let (images, noise, classes) = batch
-            .to_tensors(test.shape, model.config().n_classes, &device)
-            .expect("tensors");
-        let x = (images + noise) / 256.0 - 0.5;
-        let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
-        total += glowflow::tensor_ops::to_f64_vec(log_prob)
-            .iter()
-            .map(|lp| -(lp - dims * 256f64.ln()) / (dims * std::f64::consts::LN_2))
-            .sum::<f64>();
-    }
-    total / test.len() as f64
-}
-
 #[test]
 fn new_then_sample_writes_a_png_grid() {
     let dir = scratch_dir("sample");
@@ -285,7 +250,7 @@ fn train_then_sample_and_eval_from_the_run_directory() {
         let bpd = number_after(&printed, "test bits/dim:");
         assert_eq!(number_after(&printed, "("), 16.0, "images: {printed}");
         assert_eq!(number_after(&printed, "noise seed"), 0.0, "{printed}");
-        let expected = library_test_bpd(&run, 0);
+        let expected = common::test_bpd_by_hand(&run, 0);
         println!("eval batch {eval_batch:?}: CLI {bpd}, library {expected}");
         assert!(
             (bpd - expected).abs() < 2e-5,

@@ -153,3 +153,29 @@ fn a_5_bit_model_scores_and_reconstructs_5_bit_images() {
         "{levels:?}"
     );
 }
+
+#[test]
+fn a_tiny_5_bit_run_reports_5_bit_test_bits_per_dim() {
+    let dir = TempDir::new("five-bit-run");
+    write_idx_dataset(&dir.0, 48, 16, 8);
+    let model = glowflow::GlowConfig {
+        n_bits: 5,
+        ..grey8_config(8)
+    };
+    let train_config = tiny_train_config(&dir.0);
+    let run = dir.path("run");
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let summary =
+        glowflow::train::trainer::train(&run, &model, &train_config, false, &never, &mut |_| {})
+            .expect("a 5-bit run trains");
+    assert_eq!(summary.step, train_config.steps);
+    let reported = summary.test_bpd.expect("a final evaluation");
+    let by_hand = test_bpd_by_hand(&run, train_config.seed);
+    println!("5-bit run: test {reported:.6} bits/dim reported, {by_hand:.6} computed here");
+    assert!(
+        (reported - by_hand).abs() < 1e-5,
+        "reported {reported} vs {by_hand}"
+    );
+    let loaded = glowflow::load_model(&run, &f32_device()).expect("the saved model");
+    assert_eq!(loaded.config().n_bits, 5, "the run saves its 5-bit config");
+}

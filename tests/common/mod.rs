@@ -432,3 +432,42 @@ pub fn recompute_vs_backprop(
     assert!(trained > 10, "{what}: only {trained} trained parameters");
     worst_relative_error(&grads_rc, &grads_bp)
 }
+
+/// Test bits/dim of the model saved in `run`, in f32, computed here from the model's `log_prob`
+/// the way the run's evaluations promise to: its test images in batches of its
+/// `eval_batch_size`, batch `b` dequantised with the noise of evaluation stream `b` of `seed`,
+/// `x = (floor(v / 2^(8-n)) + u) / 2^n - 0.5`, and `n - log p(x) / (D log 2)` averaged over
+/// the images (`n` = the model's `n_bits`).
+pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
+    use glowflow::train::batches::{gather, stream_rng, EVAL_STREAM};
+    let device = f32_device();
+    let model = glowflow::load_model(run, &device).expect("load the run");
+    let (_, train) = glowflow::train::trainer::read_run_configs(run).expect("run configs");
+    let test = train
+        .data
+        .load(
+            glowflow::data::dataset::Split::Test,
+            &model.config().image,
+            &mut |_| {},
+        )
+        .expect("test set");
+    let n_bits = model.config().n_bits;
+    let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
+    let dims = test.image_size() as f64;
+    let indices: Vec<usize> = (0..test.len()).collect();
+    let mut total = 0.0;
+    for (b, batch) in indices.chunks(train.eval_batch_size).enumerate() {
+        let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
+        let batch = gather(&test, batch, &mut noise_rng, b as u64);
+        let (images, noise, classes) = batch
+            .to_tensors(test.shape, model.config().n_classes, &device)
+            .expect("tensors");
+        let x = ((images / reduce).floor() + noise) / bins - 0.5;
+        let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
+        total += to_f64_vec(log_prob)
+            .iter()
+            .map(|lp| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2))
+            .sum::<f64>();
+    }
+    total / test.len() as f64
+}
