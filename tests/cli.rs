@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::scratch_dir;
@@ -44,6 +45,30 @@ fn png_header(bytes: &[u8]) -> (u32, u32, u8) {
     let be =
         |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     (be(16), be(20), bytes[25])
+}
+
+/// The number that follows the first `label` in `text` (after optional spaces), e.g. `3.25` in
+/// `"test bits/dim: 3.25 (16 images)"` for the label `"test bits/dim:"`.
+fn number_after(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"));
+    let rest = text[at + label.len()..].trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e')))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {label:?} in {text}"))
+}
+
+/// Sets `eval_batch_size` in the run's train.json (what `glowflow eval` batches by).
+fn set_eval_batch_size(run: &Path, size: usize) {
+    let path = run.join("train.json");
+    let mut train: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("train.json")).expect("json");
+    train["eval_batch_size"] = size.into();
+    std::fs::write(&path, train.to_string()).expect("write train.json");
 }
 
 #[test]
@@ -207,20 +232,37 @@ fn train_then_sample_and_eval_from_the_run_directory() {
         (2 * 9 + 1, 2 * 9 + 1, 0)
     );
 
-    let out = glowflow(&["eval", "--model", run_arg]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bpd: f64 = stdout
-        .split_whitespace()
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("`test bits/dim: X` in {stdout}"));
-    assert!(bpd > 0.0 && bpd < 9.0, "{bpd}");
-    assert!(stdout.contains("16 images"), "{stdout}");
+    // `eval` prints the library's figure: the mean over the test images, batch by batch, of
+    // -(log p(x) - D·log 256) / (D·log 2) with the seeded noise of each batch. Checked with the
+    // run's batch of 500 (one batch) and again with batches of 6 (6 + 6 + 4 images).
+    let train_test_bpd = number_after(&stdout, ", test ");
+    for eval_batch in [None, Some(6)] {
+        if let Some(size) = eval_batch {
+            set_eval_batch_size(&run, size);
+        }
+        let out = glowflow(&["eval", "--model", run_arg]);
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bpd = number_after(&printed, "test bits/dim:");
+        assert_eq!(number_after(&printed, "("), 16.0, "images: {printed}");
+        assert_eq!(number_after(&printed, "noise seed"), 0.0, "{printed}");
+        let expected = common::test_bpd_by_hand(&run, 0);
+        println!("eval batch {eval_batch:?}: CLI {bpd}, library {expected}");
+        assert!(
+            (bpd - expected).abs() < 2e-5,
+            "`glowflow eval` printed {bpd}, the library computes {expected:.6}"
+        );
+        if eval_batch.is_none() {
+            assert!(
+                (train_test_bpd - expected).abs() < 1e-4,
+                "train's final test {train_test_bpd} vs {expected:.6}"
+            );
+        }
+    }
 
     // The latent-space tools read the run and its test images.
     let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
@@ -327,11 +369,13 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
         checkpoints >= 2,
         "the initial checkpoint and the one written on SIGTERM"
     );
-    let stopped_at: u64 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .expect("`run RUN: N steps, ...` on stdout");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let run_label = format!("run {}:", run.display());
+    let stopped_at = number_after(&stdout, &run_label) as u64;
+    assert!(
+        stdout.contains(&format!("{run_label} {stopped_at} steps")),
+        "{stdout}"
+    );
     assert!((3..100000).contains(&stopped_at), "{stopped_at}");
 
     let target = (stopped_at + 2).to_string();

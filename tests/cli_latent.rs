@@ -7,7 +7,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{scratch_dir, write_idx_dataset};
+use common::{f32_device, max_abs_diff, perturb, scratch_dir, write_idx_dataset};
+use glowflow::io::latent_file::load_latents;
+use glowflow::tensor_ops::{from_f64, to_f64_vec};
+use glowflow::{load_model, save_model, Latents};
 
 fn glowflow(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_glowflow"))
@@ -68,7 +71,9 @@ fn test_images(dir: &Path) -> Vec<Vec<u8>> {
     bytes[16..].chunks(64).map(<[u8]>::to_vec).collect()
 }
 
-/// A data-initialised-free 1x8x8 model (random weights): enough for exactness checks.
+/// A model built by `glowflow new` (no data-dependent init): its couplings and priors end in
+/// zero-initialised convolutions, so as written it is a linear map (ActNorm identity, rotations,
+/// `sigmoid(2)` coupling scales).
 fn new_model(dir: &Path, image: &str) -> String {
     let model = dir.join(format!("model-{image}"));
     let model = model.to_str().expect("utf-8").to_string();
@@ -79,12 +84,70 @@ fn new_model(dir: &Path, image: &str) -> String {
     model
 }
 
+/// The spread of every trained parameter: `N(0, 0.05²)` noise.
+const PERTURBATION: f64 = 0.05;
+
+/// `new_model` with every trained parameter perturbed by [`PERTURBATION`] (and saved over it),
+/// so that the commands below go through non-trivial couplings and priors. Checks, on the
+/// test images, that the perturbation moved the latents by more than 20 % and made the map
+/// non-linear (log|det| differs between images), and returns the perturbed model's latents of
+/// `indices` as the library computes them.
+fn perturbed_model(dir: &Path, image: &str, indices: &[usize]) -> (String, Latents) {
+    let path = new_model(dir, image);
+    let device = f32_device();
+    let built = load_model(Path::new(&path), &device).expect("load the new model");
+    let model = perturb(built.clone(), PERTURBATION, 11);
+    save_model(&model, Path::new(&path)).expect("save the perturbed model");
+    let originals = test_images(dir);
+    let pixels: Vec<f64> = indices
+        .iter()
+        .flat_map(|&i| {
+            originals[i]
+                .iter()
+                .map(|&v| (f64::from(v) + 0.5) / 256.0 - 0.5)
+        })
+        .collect();
+    let x = from_f64(pixels, [indices.len(), 1, 8, 8], &device);
+    let flat = |l: &Latents| -> Vec<f64> {
+        l.levels
+            .iter()
+            .flat_map(|t| to_f64_vec(t.clone()))
+            .collect()
+    };
+    let (before, ld_before) = built.encode(x.clone(), None).expect("encode");
+    let (after, ld_after) = model.encode(x, None).expect("encode");
+    let (before_v, after_v) = (flat(&before), flat(&after));
+    let moved = before_v
+        .iter()
+        .zip(&after_v)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        / before_v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let spread = |ld: Vec<f64>| {
+        ld.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v))
+            - ld.iter().fold(f64::INFINITY, |m, v| m.min(*v))
+    };
+    let (spread_before, spread_after) =
+        (spread(to_f64_vec(ld_before)), spread(to_f64_vec(ld_after)));
+    println!("{image}: perturbation moved the latents by {moved:.3} (relative); log|det| spread over images {spread_before:.2e} -> {spread_after:.2e}");
+    assert!(
+        moved > 0.2,
+        "the perturbation moved the latents by only {moved:.3e}"
+    );
+    assert!(
+        spread_before < 1e-3 && spread_after > 0.1,
+        "log|det| spreads {spread_before:.3e} -> {spread_after:.3e}"
+    );
+    (path, after)
+}
+
 #[test]
 fn encode_then_decode_reproduces_the_images_through_the_files() {
     let dir = scratch_dir("encode");
     write_idx_dataset(&dir, 24, 8, 8);
     let data = dir.to_str().expect("utf-8");
-    let model = new_model(&dir, "1x8x8");
+    let (model, expected) = perturbed_model(&dir, "1x8x8", &[0, 3, 5]);
     let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
 
     // Test images by index.
@@ -101,6 +164,17 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
         "--out",
         &path("z.safetensors"),
     ]);
+    // The file holds the perturbed model's latents: the commands ran through its couplings.
+    let reloaded = load_model(Path::new(&model), &f32_device()).expect("load");
+    let (written, _) =
+        load_latents(&dir.join("z.safetensors"), &reloaded, &f32_device()).expect("latents");
+    for (a, b) in written.levels.iter().zip(&expected.levels) {
+        let gap = max_abs_diff(a.clone(), b.clone());
+        assert!(
+            gap < 1e-5,
+            "written latents differ from the library's by {gap:.3e}"
+        );
+    }
     succeeds(&[
         "decode",
         "--model",
@@ -216,7 +290,7 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
     let dir = scratch_dir("manipulate");
     write_idx_dataset(&dir, 40, 8, 8);
     let data = dir.to_str().expect("utf-8");
-    let model = new_model(&dir, "1x8x8");
+    let (model, _) = perturbed_model(&dir, "1x8x8", &[0, 1]);
     let out = dir.join("moved.png");
     let out_arg = out.to_str().expect("utf-8");
     let args = [

@@ -16,7 +16,7 @@ use glowflow::latent::{
     reconstruct_keeping_top, temperature_sweep,
 };
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{CouplingKind, Glow, GlowConfig, PermutationKind};
+use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 use rand::{Rng, SeedableRng};
 
 /// A 1x4x4 model with the default layers.
@@ -101,12 +101,20 @@ fn reconstruction_keeps_exactly_the_top_levels() {
     assert!(reconstruct_keeping_top(&model, x, 3, 1.0, &mut rng()).is_err());
 }
 
-#[test]
-fn attribute_direction_is_the_difference_of_class_means() {
+/// Which of the six images of [`model_and_images`] have the attribute.
+const FLAGS: [bool; 6] = [true, false, true, true, false, false];
+
+/// The model, the latents of its six images and their attribute direction for [`FLAGS`].
+fn latents_and_direction() -> (Glow, Latents, Latents) {
     let (model, x) = model_and_images();
     let (latents, _) = model.encode(x, None).expect("encode");
-    let flags = [true, false, true, true, false, false];
-    let direction = attribute_direction(&latents, &flags).expect("direction");
+    let direction = attribute_direction(&latents, &FLAGS).expect("direction");
+    (model, latents, direction)
+}
+
+#[test]
+fn attribute_direction_is_the_difference_of_class_means() {
+    let (_, latents, direction) = latents_and_direction();
     for (eps, dir) in latents.levels.iter().zip(&direction.levels) {
         let per_image: Vec<Vec<f64>> = (0..6)
             .map(|i| to_f64_vec(eps.clone().narrow(0, i, 1)))
@@ -115,7 +123,7 @@ fn attribute_direction_is_the_difference_of_class_means() {
         let mean = |want: bool| -> Vec<f64> {
             let chosen: Vec<&Vec<f64>> = per_image
                 .iter()
-                .zip(flags)
+                .zip(FLAGS)
                 .filter(|(_, f)| *f == want)
                 .map(|(v, _)| v)
                 .collect();
@@ -126,20 +134,67 @@ fn attribute_direction_is_the_difference_of_class_means() {
         let (with, without) = (mean(true), mean(false));
         let expected: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a - b).collect();
         let got = to_f64_vec(dir.clone());
-        let worst = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = max_abs_gap(&got, &expected);
         assert!(
             worst < 1e-12,
             "direction differs from the independent means by {worst}"
         );
     }
-    let moved = move_along(&latents, &direction, 0.0);
-    assert!(max_abs_diff(moved.levels[0].clone(), latents.levels[0].clone()) == 0.0);
     let err = attribute_direction(&latents, &[true; 6]).expect_err("no image without");
     assert!(err.to_string().contains("0 without"), "{err}");
+}
+
+#[test]
+fn moving_along_a_direction_adds_alpha_times_it_to_every_image_latent() {
+    let (model, latents, direction) = latents_and_direction();
+    let host =
+        |l: &Latents| -> Vec<Vec<f64>> { l.levels.iter().map(|t| to_f64_vec(t.clone())).collect() };
+    let (eps, dir) = (host(&latents), host(&direction));
+    for alpha in [-1.5, -0.5, 0.0, 0.25, 1.0, 2.0] {
+        // ε + α·d by hand: the direction is one image's worth of values, repeated per image.
+        let expected: Vec<Vec<f64>> = eps
+            .iter()
+            .zip(&dir)
+            .map(|(e, d)| {
+                e.iter()
+                    .enumerate()
+                    .map(|(i, v)| v + alpha * d[i % d.len()])
+                    .collect()
+            })
+            .collect();
+        let moved = move_along(&latents, &direction, alpha);
+        for (got, want) in host(&moved).iter().zip(&expected) {
+            let worst = max_abs_gap(got, want);
+            assert!(worst < 1e-12, "α = {alpha}: latents off by {worst:.3e}");
+        }
+        // The moved images are the decoding of the hand-moved latents.
+        let by_hand = Latents {
+            levels: expected
+                .iter()
+                .zip(&latents.levels)
+                .map(|(v, t)| glowflow::tensor_ops::from_f64(v.clone(), t.dims(), &t.device()))
+                .collect(),
+        };
+        let (want, _) = model.decode(&by_hand, None).expect("decode");
+        let (got, _) = model.decode(&moved, None).expect("decode");
+        let (original, _) = model.decode(&latents, None).expect("decode");
+        assert!(
+            max_abs_diff(got.clone(), want) < 1e-10,
+            "α = {alpha}: images"
+        );
+        let shift = max_abs_diff(got, original);
+        assert_eq!(
+            alpha == 0.0,
+            shift < 1e-12,
+            "α = {alpha} moves images by {shift:.3e}"
+        );
+    }
+    // Linear in α: two moves add up to one.
+    let twice = move_along(&move_along(&latents, &direction, 0.75), &direction, -2.0);
+    let once = move_along(&latents, &direction, -1.25);
+    for (a, b) in twice.levels.iter().zip(&once.levels) {
+        assert!(max_abs_diff(a.clone(), b.clone()) < 1e-12, "α adds up");
+    }
 }
 
 /// Ten random labelled 1x4x4 images, labels 0, 1, 2, 0, 1, ...

@@ -1,12 +1,12 @@
 //! Helpers shared by the integration tests: an f64 device, random weights, and the brute-force
-//! Jacobian the log-determinants are checked against.
+//! Jacobian the log-determinants are checked against (with a determinant of its own, so that the
+//! oracle shares no code with the layers it checks).
 #![allow(dead_code)]
 
 use std::sync::Once;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
-use glowflow::host_linalg::log_abs_det;
 use glowflow::tensor_ops::{from_f64, replace_value, to_f64_vec};
 use rand::{Rng, SeedableRng};
 
@@ -110,7 +110,38 @@ pub fn brute_force_log_det(f: impl Fn(Tensor<4>) -> Vec<f64>, x: &Tensor<4>) -> 
             jacobian[i * n + j] = (f_plus[i] - f_minus[i]) / (2.0 * h);
         }
     }
-    log_abs_det(&jacobian, n)
+    log_abs_det_qr(&jacobian, n)
+}
+
+/// `log|det A|` of a row-major `n x n` matrix in f64 by Householder QR: `A = Q R` with `Q`
+/// orthogonal, so `|det A| = Π |R_kk|`, and the reflection that clears column `k` below the
+/// diagonal leaves `|R_kk|` = the norm of that column's remaining part. A different
+/// factorisation from the library's LU (`host_linalg::log_abs_det`), on purpose. `-inf` for a
+/// singular matrix.
+pub fn log_abs_det_qr(a: &[f64], n: usize) -> f64 {
+    assert_eq!(a.len(), n * n, "a square matrix");
+    let mut r = a.to_vec();
+    let mut log_det = 0.0;
+    for k in 0..n {
+        let norm = (k..n).map(|i| r[i * n + k].powi(2)).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        log_det += norm.ln();
+        // v = x - α e₁ with α = -sign(x₀)·‖x‖ (no cancellation); H = I - 2 v vᵀ / vᵀv.
+        let alpha = if r[k * n + k] > 0.0 { -norm } else { norm };
+        let mut v: Vec<f64> = (k..n).map(|i| r[i * n + k]).collect();
+        v[0] -= alpha;
+        let v_norm2: f64 = v.iter().map(|x| x * x).sum();
+        for j in k..n {
+            let dot: f64 = (k..n).map(|i| v[i - k] * r[i * n + j]).sum();
+            let f = 2.0 * dot / v_norm2;
+            for i in k..n {
+                r[i * n + j] -= f * v[i - k];
+            }
+        }
+    }
+    log_det
 }
 
 /// Sample `i` of a batch, as a batch of one.
@@ -118,12 +149,19 @@ pub fn sample(x: &Tensor<4>, i: usize) -> Tensor<4> {
     x.clone().narrow(0, i, 1)
 }
 
-/// Largest absolute elementwise difference.
+/// Largest absolute elementwise difference; infinite when any value is not finite (a NaN must
+/// fail every `<` bound, and `f64::max` would drop it).
 pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
-    to_f64_vec(a)
-        .iter()
-        .zip(to_f64_vec(b))
+    max_abs_gap(&to_f64_vec(a), &to_f64_vec(b))
+}
+
+/// [`max_abs_diff`] of host values (same length).
+pub fn max_abs_gap(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "values to compare pair up");
+    a.iter()
+        .zip(b)
         .map(|(x, y)| (x - y).abs())
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max)
 }
 
@@ -393,4 +431,43 @@ pub fn recompute_vs_backprop(
     let trained = grads_bp.iter().filter(|g| g.is_some()).count();
     assert!(trained > 10, "{what}: only {trained} trained parameters");
     worst_relative_error(&grads_rc, &grads_bp)
+}
+
+/// Test bits/dim of the model saved in `run`, in f32, computed here from the model's `log_prob`
+/// the way the run's evaluations promise to: its test images in batches of its
+/// `eval_batch_size`, batch `b` dequantised with the noise of evaluation stream `b` of `seed`,
+/// `x = (floor(v / 2^(8-n)) + u) / 2^n - 0.5`, and `n - log p(x) / (D log 2)` averaged over
+/// the images (`n` = the model's `n_bits`).
+pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
+    use glowflow::data::batches::{gather, stream_rng, EVAL_STREAM};
+    let device = f32_device();
+    let model = glowflow::load_model(run, &device).expect("load the run");
+    let (_, train) = glowflow::train::config::read_run_configs(run).expect("run configs");
+    let test = train
+        .data
+        .load(
+            glowflow::data::dataset::Split::Test,
+            &model.config().image,
+            &mut |_| {},
+        )
+        .expect("test set");
+    let n_bits = model.config().n_bits;
+    let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
+    let dims = test.image_size() as f64;
+    let indices: Vec<usize> = (0..test.len()).collect();
+    let mut total = 0.0;
+    for (b, batch) in indices.chunks(train.eval_batch_size).enumerate() {
+        let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
+        let batch = gather(&test, batch, &mut noise_rng, b as u64);
+        let (images, noise, classes) = batch
+            .to_tensors(test.shape, model.config().n_classes, &device)
+            .expect("tensors");
+        let x = ((images / reduce).floor() + noise) / bins - 0.5;
+        let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
+        total += to_f64_vec(log_prob)
+            .iter()
+            .map(|lp| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2))
+            .sum::<f64>();
+    }
+    total / test.len() as f64
 }

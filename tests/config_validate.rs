@@ -1,0 +1,137 @@
+//! `TrainConfig::validate`, table-driven: every preset is valid, each invalid value of a field
+//! is a config error that names the field (and the value where there is one to show), and the
+//! boundary values that are allowed stay allowed.
+
+use glowflow::train::config::TrainConfig;
+use glowflow::train::presets::{preset, PRESETS};
+use glowflow::GlowError;
+
+/// A change to a valid config.
+type Edit = fn(&mut TrainConfig);
+
+/// The fashion-mnist preset's training config with `edit` applied.
+fn edited(edit: Edit) -> TrainConfig {
+    let (_, mut train) = preset("fashion-mnist").expect("preset");
+    edit(&mut train);
+    train
+}
+
+#[test]
+fn every_preset_is_valid() {
+    for name in PRESETS {
+        let (_, train) = preset(name).expect("preset");
+        train
+            .validate()
+            .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+    }
+}
+
+#[test]
+fn each_invalid_field_is_an_error_that_names_it() {
+    // (what is wrong, the edit, what the message must contain)
+    let cases: [(&str, Edit, &[&str]); 20] = [
+        (
+            "batch_size 0",
+            |t| t.batch_size = 0,
+            &["batch_size", "at least 1"],
+        ),
+        (
+            "eval_batch_size 0",
+            |t| t.eval_batch_size = 0,
+            &["eval_batch_size"],
+        ),
+        ("lr 0", |t| t.lr = 0.0, &["lr = 0", "positive"]),
+        ("lr < 0", |t| t.lr = -1e-3, &["lr = -0.001"]),
+        ("lr NaN", |t| t.lr = f64::NAN, &["lr = NaN"]),
+        ("lr infinite", |t| t.lr = f64::INFINITY, &["lr = inf"]),
+        (
+            "ema_decay 1",
+            |t| t.ema_decay = 1.0,
+            &["ema_decay = 1", "[0, 1)"],
+        ),
+        (
+            "ema_decay < 0",
+            |t| t.ema_decay = -0.5,
+            &["ema_decay = -0.5"],
+        ),
+        (
+            "ema_decay NaN",
+            |t| t.ema_decay = f64::NAN,
+            &["ema_decay = NaN"],
+        ),
+        ("beta1 1", |t| t.optimizer.beta1 = 1.0, &["beta", "[0, 1)"]),
+        ("beta2 < 0", |t| t.optimizer.beta2 = -0.1, &["beta"]),
+        ("epsilon 0", |t| t.optimizer.epsilon = 0.0, &["epsilon"]),
+        (
+            "epsilon NaN",
+            |t| t.optimizer.epsilon = f64::NAN,
+            &["epsilon"],
+        ),
+        (
+            "grad_clip_norm < 0",
+            |t| t.grad_clip_norm = -1.0,
+            &["grad_clip_norm = -1"],
+        ),
+        (
+            "grad_clip_norm NaN",
+            |t| t.grad_clip_norm = f64::NAN,
+            &["grad_clip_norm = NaN"],
+        ),
+        (
+            "grad_clip_norm inf",
+            |t| t.grad_clip_norm = f64::INFINITY,
+            &["grad_clip_norm = inf"],
+        ),
+        ("init_images 0", |t| t.init_images = 0, &["init_images"]),
+        (
+            "checkpoint_every 0",
+            |t| t.checkpoint_every = 0,
+            &["checkpoint_every"],
+        ),
+        ("log_every 0", |t| t.log_every = 0, &["log_every"]),
+        (
+            "keep_checkpoints 0",
+            |t| t.keep_checkpoints = 0,
+            &["keep_checkpoints"],
+        ),
+    ];
+    for (what, edit, facts) in cases {
+        match edited(edit).validate() {
+            Err(err @ GlowError::Config(_)) => {
+                let msg = err.to_string();
+                for fact in facts {
+                    assert!(msg.contains(fact), "{what}: no {fact:?} in {msg:?}");
+                }
+            }
+            Err(other) => panic!("{what}: expected a config error, got {other}"),
+            Ok(()) => panic!("{what}: accepted"),
+        }
+    }
+}
+
+#[test]
+fn boundary_values_that_make_sense_are_accepted() {
+    let cases: [(&str, Edit); 7] = [
+        ("batches of 1", |t| {
+            (t.batch_size, t.eval_batch_size) = (1, 1)
+        }),
+        ("no EMA", |t| t.ema_decay = 0.0),
+        ("EMA just below 1", |t| t.ema_decay = 0.999_999),
+        ("no clipping", |t| t.grad_clip_norm = 0.0),
+        ("beta1 0 (no momentum)", |t| t.optimizer.beta1 = 0.0),
+        ("a tiny learning rate", |t| t.lr = 1e-12),
+        ("one of everything", |t| {
+            (
+                t.init_images,
+                t.checkpoint_every,
+                t.log_every,
+                t.keep_checkpoints,
+            ) = (1, 1, 1, 1)
+        }),
+    ];
+    for (what, edit) in cases {
+        edited(edit)
+            .validate()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
