@@ -6,14 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::scratch_dir;
-
-fn glowflow(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_glowflow"))
-        .args(args)
-        .output()
-        .expect("the glowflow binary runs")
-}
+use common::{glowflow, scratch_dir};
 
 /// A tiny model and run on the synthetic 8x8 dataset: every step logged, nothing evaluated or
 /// sampled before the end.

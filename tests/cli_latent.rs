@@ -5,32 +5,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{f32_device, max_abs_diff, perturb, scratch_dir, write_idx_dataset};
+use common::{f32_device, fails, max_abs_diff, perturb, scratch_dir, succeeds, write_idx_dataset};
 use glowflow::io::latent_file::load_latents;
 use glowflow::tensor_ops::{from_f64, to_f64_vec};
 use glowflow::{load_model, save_model, Latents};
 
-fn glowflow(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_glowflow"))
-        .args(args)
-        .output()
-        .expect("the glowflow binary runs")
-}
-
-fn succeeds(args: &[&str]) -> String {
-    let out = glowflow(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    stderr
-}
-
 /// Runs a command that must fail, and checks that its message mentions every one of `facts`.
-fn fails(args: &[&str], facts: &[&str]) {
-    let out = glowflow(args);
-    assert!(!out.status.success(), "{args:?} should fail");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn fails_mentioning(args: &[&str], facts: &[&str]) {
+    let stderr = fails(args);
     for fact in facts {
         assert!(stderr.contains(fact), "{args:?}: no {fact:?} in {stderr}");
     }
@@ -245,7 +228,7 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
 
     // An image of the wrong size, and latents decoded by another architecture.
     write_png(&dir.join("big.png"), 16, &[90; 256]);
-    fails(
+    fails_mentioning(
         &[
             "encode",
             "--model",
@@ -258,7 +241,7 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
         &["big.png is 16x16 pixels but the model takes 8x8"],
     );
     assert!(!dir.join("x.safetensors").exists());
-    fails(
+    fails_mentioning(
         &[
             "encode",
             "--model",
@@ -271,7 +254,7 @@ fn encode_then_decode_reproduces_the_images_through_the_files() {
         &["missing.png", "check the path"],
     );
     let other = new_model(&dir, "1x16x16");
-    fails(
+    fails_mentioning(
         &[
             "decode",
             "--model",
@@ -309,7 +292,7 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
         "--out",
         out_arg,
     ];
-    let stderr = succeeds(&args);
+    let (_, stderr) = succeeds(&args);
     assert!(
         stderr.contains("10 training images with it, 30 without") && stderr.contains("written to"),
         "{stderr}"
@@ -326,11 +309,11 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
         assert_ne!(&grid_cell(&grid, row, 2), original, "alpha 1 moves it");
     }
     assert!(
-        succeeds(&args).contains("cached in"),
+        succeeds(&args).1.contains("cached in"),
         "the second run reads the cache"
     );
 
-    fails(
+    fails_mentioning(
         &[
             "manipulate",
             "--model",
@@ -345,7 +328,7 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
         &["no class `hat`", "0, 1, 2"],
     );
     let other = new_model(&dir, "1x16x16");
-    fails(
+    fails_mentioning(
         &[
             "manipulate",
             "--model",

@@ -10,35 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::ValueEnum;
-use common::TempDir;
+use common::{fails, glowflow, succeeds, TempDir};
 use glowflow::train::optimizer::OptimizerKind;
 use glowflow::{CouplingKind, HiddenNorm, Padding, PermutationKind};
-
-fn glowflow(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_glowflow"))
-        .args(args)
-        .output()
-        .expect("the glowflow binary runs")
-}
-
-fn succeeds(args: &[&str]) -> String {
-    let out = glowflow(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command that must fail cleanly (an error message, no panic), and returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = glowflow(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    stderr
-}
 
 /// The serde (config-file) name of each command-line value of `T`, beside the value.
 fn names<T: ValueEnum + serde::Serialize>() -> Vec<(String, String)> {
@@ -269,7 +243,7 @@ fn resume_fixes_the_architecture_and_recipe_and_keeps_allowed_changes() {
         "a refused resume leaves train.json alone"
     );
 
-    let stdout = succeeds(&[
+    let (stdout, _) = succeeds(&[
         "train",
         "--resume",
         run_arg,
@@ -288,7 +262,7 @@ fn resume_fixes_the_architecture_and_recipe_and_keeps_allowed_changes() {
     assert_eq!(after["lr"], before["lr"]);
     assert_eq!(after["batch_shards"], before["batch_shards"]);
     // A later resume without flags keeps the new length: there is nothing left to train.
-    let stdout = succeeds(&["train", "--resume", run_arg]);
+    let (stdout, _) = succeeds(&["train", "--resume", run_arg]);
     assert!(stdout.contains("4 steps"), "{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
     assert_eq!(

@@ -471,3 +471,28 @@ pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
     }
     total / test.len() as f64
 }
+
+/// The `glowflow` binary of this build, run with `args`.
+pub fn glowflow(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        .args(args)
+        .output()
+        .expect("the glowflow binary runs")
+}
+
+/// Runs a command that must succeed, and returns its (stdout, stderr).
+pub fn succeeds(args: &[&str]) -> (String, String) {
+    let out = glowflow(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Runs a command that must fail cleanly (an error message, no panic), and returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = glowflow(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    stderr
+}
