@@ -168,14 +168,13 @@ fn lu_weight_starts_as_a_rotation_and_log_det_is_sum_of_log_s() {
     else {
         panic!("inv-conv with lu builds the LU layer");
     };
-    let w = to_f64_vec(layer.weight());
-    let w_t: Vec<f64> = (0..25).map(|k| w[(k % 5) * 5 + k / 5]).collect();
-    let wtw = glowflow::host_linalg::matmul(&w_t, &w, 5);
+    let w = nalgebra::DMatrix::from_row_slice(5, 5, &to_f64_vec(layer.weight()));
+    let wtw = w.transpose() * &w;
     for i in 0..5 {
         for j in 0..5 {
             let expected = if i == j { 1.0 } else { 0.0 };
             assert!(
-                (wtw[i * 5 + j] - expected).abs() < 1e-12,
+                (wtw[(i, j)] - expected).abs() < 1e-12,
                 "W is orthogonal at init"
             );
         }

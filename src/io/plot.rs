@@ -1,7 +1,19 @@
-//! Learning-curve charts: named (x, y) series drawn as a PNG line chart with axes, ticks, labels
-//! and a legend, using a built-in bitmap font (no font files or system libraries).
+//! Learning-curve charts: named (x, y) series, each with an optional shaded band, drawn as a PNG
+//! line chart with a title, axes, ticks, axis labels and a legend by `plotters` (bitmap backend).
+//!
+//! Text is set in DejaVu Sans embedded in the binary (`fonts/DejaVuSans.ttf`, Bitstream Vera
+//! licence, which allows bundling it: see `fonts/LICENSE-DejaVu.txt`) and rasterised by
+//! `ab_glyph`, so drawing reads no font file and needs no system font library.
 
+use std::error::Error;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::register_font;
 
 use super::atomic::write_atomic;
 use crate::error::{GlowError, Result};
@@ -13,54 +25,35 @@ pub struct Series {
     pub name: String,
     /// The (x, y) points, joined in order; non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
-    /// An optional band of (x, low, high), shaded in a light version of the curve's colour.
+    /// An optional band of (x, low, high), shaded in a translucent version of the curve's colour.
     pub band: Option<Vec<(f64, f64, f64)>>,
 }
 
-type Rgb = [u8; 3];
-/// A glyph: 8 rows of 5 pixels (bit 4 is the left column); capitals and digits use rows 0-6,
-/// row 7 holds descenders.
-type Glyph = [u8; 8];
+/// The embedded font, registered with plotters under [`FAMILY`] on first use.
+const FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+/// Series colours (matplotlib's tab10), reused in turn after the eighth series.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1F, 0x77, 0xB4),
+    RGBColor(0xFF, 0x7F, 0x0E),
+    RGBColor(0x2C, 0xA0, 0x2C),
+    RGBColor(0xD6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xBD),
+    RGBColor(0x8C, 0x56, 0x4B),
+    RGBColor(0xE3, 0x77, 0xC2),
+    RGBColor(0x17, 0xBE, 0xCF),
+];
+const GRID: RGBColor = RGBColor(228, 228, 228);
+const LEGEND_BORDER: RGBColor = RGBColor(150, 150, 150);
+/// The opacity of a band over the white background and over other bands.
+const BAND_OPACITY: f64 = 0.25;
+/// At most this many ticks (and grid lines) per axis.
+const MAX_TICKS: usize = 8;
+/// The smallest plot area, in pixels either way, worth drawing.
+const MIN_PLOT_AREA: u32 = 10;
 
-const WHITE: Rgb = [255, 255, 255];
-const BLACK: Rgb = [0, 0, 0];
-const GRID: Rgb = [228, 228, 228];
-const BORDER: Rgb = [150, 150, 150];
-/// Series colours as 0xRRGGBB, reused in turn after the eighth series.
-const PALETTE: [u32; 8] = [
-    0x1F77B4, 0xFF7F0E, 0x2CA02C, 0xD62728, 0x9467BD, 0x8C564B, 0xE377C2, 0x17BECF,
-];
-/// The font: each glyph's rows packed top row first into a u64.
-#[rustfmt::skip]
-const FONT: [(char, u64); 73] = [
-    (' ', 0x0000000000000000), ('0', 0x0E11131519110E00), ('1', 0x040C040404040E00),
-    ('2', 0x0E11010204081F00), ('3', 0x1F02040201110E00), ('4', 0x02060A121F020200),
-    ('5', 0x1F101E0101110E00), ('6', 0x0608101E11110E00), ('7', 0x1F01020408080800),
-    ('8', 0x0E11110E11110E00), ('9', 0x0E11110F01020C00), ('.', 0x00000000000C0C00),
-    (',', 0x00000000000C0408), ('-', 0x0000000E00000000), ('+', 0x0004041F04040000),
-    ('/', 0x0001020408100000), (':', 0x000C0C000C0C0000), ('(', 0x0204080808040200),
-    (')', 0x0804020202040800), ('=', 0x00001F001F000000), ('_', 0x000000000000001F),
-    ('a', 0x00000E010F110F00), ('b', 0x1010161911111E00), ('c', 0x00000E1010110E00),
-    ('d', 0x01010D1311110F00), ('e', 0x00000E111F100E00), ('f', 0x0609081C08080800),
-    ('g', 0x00000F11110F010E), ('h', 0x1010161911111100), ('i', 0x04000C0404040E00),
-    ('j', 0x020006020202120C), ('k', 0x1010121418141200), ('l', 0x0C04040404040E00),
-    ('m', 0x00001A1515111100), ('n', 0x0000161911111100), ('o', 0x00000E1111110E00),
-    ('p', 0x00001E11111E1010), ('q', 0x00000F11110F0101), ('r', 0x0000161910101000),
-    ('s', 0x00000F100E011E00), ('t', 0x08081C0808090600), ('u', 0x0000111111130D00),
-    ('v', 0x00001111110A0400), ('w', 0x0000111115150A00), ('x', 0x0000110A040A1100),
-    ('y', 0x00001111110F010E), ('z', 0x00001F0204081F00), ('A', 0x0E11111F11111100),
-    ('B', 0x1E11111E11111E00), ('C', 0x0E11101010110E00), ('D', 0x1C12111111121C00),
-    ('E', 0x1F10101E10101F00), ('F', 0x1F10101E10101000), ('G', 0x0E11101711110F00),
-    ('H', 0x1111111F11111100), ('I', 0x0E04040404040E00), ('J', 0x0702020202120C00),
-    ('K', 0x1112141814121100), ('L', 0x1010101010101F00), ('M', 0x111B151511111100),
-    ('N', 0x1111191513111100), ('O', 0x0E11111111110E00), ('P', 0x1E11111E10101000),
-    ('Q', 0x0E11111115120D00), ('R', 0x1E11111E14121100), ('S', 0x0F10100E01011E00),
-    ('T', 0x1F04040404040400), ('U', 0x1111111111110E00), ('V', 0x11111111110A0400),
-    ('W', 0x1111111515150A00), ('X', 0x11110A040A111100), ('Y', 0x1111110A04040400),
-    ('Z', 0x1F01020408101F00),
-];
-/// What a character missing from the font renders as: a small box.
-const BOX: Glyph = [0x00, 0x1F, 0x11, 0x11, 0x11, 0x1F, 0x00, 0x00];
+/// Coordinates of the plot area: data (x, y) to image pixels.
+type Coordinates = Cartesian2d<RangedCoordf64, RangedCoordf64>;
 
 /// Writes a line chart of `series` to `path` as a PNG (width x height pixels), with `x_label` and
 /// `y_label` as axis titles and `title` on top. Series get distinct colours and a legend.
@@ -75,101 +68,198 @@ pub fn write_line_chart(
     width: u32,
     height: u32,
 ) -> Result<()> {
-    let too_small = || GlowError::file(path, format!("a {width}x{height} chart is too small"));
-    let frame = chart_frame(series, title, width, height).ok_or_else(too_small)?;
-    let mut canvas = Canvas::new(width, height);
-    draw_grid(&mut canvas, &frame);
-    canvas.clip = [frame.left, frame.top, frame.right, frame.bottom];
-    for (i, s) in series.iter().enumerate() {
-        let band = s.band.as_deref().unwrap_or(&[]);
-        draw_band(&mut canvas, &frame, band, light(colour(i)));
+    let (rgb, _) = render(title, x_label, y_label, series, width, height)
+        .map_err(|e| GlowError::file(path, format!("cannot draw the chart: {e}")))?;
+    write_atomic(path, &encode_png(path, &rgb, width, height)?)
+}
+
+/// Draws the chart into RGB bytes (row-major, 3 per pixel), returning them with the plot area's
+/// coordinates.
+fn render(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    width: u32,
+    height: u32,
+) -> std::result::Result<(Vec<u8>, Coordinates), Box<dyn Error>> {
+    static FONT_REGISTERED: OnceLock<bool> = OnceLock::new();
+    if !*FONT_REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
+        return Err("the embedded font does not parse".into());
     }
-    for (i, s) in series.iter().enumerate() {
-        draw_curve(&mut canvas, &frame, &s.points, colour(i));
+    let (x_range, y_range) = data_ranges(series);
+    let layout = Layout::new(title, (&x_range, &y_range), width, height).ok_or_else(|| {
+        format!("a {width}x{height} chart is too small for its labels; draw it larger")
+    })?;
+    let mut rgb = vec![255; width as usize * height as usize * 3];
+    let coordinates = {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let coordinates = draw(
+            &root,
+            &layout,
+            (title, x_label, y_label),
+            series,
+            x_range,
+            y_range,
+        )?;
+        root.present()?;
+        coordinates
+    };
+    Ok((rgb, coordinates))
+}
+
+/// Text sizes and the margins around the plot area, all in pixels, scaled with the image.
+struct Layout {
+    text: f64,
+    title: f64,
+    margin: u32,
+    right_margin: u32,
+    tick: u32,
+    x_label_area: u32,
+    y_label_area: u32,
+}
+
+impl Layout {
+    /// The layout for a `width x height` image with the tick labels of `x_range` and `y_range`;
+    /// the title shrinks to fit the width. `None` when no plot area of [`MIN_PLOT_AREA`] is left.
+    fn new(
+        title: &str,
+        (x_range, y_range): (&Range<f64>, &Range<f64>),
+        width: u32,
+        height: u32,
+    ) -> Option<Layout> {
+        let text = (f64::from(width.min(height)) / 24.0).max(12.0);
+        let (margin, tick) = ((text * 0.6) as u32, (text * 0.35) as u32 + 2);
+        let fits = |&size: &f64| text_width(title, size) + 2 * margin <= width;
+        let title = [1.3, 1.15, 1.0, 0.85]
+            .map(|f| f * text)
+            .into_iter()
+            .find(fits)
+            .unwrap_or(0.85 * text);
+        let x_label_area = tick + (2.6 * text) as u32 + margin / 2;
+        let y_label_area = tick + widest_tick_label(y_range, text) + (1.6 * text) as u32 + margin;
+        // The last x tick label is centred on the right edge of the plot.
+        let right_margin = margin.max(widest_tick_label(x_range, text) / 2 + margin / 2);
+        let caption = (title * 1.5) as u32;
+        let plot_width = width.checked_sub(margin + right_margin + y_label_area)?;
+        let plot_height = height.checked_sub(2 * margin + x_label_area + caption)?;
+        (plot_width >= MIN_PLOT_AREA && plot_height >= MIN_PLOT_AREA).then_some(Layout {
+            text,
+            title,
+            margin,
+            right_margin,
+            tick,
+            x_label_area,
+            y_label_area,
+        })
     }
-    canvas.clip = [0, 0, canvas.width - 1, canvas.height - 1];
-    draw_axes(&mut canvas, &frame);
-    draw_titles(&mut canvas, &frame, title, x_label, y_label);
-    draw_legend(&mut canvas, &frame, series);
-    write_atomic(path, &encode_png(path, &canvas)?)
 }
 
-/// One axis: its data range and its ticks, multiples of a step m x 10^`exponent`.
-#[derive(Debug)]
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-    exponent: i32,
-}
-
-/// The plot area in pixels (inclusive edges), its axes, and the text scales.
-struct Frame {
-    x: Axis,
-    y: Axis,
-    left: i64,
-    right: i64,
-    top: i64,
-    bottom: i64,
-    scale: i64,
-    title_scale: i64,
-}
-
-impl Frame {
-    /// Maps a data point to its (rounded) pixel.
-    fn to_pixel(&self, x: f64, y: f64) -> (i64, i64) {
-        let fx = (x - self.x.lo) / (self.x.hi - self.x.lo);
-        let fy = (y - self.y.lo) / (self.y.hi - self.y.lo);
-        let px = self.left as f64 + fx * (self.right - self.left) as f64;
-        let py = self.bottom as f64 - fy * (self.bottom - self.top) as f64;
-        (px.round() as i64, py.round() as i64)
-    }
-}
-
-/// Lays out the chart: axes from the data (y padded by 5 %), margins from the label sizes.
-/// `None` when the image is too small for a plot area.
-fn chart_frame(series: &[Series], title: &str, width: u32, height: u32) -> Option<Frame> {
-    let (xs, ys) = data_values(series);
-    let (x_lo, x_hi) = range(&xs).unwrap_or((0.0, 1.0));
-    let (y_lo, y_hi) = range(&ys).unwrap_or((0.0, 1.0));
-    let y_pad = 0.05 * (y_hi - y_lo);
-    let (x, y) = (nice_axis(x_lo, x_hi), nice_axis(y_lo - y_pad, y_hi + y_pad));
-    let (w, h) = (i64::from(width), i64::from(height));
-    let scale = ((w.min(h) + 150) / 300).max(1);
-    let title_scale = scale + i64::from(text_width(title, scale + 1) < w);
-    let (pad, text_h, tick) = (4 * scale + 4, 8 * scale, 3 * scale + 2);
-    let left = pad + text_h + pad + widest_label(&y, scale) + tick + 2 * scale;
-    let right = w - pad - widest_label(&x, scale) / 2;
-    let (top, bottom) = (
-        2 * pad + 8 * title_scale,
-        h - 2 * pad - 2 * text_h - tick - 2 * scale,
-    );
-    (right - left >= 10 && bottom - top >= 10).then_some(Frame {
-        x,
-        y,
-        left,
-        right,
-        top,
-        bottom,
-        scale,
-        title_scale,
-    })
-}
-
-/// The width in pixels of the widest tick label of `axis`.
-fn widest_label(axis: &Axis, scale: i64) -> i64 {
-    let widths = axis
-        .ticks
-        .iter()
-        .map(|&t| text_width(&format_tick(t, axis.exponent), scale));
+/// The width in pixels of the widest tick label of an axis over `range`, at `size` pixels.
+fn widest_tick_label(range: &Range<f64>, size: f64) -> u32 {
+    let exponent = tick_exponent(range);
+    let ticks = RangedCoordf64::from(range.clone()).key_points(MAX_TICKS);
+    let widths = ticks
+        .into_iter()
+        .map(|v| text_width(&format_tick(v, exponent), size));
     widths.max().unwrap_or(0)
 }
 
-/// Every usable x and every usable y value of the points and bands.
-fn data_values(series: &[Series]) -> (Vec<f64>, Vec<f64>) {
+/// The width in pixels of `s` set at `size` pixels.
+fn text_width(s: &str, size: f64) -> u32 {
+    text_style(size).font.box_size(s).map_or(0, |(w, _)| w)
+}
+
+/// The embedded font at `size` pixels, in black.
+fn text_style(size: f64) -> TextStyle<'static> {
+    TextStyle::from((FAMILY, size).into_font()).color(&BLACK)
+}
+
+/// Draws the grid, the bands, the curves, the plot frame, the axes with their ticks and labels,
+/// the title and the legend on `root`.
+fn draw(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    layout: &Layout,
+    (title, x_label, y_label): (&str, &str, &str),
+    series: &[Series],
+    x_range: Range<f64>,
+    y_range: Range<f64>,
+) -> std::result::Result<Coordinates, Box<dyn Error>> {
+    root.fill(&WHITE)?;
+    let (x_exponent, y_exponent) = (tick_exponent(&x_range), tick_exponent(&y_range));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, text_style(layout.title))
+        .margin(layout.margin)
+        .margin_right(layout.right_margin)
+        .x_label_area_size(layout.x_label_area)
+        .y_label_area_size(layout.y_label_area)
+        .build_cartesian_2d(x_range, y_range)?;
+    chart
+        .configure_mesh()
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(BLACK)
+        .set_all_tick_mark_size(layout.tick)
+        .x_labels(MAX_TICKS)
+        .y_labels(MAX_TICKS)
+        .x_label_formatter(&|&v| format_tick(v, x_exponent))
+        .y_label_formatter(&|&v| format_tick(v, y_exponent))
+        .label_style(text_style(layout.text))
+        .axis_desc_style(text_style(layout.text))
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let outline = band_outline(s.band.as_deref().unwrap_or(&[]));
+        if outline.len() >= 4 {
+            let fill = colour(i).mix(BAND_OPACITY).filled();
+            chart.draw_series(std::iter::once(Polygon::new(outline, fill)))?;
+        }
+    }
+    let line_width = (layout.text / 8.0).round().max(2.0) as u32;
+    for (i, s) in series.iter().enumerate() {
+        let style = colour(i).stroke_width(line_width);
+        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(usable_point).collect();
+        if let [only] = points[..] {
+            chart.draw_series(std::iter::once(Circle::new(
+                only,
+                line_width,
+                style.filled(),
+            )))?;
+        }
+        // The legend sample is raised to the middle of the lower-case letters beside it.
+        let (sample, raise) = ((1.5 * layout.text) as i32, (0.1 * layout.text) as i32);
+        chart
+            .draw_series(LineSeries::new(points, style))?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new([(x, y - raise), (x + sample, y - raise)], style)
+            });
+    }
+    // The frame's left and bottom edges lie on the axis lines, just outside the plot area.
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let corners = [(xs.start - 1, ys.start), (xs.end - 1, ys.end)];
+    root.draw(&Rectangle::new(corners, BLACK))?;
+    if !series.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .margin(layout.margin)
+            .legend_area_size((2.0 * layout.text) as u32)
+            .background_style(WHITE)
+            .border_style(LEGEND_BORDER)
+            .label_font(text_style(layout.text))
+            .draw()?;
+    }
+    Ok(chart.as_coord_spec().clone())
+}
+
+/// The x and y ranges of the usable points and bands: x exactly, y padded by 5 % either side;
+/// `0..1` for an axis with no usable value, and a range widened when it is (nearly) empty.
+fn data_ranges(series: &[Series]) -> (Range<f64>, Range<f64>) {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for s in series {
-        for &(x, y) in s.points.iter().filter(|&&(x, y)| usable(x) && usable(y)) {
+        for &(x, y) in s.points.iter().filter(|p| usable_point(p)) {
             xs.push(x);
             ys.push(y);
         }
@@ -178,18 +268,10 @@ fn data_values(series: &[Series]) -> (Vec<f64>, Vec<f64>) {
             ys.extend([lo, hi]);
         }
     }
-    (xs, ys)
-}
-
-/// The band entries whose three values are all usable.
-fn band_points(band: &[(f64, f64, f64)]) -> impl Iterator<Item = &(f64, f64, f64)> {
-    band.iter()
-        .filter(|&&(x, lo, hi)| usable(x) && usable(lo) && usable(hi))
-}
-
-/// Whether a value can be plotted: finite and small enough that ranges of such values stay finite.
-fn usable(v: f64) -> bool {
-    v.is_finite() && v.abs() < 1e300
+    let (x_lo, x_hi) = widen_degenerate(range(&xs).unwrap_or((0.0, 1.0)));
+    let (y_lo, y_hi) = widen_degenerate(range(&ys).unwrap_or((0.0, 1.0)));
+    let y_pad = 0.05 * (y_hi - y_lo);
+    (x_lo..x_hi, y_lo - y_pad..y_hi + y_pad)
 }
 
 /// The smallest and largest value, `None` when there are none.
@@ -198,35 +280,8 @@ fn range(values: &[f64]) -> Option<(f64, f64)> {
     Some((lo, values.iter().copied().fold(lo, f64::max)))
 }
 
-/// The axis for `lo..hi`: the smallest 1, 2 or 5 x 10^k step giving at most 8 ticks inside the
-/// range; when that gives fewer than 4, the range is widened outward to the next ticks.
-fn nice_axis(lo: f64, hi: f64) -> Axis {
-    let (lo, hi) = widen_degenerate(lo, hi);
-    // A step of 10^k0 gives at least 10 ticks, and 5 x 10^(k0+1) at most 2.
-    let k0 = (hi - lo).log10().floor() as i32 - 1;
-    let (m, k) = [k0, k0 + 1]
-        .into_iter()
-        .flat_map(|k| [(1, k), (2, k), (5, k)])
-        .find(|&(m, k)| ticks_within(lo, hi, m, k).len() <= 8)
-        .expect("a step of 5 x 10^(k0+1) gives at most 2 ticks");
-    let (lo, hi) = if ticks_within(lo, hi, m, k).len() >= 4 {
-        (lo, hi)
-    } else {
-        let s = tick_value(1, m, k);
-        let (first, last) = ((lo / s).floor() as i64, (hi / s).ceil() as i64);
-        (tick_value(first, m, k), tick_value(last, m, k))
-    };
-    let ticks = ticks_within(lo, hi, m, k);
-    Axis {
-        lo,
-        hi,
-        ticks,
-        exponent: k,
-    }
-}
-
 /// Widens an empty or vanishingly small range so that it can carry ticks.
-fn widen_degenerate(lo: f64, hi: f64) -> (f64, f64) {
+fn widen_degenerate((lo, hi): (f64, f64)) -> (f64, f64) {
     if hi - lo > 1e-9 * lo.abs().max(hi.abs()) {
         (lo, hi)
     } else if lo == 0.0 {
@@ -236,25 +291,37 @@ fn widen_degenerate(lo: f64, hi: f64) -> (f64, f64) {
     }
 }
 
-/// The tick `i x m x 10^k`, divided rather than multiplied by a power of ten when k < 0 so that
-/// e.g. 3 x 0.2 comes out as the double nearest 0.6.
-fn tick_value(i: i64, m: i64, k: i32) -> f64 {
-    let units = (i * m) as f64;
-    if k >= 0 {
-        units * 10f64.powi(k)
-    } else {
-        units / 10f64.powi(-k)
-    }
+/// The band entries whose three values are all usable.
+fn band_points(band: &[(f64, f64, f64)]) -> impl Iterator<Item = &(f64, f64, f64)> {
+    band.iter()
+        .filter(|&&(x, lo, hi)| usable(x) && usable(lo) && usable(hi))
 }
 
-/// The multiples of `m x 10^k` within `lo..=hi` (with a little slack for rounding).
-fn ticks_within(lo: f64, hi: f64, m: i64, k: i32) -> Vec<f64> {
-    let s = tick_value(1, m, k);
-    let (first, last) = (
-        (lo / s - 1e-9).ceil() as i64,
-        (hi / s + 1e-9).floor() as i64,
-    );
-    (first..=last).map(|i| tick_value(i, m, k)).collect()
+/// The closed outline of a band: along its high edge, then back along its low edge.
+fn band_outline(band: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
+    let high = band_points(band).map(|&(x, _, hi)| (x, hi));
+    let low: Vec<(f64, f64)> = band_points(band).map(|&(x, lo, _)| (x, lo)).collect();
+    high.chain(low.into_iter().rev()).collect()
+}
+
+/// Whether both coordinates of a point can be plotted.
+fn usable_point(&(x, y): &(f64, f64)) -> bool {
+    usable(x) && usable(y)
+}
+
+/// Whether a value can be plotted: finite and small enough that ranges of such values stay finite.
+fn usable(v: f64) -> bool {
+    v.is_finite() && v.abs() < 1e300
+}
+
+/// The decimal exponent `k` of the step between the ticks plotters puts on an axis over `range`
+/// (steps are 1, 2 or 5 x 10^k), which says how many decimals the tick labels need.
+fn tick_exponent(range: &Range<f64>) -> i32 {
+    match RangedCoordf64::from(range.clone()).key_points(MAX_TICKS)[..] {
+        // The tolerance keeps a step of 10^k computed as 0.99999.. x 10^k at exponent k.
+        [a, b, ..] => ((b - a).log10() + 1e-6).floor() as i32,
+        _ => 0,
+    }
 }
 
 /// A compact tick label: decimals as fine as the step m x 10^`exponent` needs, or scientific
@@ -263,226 +330,38 @@ fn format_tick(v: f64, exponent: i32) -> String {
     if v == 0.0 {
         "0".to_string()
     } else if v.abs() >= 1e5 || v.abs() < 1e-3 {
-        format!("{v:e}")
+        format!("{:e}", nearest_multiple(v, exponent))
     } else {
         format!("{v:.*}", (-exponent).max(0) as usize)
     }
 }
 
+/// The multiple of 10^`exponent` nearest `v`, divided rather than multiplied by a power of ten
+/// when the exponent is negative, so that e.g. 3.0000000000000003e-4 comes out as the double
+/// nearest 3e-4.
+fn nearest_multiple(v: f64, exponent: i32) -> f64 {
+    let unit = 10f64.powi(exponent.abs());
+    if exponent >= 0 {
+        (v / unit).round() * unit
+    } else {
+        (v * unit).round() / unit
+    }
+}
+
 /// The colour of the `i`-th series.
-fn colour(i: usize) -> Rgb {
-    let [_, r, g, b] = PALETTE[i % PALETTE.len()].to_be_bytes();
-    [r, g, b]
+fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
 }
 
-/// `c` blended three quarters of the way to white.
-fn light(c: Rgb) -> Rgb {
-    c.map(|v| ((u16::from(v) + 3 * 255) / 4) as u8)
-}
-
-/// The glyph for `c`, or [`BOX`] when the font lacks it.
-fn glyph(c: char) -> Glyph {
-    FONT.iter()
-        .find(|(f, _)| *f == c)
-        .map_or(BOX, |(_, g)| g.to_be_bytes())
-}
-
-/// The width in pixels of `text` drawn at `scale` (6 pixels a character, less the last gap).
-fn text_width(text: &str, scale: i64) -> i64 {
-    (6 * text.chars().count() as i64 - 1).max(0) * scale
-}
-
-/// An RGB image being drawn on; pixel writes outside `clip` (x0, y0, x1, y1 inclusive) are dropped.
-struct Canvas {
-    width: i64,
-    height: i64,
-    rgb: Vec<u8>,
-    clip: [i64; 4],
-}
-
-impl Canvas {
-    /// A white canvas clipped to its own bounds.
-    fn new(width: u32, height: u32) -> Self {
-        let (w, h) = (i64::from(width), i64::from(height));
-        let rgb = vec![255; (w * h * 3) as usize];
-        Canvas {
-            width: w,
-            height: h,
-            rgb,
-            clip: [0, 0, w - 1, h - 1],
-        }
-    }
-
-    /// Fills the rectangle with corners (x0, y0) and (x1, y1), inclusive, within the clip.
-    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
-        let [cx0, cy0, cx1, cy1] = self.clip;
-        for y in y0.min(y1).max(cy0)..=y0.max(y1).min(cy1) {
-            for x in x0.min(x1).max(cx0)..=x0.max(x1).min(cx1) {
-                let i = ((y * self.width + x) * 3) as usize;
-                self.rgb[i..i + 3].copy_from_slice(&c);
-            }
-        }
-    }
-
-    /// Draws the one-pixel outline of a rectangle.
-    fn outline(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
-        self.fill_rect(x0, y0, x1, y0, c);
-        self.fill_rect(x0, y1, x1, y1, c);
-        self.fill_rect(x0, y0, x0, y1, c);
-        self.fill_rect(x1, y0, x1, y1, c);
-    }
-
-    /// Draws a 2-pixel-wide line from `a` to `b` (Bresenham, stamping 2x2 squares).
-    fn line(&mut self, a: (i64, i64), b: (i64, i64), c: Rgb) {
-        let (dx, dy) = ((b.0 - a.0).abs(), -(b.1 - a.1).abs());
-        let (sx, sy) = ((b.0 - a.0).signum(), (b.1 - a.1).signum());
-        let ((mut x, mut y), mut err) = (a, dx + dy);
-        loop {
-            self.fill_rect(x, y, x + 1, y + 1, c);
-            if (x, y) == b {
-                return;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
-    /// Draws `text` with its top-left corner at (x, y), each font pixel `scale` pixels square;
-    /// `vertical` text reads upward with (x, y) as its bottom-left corner.
-    fn text(&mut self, text: &str, (x, y): (i64, i64), scale: i64, vertical: bool) {
-        for (i, ch) in (0i64..).zip(text.chars()) {
-            for (row, bits) in (0i64..).zip(glyph(ch)) {
-                for col in (0..5).filter(|col| bits >> (4 - col) & 1 == 1) {
-                    let along = 6 * i + col;
-                    let (px, py) = if vertical {
-                        (x + row * scale, y - (along + 1) * scale + 1)
-                    } else {
-                        (x + along * scale, y + row * scale)
-                    };
-                    self.fill_rect(px, py, px + scale - 1, py + scale - 1, BLACK);
-                }
-            }
-        }
-    }
-}
-
-/// Draws light grid lines at every tick inside the plot area.
-fn draw_grid(canvas: &mut Canvas, f: &Frame) {
-    for &t in &f.x.ticks {
-        let (px, _) = f.to_pixel(t, f.y.lo);
-        canvas.fill_rect(px, f.top, px, f.bottom, GRID);
-    }
-    for &t in &f.y.ticks {
-        let (_, py) = f.to_pixel(f.x.lo, t);
-        canvas.fill_rect(f.left, py, f.right, py, GRID);
-    }
-}
-
-/// Shades the band between its low and high edges, interpolated column by column.
-fn draw_band(canvas: &mut Canvas, f: &Frame, band: &[(f64, f64, f64)], c: Rgb) {
-    let pixel = |&(x, lo, hi)| {
-        (
-            f.to_pixel(x, lo).0,
-            f.to_pixel(x, lo).1,
-            f.to_pixel(x, hi).1,
-        )
-    };
-    let edges: Vec<(i64, i64, i64)> = band_points(band).map(pixel).collect();
-    for pair in edges.windows(2) {
-        let ((xa, la, ha), (xb, lb, hb)) = (pair[0], pair[1]);
-        let span = if xa == xb { 1.0 } else { (xb - xa) as f64 };
-        for px in xa.min(xb)..=xa.max(xb) {
-            let lerp =
-                |a: i64, b: i64| a + ((px - xa) as f64 / span * (b - a) as f64).round() as i64;
-            canvas.fill_rect(px, lerp(la, lb), px, lerp(ha, hb), c);
-        }
-    }
-}
-
-/// Joins the usable points of a curve with 2-pixel lines (a lone point becomes a dot).
-fn draw_curve(canvas: &mut Canvas, f: &Frame, points: &[(f64, f64)], c: Rgb) {
-    let usable_points = points.iter().filter(|&&(x, y)| usable(x) && usable(y));
-    let pixels: Vec<(i64, i64)> = usable_points.map(|&(x, y)| f.to_pixel(x, y)).collect();
-    match pixels.as_slice() {
-        [only] => canvas.line(*only, *only, c),
-        _ => pixels.windows(2).for_each(|p| canvas.line(p[0], p[1], c)),
-    }
-}
-
-/// Draws the plot frame, the tick marks and the tick labels.
-fn draw_axes(canvas: &mut Canvas, f: &Frame) {
-    let (s, tick) = (f.scale, 3 * f.scale + 2);
-    canvas.outline(f.left, f.top, f.right, f.bottom, BLACK);
-    for &t in &f.x.ticks {
-        let (px, _) = f.to_pixel(t, f.y.lo);
-        canvas.fill_rect(px, f.bottom, px, f.bottom + tick, BLACK);
-        let label = format_tick(t, f.x.exponent);
-        let x = px - text_width(&label, s) / 2;
-        canvas.text(&label, (x, f.bottom + tick + 2 * s), s, false);
-    }
-    for &t in &f.y.ticks {
-        let (_, py) = f.to_pixel(f.x.lo, t);
-        canvas.fill_rect(f.left - tick, py, f.left, py, BLACK);
-        let label = format_tick(t, f.y.exponent);
-        let x = f.left - tick - 2 * s - text_width(&label, s);
-        canvas.text(&label, (x, py - 7 * s / 2), s, false);
-    }
-}
-
-/// Draws the chart title (top, centred on the image), the x-axis title (bottom) and the y-axis
-/// title (left, reading upward), the axis titles centred on the plot area.
-fn draw_titles(canvas: &mut Canvas, f: &Frame, title: &str, x_label: &str, y_label: &str) {
-    let (s, pad) = (f.scale, 4 * f.scale + 4);
-    let x = (canvas.width - text_width(title, f.title_scale)) / 2;
-    canvas.text(title, (x, pad), f.title_scale, false);
-    let x = (f.left + f.right - text_width(x_label, s)) / 2;
-    canvas.text(x_label, (x, canvas.height - pad - 8 * s), s, false);
-    let y = (f.top + f.bottom + text_width(y_label, s)) / 2;
-    canvas.text(y_label, (pad, y), s, true);
-}
-
-/// Draws the legend box in the top-right corner of the plot: a colour sample and each name.
-fn draw_legend(canvas: &mut Canvas, f: &Frame, series: &[Series]) {
-    let Some(name_w) = series.iter().map(|s| text_width(&s.name, f.scale)).max() else {
-        return;
-    };
-    let (s, row, sample, inner) = (f.scale, 10 * f.scale, 14 * f.scale, 4 * f.scale);
-    let (w, h) = (
-        3 * inner + sample + name_w,
-        2 * inner + row * series.len() as i64 - 2 * s,
-    );
-    let (x0, y0) = (f.right - inner - w, f.top + inner);
-    canvas.fill_rect(x0, y0, x0 + w, y0 + h, WHITE);
-    canvas.outline(x0, y0, x0 + w, y0 + h, BORDER);
-    for (i, ser) in series.iter().enumerate() {
-        let (x, y) = (x0 + inner, y0 + inner + row * i as i64);
-        canvas.fill_rect(
-            x,
-            y + 3 * s,
-            x + sample,
-            y + 3 * s + s.max(2) - 1,
-            colour(i),
-        );
-        canvas.text(&ser.name, (x + inner + sample, y), s, false);
-    }
-}
-
-/// Encodes the canvas as an 8-bit RGB PNG.
-fn encode_png(path: &Path, canvas: &Canvas) -> Result<Vec<u8>> {
+/// Encodes RGB bytes as an 8-bit RGB PNG.
+fn encode_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
     let err = |e: png::EncodingError| GlowError::file(path, format!("PNG encoding failed: {e}"));
     let mut bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut bytes, canvas.width as u32, canvas.height as u32);
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(err)?;
-    writer.write_image_data(&canvas.rgb).map_err(err)?;
+    writer.write_image_data(rgb).map_err(err)?;
     writer.finish().map_err(err)?;
     Ok(bytes)
 }
@@ -490,30 +369,7 @@ fn encode_png(path: &Path, canvas: &Canvas) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Writes a chart to a temporary file and decodes it into (width, height, RGB bytes).
-    fn render(name: &str, series: &[Series], width: u32, height: u32) -> (u32, u32, Vec<u8>) {
-        let path =
-            std::env::temp_dir().join(format!("glowflow-plot-{name}-{}.png", std::process::id()));
-        write_line_chart(&path, "Title", "x", "y", series, width, height).unwrap();
-        let mut reader = png::Decoder::new(std::fs::File::open(&path).unwrap())
-            .read_info()
-            .unwrap();
-        let mut rgb = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut rgb).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(
-            (info.color_type, info.bit_depth),
-            (png::ColorType::Rgb, png::BitDepth::Eight)
-        );
-        (info.width, info.height, rgb)
-    }
-
-    /// The colour of pixel `p` in RGB bytes of an image `width` pixels wide.
-    fn pixel(rgb: &[u8], width: u32, p: (i64, i64)) -> Rgb {
-        let i = ((p.1 * i64::from(width) + p.0) * 3) as usize;
-        [rgb[i], rgb[i + 1], rgb[i + 2]]
-    }
+    use plotters::coord::CoordTranslate;
 
     fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
         Series {
@@ -523,59 +379,37 @@ mod tests {
         }
     }
 
-    fn assert_ticks(lo: f64, hi: f64, expected: &[f64], range: (f64, f64)) {
-        let axis = nice_axis(lo, hi);
-        assert_eq!(axis.ticks.len(), expected.len(), "{axis:?}");
-        assert!(
-            axis.ticks
-                .iter()
-                .zip(expected)
-                .all(|(t, e)| (t - e).abs() < 1e-12),
-            "{axis:?}"
-        );
-        assert_eq!((axis.lo, axis.hi), range);
+    /// A chart drawn in memory with the coordinates of its plot area.
+    struct Rendered {
+        rgb: Vec<u8>,
+        width: u32,
+        coordinates: Coordinates,
     }
 
-    #[test]
-    fn nice_axis_picks_round_steps() {
-        // 0..1: step 0.1 gives 11 ticks, 0.2 gives 6.
-        assert_ticks(0.0, 1.0, &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0], (0.0, 1.0));
-        // 1.23..4.56: step 0.2 gives 16 ticks (1.4..=4.4), 0.5 gives 7 (1.5..=4.5).
-        assert_ticks(
-            1.23,
-            4.56,
-            &[1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5],
-            (1.23, 4.56),
-        );
-        // 2..18: step 2 gives 9 ticks, 5 only 3 (5, 10, 15), so the range widens to 0..20.
-        assert_ticks(2.0, 18.0, &[0.0, 5.0, 10.0, 15.0, 20.0], (0.0, 20.0));
-        // 0..1500: step 100 gives 16 ticks, 200 gives 8.
-        let step_200: Vec<f64> = (0..8).map(|i| 200.0 * i as f64).collect();
-        assert_ticks(0.0, 1500.0, &step_200, (0.0, 1500.0));
-    }
-
-    #[test]
-    fn nice_axis_gives_four_to_eight_ticks_covering_the_range() {
-        let ranges = (0..500).map(|i| {
-            let lo = (i as f64 * 0.731).sin() * 10f64.powi(i % 9 - 4);
-            (
-                lo,
-                lo + (1.0 + (i as f64 * 1.37).cos().abs() * 99.0) * 10f64.powi(i % 7 - 3),
-            )
-        });
-        for (lo, hi) in ranges.chain([(3.0, 3.0), (0.0, 0.0), (-2e-7, -2e-7)]) {
-            let axis = nice_axis(lo, hi);
-            assert!((4..=8).contains(&axis.ticks.len()), "{lo}..{hi}: {axis:?}");
-            assert!(
-                axis.lo <= lo && axis.hi >= hi && axis.lo < axis.hi,
-                "{lo}..{hi}: {axis:?}"
-            );
-            let slack = 1e-6 * (axis.hi - axis.lo);
-            assert!(axis
-                .ticks
-                .iter()
-                .all(|&t| t >= axis.lo - slack && t <= axis.hi + slack));
+    impl Rendered {
+        fn new(series: &[Series], width: u32, height: u32) -> Rendered {
+            let (rgb, coordinates) =
+                render("Title", "x", "y", series, width, height).expect("the chart draws");
+            assert_eq!(rgb.len(), (width * height * 3) as usize);
+            Rendered {
+                rgb,
+                width,
+                coordinates,
+            }
         }
+
+        fn pixel(&self, (column, row): (i32, i32)) -> [u8; 3] {
+            let i = (row as usize * self.width as usize + column as usize) * 3;
+            [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+        }
+
+        fn at(&self, x: f64, y: f64) -> [u8; 3] {
+            self.pixel(self.coordinates.translate(&(x, y)))
+        }
+    }
+
+    fn rgb(c: RGBColor) -> [u8; 3] {
+        [c.0, c.1, c.2]
     }
 
     #[test]
@@ -585,75 +419,58 @@ mod tests {
             (0.25, -2, "0.25"),
             (3.1, -1, "3.1"),
             (-0.5, -1, "-0.5"),
-        ];
-        let more = [
             (2.0, -1, "2.0"),
             (0.0, -3, "0"),
             (1e-4, -4, "1e-4"),
             (2.5e5, 4, "2.5e5"),
+            (3.0000000000000003e-4, -4, "3e-4"),
+            (1.7999999999999998e6, 5, "1.8e6"),
         ];
-        for (v, exponent, label) in cases.into_iter().chain(more) {
-            assert_eq!(format_tick(v, exponent), label);
+        for (v, exponent, label) in cases {
+            assert_eq!(format_tick(v, exponent), label, "{v:e}");
         }
-        assert_eq!(format_tick(tick_value(3, 1, -4), -4), "3e-4");
     }
 
     #[test]
-    fn label_alphabet_glyphs_are_drawn() {
-        let alphabet = ('0'..='9')
-            .chain('a'..='z')
-            .chain('A'..='Z')
-            .chain(".-+e/:()=_,".chars());
-        for c in alphabet {
-            let g = glyph(c);
-            assert!(
-                g != BOX && g.iter().any(|&row| row != 0),
-                "{c:?} has no glyph"
-            );
+    fn tick_exponent_is_that_of_the_tick_step() {
+        // plotters' steps are 1, 2 or 5 x 10^k with at most MAX_TICKS ticks: 0.2 on 0..1,
+        // 0.5 on 1.23..4.56, 200 on 0..1500, 1e-4 on 0..4.9e-4.
+        for (range, exponent) in [(0.0..1.0, -1), (1.23..4.56, -1), (0.0..1500.0, 2)] {
+            assert_eq!(tick_exponent(&range), exponent, "{range:?}");
         }
-        assert_eq!((glyph(' '), glyph('#')), ([0; 8], BOX));
-    }
-
-    #[test]
-    fn chart_decodes_to_requested_size() {
-        let s = [series(
-            "train",
-            vec![(0.0, 3.5), (100.0, 2.0), (200.0, 1.5)],
-        )];
-        let (w, h, rgb) = render("size", &s, 640, 400);
-        assert_eq!((w, h, rgb.len()), (640, 400, 640 * 400 * 3));
+        assert_eq!(tick_exponent(&(0.0..4.9e-4)), -4);
     }
 
     #[test]
     fn curve_pixels_have_series_colour() {
         let line = |offset: f64| (0..=10).map(|i| (i as f64, offset - i as f64)).collect();
         let s = [series("upper", line(10.0)), series("lower", line(8.0))];
-        let (w, _, rgb) = render("curve", &s, 600, 400);
-        let frame = chart_frame(&s, "Title", 600, 400).unwrap();
+        let chart = Rendered::new(&s, 600, 400);
         // Interior vertices only: the plot frame is drawn over the left and right edges.
         for (i, ser) in s.iter().enumerate() {
             for &(x, y) in &ser.points[1..10] {
-                assert_eq!(
-                    pixel(&rgb, w, frame.to_pixel(x, y)),
-                    colour(i),
-                    "{} at {x}",
-                    ser.name
-                );
+                assert_eq!(chart.at(x, y), rgb(colour(i)), "{} at {x}", ser.name);
             }
         }
-        assert_eq!(pixel(&rgb, w, frame.to_pixel(3.0, 4.5)), WHITE);
+        assert_eq!(chart.at(3.0, 4.5), [255; 3]);
     }
 
     #[test]
-    fn band_is_shaded_behind_the_line() {
+    fn band_is_shaded_translucently_behind_the_line() {
         let mut s = series("mean", vec![(0.0, 1.0), (10.0, 1.0)]);
         s.band = Some(vec![(0.0, 0.0, 2.0), (10.0, 0.0, 2.0)]);
-        let s = [s];
-        let (w, _, rgb) = render("band", &s, 600, 400);
-        let frame = chart_frame(&s, "Title", 600, 400).unwrap();
-        assert_eq!(pixel(&rgb, w, frame.to_pixel(3.0, 0.5)), light(colour(0)));
-        assert_eq!(pixel(&rgb, w, frame.to_pixel(3.0, 1.0)), colour(0));
-        assert_eq!(pixel(&rgb, w, frame.to_pixel(3.0, 2.05)), WHITE);
+        let chart = Rendered::new(&[s], 600, 400);
+        // At a point on no grid line, a quarter of the way from white to the colour, to within rounding.
+        let expected = rgb(colour(0)).map(|c| 255.0 - BAND_OPACITY * (255.0 - f64::from(c)));
+        let shaded = chart.at(3.3, 0.7);
+        for (got, want) in shaded.iter().zip(expected) {
+            assert!(
+                (f64::from(*got) - want).abs() <= 1.0,
+                "{shaded:?} vs {expected:?}"
+            );
+        }
+        assert_eq!(chart.at(3.0, 1.0), rgb(colour(0)));
+        assert_eq!(chart.at(3.0, 2.05), [255; 3]);
     }
 
     #[test]
@@ -665,14 +482,18 @@ mod tests {
             (3.0, f64::NEG_INFINITY),
         ];
         let all_bad = vec![(f64::NAN, f64::NAN)];
-        for (i, s) in [vec![series("a", bad)], vec![series("b", all_bad)], vec![]]
-            .iter()
-            .enumerate()
-        {
-            let (w, _, rgb) = render(&format!("empty{i}"), s, 300, 200);
-            let f = chart_frame(s, "Title", 300, 200).unwrap();
-            assert_eq!(pixel(&rgb, w, (f.left, (f.top + f.bottom) / 2)), BLACK);
-            assert_eq!(pixel(&rgb, w, ((f.left + f.right) / 2, f.bottom)), BLACK);
+        for s in [vec![series("a", bad)], vec![series("b", all_bad)], vec![]] {
+            let chart = Rendered::new(&s, 300, 200);
+            let columns = chart.coordinates.get_x_axis_pixel_range();
+            let rows = chart.coordinates.get_y_axis_pixel_range();
+            // An axis is a black line along a whole edge of the plot area, on or just outside it.
+            let black_column = |c: i32| rows.clone().all(|r| chart.pixel((c, r)) == [0; 3]);
+            let black_row = |r: i32| columns.clone().all(|c| chart.pixel((c, r)) == [0; 3]);
+            assert!(
+                (columns.start - 2..=columns.start).any(black_column),
+                "left axis"
+            );
+            assert!((rows.end - 1..=rows.end + 1).any(black_row), "bottom axis");
         }
     }
 
