@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::cluster::Cluster;
 use crate::error::{GlowError, Result};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
@@ -213,6 +214,7 @@ pub fn run_benchmark(
                 classes.as_ref(),
                 options.recompute_activations,
                 shards,
+                &Cluster::single(),
             )?;
             // Reading the loss waits for the gradient pass to finish.
             let _ = loss.into_scalar::<f64>();

@@ -8,6 +8,7 @@
 //! ([`Glow::sample`]).
 
 pub mod benchmark;
+pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod experiments;

@@ -6,6 +6,7 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::*;
+use glowflow::cluster::Cluster;
 use glowflow::parallel::{map_ranges, split};
 use glowflow::train::gradients::{loss_and_gradients, FlatGrads};
 use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
@@ -111,9 +112,16 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
 fn gradients_with(threads: usize, shards: usize, recompute: bool) -> (f64, FlatGrads) {
     let (model, images, noise, classes) = model_and_batch(&f64_device());
     with_threads(threads, || {
-        let (loss, grads) =
-            loss_and_gradients(&model, images, noise, Some(&classes), recompute, shards)
-                .expect("runs");
+        let (loss, grads) = loss_and_gradients(
+            &model,
+            images,
+            noise,
+            Some(&classes),
+            recompute,
+            shards,
+            &Cluster::single(),
+        )
+        .expect("runs");
         (loss.into_scalar::<f64>(), grads)
     })
 }

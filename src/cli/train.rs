@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use glowflow::cluster::Cluster;
 use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
 use glowflow::train::config::{read_run_configs, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
 use glowflow::train::presets::preset;
-use glowflow::train::trainer::{train as train_run, TrainEvent};
+use glowflow::train::trainer::{train_on, TrainEvent};
 use glowflow::GlowError;
 
 use super::args::{ArchArgs, TestImages, TrainArgs};
@@ -59,6 +61,11 @@ pub struct Train {
     /// For image folders: skip unreadable or unusable images with a warning.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Launched on several processes (mpirun, srun): how long a rank waits for another before
+    /// it declares it dead or hung and stops every rank, in seconds. It must exceed the longest
+    /// pause of rank 0 alone (writing samples and checkpoints).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    rank_timeout: u64,
     #[command(flatten)]
     training: TrainArgs,
     #[command(flatten)]
@@ -75,9 +82,11 @@ impl Train {
             resume,
             train_config,
             skip_bad_images,
+            rank_timeout,
             training,
             arch,
         } = self;
+        let cluster = Cluster::launch(Duration::from_secs(rank_timeout))?;
         let (run_dir, model_config, mut train) = match &resume {
             Some(run_dir) => {
                 if let Some(flag) = arch.given().first() {
@@ -113,15 +122,32 @@ impl Train {
             *skip |= skip_bad_images;
         }
         let stop = stop_on_signal()?;
-        let mut progress = Progress::new();
-        let summary = train_run(
+        // Rank 0 alone reports; the others train silently.
+        let mut progress = cluster.writes().then(Progress::new);
+        let summary = train_on(
+            &cluster,
             &run_dir,
             &model_config,
             &train,
             resume.is_some(),
             &stop,
-            &mut |event| progress.show(event),
-        )?;
+            &mut |event| {
+                if let Some(progress) = &mut progress {
+                    progress.show(event)
+                }
+            },
+        );
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(error) => {
+                // One rank's error ends them all (the others would wait for it).
+                cluster.abort(&error);
+                return Err(error);
+            }
+        };
+        let Some(progress) = progress else {
+            return Ok(());
+        };
         progress.finish();
         println!(
             "run {}: {} steps, {:.1} images/s over {:.0} s of training, train {} bits/dim, test {} bits/dim{}",
@@ -254,7 +280,15 @@ impl Eval {
         let device = &ctx.device;
         let Eval { source, seed } = self;
         let (glow, test, batch_size) = source.load(device)?;
-        let bpd = evaluate_bpd(&glow, &test, 0, batch_size, seed, device)?;
+        let bpd = evaluate_bpd(
+            &Cluster::single(),
+            &glow,
+            &test,
+            0,
+            batch_size,
+            seed,
+            device,
+        )?;
         println!(
             "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",
             test.len()

@@ -272,6 +272,18 @@ impl Glow {
         classes: Condition,
         shards: usize,
     ) -> Result<Walked> {
+        let ranges = split(x.dims()[0], shards);
+        self.encode_in_ranges(x, classes, &ranges)
+    }
+
+    /// [`Glow::encode_in_shards`] with the shards given as row ranges of `x` (contiguous, in
+    /// order, covering every row): for a part of a batch whose shards were fixed for the whole.
+    pub fn encode_in_ranges(
+        &self,
+        x: Tensor<4>,
+        classes: Condition,
+        ranges: &[Range<usize>],
+    ) -> Result<Walked> {
         self.check_input(&x, classes)?;
         let maps = self.maps();
         let encode = |x: Tensor<4>, c: Condition| {
@@ -280,7 +292,7 @@ impl Glow {
         if x.device().is_autodiff() {
             return Ok(encode(x, classes));
         }
-        let parts = map_ranges(split(x.dims()[0], shards), |r| {
+        let parts = map_ranges(ranges.to_vec(), |r| {
             let shard_classes = classes.map(|c| rows(c, &r));
             Ok(encode(rows(&x, &r), shard_classes.as_ref()))
         })?;

@@ -1,15 +1,19 @@
 //! Test-set bits per dimension: every image (or the first `limit`), in batches, with seeded
-//! dequantisation noise so that the figure is reproducible.
+//! dequantisation noise so that the figure is reproducible. On several ranks the batches are
+//! shared out and their sums added in batch order, which gives one process's figure exactly.
 
 use burn::tensor::Device;
 
+use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, EVAL_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::model::glow::Glow;
 
-/// Mean bits/dim of `model` over the first `limit` images of `data` (all if `limit` is 0).
+/// Mean bits/dim of `model` over the first `limit` images of `data` (all if `limit` is 0); rank
+/// `r` of `cluster` evaluates the batches `r, r + P, r + 2P, …`.
 pub fn evaluate_bpd(
+    cluster: &Cluster,
     model: &Glow,
     data: &ImageDataset,
     limit: usize,
@@ -35,15 +39,26 @@ pub fn evaluate_bpd(
     if total == 0 {
         return Err(GlowError::Config("the evaluation set has no images".into()));
     }
-    let mut sum = 0.0;
-    for (index, start) in (0..total).step_by(batch_size.max(1)).enumerate() {
+    let batch_size = batch_size.max(1);
+    let batches = total.div_ceil(batch_size);
+    let mut mine = Vec::new();
+    for index in (cluster.rank()..batches).step_by(cluster.size()) {
+        let start = index * batch_size;
         let indices: Vec<usize> = (start..(start + batch_size).min(total)).collect();
         let mut rng = stream_rng(seed, EVAL_STREAM, index as u64);
         let batch = gather(data, &indices, &mut rng, index as u64);
         let (images, noise, classes) =
             batch.to_tensors(data.shape, model.config().n_classes, device)?;
         let bpd = model.bits_per_dim(images, noise, classes.as_ref())?;
-        sum += bpd.sum().into_scalar::<f64>();
+        mine.extend(bpd.sum().into_scalar::<f64>().to_le_bytes());
     }
+    // Batch `i` is the `i / P`-th of rank `i % P`.
+    let sums = cluster.all_gather("evaluation", mine)?;
+    let sum_of = |index: usize| {
+        let at = index / cluster.size() * 8;
+        let bytes = &sums[index % cluster.size()][at..at + 8];
+        f64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    };
+    let sum = (0..batches).map(sum_of).fold(0.0, |sum, batch| sum + batch);
     Ok(sum / total as f64)
 }

@@ -31,15 +31,16 @@
 use std::ops::Range;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
+use crate::cluster::{take, take_u64, Cluster, Wire};
 use crate::error::Result;
 use crate::flow::{Condition, InvertibleMap};
 use crate::model::glow::Glow;
 use crate::model::params::{flat_grads, flat_params, with_flat_params};
 use crate::model::walk::{GlowMap, Leaves};
 use crate::parallel::{join_rows, map_ranges, rows, split};
-use crate::tensor_ops::sum_per_sample;
+use crate::tensor_ops::{from_f64, sum_per_sample, to_f64_vec};
 
 /// One parameter gradient per float parameter of the model, in [`flat_grads`] order.
 pub type FlatGrads = Vec<Option<Tensor<1>>>;
@@ -48,8 +49,10 @@ pub type FlatGrads = Vec<Option<Tensor<1>>>;
 /// `classes`) under `model` (on an autodiff device), and the gradient of every parameter.
 /// `recompute` selects the constant-memory backward pass (see the module doc); both give the same
 /// gradients up to rounding. The batch runs in `shards` concurrent shards
-/// ([`crate::parallel::split`]; 0 = one per worker thread): a fixed count gives the same
-/// gradients, bit for bit, on any number of threads.
+/// ([`crate::parallel::split`]), of which this rank of `cluster` computes its block
+/// ([`Cluster::shard_block`]); the shards' gradients are added in shard order across the ranks
+/// ([`Cluster::chain`]). A fixed count gives the same loss and gradients, bit for bit, on any
+/// number of threads and ranks.
 pub fn loss_and_gradients(
     model: &Glow,
     images: Tensor<4>,
@@ -57,37 +60,145 @@ pub fn loss_and_gradients(
     classes: Option<&Tensor<2>>,
     recompute: bool,
     shards: usize,
+    cluster: &Cluster,
 ) -> Result<(Tensor<1>, FlatGrads)> {
     let n = images.dims()[0];
     let ranges = split(n, shards);
-    if recompute {
-        let x = model.preprocess(images.inner(), noise.inner());
-        return recomputed_gradients(model, x, classes, &ranges);
-    }
-    let parts = map_ranges(ranges, |r| {
+    let mine = &ranges[cluster.shard_block(ranges.len())];
+    // The first rank starts the fold, so it may add its shards at once; the others keep each
+    // shard's gradients to add them onto the sum they receive.
+    let starts_fold = cluster.rank() == 0;
+    let local = if recompute {
+        let block = mine[0].start..mine[mine.len() - 1].end;
+        let local_ranges: Vec<_> = mine
+            .iter()
+            .map(|r| r.start - block.start..r.end - block.start)
+            .collect();
+        let x = model.preprocess(rows(&images, &block).inner(), rows(&noise, &block).inner());
+        let block_classes = classes.map(|c| rows(c, &block));
+        recomputed_gradients(
+            model,
+            x,
+            block_classes.as_ref(),
+            &local_ranges,
+            n,
+            starts_fold,
+        )?
+    } else {
+        backprop_gradients(model, &images, &noise, classes, mine, n)?
+    };
+    let total = cluster.chain("gradient sum", |before: Option<GradientSum>| {
+        Ok(local.added_to(before))
+    })?;
+    let bpd_len = total.bpd.len();
+    let bpd = from_f64(total.bpd, [bpd_len], &images.device().inner());
+    Ok((bpd.mean(), total.grads))
+}
+
+/// The backprop pass over the shards `ranges` of a batch of `n`: each shard differentiates the
+/// mean bits/dim of its rows, weighted by its share of the batch.
+fn backprop_gradients(
+    model: &Glow,
+    images: &Tensor<4>,
+    noise: &Tensor<4>,
+    classes: Option<&Tensor<2>>,
+    ranges: &[Range<usize>],
+    n: usize,
+) -> Result<LocalGradients> {
+    let parts = map_ranges(ranges.to_vec(), |r| {
         let copy = own_copy(model);
         let on_device = |t: Tensor<4>| t.inner().autodiff();
         let shard_classes = classes.map(|c| rows(c, &r));
-        let loss = copy
-            .bits_per_dim(
-                on_device(rows(&images, &r)),
-                on_device(rows(&noise, &r)),
-                shard_classes.as_ref(),
-            )?
-            .mean();
-        let grads = loss.backward();
+        let bpd = copy.bits_per_dim(
+            on_device(rows(images, &r)),
+            on_device(rows(noise, &r)),
+            shard_classes.as_ref(),
+        )?;
+        let grads = bpd.clone().mean().backward();
         let share = r.len() as f64 / n as f64;
-        Ok((share, loss.inner(), flat_grads(&copy, &grads)))
+        let weighted: FlatGrads = flat_grads(&copy, &grads)
+            .into_iter()
+            .map(|g| g.map(|g| g * share))
+            .collect();
+        Ok((bpd.inner(), weighted))
     })?;
-    let loss = parts
-        .iter()
-        .map(|(share, loss, _)| loss.clone() * *share)
-        .reduce(|a, b| a + b)
-        .expect("a batch has a shard");
-    let grads = sum_grads(parts.into_iter().map(|(share, _, grads)| -> FlatGrads {
-        grads.into_iter().map(|g| g.map(|g| g * share)).collect()
-    }));
-    Ok((loss, grads))
+    let (bpd, shards): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    Ok(LocalGradients {
+        bpd: to_f64_vec(join_rows(bpd)),
+        shards,
+    })
+}
+
+/// What one rank computed of a batch: its images' bits/dim and its shards' gradients, to be
+/// added in order onto the previous ranks' sum.
+struct LocalGradients {
+    bpd: Vec<f64>,
+    /// One entry per shard, or (on the rank that starts the fold) the shards already added.
+    shards: Vec<FlatGrads>,
+}
+
+/// The batch's gradients summed over the shards of the ranks so far, and those ranks' images'
+/// bits/dim (what [`Cluster::chain`] hands from rank to rank).
+struct GradientSum {
+    grads: FlatGrads,
+    bpd: Vec<f64>,
+}
+
+impl LocalGradients {
+    /// This rank's part added onto `before` (nothing on the first rank).
+    fn added_to(self, before: Option<GradientSum>) -> GradientSum {
+        let (start, mut bpd) = match before {
+            Some(sum) => (Some(sum.grads), sum.bpd),
+            None => (None, Vec::new()),
+        };
+        bpd.extend(self.bpd);
+        GradientSum {
+            grads: add_in_order(start, self.shards).expect("a rank computes a shard"),
+            bpd,
+        }
+    }
+}
+
+/// On the wire: the bits/dim as f64, then each parameter's gradient as f32 (training runs on the
+/// f32 device, so they travel exactly), a parameter without a gradient as an empty list.
+impl Wire for GradientSum {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(self.bpd.len() as u64).to_le_bytes());
+        bytes.extend(self.bpd.iter().flat_map(|v| v.to_le_bytes()));
+        for grad in &self.grads {
+            let values = grad.as_ref().map(|g| {
+                g.clone()
+                    .try_into_vec_as::<f32>()
+                    .expect("a float tensor reads back as f32")
+            });
+            let values = values.unwrap_or_default();
+            bytes.extend_from_slice(&(values.len() as u64).to_le_bytes());
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        bytes
+    }
+
+    fn decode(mut bytes: &[u8], what: &str) -> Result<Self> {
+        let count = take_u64(&mut bytes, what)? as usize;
+        let bpd = take(&mut bytes, count.saturating_mul(8), what)?
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let device = Device::flex();
+        let mut grads = Vec::new();
+        while !bytes.is_empty() {
+            let count = take_u64(&mut bytes, what)? as usize;
+            let values: Vec<f32> = take(&mut bytes, count.saturating_mul(4), what)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            grads.push(
+                (!values.is_empty()).then(|| Tensor::from_floats(values.as_slice(), &device)),
+            );
+        }
+        Ok(GradientSum { grads, bpd })
+    }
 }
 
 /// `module` with its own autodiff parameter nodes (same values): concurrent graphs that shared
@@ -99,19 +210,22 @@ fn own_copy<M: Module>(module: &M) -> M {
     )
 }
 
-/// The shards' gradients added parameter by parameter, in shard order.
-fn sum_grads(parts: impl Iterator<Item = FlatGrads>) -> FlatGrads {
-    parts
-        .reduce(|sum, grads| {
-            sum.into_iter()
+/// `start` (if any) plus the shards' gradients `parts`, added parameter by parameter in order:
+/// `((start + g₀) + g₁) + …`. `None` only when there is nothing to add.
+fn add_in_order(start: Option<FlatGrads>, parts: Vec<FlatGrads>) -> Option<FlatGrads> {
+    parts.into_iter().fold(start, |sum, grads| {
+        Some(match sum {
+            None => grads,
+            Some(sum) => sum
+                .into_iter()
                 .zip(grads)
                 .map(|pair| match pair {
                     (Some(sum), Some(g)) => Some(sum + g),
                     (sum, g) => sum.or(g),
                 })
-                .collect()
+                .collect(),
         })
-        .expect("a batch has a shard")
+    })
 }
 
 /// `Σ_i log N(ε_i; 0, I)` per sample, without the constant.
@@ -122,14 +236,16 @@ fn log_normal(eps: Tensor<4>) -> Tensor<1> {
 /// Differentiates a map's surrogate (a scalar built from this map alone, summed over images) in
 /// the concurrent shards `ranges` of the batch ([`crate::parallel`]): shard `r` takes its input
 /// `input(r)` (plain), runs `surrogate(copy, x, r)` on its own copy of `module` and backpropagates.
-/// Returns the inputs joined, the parameter gradients summed in shard order and `∂s/∂x` joined.
-/// The batch is sharded map by map, not as a whole, so that only one set of gradients is held.
+/// Returns the inputs joined, the parameter gradients (summed in shard order when `add_now`, else
+/// one per shard) and `∂s/∂x` joined. The batch is sharded map by map, not as a whole, so that a
+/// rank that adds at once holds only one set of gradients.
 fn local_backward<M: Module + Sync>(
     module: &M,
     ranges: &[Range<usize>],
+    add_now: bool,
     input: impl Fn(&Range<usize>) -> Tensor<4> + Sync,
     surrogate: impl Fn(&M, Tensor<4>, &Range<usize>) -> Tensor<1> + Sync,
-) -> (Tensor<4>, FlatGrads, Tensor<4>) {
+) -> (Tensor<4>, Vec<FlatGrads>, Tensor<4>) {
     let parts = map_ranges(ranges.to_vec(), |r| {
         let copy = own_copy(module);
         let x = input(&r);
@@ -142,33 +258,35 @@ fn local_backward<M: Module + Sync>(
     })
     .expect("a map's backward pass does not fail");
     let (inputs, param_grads, input_grads): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
-    (
-        join_rows(inputs),
-        sum_grads(param_grads.into_iter()),
-        join_rows(input_grads),
-    )
+    let param_grads = if add_now {
+        vec![add_in_order(None, param_grads).expect("a batch has a shard")]
+    } else {
+        param_grads
+    };
+    (join_rows(inputs), param_grads, join_rows(input_grads))
 }
 
-/// The constant-memory pass for preprocessed inputs `x` (see the module doc), in the shards
-/// `ranges`: the model's maps walked backward ([`crate::model::walk`]), one local backward pass
-/// each.
+/// The constant-memory pass for preprocessed inputs `x` (see the module doc), part of a batch of
+/// `n`, in the shards `ranges` of `x`: the model's maps walked backward
+/// ([`crate::model::walk`]), one local backward pass each. With `add_now` the shards' gradients
+/// are added map by map (one set held); otherwise each shard's are kept.
 fn recomputed_gradients(
     model: &Glow,
     x: Tensor<4>,
     classes: Condition,
     ranges: &[Range<usize>],
-) -> Result<(Tensor<1>, FlatGrads)> {
-    let n = x.dims()[0];
+    n: usize,
+    add_now: bool,
+) -> Result<LocalGradients> {
     let dims = model.config().image.dims();
     let plain = model.valid();
     let plain_classes = classes.map(|c| c.clone().inner());
-    let walked = plain.encode_in_shards(x, plain_classes.as_ref(), ranges.len())?;
-    let loss = plain
-        .to_bits_per_dim(walked.latents.log_standard_normal() + walked.log_det)
-        .mean();
+    let walked = plain.encode_in_ranges(x, plain_classes.as_ref(), ranges)?;
+    let bpd = plain.to_bits_per_dim(walked.latents.log_standard_normal() + walked.log_det);
     let pass = LocalPass {
         ranges,
         classes,
+        add_now,
         w: -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2),
     };
     let mut level_outputs = walked.level_outputs.into_iter().rev();
@@ -176,7 +294,8 @@ fn recomputed_gradients(
     // the top prior.
     let mut y: Option<Tensor<4>> = None;
     let mut g: Option<Tensor<4>> = None;
-    let mut grads: Vec<FlatGrads> = Vec::new();
+    // Per map (last first): the gradients of each shard, or of all shards added.
+    let mut grads: Vec<Vec<FlatGrads>> = Vec::new();
     for (map, plain_map) in model.maps().iter().zip(plain.maps()).rev() {
         // A map that lets a latent leave takes its input from the stored level outputs (which
         // resets the drift of repeated inversion); any other inverts its output.
@@ -210,7 +329,14 @@ fn recomputed_gradients(
         g = Some(dx);
     }
     grads.reverse();
-    Ok((loss, grads.into_iter().flatten().collect()))
+    // Each shard's gradients of all maps, in the model's parameter order.
+    let shards = (0..grads[0].len())
+        .map(|s| grads.iter().flat_map(|map| map[s].clone()).collect())
+        .collect();
+    Ok(LocalGradients {
+        bpd: to_f64_vec(bpd),
+        shards,
+    })
 }
 
 /// What every map's local backward pass of one recompute pass shares.
@@ -219,6 +345,8 @@ struct LocalPass<'a> {
     ranges: &'a [Range<usize>],
     /// The labels of the batch, on the autodiff device.
     classes: Condition<'a>,
+    /// Whether the shards' gradients are added at once ([`local_backward`]).
+    add_now: bool,
     /// `∂L/∂log p(x_i)`, the same for every image.
     w: f64,
 }
@@ -239,11 +367,12 @@ impl LocalPass<'_> {
         stored: Option<Tensor<4>>,
         y: &Option<Tensor<4>>,
         g: &Option<Tensor<4>>,
-    ) -> (Tensor<4>, FlatGrads, Tensor<4>) {
+    ) -> (Tensor<4>, Vec<FlatGrads>, Tensor<4>) {
         let plain_classes = self.classes.map(|c| c.clone().inner());
         local_backward(
             map,
             self.ranges,
+            self.add_now,
             |r| match (&stored, y) {
                 (Some(stored), _) => rows(stored, r),
                 (None, Some(y)) => {

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod gradients;
+pub mod launch;
 pub mod metrics;
 pub mod optimizer;
 pub mod presets;

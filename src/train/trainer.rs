@@ -22,8 +22,10 @@ use super::checkpoint::{
 use super::config::{read_run_configs, TrainConfig};
 use super::eval::evaluate_bpd;
 use super::gradients::loss_and_gradients;
+use super::launch::check_launch;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
+use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
@@ -91,6 +93,7 @@ fn create_run(run: &Path, model: &GlowConfig, train: &TrainConfig) -> Result<()>
 /// ([`super::config::CHANGEABLE_ON_RESUME`]); such changes are written to
 /// `train.json` (atomically) once the checkpoint has loaded, so a later resume keeps them.
 fn resume_checkpoint(
+    cluster: &Cluster,
     run: &Path,
     model_config: &GlowConfig,
     train: &TrainConfig,
@@ -119,7 +122,7 @@ fn resume_checkpoint(
         latest.display()
     )));
     let checkpoint = load_checkpoint(&latest, model_config, device, train_device)?;
-    if run_train != *train {
+    if run_train != *train && cluster.writes() {
         train.save(&train_config_path(run))?;
     }
     Ok(checkpoint)
@@ -203,19 +206,46 @@ pub fn train(
     stop: &AtomicBool,
     report: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainSummary> {
+    train_on(
+        &Cluster::single(),
+        run,
+        model_config,
+        train,
+        resume,
+        stop,
+        report,
+    )
+}
+
+/// [`train`] on the ranks of `cluster` ([`crate::cluster`]): every rank holds the whole model and
+/// computes its block of each batch's shards; the gradients are added in shard order across the
+/// ranks, so every rank keeps the weights one process would have, bit for bit. Rank 0 alone
+/// writes the run's files; evaluation is shared; `stop` on any rank stops all at the same step.
+pub fn train_on(
+    cluster: &Cluster,
+    run: &Path,
+    model_config: &GlowConfig,
+    train: &TrainConfig,
+    resume: bool,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainSummary> {
     model_config.validate()?;
     train.validate()?;
     let train = &TrainConfig {
         batch_shards: match train.batch_shards {
-            0 => split(train.batch_size, worker_threads()).len(),
+            0 => split(train.batch_size, worker_threads() * cluster.size()).len(),
             count => split(train.batch_size, count).len(),
         },
         ..train.clone()
     };
+    check_launch(cluster, run, model_config, train)?;
+    let writes = cluster.writes();
     let device = Device::flex();
     let train_device = device.clone().autodiff();
     let resumed = if resume {
         Some(resume_checkpoint(
+            cluster,
             run,
             model_config,
             train,
@@ -233,12 +263,24 @@ pub fn train(
     let mut checkpoint = if let Some(checkpoint) = resumed {
         checkpoint
     } else {
-        create_run(run, model_config, train)?;
+        // Every rank computes the same initialisation from the same images.
+        if writes {
+            create_run(run, model_config, train)?;
+        }
         let fresh = initial_checkpoint(model_config, train, &train_set, &train_device)?;
-        save_checkpoint(run, &fresh, train.keep_checkpoints)?;
+        if writes {
+            save_checkpoint(run, &fresh, train.keep_checkpoints)?;
+        }
         fresh
     };
-    let metrics = MetricsFile::open(run, checkpoint.state.step)?;
+    let metrics = match writes {
+        true => Some(MetricsFile::open(run, checkpoint.state.step)?),
+        false => None,
+    };
+    let save = |checkpoint: &Checkpoint| match writes {
+        true => save_checkpoint_and_model(run, checkpoint, train.keep_checkpoints),
+        false => Ok(()),
+    };
     let train_set = Arc::new(train_set);
     let schedule = || BatchSchedule::new(train_set.clone(), train.batch_size, train.seed);
     let mut stream = BatchStream::start(schedule(), checkpoint.state.step, 4);
@@ -255,7 +297,7 @@ pub fn train(
     let mut interrupted = false;
     let (mut images_trained, mut train_seconds) = (0u64, 0.0f64);
     while checkpoint.state.step < train.steps {
-        if stop.load(Ordering::SeqCst) {
+        if cluster.any("stop request", stop.load(Ordering::SeqCst))? {
             interrupted = true;
             break;
         }
@@ -271,6 +313,7 @@ pub fn train(
             classes.as_ref(),
             train.recompute_activations,
             train.batch_shards,
+            cluster,
         )?;
         let norm = global_norm(&grads).into_scalar::<f64>();
         let loss = loss.into_scalar::<f64>();
@@ -337,6 +380,7 @@ pub fn train(
             last_train_bpd = row.train_bpd.or(last_train_bpd);
             if evaluate {
                 row.test_bpd = Some(evaluate_bpd(
+                    cluster,
                     &checkpoint.ema,
                     &test_set,
                     train.eval_images,
@@ -345,23 +389,26 @@ pub fn train(
                     &device,
                 )?);
             }
-            metrics.append(&row)?;
-            if evaluate {
-                write_curves(run)?;
+            if let Some(metrics) = &metrics {
+                metrics.append(&row)?;
+                if evaluate {
+                    write_curves(run)?;
+                }
             }
             report(TrainEvent::Metrics(row));
             interval = Interval::default();
         }
-        if train.sample_every > 0 && step % train.sample_every == 0 && step < train.steps {
+        if writes && train.sample_every > 0 && step % train.sample_every == 0 && step < train.steps
+        {
             write_samples(run, &checkpoint.ema, train.seed, step, &device, report)?;
         }
         if step % train.checkpoint_every == 0 && step < train.steps {
-            save_checkpoint_and_model(run, &checkpoint, train.keep_checkpoints)?;
+            save(&checkpoint)?;
             report(TrainEvent::Note(format!("checkpoint at step {step}")));
         }
     }
     drop(stream);
-    save_checkpoint_and_model(run, &checkpoint, train.keep_checkpoints)?;
+    save(&checkpoint)?;
     let step = checkpoint.state.step;
     let test_bpd = if interrupted {
         report(TrainEvent::Note(format!(
@@ -371,6 +418,7 @@ pub fn train(
         None
     } else {
         let bpd = evaluate_bpd(
+            cluster,
             &checkpoint.ema,
             &test_set,
             0,
@@ -381,14 +429,18 @@ pub fn train(
         let mut row = interval.row(step, learning_rate(train, &checkpoint.state));
         last_train_bpd = row.train_bpd.or(last_train_bpd);
         row.test_bpd = Some(bpd);
-        metrics.append(&row)?;
+        if let Some(metrics) = &metrics {
+            metrics.append(&row)?;
+        }
         report(TrainEvent::Metrics(row));
-        report(TrainEvent::Note(format!(
-            "learning curves: {}",
-            write_curves(run)?.display()
-        )));
-        for path in write_samples(run, &checkpoint.ema, train.seed, step, &device, report)? {
-            report(TrainEvent::Note(format!("samples: {}", path.display())));
+        if writes {
+            report(TrainEvent::Note(format!(
+                "learning curves: {}",
+                write_curves(run)?.display()
+            )));
+            for path in write_samples(run, &checkpoint.ema, train.seed, step, &device, report)? {
+                report(TrainEvent::Note(format!("samples: {}", path.display())));
+            }
         }
         Some(bpd)
     };

@@ -417,7 +417,8 @@ pub fn recompute_vs_backprop(
             noise.clone(),
             classes.as_ref(),
             recompute,
-            0,
+            1,
+            &glowflow::cluster::Cluster::single(),
         )
         .expect("a gradient pass");
         (loss.into_scalar::<f64>(), grads)

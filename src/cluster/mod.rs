@@ -1,0 +1,228 @@
+//! The processes (ranks) one training run is spread over, and the few collective operations the
+//! trainer needs: an ordered fold, a gather and an agreement.
+//!
+//! A run on `P` ranks splits every global batch into the run's fixed shards
+//! ([`crate::parallel::split`]; the count is recorded in train.json) and gives rank `r` the
+//! contiguous block of shards `[r·S/P, (r+1)·S/P)`. Floating-point addition is not associative,
+//! so the shards' gradients are added in **one fixed order whatever `P` is**: the fold
+//! `((g₀ + g₁) + g₂) + …` that a single process computes. [`Cluster::chain`] runs it across ranks:
+//! rank 0 folds its own shards and hands the partial sum to rank 1, which adds its shards onto it,
+//! and so on; the last rank's sum goes back to every rank. Each rank sends the parameters' size
+//! once and the last rank `P - 1` times, about what a ring all-reduce moves, and every rank ends
+//! with the weights a single process would have, bit for bit. So a run may stop on one cluster
+//! size and resume on another.
+//!
+//! One process (no launcher, or a launcher that started one) is [`Cluster::single`]: every
+//! operation is then the identity and nothing is encoded. Several processes need the `mpi` cargo
+//! feature (Open MPI through the `mpi` crate, the engine under Horovod); see [`Cluster::launch`].
+//!
+//! Every receive waits at most the cluster's timeout: a rank that has died or hung makes the others
+//! stop with an error naming it, and [`Cluster::abort`] ends every rank of the job at once.
+
+#[cfg(feature = "mpi")]
+mod mpi_ranks;
+
+use std::ops::Range;
+use std::time::Duration;
+
+use crate::error::{GlowError, Result};
+
+/// A value that can travel between ranks: bytes out, bytes in.
+pub trait Wire: Sized {
+    /// The value as bytes.
+    fn encode(&self) -> Vec<u8>;
+    /// The value `encode` wrote; `what` names the exchange in errors.
+    fn decode(bytes: &[u8], what: &str) -> Result<Self>;
+}
+
+/// The ranks of one run: this process's rank among `size`.
+pub struct Cluster {
+    transport: Transport,
+}
+
+enum Transport {
+    Single,
+    #[cfg(feature = "mpi")]
+    Mpi(mpi_ranks::MpiRanks),
+}
+
+/// The number of processes the launcher (mpirun, mpiexec or srun) started, read from the variables
+/// each sets in every process's environment; `None` without a launcher.
+pub fn launched_processes() -> Option<usize> {
+    let read = |name: &str| std::env::var(name).ok()?.parse::<usize>().ok();
+    read("OMPI_COMM_WORLD_SIZE")
+        .or_else(|| read("PMI_SIZE"))
+        .or_else(|| read("PMIX_SIZE"))
+        .or_else(|| {
+            std::env::var_os("SLURM_PROCID")?;
+            read("SLURM_STEP_NUM_TASKS")
+        })
+}
+
+impl Cluster {
+    /// One process: rank 0 of 1.
+    pub fn single() -> Cluster {
+        Cluster {
+            transport: Transport::Single,
+        }
+    }
+
+    /// The cluster this process was launched into: [`Cluster::single`] without a launcher, else
+    /// the MPI world (the `mpi` feature), whose receives wait at most `timeout` for a rank. A
+    /// launch of several processes by a build without the feature is an error (each process
+    /// would otherwise train alone and write the same run directory).
+    pub fn launch(timeout: Duration) -> Result<Cluster> {
+        let Some(processes) = launched_processes() else {
+            return Ok(Cluster::single());
+        };
+        #[cfg(feature = "mpi")]
+        {
+            let _ = processes;
+            Ok(Cluster {
+                transport: Transport::Mpi(mpi_ranks::MpiRanks::initialize(timeout)?),
+            })
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = timeout;
+            if processes > 1 {
+                return Err(GlowError::Config(format!(
+                    "this glowflow was built without MPI but was launched as {processes} \
+                     processes; build it with `cargo build --release --features mpi` (needs the \
+                     Debian packages openmpi-bin, libopenmpi-dev and libclang-dev)"
+                )));
+            }
+            Ok(Cluster::single())
+        }
+    }
+
+    /// This process's rank, from 0.
+    pub fn rank(&self) -> usize {
+        match &self.transport {
+            Transport::Single => 0,
+            #[cfg(feature = "mpi")]
+            Transport::Mpi(ranks) => ranks.rank(),
+        }
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        match &self.transport {
+            Transport::Single => 1,
+            #[cfg(feature = "mpi")]
+            Transport::Mpi(ranks) => ranks.size(),
+        }
+    }
+
+    /// Whether this rank writes the run's files (rank 0 alone does).
+    pub fn writes(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// The block of `shards` shards this rank computes: `[r·S/P, (r+1)·S/P)`. It is the same size
+    /// on every rank when `P` divides `S` (checked where a run starts).
+    pub fn shard_block(&self, shards: usize) -> Range<usize> {
+        let (rank, size) = (self.rank(), self.size());
+        rank * shards / size..(rank + 1) * shards / size
+    }
+
+    /// Runs `step` once on every rank, in rank order: rank 0 gets `None`, rank `r` what rank
+    /// `r - 1`'s step returned. Every rank returns the last rank's result. `what` names the
+    /// exchange in errors.
+    pub fn chain<T: Wire>(
+        &self,
+        what: &str,
+        step: impl FnOnce(Option<T>) -> Result<T>,
+    ) -> Result<T> {
+        match &self.transport {
+            Transport::Single => {
+                let _ = what;
+                step(None)
+            }
+            #[cfg(feature = "mpi")]
+            Transport::Mpi(ranks) => ranks.chain(what, step),
+        }
+    }
+
+    /// Every rank's `mine`, in rank order, on every rank.
+    pub fn all_gather(&self, what: &str, mine: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        self.chain(what, |before: Option<Gathered>| {
+            let mut all = before.map(|g| g.0).unwrap_or_default();
+            all.push(mine);
+            Ok(Gathered(all))
+        })
+        .map(|g| g.0)
+    }
+
+    /// Whether `mine` holds on any rank (every rank gets the same answer).
+    pub fn any(&self, what: &str, mine: bool) -> Result<bool> {
+        Ok(self
+            .all_gather(what, vec![u8::from(mine)])?
+            .iter()
+            .any(|flag| flag.first() == Some(&1)))
+    }
+
+    /// Ends every rank of the job (MPI_Abort) after this rank has reported `error`; with one
+    /// process, returns.
+    pub fn abort(&self, error: &GlowError) {
+        match &self.transport {
+            Transport::Single => {
+                let _ = error;
+            }
+            #[cfg(feature = "mpi")]
+            Transport::Mpi(ranks) => ranks.abort(error),
+        }
+    }
+
+    /// A text for errors: "rank R of P: " on several ranks, nothing on one.
+    pub fn label(&self) -> String {
+        if self.size() > 1 {
+            format!("rank {} of {}: ", self.rank(), self.size())
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Byte strings in rank order (what [`Cluster::all_gather`] passes along).
+struct Gathered(Vec<Vec<u8>>);
+
+impl Wire for Gathered {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for part in &self.0 {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        bytes
+    }
+
+    fn decode(mut bytes: &[u8], what: &str) -> Result<Self> {
+        let mut parts = Vec::new();
+        while !bytes.is_empty() {
+            let len = take_u64(&mut bytes, what)? as usize;
+            parts.push(take(&mut bytes, len, what)?.to_vec());
+        }
+        Ok(Gathered(parts))
+    }
+}
+
+/// The first `len` bytes of `bytes`, which move past them; too few is an error naming `what`.
+pub fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]> {
+    if bytes.len() < len {
+        return Err(GlowError::Config(format!(
+            "the {what} message from another rank is truncated ({} bytes where {len} were \
+             expected); are all ranks running the same glowflow?",
+            bytes.len()
+        )));
+    }
+    let (head, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Ok(head)
+}
+
+/// A little-endian u64 taken from the front of `bytes`.
+pub fn take_u64(bytes: &mut &[u8], what: &str) -> Result<u64> {
+    let head = take(bytes, 8, what)?;
+    Ok(u64::from_le_bytes(head.try_into().expect("8 bytes")))
+}

@@ -1,0 +1,130 @@
+//! The checks of a run launched on several ranks, made before any training so that a bad launch
+//! is one clear error instead of a hang or silently different weights: the ranks divide the
+//! run's shards, run the same glowflow with the same configs, and see the same run directory.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use rand::Rng;
+
+use super::config::TrainConfig;
+use crate::cluster::Cluster;
+use crate::error::{GlowError, Result};
+use crate::io::atomic::write_atomic;
+use crate::model::config::GlowConfig;
+
+/// The file rank 0 writes into the run directory for the others to find.
+const TOKEN_FILE: &str = ".launch-token";
+
+/// Checks the launch of `train` (its `batch_shards` resolved) in `run` on `cluster`; nothing to
+/// check on one rank.
+pub fn check_launch(
+    cluster: &Cluster,
+    run: &Path,
+    model: &GlowConfig,
+    train: &TrainConfig,
+) -> Result<()> {
+    let size = cluster.size();
+    if size == 1 {
+        return Ok(());
+    }
+    if !train.batch_shards.is_multiple_of(size) {
+        return Err(GlowError::Config(format!(
+            "the run's {} gradient shards (batch_shards in train.json) cannot be shared by {size} \
+             ranks: launch a number of ranks that divides {0} (each computes the same number \
+             of shards, so that every cluster size gives the same weights)",
+            train.batch_shards
+        )));
+    }
+    check_same_everywhere(cluster, "glowflow binary", binary_fingerprint()?)?;
+    check_same_everywhere(
+        cluster,
+        "model and training config",
+        configs_text(model, train)?.into_bytes(),
+    )?;
+    check_shared_directory(cluster, run)
+}
+
+/// Fails on every rank, naming the ranks whose `mine` differs from rank 0's.
+fn check_same_everywhere(cluster: &Cluster, what: &str, mine: Vec<u8>) -> Result<()> {
+    let all = cluster.all_gather(what, mine)?;
+    let differing: Vec<String> = (1..all.len())
+        .filter(|&r| all[r] != all[0])
+        .map(|r| r.to_string())
+        .collect();
+    if differing.is_empty() {
+        return Ok(());
+    }
+    let detail = if what == "glowflow binary" {
+        "install the same glowflow build on every machine".to_string()
+    } else {
+        format!(
+            "give every rank the same command line; rank 0 has {} and rank {} has {}",
+            String::from_utf8_lossy(&all[0]),
+            differing[0],
+            String::from_utf8_lossy(&all[differing[0].parse::<usize>().expect("a rank")])
+        )
+    };
+    Err(GlowError::Config(format!(
+        "rank(s) {} run with a different {what} from rank 0's: {detail}",
+        differing.join(", ")
+    )))
+}
+
+/// A hash of this process's executable, so that ranks running different builds are caught.
+fn binary_fingerprint() -> Result<Vec<u8>> {
+    let path = std::env::current_exe()
+        .map_err(|e| GlowError::Config(format!("cannot locate the glowflow executable: {e}")))?;
+    let bytes = std::fs::read(&path).map_err(|e| GlowError::io(&path, e))?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Ok(hasher.finish().to_le_bytes().to_vec())
+}
+
+/// The configs as one line of JSON each.
+fn configs_text(model: &GlowConfig, train: &TrainConfig) -> Result<String> {
+    let json = |value: serde_json::Result<String>| {
+        value.map_err(|e| GlowError::Config(format!("cannot describe the configs: {e}")))
+    };
+    Ok(format!(
+        "model {} training {}",
+        json(serde_json::to_string(model))?,
+        json(serde_json::to_string(train))?
+    ))
+}
+
+/// Rank 0 writes a random token into `run`; every rank must read the same token there, or the
+/// run directory is not one shared directory (each machine would write its own run).
+fn check_shared_directory(cluster: &Cluster, run: &Path) -> Result<()> {
+    let path = run.join(TOKEN_FILE);
+    let token = if cluster.writes() {
+        std::fs::create_dir_all(run).map_err(|e| GlowError::io(run, e))?;
+        let token = format!("{:016x}", rand::rng().random::<u64>());
+        write_atomic(&path, token.as_bytes())?;
+        token.into_bytes()
+    } else {
+        Vec::new()
+    };
+    let tokens = cluster.all_gather("run directory token", token)?;
+    let seen = std::fs::read(&path).unwrap_or_default() == tokens[0];
+    let sees = cluster.all_gather("run directory check", vec![u8::from(seen)])?;
+    if cluster.writes() {
+        std::fs::remove_file(&path).map_err(|e| GlowError::io(&path, e))?;
+    }
+    let blind: Vec<String> = (0..sees.len())
+        .filter(|&r| sees[r] != [1])
+        .map(|r| r.to_string())
+        .collect();
+    if blind.is_empty() {
+        Ok(())
+    } else {
+        Err(GlowError::Config(format!(
+            "the run directory {} is not shared: rank(s) {} do not see the file rank 0 wrote \
+             there; put the run on a file system every machine mounts at the same path (NFS, \
+             Lustre, ...) and give that path",
+            run.display(),
+            blind.join(", ")
+        )))
+    }
+}

@@ -1,0 +1,420 @@
+//! Training on several MPI processes (`mpirun -np N glowflow train`): the weights of any cluster
+//! size are those of one process, bit for bit, also when a run stops on one size and resumes on
+//! another; bad launches are refused before training; a rank that dies or hangs stops the others
+//! with an error naming it. Needs the `mpi` feature and Open MPI's `mpirun`.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use glowflow::train::checkpoint::list_checkpoints;
+use glowflow::train::metrics::MetricsFile;
+
+/// The architecture of every run here (the model of [`grey8_config`] with width 8).
+const ARCH: [&str; 8] = [
+    "--image", "1x8x8", "--levels", "2", "--depth", "2", "--width", "8",
+];
+
+/// A dataset and a training config (4 gradient shards of 2 images, evaluation in batches of 4
+/// so that it is shared out) in a new scratch directory.
+fn setup(name: &str, recompute: bool) -> (PathBuf, PathBuf) {
+    let root = scratch_dir(name);
+    write_idx_dataset(&root, 64, 16, 8);
+    let mut train = tiny_train_config(&root);
+    train.batch_shards = 4;
+    train.steps = 6;
+    train.checkpoint_every = 3;
+    train.eval_every = 3;
+    train.eval_images = 12;
+    train.eval_batch_size = 4;
+    train.recompute_activations = recompute;
+    let config = root.join("train.json");
+    train.save(&config).expect("write train.json");
+    (root, config)
+}
+
+/// `mpirun` with `processes` ranks on this machine (as root in CI; more ranks than cores).
+fn mpirun(processes: usize) -> Command {
+    let mut command = Command::new("mpirun");
+    command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .args(["--oversubscribe", "--mca", "btl", "self,vader"])
+        .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
+        .args(["-np", &processes.to_string()]);
+    command
+}
+
+/// Runs `glowflow train ARGS` on `processes` ranks (1: without mpirun).
+fn train(processes: usize, args: &[&str]) -> Output {
+    let mut command = if processes == 1 {
+        Command::new(env!("CARGO_BIN_EXE_glowflow"))
+    } else {
+        let mut command = mpirun(processes);
+        command.arg(env!("CARGO_BIN_EXE_glowflow"));
+        command
+    };
+    command
+        .arg("train")
+        .args(args)
+        .output()
+        .expect("the command runs")
+}
+
+/// Like [`train`], asserting success; returns stdout.
+fn trains(processes: usize, args: &[&str]) -> String {
+    let out = train(processes, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{processes} ranks, {args:?}: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new run's arguments.
+fn new_run<'a>(root: &'a Path, config: &'a Path, run: &'a Path, steps: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
+        "--data",
+        root.to_str().expect("utf-8"),
+        "--train-config",
+        config.to_str().expect("utf-8"),
+        "--out",
+        run.to_str().expect("utf-8"),
+        "--steps",
+        steps,
+    ];
+    args.extend(ARCH);
+    args
+}
+
+/// Every tensor of a safetensors file, by name: name and raw bytes (the header's key order is
+/// not part of the comparison).
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    let mut all: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    all.sort();
+    all
+}
+
+/// What a run ended with: the tensors of its EMA model and of its last checkpoint (training
+/// weights, EMA and Adam moments), and its metrics without the timings.
+fn outcome(run: &Path) -> (Vec<Vec<(String, Vec<u8>)>>, Vec<String>) {
+    let last = list_checkpoints(run)
+        .expect("list")
+        .pop()
+        .expect("a checkpoint");
+    let files = [
+        run.join("model.safetensors"),
+        last.join("model.safetensors"),
+        last.join("ema.safetensors"),
+        last.join("moment1.safetensors"),
+        last.join("moment2.safetensors"),
+    ];
+    let rows = MetricsFile::read(&run.join("metrics.csv"))
+        .expect("metrics")
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{} {:?} {:?} {:?} {:?}",
+                r.step, r.train_bpd, r.test_bpd, r.lr, r.grad_norm
+            )
+        })
+        .collect();
+    (files.iter().map(|f| tensors(f)).collect(), rows)
+}
+
+/// The rows of training steps without their test figure ("step train test lr norm" -> "step
+/// train lr norm"), and the last row.
+fn training_rows(rows: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = rows
+        .iter()
+        .map(|row| row.split(' ').collect::<Vec<_>>())
+        .filter(|fields| fields[1] != "None")
+        .map(|fields| format!("{} {} {} {}", fields[0], fields[1], fields[3], fields[4]))
+        .collect();
+    kept.push(rows.last().expect("a row").clone());
+    kept
+}
+
+/// One process, two, stopped on two and resumed on one, and stopped on one and resumed on four:
+/// the same weights, optimiser state and metrics, bit for bit.
+fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
+    let (root, config) = setup(
+        if recompute {
+            "mpi-recompute"
+        } else {
+            "mpi-backprop"
+        },
+        recompute,
+    );
+    let run = |name: &str| root.join(name);
+
+    trains(1, &new_run(&root, &config, &run("one"), "6"));
+    let stdout = trains(2, &new_run(&root, &config, &run("two"), "6"));
+    assert_eq!(
+        stdout.matches("run ").count(),
+        1,
+        "rank 0 alone reports: {stdout}"
+    );
+    trains(2, &new_run(&root, &config, &run("two-then-one"), "3"));
+    trains(
+        1,
+        &[
+            "--resume",
+            run("two-then-one").to_str().expect("utf-8"),
+            "--steps",
+            "6",
+        ],
+    );
+    trains(1, &new_run(&root, &config, &run("one-then-four"), "3"));
+    trains(
+        4,
+        &[
+            "--resume",
+            run("one-then-four").to_str().expect("utf-8"),
+            "--steps",
+            "6",
+        ],
+    );
+
+    let reference = outcome(&run("one"));
+    assert_eq!(
+        reference.1.len(),
+        7,
+        "six steps and the final evaluation: {:?}",
+        reference.1
+    );
+    let files = [
+        "EMA model",
+        "training weights",
+        "checkpoint EMA",
+        "Adam m",
+        "Adam v",
+    ];
+    for name in ["two", "two-then-one", "one-then-four"] {
+        let other = outcome(&run(name));
+        for ((mine, theirs), file) in other.0.iter().zip(&reference.0).zip(files) {
+            assert!(
+                mine == theirs,
+                "{name}: the {file} differs from one process's"
+            );
+        }
+        if name == "two" {
+            assert_eq!(other.1, reference.1, "{name}: metrics.csv differs");
+        } else {
+            // A run that stopped at step 3 evaluated the whole test set there instead of the
+            // periodic evaluation's 12 images; every training row and the final row agree.
+            assert_eq!(
+                training_rows(&other.1),
+                training_rows(&reference.1),
+                "{name}: metrics.csv differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_cluster_size_gives_the_weights_of_one_process_with_backprop() {
+    every_cluster_size_gives_the_weights_of_one_process(false);
+}
+
+#[test]
+fn every_cluster_size_gives_the_weights_of_one_process_when_recomputing() {
+    every_cluster_size_gives_the_weights_of_one_process(true);
+}
+
+/// Asserts a launch failed with a message containing `expected` and trained nothing.
+fn refused(out: Output, run: &Path, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the launch should fail: {stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !run.join("checkpoints").exists(),
+        "nothing trained before the error"
+    );
+}
+
+#[test]
+fn a_rank_count_that_does_not_divide_the_shards_is_refused_before_training() {
+    let (root, config) = setup("mpi-divide", false);
+    let run = root.join("run");
+    let mut args = new_run(&root, &config, &run, "6");
+    args.extend(["--batch-shards", "3"]);
+    refused(train(2, &args), &run, "3 gradient shards");
+}
+
+/// `mpirun` running `first` as rank 0 and `second` as rank 1 (MPMD), each `glowflow train`.
+fn two_programs(first: (&Path, &[&str]), second: (&Path, &[&str])) -> Output {
+    let mut command = mpirun(1);
+    command.arg(first.0).arg("train").args(first.1);
+    command
+        .args([":", "-np", "1"])
+        .arg(second.0)
+        .arg("train")
+        .args(second.1);
+    command.output().expect("mpirun runs")
+}
+
+#[test]
+fn ranks_with_different_configs_binaries_or_run_directories_are_refused_before_training() {
+    let (root, config) = setup("mpi-mismatch", false);
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_glowflow"));
+    let run = root.join("run");
+    let args = new_run(&root, &config, &run, "6");
+
+    let mut other_lr = args.clone();
+    other_lr.extend(["--lr", "0.0007"]);
+    refused(
+        two_programs((&binary, &args), (&binary, &other_lr)),
+        &run,
+        "different model and training config",
+    );
+
+    // A different build: the same program with a byte appended (it still runs).
+    let copy = root.join("glowflow-other-build");
+    let mut bytes = std::fs::read(&binary).expect("read the binary");
+    bytes.push(0);
+    std::fs::write(&copy, bytes).expect("write the copy");
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make it executable");
+    refused(
+        two_programs((&binary, &args), (&copy, &args)),
+        &run,
+        "different glowflow binary",
+    );
+
+    // Rank 1 given another directory stands for a machine that does not see rank 0's.
+    let elsewhere = root.join("elsewhere");
+    let other_dir = new_run(&root, &config, &elsewhere, "6");
+    refused(
+        two_programs((&binary, &args), (&binary, &other_dir)),
+        &run,
+        "is not shared: rank(s) 1",
+    );
+}
+
+/// The pid of rank `rank` among the processes `mpirun` (pid `parent`) started.
+fn rank_pid(parent: u32, rank: usize) -> Option<libc::pid_t> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // "pid (name) state ppid ...": the name may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+        if environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Starts a long two-rank run, waits until it has trained a few steps, sends `signal` to rank 1
+/// and returns mpirun's output and how long it took to end after the signal.
+fn signal_rank_one(root: &Path, config: &Path, run: &Path, signal: i32) -> (Output, Duration) {
+    let mut args = new_run(root, config, run, "100000");
+    args.extend(["--rank-timeout", "5", "--eval-every", "0"]);
+    let child = mpirun(2)
+        .arg(env!("CARGO_BIN_EXE_glowflow"))
+        .arg("train")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun starts");
+    let metrics = run.join("metrics.csv");
+    let started = Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+        < 8
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rank_pid(child.id(), 1).expect("rank 1 is a child of mpirun");
+    // SAFETY: signals a process this test's mpirun started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal sent");
+    let signalled = Instant::now();
+    let out = child.wait_with_output().expect("mpirun ends");
+    let took = signalled.elapsed();
+    // SAFETY: a stopped rank that mpirun did not end is killed (no-op if it is gone).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    (out, took)
+}
+
+#[test]
+fn a_killed_rank_stops_the_others_and_the_run_resumes_on_another_cluster_size() {
+    let (root, config) = setup("mpi-kill", false);
+    let run = root.join("run");
+    let (out, took) = signal_rank_one(&root, &config, &run, libc::SIGKILL);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the job ended {took:?} after the kill"
+    );
+    assert!(
+        stderr.contains("rank 1"),
+        "the dead rank is named: {stderr}"
+    );
+    let last = list_checkpoints(&run)
+        .expect("list")
+        .pop()
+        .expect("a checkpoint");
+    let step: u64 = last
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| {
+            n.trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .expect("a step in the checkpoint's name");
+    let target = (step + 2).to_string();
+    let stdout = trains(
+        1,
+        &["--resume", run.to_str().expect("utf-8"), "--steps", &target],
+    );
+    assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
+}
+
+#[test]
+fn a_hung_rank_is_named_by_the_others_within_the_timeout() {
+    let (root, config) = setup("mpi-hang", false);
+    let run = root.join("run");
+    let (out, took) = signal_rank_one(&root, &config, &run, libc::SIGSTOP);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 did not answer for 5 s"),
+        "the hung rank is named: {stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the job ended {took:?} after the hang"
+    );
+}
