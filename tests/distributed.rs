@@ -93,9 +93,12 @@ fn new_run<'a>(root: &'a Path, config: &'a Path, run: &'a Path, steps: &'a str) 
     args
 }
 
+/// A safetensors file's tensors: (name, raw bytes), sorted by name.
+type Tensors = Vec<(String, Vec<u8>)>;
+
 /// Every tensor of a safetensors file, by name: name and raw bytes (the header's key order is
 /// not part of the comparison).
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+fn tensors(path: &Path) -> Tensors {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let file = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
     let mut all: Vec<_> = file
@@ -109,7 +112,7 @@ fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// What a run ended with: the tensors of its EMA model and of its last checkpoint (training
 /// weights, EMA and Adam moments), and its metrics without the timings.
-fn outcome(run: &Path) -> (Vec<Vec<(String, Vec<u8>)>>, Vec<String>) {
+fn outcome(run: &Path) -> (Vec<Tensors>, Vec<String>) {
     let last = list_checkpoints(run)
         .expect("list")
         .pop()
