@@ -381,3 +381,27 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
 }
+
+/// Without the `mpi` feature, a launch of several processes (as mpirun or srun would start) is
+/// refused instead of training the same run once per process.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_train_as_several_processes() {
+    let dir = scratch_dir("no-mpi");
+    common::write_idx_dataset(&dir, 16, 8, 8);
+    let run = dir.join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .args(["train", "--data", dir.to_str().expect("utf-8")])
+        .args(["--out", run.to_str().expect("utf-8")])
+        .args(TINY_RUN)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("launched as 2 processes") && stderr.contains("--features mpi"),
+        "{stderr}"
+    );
+    assert!(!run.exists(), "nothing written");
+}

@@ -22,11 +22,14 @@
 //! inversion at every level boundary: in f32 the recomputed inputs drift by at most K steps'
 //! rounding (the documented trade-off: `2·D` stored values per image).
 //!
-//! Both run the batch in concurrent shards, one per worker thread ([`crate::parallel`]), each
-//! shard differentiating its own copy of the parameters. Backprop shards the whole pass and adds
-//! the shards' gradients weighted by their share of the batch (one set of gradients per shard);
-//! recompute shards each map's local backward pass and adds its gradients at once, so that it
-//! still holds one set of gradients and one map's graph per shard.
+//! Both run the batch in the run's fixed shards, concurrently ([`crate::parallel`]), each shard
+//! differentiating its own copy of the parameters. Backprop shards the whole pass and weights each
+//! shard's gradients by its share of the batch (one set of gradients per shard); recompute shards
+//! each map's local backward pass and, on the rank that starts the fold (always, on one process),
+//! adds its shards' gradients at once, so that it holds one set of gradients and one map's graph
+//! per shard. On several ranks ([`crate::cluster`]) each computes its block of shards and the
+//! gradients are added in shard order along the ranks: `((g₀ + g₁) + g₂) + …` on any cluster.
+//! The loss is the mean of the batch's per-image bits/dim.
 
 use std::ops::Range;
 
