@@ -149,8 +149,16 @@ impl Train {
             return Ok(());
         };
         progress.finish();
+        let exchange = if cluster.size() > 1 {
+            format!(
+                " ({:.1} s of it exchanging gradients with other ranks)",
+                summary.exchange_seconds
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "run {}: {} steps, {:.1} images/s over {:.0} s of training, train {} bits/dim, test {} bits/dim{}",
+            "run {}: {} steps, {:.1} images/s over {:.0} s of training{exchange}, train {} bits/dim, test {} bits/dim{}",
             run_dir.display(),
             summary.step,
             summary.images_per_second,

@@ -22,8 +22,9 @@
 #[cfg(feature = "mpi")]
 mod mpi_ranks;
 
+use std::cell::Cell;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{GlowError, Result};
 
@@ -38,6 +39,8 @@ pub trait Wire: Sized {
 /// The ranks of one run: this process's rank among `size`.
 pub struct Cluster {
     transport: Transport,
+    /// Seconds spent in collectives so far (sending, receiving, waiting for other ranks).
+    exchanging: Cell<f64>,
 }
 
 enum Transport {
@@ -64,6 +67,7 @@ impl Cluster {
     pub fn single() -> Cluster {
         Cluster {
             transport: Transport::Single,
+            exchanging: Cell::new(0.0),
         }
     }
 
@@ -80,6 +84,7 @@ impl Cluster {
             let _ = processes;
             Ok(Cluster {
                 transport: Transport::Mpi(mpi_ranks::MpiRanks::initialize(timeout)?),
+                exchanging: Cell::new(0.0),
             })
         }
         #[cfg(not(feature = "mpi"))]
@@ -140,8 +145,28 @@ impl Cluster {
                 step(None)
             }
             #[cfg(feature = "mpi")]
-            Transport::Mpi(ranks) => ranks.chain(what, step),
+            Transport::Mpi(ranks) => {
+                // The time of this rank's own step is not exchange time.
+                let started = Instant::now();
+                let mut stepping = 0.0;
+                let result = ranks.chain(what, |before| {
+                    let step_started = Instant::now();
+                    let mine = step(before);
+                    stepping = step_started.elapsed().as_secs_f64();
+                    mine
+                });
+                let total = started.elapsed().as_secs_f64();
+                self.exchanging
+                    .set(self.exchanging.get() + total - stepping);
+                result
+            }
         }
+    }
+
+    /// Seconds this rank has spent in collectives (sending, receiving and waiting for other
+    /// ranks), without its own part of them; 0 on one process.
+    pub fn exchange_seconds(&self) -> f64 {
+        self.exchanging.get()
     }
 
     /// Every rank's `mine`, in rank order, on every rank.

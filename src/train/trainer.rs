@@ -74,6 +74,9 @@ pub struct TrainSummary {
     pub skipped_steps: u64,
     /// Roll-backs to an earlier checkpoint.
     pub rollbacks: u32,
+    /// Of `train_seconds`, the seconds this rank spent exchanging the gradient sum with the other
+    /// ranks (waiting for slower ranks included); 0 on one process.
+    pub exchange_seconds: f64,
 }
 
 /// Writes the config files of a new run; a directory that already holds a run is an error.
@@ -295,13 +298,14 @@ pub fn train_on(
     let mut interval = Interval::default();
     let mut last_train_bpd = None;
     let mut interrupted = false;
-    let (mut images_trained, mut train_seconds) = (0u64, 0.0f64);
+    let (mut images_trained, mut train_seconds, mut exchange_seconds) = (0u64, 0.0f64, 0.0f64);
     while checkpoint.state.step < train.steps {
         if cluster.any("stop request", stop.load(Ordering::SeqCst))? {
             interrupted = true;
             break;
         }
         let started = Instant::now();
+        let exchanged_before = cluster.exchange_seconds();
         let batch = stream.next_batch();
         debug_assert_eq!(batch.step, checkpoint.state.step);
         let (images, noise, classes) = batch.to_tensors(shape, n_classes, &train_device)?;
@@ -367,6 +371,7 @@ pub fn train_on(
             with_flat_params(checkpoint.ema, updated)
         };
         let seconds = started.elapsed().as_secs_f64();
+        exchange_seconds += cluster.exchange_seconds() - exchanged_before;
         checkpoint.state.elapsed_seconds += seconds;
         train_seconds += seconds;
         let images = batch.pixels.len() / shape.iter().product::<usize>();
@@ -453,6 +458,7 @@ pub fn train_on(
         train_seconds,
         skipped_steps: checkpoint.state.skipped_steps,
         rollbacks: checkpoint.state.rollbacks,
+        exchange_seconds,
     })
 }
 
