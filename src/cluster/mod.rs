@@ -5,12 +5,13 @@
 //! ([`crate::parallel::split`]; the count is recorded in train.json) and gives rank `r` the
 //! contiguous block of shards `[r·S/P, (r+1)·S/P)`. Floating-point addition is not associative,
 //! so the shards' gradients are added in **one fixed order whatever `P` is**: the fold
-//! `((g₀ + g₁) + g₂) + …` that a single process computes. [`Cluster::chain`] runs it across ranks:
-//! rank 0 folds its own shards and hands the partial sum to rank 1, which adds its shards onto it,
-//! and so on; the last rank's sum goes back to every rank. Each rank sends the parameters' size
-//! once and the last rank `P - 1` times, about what a ring all-reduce moves, and every rank ends
-//! with the weights a single process would have, bit for bit. So a run may stop on one cluster
-//! size and resume on another.
+//! `((g₀ + g₁) + g₂) + …` that a single process computes. [`Cluster::add_in_rank_order`] runs it
+//! across ranks: rank 0 adds its own shards and hands the partial sum to rank 1, which adds its
+//! shards onto it, and so on, in pipelined chunks; the last rank's sums go back down the chain.
+//! Each rank sends the gradients about twice, as in a ring all-reduce, plus a latency of one chunk
+//! per rank, and every rank ends with the weights a single process would have, bit for bit. So a
+//! run may stop on one cluster size and resume on another. [`Cluster::chain`], the same ordered
+//! fold on whole messages, serves the small exchanges (gathers, agreements).
 //!
 //! One process (no launcher, or a launcher that started one) is [`Cluster::single`]: every
 //! operation is then the identity and nothing is encoded. Several processes need the `mpi` cargo
@@ -169,6 +170,30 @@ impl Cluster {
         self.exchanging.get()
     }
 
+    /// The sum of every rank's `parts` (vectors of `n` values), added value by value in rank
+    /// order and, within a rank, in the order given: `((p₀₀ + p₀₁) + p₁₀) + …`, the order one
+    /// process adding all the parts would use. Every rank gets the sum.
+    pub fn add_in_rank_order(&self, what: &str, parts: &[Vec<f32>], n: usize) -> Result<Vec<f32>> {
+        let started = Instant::now();
+        let sum = match &self.transport {
+            Transport::Single => {
+                let _ = what;
+                let mut sum = parts.first().cloned().unwrap_or_else(|| vec![0.0; n]);
+                for part in &parts[1.min(parts.len())..] {
+                    for (s, g) in sum.iter_mut().zip(part) {
+                        *s += *g;
+                    }
+                }
+                Ok(sum)
+            }
+            #[cfg(feature = "mpi")]
+            Transport::Mpi(ranks) => ranks.add_in_rank_order(what, parts, n),
+        };
+        self.exchanging
+            .set(self.exchanging.get() + started.elapsed().as_secs_f64());
+        sum
+    }
+
     /// Every rank's `mine`, in rank order, on every rank.
     pub fn all_gather(&self, what: &str, mine: Vec<u8>) -> Result<Vec<Vec<u8>>> {
         self.chain(what, |before: Option<Gathered>| {
@@ -233,7 +258,7 @@ impl Wire for Gathered {
 }
 
 /// The first `len` bytes of `bytes`, which move past them; too few is an error naming `what`.
-pub fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]> {
+fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]> {
     if bytes.len() < len {
         return Err(GlowError::Config(format!(
             "the {what} message from another rank is truncated ({} bytes where {len} were \
@@ -247,7 +272,7 @@ pub fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]
 }
 
 /// A little-endian u64 taken from the front of `bytes`.
-pub fn take_u64(bytes: &mut &[u8], what: &str) -> Result<u64> {
+fn take_u64(bytes: &mut &[u8], what: &str) -> Result<u64> {
     let head = take(bytes, 8, what)?;
     Ok(u64::from_le_bytes(head.try_into().expect("8 bytes")))
 }

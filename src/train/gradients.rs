@@ -36,7 +36,7 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use crate::cluster::{take, take_u64, Cluster, Wire};
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::flow::{Condition, InvertibleMap};
 use crate::model::glow::Glow;
@@ -90,12 +90,15 @@ pub fn loss_and_gradients(
     } else {
         backprop_gradients(model, &images, &noise, classes, mine, n)?
     };
-    let total = cluster.chain("gradient sum", |before: Option<GradientSum>| {
-        Ok(local.added_to(before))
-    })?;
-    let bpd_len = total.bpd.len();
-    let bpd = from_f64(total.bpd, [bpd_len], &images.device().inner());
-    Ok((bpd.mean(), total.grads))
+    let (bpd, grads) = if cluster.size() == 1 {
+        let grads = add_in_order(None, local.shards).expect("a batch has a shard");
+        (local.bpd, grads)
+    } else {
+        local.added_across(cluster)?
+    };
+    let bpd_len = bpd.len();
+    let bpd = from_f64(bpd, [bpd_len], &images.device().inner());
+    Ok((bpd.mean(), grads))
 }
 
 /// The backprop pass over the shards `ranges` of a batch of `n`: each shard differentiates the
@@ -140,67 +143,51 @@ struct LocalGradients {
     shards: Vec<FlatGrads>,
 }
 
-/// The batch's gradients summed over the shards of the ranks so far, and those ranks' images'
-/// bits/dim (what [`Cluster::chain`] hands from rank to rank).
-struct GradientSum {
-    grads: FlatGrads,
-    bpd: Vec<f64>,
-}
-
 impl LocalGradients {
-    /// This rank's part added onto `before` (nothing on the first rank).
-    fn added_to(self, before: Option<GradientSum>) -> GradientSum {
-        let (start, mut bpd) = match before {
-            Some(sum) => (Some(sum.grads), sum.bpd),
-            None => (None, Vec::new()),
-        };
-        bpd.extend(self.bpd);
-        GradientSum {
-            grads: add_in_order(start, self.shards).expect("a rank computes a shard"),
-            bpd,
-        }
-    }
-}
-
-/// On the wire: the bits/dim as f64, then each parameter's gradient as f32 (training runs on the
-/// f32 device, so they travel exactly), a parameter without a gradient as an empty list.
-impl Wire for GradientSum {
-    fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&(self.bpd.len() as u64).to_le_bytes());
-        bytes.extend(self.bpd.iter().flat_map(|v| v.to_le_bytes()));
-        for grad in &self.grads {
-            let values = grad.as_ref().map(|g| {
-                g.clone()
-                    .try_into_vec_as::<f32>()
-                    .expect("a float tensor reads back as f32")
-            });
-            let values = values.unwrap_or_default();
-            bytes.extend_from_slice(&(values.len() as u64).to_le_bytes());
-            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        }
-        bytes
-    }
-
-    fn decode(mut bytes: &[u8], what: &str) -> Result<Self> {
-        let count = take_u64(&mut bytes, what)? as usize;
-        let bpd = take(&mut bytes, count.saturating_mul(8), what)?
+    /// The batch's per-image bits/dim (in rank order) and its gradients: every rank's shards
+    /// added in shard order ([`Cluster::add_in_rank_order`]). The gradients travel as f32 (the
+    /// training device's type, so exactly); a parameter without a gradient has none on every
+    /// rank.
+    fn added_across(self, cluster: &Cluster) -> Result<(Vec<f64>, FlatGrads)> {
+        let mine = self.bpd.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bpd = cluster
+            .all_gather("bits/dim", mine)?
+            .concat()
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
+        let sizes: Vec<Option<usize>> = self.shards[0]
+            .iter()
+            .map(|g| g.as_ref().map(|g| g.dims()[0]))
+            .collect();
+        let flat: Vec<Vec<f32>> = self
+            .shards
+            .into_iter()
+            .map(|grads| {
+                grads
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|g| {
+                        g.try_into_vec_as::<f32>()
+                            .expect("a float tensor reads back as f32")
+                    })
+                    .collect()
+            })
+            .collect();
+        let n = sizes.iter().flatten().sum();
+        let sum = cluster.add_in_rank_order("gradient sum", &flat, n)?;
         let device = Device::flex();
-        let mut grads = Vec::new();
-        while !bytes.is_empty() {
-            let count = take_u64(&mut bytes, what)? as usize;
-            let values: Vec<f32> = take(&mut bytes, count.saturating_mul(4), what)?
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect();
-            grads.push(
-                (!values.is_empty()).then(|| Tensor::from_floats(values.as_slice(), &device)),
-            );
-        }
-        Ok(GradientSum { grads, bpd })
+        let mut at = 0;
+        let grads = sizes
+            .into_iter()
+            .map(|size| {
+                size.map(|len| {
+                    at += len;
+                    Tensor::from_floats(&sum[at - len..at], &device)
+                })
+            })
+            .collect();
+        Ok((bpd, grads))
     }
 }
 
