@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, Source};
+use mpi::request::{Request, Scope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 
@@ -72,12 +73,12 @@ impl MpiRanks {
         let mine = step(before)?;
         let last = self.size - 1;
         if self.rank < last {
-            self.send(self.rank + 1, PASS, &mine.encode(), what)?;
+            self.send(self.rank + 1, PASS, &mine.encode(), what);
             T::decode(&self.receive::<u8>(last, RESULT, what)?, what)
         } else {
             let bytes = mine.encode();
             for rank in 0..last {
-                self.send(rank, RESULT, &bytes, what)?;
+                self.send(rank, RESULT, &bytes, what);
             }
             Ok(mine)
         }
@@ -144,17 +145,8 @@ impl MpiRanks {
             }
             // The peers are receiving now: poll without sleeping (each test moves the data on).
             let deadline = Instant::now() + self.timeout;
-            for (peer, mut request) in sends {
-                loop {
-                    match request.test() {
-                        Ok(_) => break,
-                        Err(pending) => request = pending,
-                    }
-                    if Instant::now() > deadline {
-                        self.abort(&self.silent(peer, what));
-                    }
-                    std::thread::yield_now();
-                }
+            for (peer, request) in sends {
+                self.complete(request, deadline, peer, what, std::thread::yield_now);
             }
         });
         Ok(if rank == last { sum } else { total })
@@ -186,24 +178,14 @@ impl MpiRanks {
     }
 
     /// Sends `bytes` to `peer`, waiting at most the timeout for it to take them.
-    fn send(&self, peer: usize, tag: i32, bytes: &[u8], what: &str) -> Result<()> {
+    fn send(&self, peer: usize, tag: i32, bytes: &[u8], what: &str) {
         let deadline = Instant::now() + self.timeout;
         let process = self.world.process_at_rank(peer as i32);
         mpi::request::scope(|scope| {
-            let mut request = process.immediate_send_with_tag(scope, bytes, tag);
+            let request = process.immediate_send_with_tag(scope, bytes, tag);
             let mut backoff = Backoff::new();
-            loop {
-                match request.test() {
-                    Ok(_) => return Ok(()),
-                    Err(pending) => request = pending,
-                }
-                if Instant::now() > deadline {
-                    // The request cannot be completed or cancelled safely: end the job here.
-                    self.abort(&self.silent(peer, what));
-                }
-                backoff.wait();
-            }
-        })
+            self.complete(request, deadline, peer, what, || backoff.wait());
+        });
     }
 
     /// The next message tagged `tag` from `peer`, waiting at most the timeout for it to start
@@ -229,21 +211,34 @@ impl MpiRanks {
         let count = status.count(T::equivalent_datatype()).max(0) as usize;
         let mut values = vec![T::default(); count];
         mpi::request::scope(|scope| {
-            let mut request = message.immediate_matched_receive_into(scope, &mut values[..]);
-            loop {
-                match request.test() {
-                    Ok(_) => return,
-                    Err(pending) => request = pending,
-                }
-                if Instant::now() > deadline {
-                    // The request cannot be completed or cancelled safely: end the job here.
-                    self.abort(&self.silent(peer, what));
-                }
-                // The message is arriving: poll without sleeping (each test moves it on).
-                std::thread::yield_now();
-            }
+            let request = message.immediate_matched_receive_into(scope, &mut values[..]);
+            // The message is arriving: poll without sleeping (each test moves it on).
+            self.complete(request, deadline, peer, what, std::thread::yield_now);
         });
         Ok(values)
+    }
+
+    /// Polls `request` (a send to or receive from `peer`), calling `pause` between tests, until it
+    /// completes; past `deadline` it ends the job, since a request can be neither completed nor
+    /// safely cancelled.
+    fn complete<'a, B: ?Sized, S: Scope<'a>>(
+        &self,
+        mut request: Request<'a, B, S>,
+        deadline: Instant,
+        peer: usize,
+        what: &str,
+        mut pause: impl FnMut(),
+    ) {
+        loop {
+            match request.test() {
+                Ok(_) => return,
+                Err(pending) => request = pending,
+            }
+            if Instant::now() > deadline {
+                self.abort(&self.silent(peer, what));
+            }
+            pause();
+        }
     }
 
     /// Reports `error` as this rank's and ends every rank of the job.
