@@ -25,7 +25,7 @@ mod mpi_ranks;
 
 use std::cell::Cell;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{GlowError, Result};
 
@@ -146,52 +146,57 @@ impl Cluster {
                 step(None)
             }
             #[cfg(feature = "mpi")]
-            Transport::Mpi(ranks) => {
-                // The time of this rank's own step is not exchange time.
-                let started = Instant::now();
-                let mut stepping = 0.0;
-                let result = ranks.chain(what, |before| {
-                    let step_started = Instant::now();
-                    let mine = step(before);
-                    stepping = step_started.elapsed().as_secs_f64();
-                    mine
-                });
-                let total = started.elapsed().as_secs_f64();
-                self.exchanging
-                    .set(self.exchanging.get() + total - stepping);
-                result
-            }
+            Transport::Mpi(ranks) => self.timed(|| ranks.chain(what, step)),
         }
     }
 
-    /// Seconds this rank has spent in collectives (sending, receiving and waiting for other
-    /// ranks), without its own part of them; 0 on one process.
+    /// `collective()`, its time added to [`Cluster::exchange_seconds`].
+    #[cfg(feature = "mpi")]
+    fn timed<T>(&self, collective: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let result = collective();
+        self.exchanging
+            .set(self.exchanging.get() + started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Seconds this rank has spent in collectives on several ranks (sending, receiving, waiting
+    /// for other ranks and the additions of [`Cluster::add_in_rank_order`]); 0 on one process.
     pub fn exchange_seconds(&self) -> f64 {
         self.exchanging.get()
     }
 
-    /// The sum of every rank's `parts` (vectors of `n` values), added value by value in rank
-    /// order and, within a rank, in the order given: `((p₀₀ + p₀₁) + p₁₀) + …`, the order one
-    /// process adding all the parts would use. Every rank gets the sum.
-    pub fn add_in_rank_order(&self, what: &str, parts: &[Vec<f32>], n: usize) -> Result<Vec<f32>> {
-        let started = Instant::now();
-        let sum = match &self.transport {
+    /// The sum of every rank's `parts` (at least one per rank, all of one length), added value by
+    /// value in rank order and, within a rank, in the order given: `((p₀₀ + p₀₁) + p₁₀) + …`, the
+    /// order one process adding all the parts would use. Every rank gets the sum.
+    pub fn add_in_rank_order(&self, what: &str, parts: &[Vec<f32>]) -> Result<Vec<f32>> {
+        match &self.transport {
             Transport::Single => {
                 let _ = what;
-                let mut sum = parts.first().cloned().unwrap_or_else(|| vec![0.0; n]);
-                for part in &parts[1.min(parts.len())..] {
-                    for (s, g) in sum.iter_mut().zip(part) {
-                        *s += *g;
-                    }
+                let (first, rest) = parts.split_first().expect("a rank has a part");
+                let mut sum = first.clone();
+                for part in rest {
+                    add_into(&mut sum, part);
                 }
                 Ok(sum)
             }
             #[cfg(feature = "mpi")]
-            Transport::Mpi(ranks) => ranks.add_in_rank_order(what, parts, n),
-        };
-        self.exchanging
-            .set(self.exchanging.get() + started.elapsed().as_secs_f64());
-        sum
+            Transport::Mpi(ranks) => self.timed(|| ranks.add_in_rank_order(what, parts)),
+        }
+    }
+
+    /// Every rank's `mine` (f64 values), in rank order, on every rank.
+    pub fn all_gather_f64(&self, what: &str, mine: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let bytes = mine.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(self
+            .all_gather(what, bytes)?
+            .into_iter()
+            .map(|part| {
+                part.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect()
+            })
+            .collect())
     }
 
     /// Every rank's `mine`, in rank order, on every rank.
@@ -223,14 +228,12 @@ impl Cluster {
             Transport::Mpi(ranks) => ranks.abort(error),
         }
     }
+}
 
-    /// A text for errors: "rank R of P: " on several ranks, nothing on one.
-    pub fn label(&self) -> String {
-        if self.size() > 1 {
-            format!("rank {} of {}: ", self.rank(), self.size())
-        } else {
-            String::new()
-        }
+/// `sum += part`, value by value.
+fn add_into(sum: &mut [f32], part: &[f32]) {
+    for (s, g) in sum.iter_mut().zip(part) {
+        *s += *g;
     }
 }
 

@@ -14,7 +14,7 @@ use mpi::request::{Request, Scope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 
-use super::Wire;
+use super::{add_into, Wire};
 use crate::error::{GlowError, Result};
 
 /// The tag of a partial result handed to the next rank.
@@ -89,8 +89,10 @@ impl MpiRanks {
     /// passes it on while it receives chunk `k + 1`; the last rank's totals go back down the
     /// chain the same way. Every value is still added in rank order, and the time is about
     /// `2·(n + (P - 1)·CHUNK)` values' transfer instead of `2·(P - 1)·n`.
-    pub fn add_in_rank_order(&self, what: &str, parts: &[Vec<f32>], n: usize) -> Result<Vec<f32>> {
+    pub fn add_in_rank_order(&self, what: &str, parts: &[Vec<f32>]) -> Result<Vec<f32>> {
         let (rank, last) = (self.rank, self.size - 1);
+        let (first, rest) = parts.split_first().expect("a rank has a part");
+        let n = first.len();
         let mut sum = vec![0.0f32; n];
         let mut total = vec![0.0f32; if rank == last { 0 } else { n }];
         // Sends are in flight inside the scope and cannot be abandoned: any failure there ends
@@ -104,16 +106,16 @@ impl MpiRanks {
             let mut sends = Vec::new();
             for (k, chunk) in sum.chunks_mut(CHUNK).enumerate() {
                 let at = k * CHUNK..k * CHUNK + chunk.len();
-                let mut rest = parts.iter();
-                if rank == 0 {
-                    chunk.copy_from_slice(&rest.next().expect("a rank has a part")[at.clone()]);
+                // Rank 0 starts from its first part, every other rank from what it receives.
+                let onto = if rank == 0 {
+                    chunk.copy_from_slice(&first[at.clone()]);
+                    rest
                 } else {
                     fatal(self.receive_into(rank - 1, PASS, chunk, what));
-                }
-                for part in rest {
-                    for (s, g) in chunk.iter_mut().zip(&part[at.clone()]) {
-                        *s += *g;
-                    }
+                    parts
+                };
+                for part in onto {
+                    add_into(chunk, &part[at.clone()]);
                 }
                 let chunk: &[f32] = chunk;
                 // The last rank's sums are the totals: they start down the chain at once.

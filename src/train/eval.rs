@@ -41,7 +41,7 @@ pub fn evaluate_bpd(
     }
     let batch_size = batch_size.max(1);
     let batches = total.div_ceil(batch_size);
-    let mut mine = Vec::new();
+    let mut mine: Vec<f64> = Vec::new();
     for index in (cluster.rank()..batches).step_by(cluster.size()) {
         let start = index * batch_size;
         let indices: Vec<usize> = (start..(start + batch_size).min(total)).collect();
@@ -50,15 +50,12 @@ pub fn evaluate_bpd(
         let (images, noise, classes) =
             batch.to_tensors(data.shape, model.config().n_classes, device)?;
         let bpd = model.bits_per_dim(images, noise, classes.as_ref())?;
-        mine.extend(bpd.sum().into_scalar::<f64>().to_le_bytes());
+        mine.push(bpd.sum().into_scalar::<f64>());
     }
     // Batch `i` is the `i / P`-th of rank `i % P`.
-    let sums = cluster.all_gather("evaluation", mine)?;
-    let sum_of = |index: usize| {
-        let at = index / cluster.size() * 8;
-        let bytes = &sums[index % cluster.size()][at..at + 8];
-        f64::from_le_bytes(bytes.try_into().expect("8 bytes"))
-    };
-    let sum = (0..batches).map(sum_of).fold(0.0, |sum, batch| sum + batch);
+    let sums = cluster.all_gather_f64("evaluation", &mine)?;
+    let sum = (0..batches)
+        .map(|index| sums[index % cluster.size()][index / cluster.size()])
+        .fold(0.0, |sum, batch| sum + batch);
     Ok(sum / total as f64)
 }

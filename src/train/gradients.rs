@@ -54,7 +54,7 @@ pub type FlatGrads = Vec<Option<Tensor<1>>>;
 /// gradients up to rounding. The batch runs in `shards` concurrent shards
 /// ([`crate::parallel::split`]), of which this rank of `cluster` computes its block
 /// ([`Cluster::shard_block`]); the shards' gradients are added in shard order across the ranks
-/// ([`Cluster::chain`]). A fixed count gives the same loss and gradients, bit for bit, on any
+/// ([`Cluster::add_in_rank_order`]). A fixed count gives the same loss and gradients, bit for bit, on any
 /// number of threads and ranks.
 pub fn loss_and_gradients(
     model: &Glow,
@@ -91,8 +91,7 @@ pub fn loss_and_gradients(
         backprop_gradients(model, &images, &noise, classes, mine, n)?
     };
     let (bpd, grads) = if cluster.size() == 1 {
-        let grads = add_in_order(None, local.shards).expect("a batch has a shard");
-        (local.bpd, grads)
+        (local.bpd, add_in_order(local.shards))
     } else {
         local.added_across(cluster)?
     };
@@ -149,13 +148,7 @@ impl LocalGradients {
     /// training device's type, so exactly); a parameter without a gradient has none on every
     /// rank.
     fn added_across(self, cluster: &Cluster) -> Result<(Vec<f64>, FlatGrads)> {
-        let mine = self.bpd.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let bpd = cluster
-            .all_gather("bits/dim", mine)?
-            .concat()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
+        let bpd = cluster.all_gather_f64("bits/dim", &self.bpd)?.concat();
         let sizes: Vec<Option<usize>> = self.shards[0]
             .iter()
             .map(|g| g.as_ref().map(|g| g.dims()[0]))
@@ -174,8 +167,7 @@ impl LocalGradients {
                     .collect()
             })
             .collect();
-        let n = sizes.iter().flatten().sum();
-        let sum = cluster.add_in_rank_order("gradient sum", &flat, n)?;
+        let sum = cluster.add_in_rank_order("gradient sum", &flat)?;
         let device = Device::flex();
         let mut at = 0;
         let grads = sizes
@@ -200,22 +192,21 @@ fn own_copy<M: Module>(module: &M) -> M {
     )
 }
 
-/// `start` (if any) plus the shards' gradients `parts`, added parameter by parameter in order:
-/// `((start + g₀) + g₁) + …`. `None` only when there is nothing to add.
-fn add_in_order(start: Option<FlatGrads>, parts: Vec<FlatGrads>) -> Option<FlatGrads> {
-    parts.into_iter().fold(start, |sum, grads| {
-        Some(match sum {
-            None => grads,
-            Some(sum) => sum
-                .into_iter()
+/// The shards' gradients `parts` added parameter by parameter, in shard order:
+/// `((g₀ + g₁) + g₂) + …`.
+fn add_in_order(parts: Vec<FlatGrads>) -> FlatGrads {
+    parts
+        .into_iter()
+        .reduce(|sum, grads| {
+            sum.into_iter()
                 .zip(grads)
                 .map(|pair| match pair {
                     (Some(sum), Some(g)) => Some(sum + g),
                     (sum, g) => sum.or(g),
                 })
-                .collect(),
+                .collect()
         })
-    })
+        .expect("a batch has a shard")
 }
 
 /// `Σ_i log N(ε_i; 0, I)` per sample, without the constant.
@@ -249,7 +240,7 @@ fn local_backward<M: Module + Sync>(
     .expect("a map's backward pass does not fail");
     let (inputs, param_grads, input_grads): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
     let param_grads = if add_now {
-        vec![add_in_order(None, param_grads).expect("a batch has a shard")]
+        vec![add_in_order(param_grads)]
     } else {
         param_grads
     };
@@ -320,9 +311,12 @@ fn recomputed_gradients(
     }
     grads.reverse();
     // Each shard's gradients of all maps, in the model's parameter order.
-    let shards = (0..grads[0].len())
-        .map(|s| grads.iter().flat_map(|map| map[s].clone()).collect())
-        .collect();
+    let mut shards: Vec<FlatGrads> = vec![Vec::new(); grads[0].len()];
+    for map in grads {
+        for (shard, map_grads) in shards.iter_mut().zip(map) {
+            shard.extend(map_grads);
+        }
+    }
     Ok(LocalGradients {
         bpd: to_f64_vec(bpd),
         shards,

@@ -37,38 +37,45 @@ pub fn check_launch(
             train.batch_shards
         )));
     }
-    check_same_everywhere(cluster, "glowflow binary", binary_fingerprint()?)?;
+    check_same_everywhere(
+        cluster,
+        "glowflow binary",
+        binary_fingerprint()?,
+        |_, _, _| "install the same glowflow build on every machine".to_string(),
+    )?;
     check_same_everywhere(
         cluster,
         "model and training config",
         configs_text(model, train)?.into_bytes(),
+        |first, rank, theirs| {
+            format!(
+                "give every rank the same command line; rank 0 has {} and rank {rank} has {}",
+                String::from_utf8_lossy(first),
+                String::from_utf8_lossy(theirs)
+            )
+        },
     )?;
     check_shared_directory(cluster, run)
 }
 
-/// Fails on every rank, naming the ranks whose `mine` differs from rank 0's.
-fn check_same_everywhere(cluster: &Cluster, what: &str, mine: Vec<u8>) -> Result<()> {
+/// Fails on every rank, naming the ranks whose `mine` differs from rank 0's; `fix(rank 0's,
+/// r, rank r's)` for the first such rank `r` says what to do.
+fn check_same_everywhere(
+    cluster: &Cluster,
+    what: &str,
+    mine: Vec<u8>,
+    fix: impl FnOnce(&[u8], usize, &[u8]) -> String,
+) -> Result<()> {
     let all = cluster.all_gather(what, mine)?;
-    let differing: Vec<String> = (1..all.len())
-        .filter(|&r| all[r] != all[0])
-        .map(|r| r.to_string())
-        .collect();
-    if differing.is_empty() {
+    let differing: Vec<usize> = (1..all.len()).filter(|&r| all[r] != all[0]).collect();
+    let Some(&first) = differing.first() else {
         return Ok(());
-    }
-    let detail = if what == "glowflow binary" {
-        "install the same glowflow build on every machine".to_string()
-    } else {
-        format!(
-            "give every rank the same command line; rank 0 has {} and rank {} has {}",
-            String::from_utf8_lossy(&all[0]),
-            differing[0],
-            String::from_utf8_lossy(&all[differing[0].parse::<usize>().expect("a rank")])
-        )
     };
+    let ranks: Vec<String> = differing.iter().map(|r| r.to_string()).collect();
     Err(GlowError::Config(format!(
-        "rank(s) {} run with a different {what} from rank 0's: {detail}",
-        differing.join(", ")
+        "rank(s) {} run with a different {what} from rank 0's: {}",
+        ranks.join(", "),
+        fix(&all[0], first, &all[first])
     )))
 }
 
