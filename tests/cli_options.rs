@@ -140,6 +140,14 @@ fn zero_samples_are_refused_before_anything_runs() {
 }
 
 #[test]
+fn a_rank_timeout_outside_one_second_to_a_week_is_refused() {
+    for value in ["0", "604801", "18446744073709551615", "-1", "nan"] {
+        let stderr = fails(&["train", &format!("--rank-timeout={value}")]);
+        assert!(stderr.contains("--rank-timeout"), "{value}: {stderr}");
+    }
+}
+
+#[test]
 fn a_corrupt_train_json_is_an_error_and_a_missing_one_falls_back_to_the_preset() {
     let dir = TempDir::new("cli-train-json");
     common::write_idx_dataset(&dir.0, 8, 4, 8);

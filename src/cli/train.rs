@@ -62,9 +62,9 @@ pub struct Train {
     #[arg(long)]
     skip_bad_images: bool,
     /// Launched on several processes (mpirun, srun): how long a rank waits for another before
-    /// it declares it dead or hung and stops every rank, in seconds. It must exceed the longest
-    /// pause of rank 0 alone (writing samples and checkpoints).
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    /// it declares it dead or hung and stops every rank, in seconds (1 to 604800, a week). It
+    /// must exceed the longest pause of rank 0 alone (writing samples and checkpoints).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     rank_timeout: u64,
     #[command(flatten)]
     training: TrainArgs,
