@@ -33,8 +33,8 @@ use serde_json::{json, Value};
 const TRAIN: usize = 40;
 const TEST: usize = 8;
 
-/// A directory with the synthetic dataset and two perturbed 1x8x8 models (L = 2, K = 2): `a`
-/// (width 8) and `b` (width 16), so that couplings and priors are not the identity.
+/// A directory with the synthetic dataset and two 1x8x8 models (L = 2, K = 2, coupling widths 8
+/// and 16), every parameter perturbed so that couplings and priors are not the identity.
 struct Fixture {
     dir: PathBuf,
     models: [PathBuf; 2],
@@ -44,7 +44,7 @@ fn fixture(name: &str) -> Fixture {
     let dir = scratch_dir(name);
     write_idx_dataset(&dir, TRAIN, TEST, 8);
     let device = f32_device();
-    let models = [("a", 8, 11), ("b", 16, 12)].map(|(name, width, seed)| {
+    let models = [("tiny-width-8", 8, 11), ("tiny-width-16", 16, 12)].map(|(name, width, seed)| {
         let path = dir.join(name);
         let model = grey8_config(width).init(&device).expect("valid config");
         save_model(&perturb(model, 0.05, seed), &path).expect("save model");
@@ -394,6 +394,18 @@ async fn the_api_returns_what_the_library_computes() {
     );
     let cropped = ok(&client, address, "/api/encode", json!({"image": data_url})).await;
     assert_eq!(cropped["latents"], by_index["latents"], "centre crop");
+    // An RGBA upload to the grey model: alpha dropped, grey from the colours.
+    let rgba: Vec<u8> = test.image(2).iter().flat_map(|&v| [v, v, v, 77]).collect();
+    let mut rgba_png = Vec::new();
+    image::RgbaImage::from_raw(8, 8, rgba)
+        .expect("an image")
+        .write_to(
+            &mut std::io::Cursor::new(&mut rgba_png),
+            image::ImageFormat::Png,
+        )
+        .expect("PNG");
+    let from_rgba = ok(&client, address, "/api/encode", upload(&rgba_png)).await;
+    assert_eq!(from_rgba["latents"], by_index["latents"], "RGBA to grey");
     let mut jpeg = Vec::new();
     image::GrayImage::from_raw(8, 8, test.image(2).to_vec())
         .expect("an image")
@@ -738,6 +750,12 @@ async fn press(
 
 /// Saves the browser's window as `docs/serve-<view>.png` (shown in README).
 async fn screenshot(browser: &fantoccini::Client, view: &str) {
+    wait_until(
+        browser,
+        "Array.from(document.images).every((i) => i.complete) && \
+         new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))",
+    )
+    .await;
     let png = browser.screenshot().await.expect("a screenshot");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/serve-{view}.png"));
     std::fs::write(&path, png).expect("write the screenshot");
@@ -903,4 +921,44 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     .await;
     screenshot(&browser, "compare").await;
     browser.close().await.expect("the browser closes");
+}
+
+#[test]
+fn the_serve_command_listens_on_the_loopback_and_answers() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let fixture = fixture("serve-cli");
+    let model = fixture.models[0].to_str().expect("utf-8");
+    let data = fixture.dir.to_str().expect("utf-8");
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+            .args(["serve", "--model", model, "--data", data, "--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("glowflow serve starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the server prints its address");
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(
+        address.starts_with("127.0.0.1:"),
+        "binds the loopback: {line}"
+    );
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "GET /api/models HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"latent_length\":64"), "{answer}");
 }
