@@ -752,7 +752,8 @@ async fn press(
 async fn screenshot(browser: &fantoccini::Client, view: &str) {
     wait_until(
         browser,
-        "Array.from(document.images).every((i) => i.complete) && \
+        "(document.activeElement.blur(), true) && \
+         Array.from(document.images).every((i) => i.complete) && \
          new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))",
     )
     .await;
