@@ -148,11 +148,16 @@ pub fn load_latents(
                 batch.unwrap_or(0)
             )));
         }
-        let values = view
+        let values: Vec<f64> = view
             .data()
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
             .collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(not_latents(format!(
+                "level {l} holds NaN or infinite values"
+            )));
+        }
         levels.push(from_f64(values, [n, c, h, w], device));
     }
     Ok((Latents { levels }, metadata))
