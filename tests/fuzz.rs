@@ -661,3 +661,49 @@ fn latent_files_and_direction_caches_survive_mutation() {
         Ok(())
     });
 }
+
+#[test]
+fn a_latent_file_beyond_the_range_of_f32_is_refused_and_such_a_cache_recomputed() {
+    // Found by the long fuzz run: a finite f64 latent such as 1e300 became an infinity on the
+    // f32 device and reached decode.
+    let device = Device::flex();
+    let config = tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true);
+    let model = config.init(&device).expect("valid");
+    let latents = glowflow::Latents {
+        levels: model
+            .latent_shapes()
+            .into_iter()
+            .map(|[c, h, w]| burn::tensor::Tensor::<4>::zeros([2, c, h, w], &device))
+            .collect(),
+    };
+    let dir = scratch_dir("latents-beyond-f32");
+    let path = dir.join("latents.safetensors");
+    glowflow::io::latent_file::save_latents(&path, &model, &latents, &Default::default())
+        .expect("save");
+    // The first level's first value, found through the format: replaced by 1e300 (an f64).
+    let mut bytes = std::fs::read(&path).expect("read");
+    let offset = {
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let view = file.tensor("level.0").expect("level 0");
+        view.data().as_ptr() as usize - bytes.as_ptr() as usize
+    };
+    bytes[offset..offset + 8].copy_from_slice(&1e300f64.to_le_bytes());
+    std::fs::write(&path, &bytes).expect("write");
+    let err = glowflow::io::latent_file::load_latents(&path, &model, &device)
+        .expect_err("1e300 does not fit an f32");
+    let message = err.to_string();
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("beyond the range"),
+        "{message}"
+    );
+    let fresh = latents.clone();
+    let got =
+        glowflow::latent::attribute::cached_direction(&path, &model, &Default::default(), || {
+            Ok((fresh, glowflow::latent::attribute::DirectionSums::default()))
+        })
+        .expect("recomputed");
+    assert!(
+        !got.from_cache,
+        "a cache that does not fit is recomputed, not trusted"
+    );
+}

@@ -102,8 +102,10 @@ pub fn load_weights(config: &GlowConfig, path: &Path, device: &Device) -> Result
 }
 
 /// Fails when a floating-point tensor of the safetensors file `bytes` (read from `path`) holds a
-/// NaN or an infinity: such a model computes NaN likelihoods and images that would be presented
-/// as results. Bytes that are not a safetensors file are left to the loader's own error.
+/// NaN, an infinity, or (in f64) a value beyond the range of f32, which would load as an
+/// infinity on an f32 device: such a model computes NaN likelihoods and images that would be
+/// presented as results. Bytes that are not a safetensors file are left to the loader's own
+/// error.
 fn check_finite_weights(path: &Path, bytes: &[u8]) -> Result<()> {
     let Ok(tensors) = safetensors::SafeTensors::deserialize(bytes) else {
         return Ok(());
@@ -114,17 +116,19 @@ fn check_finite_weights(path: &Path, bytes: &[u8]) -> Result<()> {
             safetensors::Dtype::F32 => data
                 .chunks_exact(4)
                 .all(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
-            safetensors::Dtype::F64 => data
-                .chunks_exact(8)
-                .all(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")).is_finite()),
+            safetensors::Dtype::F64 => data.chunks_exact(8).all(|b| {
+                let value = f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes"));
+                value.abs() <= f64::from(f32::MAX)
+            }),
             _ => true,
         };
         if !finite {
             return Err(GlowError::file(
                 path,
                 format!(
-                    "tensor {name} holds NaN or infinite values; the file is corrupt or was \
-                     saved from a diverged model: use an earlier checkpoint"
+                    "tensor {name} holds NaN or infinite values (or values beyond the range of \
+                     f32); the file is corrupt or was saved from a diverged model: use an \
+                     earlier checkpoint"
                 ),
             ));
         }
