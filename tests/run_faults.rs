@@ -205,12 +205,16 @@ fn a_run_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
 
     // Half the kills at a uniformly random instant of a run's length, half the moment a
     // checkpoint write is seen under way; each killed run is checked, then resumed, until it
-    // completes. New runs are started until the campaign has its kills.
-    const KILLS: usize = 16;
+    // completes. New runs are started until the campaign has its kills: 40, or
+    // GLOWFLOW_KILLS for a longer campaign.
+    let kills_wanted: usize = std::env::var("GLOWFLOW_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let mut rng = rand::rngs::StdRng::seed_from_u64(15);
     let (mut kills, mut mid_write, mut completed_runs) = (0, 0, 0);
     let campaign = Instant::now();
-    while kills < KILLS {
+    while kills < kills_wanted {
         let run = dir.join(format!("killed-{completed_runs}"));
         loop {
             let mut child = glowflow_command(&train_args(&dir, &run, resumable(&run), STEPS))
@@ -226,7 +230,7 @@ fn a_run_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
             } else {
                 !wait_for_checkpoint_write(&mut child, &run, whole_run * 2)
             };
-            if finished || kills >= KILLS {
+            if finished || kills >= kills_wanted {
                 let out = child.wait_with_output().expect("wait");
                 assert!(
                     out.status.success(),
@@ -446,6 +450,26 @@ fn a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_taken
             "{what}: {stderr}"
         );
     }
+    // Nor does `glowflow new` overwrite the run's model.
+    let out = glowflow_command(
+        &[
+            "new",
+            "--out",
+            run.to_str().expect("utf-8"),
+            "--image",
+            "1x8x8",
+            "--levels",
+            "2",
+        ]
+        .map(String::from),
+    )
+    .output()
+    .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("already holds a model"),
+        "{stderr}"
+    );
     kill(&mut first);
 
     // The killed holder's lock file still names it, and it left a half-written checkpoint and
