@@ -217,6 +217,32 @@ fn idx_readers_survive_mutated_files() {
 }
 
 #[test]
+fn a_gzip_bomb_idx_file_is_refused_without_decompressing_it() {
+    // Announces one 4x4 image (16 bytes) but decompresses to 64 MiB: the reader stops after the
+    // announced bytes and 1 MiB more (before, it decompressed everything into memory).
+    let dir = scratch_dir("fuzz-idx-bomb");
+    let mut idx = vec![0, 0, 8, 3];
+    for d in [1u32, 4, 4] {
+        idx.extend(d.to_be_bytes());
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&idx).expect("gzip");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        encoder.write_all(&zeros).expect("gzip");
+    }
+    let path = dir.join("bomb-images-idx3-ubyte.gz");
+    std::fs::write(&path, encoder.finish().expect("gzip")).expect("write");
+    let err = glowflow::data::idx::read_idx_images(&path).expect_err("a bomb");
+    let message = err.to_string();
+    assert!(
+        message.contains(&path.display().to_string())
+            && message.contains("at least 1048576 extra bytes"),
+        "{message}"
+    );
+}
+
+#[test]
 fn cifar_reader_survives_mutated_files() {
     let dir = scratch_dir("fuzz-cifar");
     let mut rng = StdRng::seed_from_u64(4);

@@ -193,15 +193,20 @@ fn wait_for_checkpoint_write(child: &mut Child, run: &Path, limit: Duration) -> 
     false
 }
 
+/// Writes the synthetic dataset into `dir` and trains `dir/reference` for [`STEPS`] steps
+/// without interruption: its [`outcome`] and how long it took.
+fn uninterrupted_run(dir: &Path) -> (BTreeMap<String, String>, Duration) {
+    write_idx_dataset(dir, 48, 16, 8);
+    let reference = dir.join("reference");
+    let started = Instant::now();
+    run_to_end(&train_args(dir, &reference, false, STEPS));
+    (outcome(&reference), started.elapsed())
+}
+
 #[test]
 fn a_run_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
     let dir = scratch_dir("kill-campaign");
-    write_idx_dataset(&dir, 48, 16, 8);
-    let reference = dir.join("reference");
-    let started = Instant::now();
-    run_to_end(&train_args(&dir, &reference, false, STEPS));
-    let whole_run = started.elapsed();
-    let want = outcome(&reference);
+    let (want, whole_run) = uninterrupted_run(&dir);
 
     // Half the kills at a uniformly random instant of a run's length, half the moment a
     // checkpoint write is seen under way; each killed run is checked, then resumed, until it
@@ -267,7 +272,7 @@ fn a_run_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
         completed_runs += 1;
     }
     println!(
-        "kill campaign: {kills} SIGKILLs ({mid_write} during a checkpoint write) over \
+        "kill campaign: {kills} SIGKILLs ({mid_write} while a checkpoint was written or removed) over \
          {completed_runs} runs of {STEPS} steps, {:.1} s; every run ended bit-identical to the \
          uninterrupted one",
         campaign.elapsed().as_secs_f64()
@@ -313,10 +318,7 @@ fn fails_for_lack_of_space(mut command: Command, what: &str) -> String {
 #[test]
 fn a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes_once_there_is_space() {
     let dir = scratch_dir("disk-full");
-    write_idx_dataset(&dir, 48, 16, 8);
-    let reference = dir.join("reference");
-    run_to_end(&train_args(&dir, &reference, false, STEPS));
-    let want = outcome(&reference);
+    let (want, _) = uninterrupted_run(&dir);
 
     // The run is stopped (SIGTERM) once it has a few checkpoints, so it has not ended.
     let run = dir.join("run");

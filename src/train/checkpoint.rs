@@ -90,9 +90,19 @@ pub fn save_checkpoint(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Resu
     }
     sync_dir(&parent).map_err(|e| GlowError::io(&parent, e))?;
     for old in list_checkpoints(run)?.into_iter().rev().skip(keep) {
-        fs::remove_dir_all(&old).map_err(|e| GlowError::io(&old, e))?;
+        remove_checkpoint(&old)?;
     }
     Ok(target)
+}
+
+/// Removes the checkpoint directory `dir`: first renamed to a temporary (atomically, so it is
+/// never listed half-deleted), then deleted. A crash in between leaves a temporary that the next
+/// writer removes.
+fn remove_checkpoint(dir: &Path) -> Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let doomed = dir.with_file_name(temporary_name(&name.unwrap_or_default()));
+    fs::rename(dir, &doomed).map_err(|e| GlowError::io(dir, e))?;
+    fs::remove_dir_all(&doomed).map_err(|e| GlowError::io(&doomed, e))
 }
 
 /// Writes every file of `checkpoint` into the new directory `tmp`, each fsynced, and fsyncs it.
