@@ -269,9 +269,11 @@ fn check_shape(
 /// Decodes the image at `path` (format guessed from its content, else its extension) and
 /// converts it as `options` says, returning its shape and CHW pixels, or why it is unusable.
 fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, String> {
-    let image = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
-        .map_err(|e| format!("cannot be read ({e})"))?
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    reader.limits(decoding_limits());
+    let image = reader
         .decode()
         .map_err(|e| format!("not a readable {} ({e})", format_name(path)))?;
     convert(image, options)
@@ -300,7 +302,8 @@ fn convert(
 /// Decodes one PNG or JPEG image held in memory (an upload; the format is read from the bytes)
 /// and converts it as `options` says (`on_bad_image` does not apply: a bad image is an error),
 /// as a dataset of that one image. Bytes that are no PNG or JPEG, an image wider or taller than
-/// `max_side` pixels, and a corrupt image are [`GlowError::Image`] errors saying so.
+/// `max_side` pixels, and a corrupt image are [`GlowError::Image`] errors saying so; decoding is
+/// bounded as for files ([`MAX_IMAGE_SIDE`], [`MAX_DECODE_BYTES`]).
 pub fn decode_image_bytes(
     bytes: &[u8],
     options: &FolderOptions,
@@ -333,7 +336,9 @@ pub fn decode_image_bytes(
              accepted; scale it down first"
         )));
     }
-    let image = reader()?
+    let mut decoder = reader()?;
+    decoder.limits(decoding_limits());
+    let image = decoder
         .decode()
         .map_err(|e| bad(format!("not a readable PNG or JPEG image ({e})")))?;
     let (shape, pixels) = convert(image, options).map_err(bad)?;
@@ -343,6 +348,21 @@ pub fn decode_image_bytes(
         labels: None,
         n_classes: 0,
     })
+}
+
+/// The largest width or height of an image that is decoded.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most memory one image's decoding may allocate, in bytes.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Bounds on what decoding one file may cost, so that a corrupt header or a decompression bomb
+/// is a bad image (named in the error) instead of exhausting memory.
+fn decoding_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
 }
 
 /// The format `path`'s extension names, for error messages.

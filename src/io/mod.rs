@@ -1,5 +1,5 @@
 //! Files: saved models (safetensors weights + JSON config), run directories, latent files, PNG
-//! image grids (sample grids among them) and charts, atomic writes.
+//! image grids (sample grids among them) and charts, atomic writes, the lock of a run directory.
 
 pub mod atomic;
 pub mod latent_file;
@@ -7,4 +7,5 @@ pub mod model_dir;
 pub mod plot;
 pub mod png_grid;
 pub mod run_dir;
+pub mod run_lock;
 pub mod sample_grid;
