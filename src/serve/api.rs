@@ -85,14 +85,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Errors of the library: bad values, shapes, labels and images are the request's fault (400);
-/// files that cannot be read are the server's (500).
+/// Errors of the library: bad values (out of range or not finite), shapes, labels and images
+/// are the request's fault (400); files that cannot be read are the server's (500).
 impl From<GlowError> for ApiError {
     fn from(e: GlowError) -> Self {
         let status = match e {
             GlowError::Config(_)
             | GlowError::Shape { .. }
             | GlowError::Label(_)
+            | GlowError::Value { .. }
             | GlowError::Image(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
