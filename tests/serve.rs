@@ -605,6 +605,67 @@ async fn bad_uploads_and_parameters_get_a_4xx_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_uploads_are_encoded_or_refused_never_a_server_error() {
+    use rand::Rng;
+    let fixture = fixture("serve-mutations");
+    let address = start(&fixture, 1, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let pixels: Vec<u8> = (0..64u8).map(|v| v * 4).collect();
+    let mut jpeg = Vec::new();
+    image::GrayImage::from_raw(8, 8, pixels.clone())
+        .expect("an image")
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .expect("JPEG");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let (mut encoded, mut refused) = (0, 0);
+    for valid in [grey_png(8, 8, &pixels), jpeg] {
+        for _ in 0..100 {
+            // 1-3 edits: a flipped bit, a byte set, a 32-bit word that often is a size, a cut.
+            let mut bytes = valid.clone();
+            for _ in 0..rng.random_range(1..=3) {
+                let at = rng.random_range(0..bytes.len().max(1));
+                match rng.random_range(0..4) {
+                    0 if at < bytes.len() => bytes[at] ^= 1 << rng.random_range(0..8),
+                    1 if at < bytes.len() => bytes[at] = rng.random(),
+                    2 if at + 4 <= bytes.len() => {
+                        let word: u32 =
+                            [0, 1, 0x7fff_ffff, 0xffff_ffff, 65_535][rng.random_range(0..5)];
+                        bytes[at..at + 4].copy_from_slice(&word.to_be_bytes());
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let (status, answer) = post(
+                &client,
+                address,
+                "/api/encode",
+                json!({"image": STANDARD.encode(&bytes)}),
+            )
+            .await;
+            match status {
+                200 => encoded += 1,
+                400 => {
+                    assert!(
+                        answer["error"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("image")),
+                        "{answer}"
+                    );
+                    refused += 1;
+                }
+                _ => panic!("a mutated upload got {status}: {answer}"),
+            }
+        }
+    }
+    println!("200 mutated uploads: {encoded} encoded, {refused} refused with a 400");
+    let (status, _) = post(&client, address, "/api/sample", json!({"n": 2})).await;
+    assert_eq!(status, 200, "the server still answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_computation_past_the_request_timeout_is_a_503() {
     let fixture = fixture("serve-timeout");
     let limits = Limits {
