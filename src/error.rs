@@ -49,6 +49,10 @@ pub enum GlowError {
     /// A class label that the model was not built for.
     #[error("invalid label: {0}")]
     Label(String),
+
+    /// Bytes given as an image (an upload) that are not a usable PNG or JPEG image.
+    #[error("unusable image: {0}")]
+    Image(String),
 }
 
 impl GlowError {

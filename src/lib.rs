@@ -20,6 +20,7 @@ pub mod likelihood;
 pub mod model;
 pub mod option_values;
 pub mod parallel;
+pub mod serve;
 pub mod tensor_ops;
 pub mod train;
 

@@ -7,10 +7,8 @@ use burn::tensor::Device;
 use clap::Args;
 use glowflow::data::dataset::{ImageDataset, Split};
 use glowflow::data::source::load_split;
-use glowflow::io::run_dir::{has_train_config, train_config_path};
-use glowflow::train::config::TrainConfig;
+use glowflow::train::config::{model_train_config, TrainConfig};
 use glowflow::train::optimizer::OptimizerKind;
-use glowflow::train::presets::preset;
 use glowflow::{
     load_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
     PermutationKind,
@@ -41,15 +39,7 @@ impl TestImages {
     /// The run's training config, or the preset's for a model directory without `train.json`,
     /// with `--data` applied. A `train.json` that is there but unreadable is an error.
     pub(crate) fn train_config(&self) -> Result<TrainConfig, GlowError> {
-        let mut train = if has_train_config(&self.model)? {
-            TrainConfig::load(&train_config_path(&self.model))?
-        } else {
-            preset(&self.preset)?.1
-        };
-        if let Some(path) = &self.data {
-            train.data = train.data.at(path);
-        }
-        Ok(train)
+        model_train_config(&self.model, &self.preset, self.data.as_deref())
     }
 
     /// The model, its test set, and the run's evaluation batch size.

@@ -10,7 +10,8 @@ use glowflow::io::png_grid::{rows_per_image, write_png_grid};
 use glowflow::latent::attribute::{training_set_direction, DirectionRequest};
 use glowflow::latent::inputs::{image_file_inputs, test_set_inputs, ModelInputs};
 use glowflow::latent::{
-    along_direction, images_at_bin_centres, interpolate, reconstructions, temperature_sweep,
+    along_direction, encode_with_bits_per_dim, images_at_bin_centres, interpolate, reconstructions,
+    temperature_sweep,
 };
 use glowflow::likelihood::to_pixels;
 use glowflow::{load_model, GlowError};
@@ -89,17 +90,8 @@ impl Encode {
             .as_ref()
             .map(|l| glow.one_hot(l, device))
             .transpose()?;
-        let (latents, log_det) = glow.encode(x, classes.as_ref())?;
-        let log_prob = latents.log_standard_normal() + log_det;
-        let bpd = glowflow::likelihood::bits_per_dim(
-            log_prob,
-            glow.config().image.dims(),
-            glow.config().n_bits,
-        );
-        let bpd: Vec<String> = glowflow::tensor_ops::to_f64_vec(bpd)
-            .iter()
-            .map(|b| format!("{b:.6}"))
-            .collect();
+        let (latents, bpd) = encode_with_bits_per_dim(&glow, x, classes.as_ref())?;
+        let bpd: Vec<String> = bpd.iter().map(|b| format!("{b:.6}")).collect();
         let mut meta = std::collections::BTreeMap::new();
         meta.insert("inputs".to_string(), names.join(","));
         meta.insert("bits_per_dim_at_bin_centres".to_string(), bpd.join(","));

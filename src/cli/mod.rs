@@ -5,6 +5,7 @@ mod args;
 mod latent;
 mod model;
 mod progress;
+mod serve;
 mod train;
 
 use burn::tensor::Device;
@@ -62,6 +63,10 @@ enum Command {
     /// Write a grid of samples from one saved model, or from several side by side (each model's
     /// samples start a new row; e.g. a shallow and a deep model).
     Sample(model::Sample),
+    /// A latent-space explorer in the browser: samples with a temperature slider, encodings and
+    /// reconstructions, interpolations, attribute sliders, two models side by side. Serves a
+    /// page and a JSON API (README: "Browser explorer") on 127.0.0.1 unless --host says otherwise.
+    Serve(serve::Serve),
 }
 
 /// What every command runs with.
@@ -91,5 +96,6 @@ pub fn run(cli: Cli) -> Result<(), GlowError> {
         Command::Ablate(command) => command.run(&ctx),
         Command::Bench(command) => command.run(&ctx),
         Command::Sample(command) => command.run(&ctx),
+        Command::Serve(command) => command.run(&ctx),
     }
 }

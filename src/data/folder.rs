@@ -276,6 +276,15 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
     let image = reader
         .decode()
         .map_err(|e| format!("not a readable {} ({e})", format_name(path)))?;
+    convert(image, options)
+}
+
+/// Checks that `image` has pixels and converts it as `options` says, returning its shape and
+/// CHW pixels, or why it is unusable.
+fn convert(
+    image: image::DynamicImage,
+    options: &FolderOptions,
+) -> std::result::Result<Decoded, String> {
     if image.width() == 0 || image.height() == 0 {
         return Err("the image has no pixels".to_string());
     }
@@ -287,6 +296,57 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
         to_chw(&fit(image.into_rgb8(), options.size))
     } else {
         to_chw(&fit(image.into_luma8(), options.size))
+    })
+}
+
+/// Decodes one PNG or JPEG image held in memory (an upload; the format is read from the bytes)
+/// and converts it as `options` says (`on_bad_image` does not apply: a bad image is an error),
+/// as a dataset of that one image. Bytes that are no PNG or JPEG, an image wider or taller than
+/// `max_side` pixels, and a corrupt image are [`GlowError::Image`] errors saying so; decoding is
+/// bounded as for files ([`MAX_IMAGE_SIDE`], [`MAX_DECODE_BYTES`]).
+pub fn decode_image_bytes(
+    bytes: &[u8],
+    options: &FolderOptions,
+    max_side: u32,
+) -> Result<ImageDataset> {
+    check_options(options)?;
+    let bad = |message: String| GlowError::Image(message);
+    let reader = || {
+        ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| bad(format!("the bytes cannot be read ({e})")))
+    };
+    let format = reader()?.format();
+    if !matches!(
+        format,
+        Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg)
+    ) {
+        return Err(bad(format!(
+            "the {} bytes are not a PNG or JPEG image ({}); send a PNG or JPEG file",
+            bytes.len(),
+            format.map_or("unknown format".to_string(), |f| format!("{f:?}"))
+        )));
+    }
+    let (width, height) = reader()?
+        .into_dimensions()
+        .map_err(|e| bad(format!("not a readable PNG or JPEG image ({e})")))?;
+    if width > max_side || height > max_side {
+        return Err(bad(format!(
+            "the image is {width}x{height} pixels, larger than the {max_side}x{max_side} \
+             accepted; scale it down first"
+        )));
+    }
+    let mut decoder = reader()?;
+    decoder.limits(decoding_limits());
+    let image = decoder
+        .decode()
+        .map_err(|e| bad(format!("not a readable PNG or JPEG image ({e})")))?;
+    let (shape, pixels) = convert(image, options).map_err(bad)?;
+    Ok(ImageDataset {
+        shape,
+        pixels,
+        labels: None,
+        n_classes: 0,
     })
 }
 

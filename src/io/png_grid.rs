@@ -1,4 +1,5 @@
-//! Writing a batch of images as one PNG grid, and laying images out for it.
+//! Writing a batch of images as one PNG grid (or as one PNG each), and laying images out for a
+//! grid.
 
 use std::path::Path;
 
@@ -34,30 +35,69 @@ pub fn write_png_grid(path: &Path, images: Tensor<4>, columns: usize, zoom: usiz
         for y in 0..h {
             for x in 0..w {
                 for ch in 0..c {
-                    let v = image[ch * h * w + y * w + x].round().clamp(0.0, 255.0) as u8;
-                    canvas[((top + y) * gw + left + x) * c + ch] = v;
+                    canvas[((top + y) * gw + left + x) * c + ch] =
+                        to_byte(image[ch * h * w + y * w + x]);
                 }
             }
         }
     }
     let (canvas, gw, gh) = enlarge(&canvas, gw, gh, c, zoom);
+    let bytes = encode_png(&canvas, gw, gh, c)
+        .map_err(|e| GlowError::file(path, format!("PNG encoding failed: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Each of the 8-bit images `[N, C, H, W]` (values `0..=255` as floats; C = 1 or 3) as its own
+/// PNG file's bytes, `W x H` pixels, grey or RGB, values rounded as [`write_png_grid`] rounds
+/// them.
+pub fn png_images(images: Tensor<4>) -> Result<Vec<Vec<u8>>> {
+    let [_, c, h, w] = images.dims();
+    if c != 1 && c != 3 {
+        return Err(GlowError::shape(
+            "PNG image",
+            format!("images have {c} channels; a PNG needs 1 (grey) or 3 (RGB)"),
+        ));
+    }
+    let values = to_f64_vec(images);
+    values
+        .chunks(c * h * w)
+        .map(|image| {
+            // CHW planes to the interleaved rows a PNG holds.
+            let interleaved: Vec<u8> = (0..h * w)
+                .flat_map(|p| (0..c).map(move |ch| to_byte(image[ch * h * w + p])))
+                .collect();
+            encode_png(&interleaved, w, h, c)
+                .map_err(|e| GlowError::shape("PNG image", format!("PNG encoding failed: {e}")))
+        })
+        .collect()
+}
+
+/// An 8-bit value given as a float, rounded and clamped to `0..=255` (NaN gives 0).
+fn to_byte(v: f64) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+/// The bytes of a PNG file of an interleaved 8-bit `width x height` image of 1 (grey) or 3 (RGB)
+/// channels.
+fn encode_png(
+    canvas: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+) -> std::result::Result<Vec<u8>, png::EncodingError> {
     let mut bytes = Vec::new();
     {
-        let mut encoder = png::Encoder::new(&mut bytes, gw as u32, gh as u32);
-        encoder.set_color(if c == 1 {
+        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        encoder.set_color(if channels == 1 {
             png::ColorType::Grayscale
         } else {
             png::ColorType::Rgb
         });
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| GlowError::file(path, format!("PNG encoding failed: {e}")))?;
-        writer
-            .write_image_data(&canvas)
-            .map_err(|e| GlowError::file(path, format!("PNG encoding failed: {e}")))?;
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(canvas)?;
     }
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// Reorders `variants` blocks of `n` images each (block `v` holds variant `v` of images

@@ -1,6 +1,7 @@
 //! The images a latent-space operation starts from, as model inputs at the centres of their
-//! pixel bins: test-set images by index, or image files of the model's size (with one class
-//! label for all of them when the model is class-conditional).
+//! pixel bins: test-set images by index, image files of the model's size (with one class label
+//! for all of them when the model is class-conditional), or an image sent as bytes (an upload),
+//! resized and cropped as folder datasets are.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use burn::tensor::Tensor;
 
 use super::images_at_bin_centres;
 use crate::data::dataset::ImageDataset;
-use crate::data::folder::{load_image_files, BadImage, FolderOptions};
+use crate::data::folder::{decode_image_bytes, load_image_files, BadImage, FolderOptions};
 use crate::error::{GlowError, Result};
 use crate::model::glow::Glow;
 
@@ -48,27 +49,7 @@ pub fn image_file_inputs(
     class: Option<usize>,
 ) -> Result<ModelInputs> {
     let image = model.config().image;
-    let n_classes = model.config().n_classes;
-    let labels = match (n_classes, class) {
-        (0, None) => None,
-        (0, Some(_)) => {
-            return Err(GlowError::Label(
-                "the model is unconditional; give the images no class (--class)".into(),
-            ))
-        }
-        (k, Some(c)) if c >= k => {
-            return Err(GlowError::Label(format!(
-                "class {c} is out of range: the model has {k} classes (0..{})",
-                k - 1
-            )))
-        }
-        (_, Some(c)) => Some(vec![c; files.len()]),
-        (k, None) => {
-            return Err(GlowError::Label(format!(
-                "the model is class-conditional ({k} classes); give the images a class (--class K)"
-            )))
-        }
-    };
+    let labels = labels_of(model, class, files.len())?;
     let loaded = load_image_files(
         files,
         &FolderOptions {
@@ -90,4 +71,59 @@ pub fn image_file_inputs(
     let x = images_at_bin_centres(model, &loaded.dataset, &all)?;
     let names = files.iter().map(|p| p.display().to_string()).collect();
     Ok(ModelInputs { x, names, labels })
+}
+
+/// One PNG or JPEG image given as bytes (an upload), converted to the model's channel count and,
+/// for a model of square images, resized and centre-cropped to its size as folder datasets are
+/// ([`FolderOptions::size`]); `name` names it. A model of non-square images needs an image of
+/// its exact size. An image wider or taller than `max_side` pixels is refused before it is
+/// decoded. Labels as for [`image_file_inputs`].
+pub fn image_bytes_input(
+    model: &Glow,
+    bytes: &[u8],
+    name: &str,
+    class: Option<usize>,
+    max_side: u32,
+) -> Result<ModelInputs> {
+    let image = model.config().image;
+    let labels = labels_of(model, class, 1)?;
+    let options = FolderOptions {
+        size: (image.height == image.width).then_some(image.height),
+        channels: Some(image.channels),
+        on_bad_image: BadImage::Error,
+    };
+    let data = decode_image_bytes(bytes, &options, max_side)?;
+    let [_, h, w] = data.shape;
+    if [h, w] != [image.height, image.width] {
+        return Err(GlowError::Image(format!(
+            "{name} is {h}x{w} pixels but the model takes {}x{} images (non-square images are \
+             not resized); resize the image first",
+            image.height, image.width
+        )));
+    }
+    let x = images_at_bin_centres(model, &data, &[0])?;
+    Ok(ModelInputs {
+        x,
+        names: vec![name.to_string()],
+        labels,
+    })
+}
+
+/// The labels of `n` images given `class`: none for an unconditional model (which must get no
+/// class), `n` copies of `class` for a class-conditional one (which needs one, in range).
+fn labels_of(model: &Glow, class: Option<usize>, n: usize) -> Result<Option<Vec<usize>>> {
+    match (model.config().n_classes, class) {
+        (0, None) => Ok(None),
+        (0, Some(_)) => Err(GlowError::Label(
+            "the model is unconditional; give the images no class (--class)".into(),
+        )),
+        (k, Some(c)) if c >= k => Err(GlowError::Label(format!(
+            "class {c} is out of range: the model has {k} classes (0..{})",
+            k - 1
+        ))),
+        (_, Some(c)) => Ok(Some(vec![c; n])),
+        (k, None) => Err(GlowError::Label(format!(
+            "the model is class-conditional ({k} classes); give the images a class (--class K)"
+        ))),
+    }
 }

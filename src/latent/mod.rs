@@ -78,17 +78,42 @@ fn single_image(x: &Tensor<4>, what: &str) -> Result<()> {
 pub fn interpolate(model: &Glow, a: Tensor<4>, b: Tensor<4>, steps: usize) -> Result<Tensor<4>> {
     single_image(&a, "interpolate: first image")?;
     single_image(&b, "interpolate: second image")?;
+    let (za, _) = model.encode(a, None)?;
+    let (zb, _) = model.encode(b, None)?;
+    interpolate_latents(model, &za, &zb, steps)
+}
+
+/// Decodes `steps` points evenly spaced on the straight line from the latents `za` to `zb` (one
+/// image each), `za` and `zb` included.
+pub fn interpolate_latents(
+    model: &Glow,
+    za: &Latents,
+    zb: &Latents,
+    steps: usize,
+) -> Result<Tensor<4>> {
     if steps < 2 {
         return Err(GlowError::Config(format!(
             "interpolation needs at least 2 steps (the two endpoints), got {steps}"
         )));
     }
-    let (za, _) = model.encode(a, None)?;
-    let (zb, _) = model.encode(b, None)?;
     let path: Vec<Latents> = (0..steps)
-        .map(|i| lerp(&za, &zb, i as f64 / (steps - 1) as f64))
+        .map(|i| lerp(za, zb, i as f64 / (steps - 1) as f64))
         .collect();
     Ok(model.decode(&Latents::join(path), None)?.0)
+}
+
+/// The latents of the preprocessed images `x` and their bits per dimension (the log-density of
+/// `x` itself: at bin centres for images from [`images_at_bin_centres`], no dequantisation noise).
+pub fn encode_with_bits_per_dim(
+    model: &Glow,
+    x: Tensor<4>,
+    classes: Option<&Tensor<2>>,
+) -> Result<(Latents, Vec<f64>)> {
+    let (latents, log_det) = model.encode(x, classes)?;
+    let log_prob = latents.log_standard_normal() + log_det;
+    let config = model.config();
+    let bpd = crate::likelihood::bits_per_dim(log_prob, config.image.dims(), config.n_bits);
+    Ok((latents, crate::tensor_ops::to_f64_vec(bpd)))
 }
 
 /// Samples from the same noise at each temperature: `n` images per temperature, temperature by
@@ -136,17 +161,30 @@ pub fn reconstruct_keeping_top(
     temperature: f64,
     rng: &mut impl Rng,
 ) -> Result<Tensor<4>> {
+    let (latents, _) = model.encode(x, None)?;
+    let mixed = keep_top_levels(model, latents, keep, temperature, rng)?;
+    Ok(model.decode(&mixed, None)?.0)
+}
+
+/// `latents` with the levels below the top `keep` redrawn at `temperature` from `rng` (what
+/// [`reconstruct_keeping_top`] decodes).
+pub fn keep_top_levels(
+    model: &Glow,
+    latents: Latents,
+    keep: usize,
+    temperature: f64,
+    rng: &mut impl Rng,
+) -> Result<Latents> {
     let levels = model.config().levels;
     if keep == 0 || keep > levels {
         return Err(GlowError::Config(format!(
             "keep = {keep} levels, but the model has {levels}; keep between 1 and {levels}"
         )));
     }
-    let n = x.dims()[0];
-    let (latents, _) = model.encode(x, None)?;
+    let n = latents.levels[0].dims()[0];
     let fresh = model.random_latents(n, temperature, rng, &model.device());
     let redrawn = levels - keep;
-    let mixed = Latents {
+    Ok(Latents {
         levels: latents
             .levels
             .into_iter()
@@ -154,8 +192,7 @@ pub fn reconstruct_keeping_top(
             .enumerate()
             .map(|(l, (kept, new))| if l < redrawn { new } else { kept })
             .collect(),
-    };
-    Ok(model.decode(&mixed, None)?.0)
+    })
 }
 
 /// The images `x` (unconditional model) moved along `direction` by each of `alphas` and

@@ -196,3 +196,23 @@ pub fn read_run_configs(run: &Path) -> Result<(GlowConfig, TrainConfig)> {
     let model = GlowConfig::load(&run.join(crate::io::model_dir::CONFIG_FILE))?;
     Ok((model, train))
 }
+
+/// The training config a model directory's test images and attribute directions come from: its
+/// `train.json` (a run directory), or preset `preset_name`'s for a bare model directory, with the
+/// dataset moved to `data` when given (`--data`). A `train.json` that is there but unreadable is
+/// an error.
+pub fn model_train_config(
+    dir: &Path,
+    preset_name: &str,
+    data: Option<&Path>,
+) -> Result<TrainConfig> {
+    let mut train = if run_dir::has_train_config(dir)? {
+        TrainConfig::load(&run_dir::train_config_path(dir))?
+    } else {
+        super::presets::preset(preset_name)?.1
+    };
+    if let Some(path) = data {
+        train.data = train.data.at(path);
+    }
+    Ok(train)
+}
