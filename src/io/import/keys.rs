@@ -167,6 +167,102 @@ pub fn f32_tensor(shape: &[usize], values: Vec<f32>) -> HostTensor {
     HostTensor::f32(shape.to_vec(), values)
 }
 
+/// `state[key]` = a float32 tensor of `shape`.
+pub fn put(state: &mut StateDict, key: String, shape: &[usize], values: Vec<f32>) {
+    state.insert(key, f32_tensor(shape, values));
+}
+
+/// How a peer stores a zero-initialised 3x3 convolution `(conv(x) + b) · exp(3 · scale)`:
+/// `PREFIX.conv.weight`, `PREFIX.conv.bias` and `PREFIX.<scale_key>` of shape
+/// `scale_shape(C_out)` (rosinality: `scale`, `[1, C, 1, 1]`; y0ast: `logs`, `[C, 1, 1]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ZeroConvLayout {
+    /// The name of the log-scale after the prefix.
+    pub scale_key: &'static str,
+    /// Its shape for `C_out` output channels.
+    pub scale_shape: fn(usize) -> Vec<usize>,
+}
+
+/// One zero convolution of `c_in` inputs between a peer's layout and ours: our output row `i` is
+/// the peer's row `order[i]`.
+pub struct ZeroConv {
+    /// The peer's layout.
+    pub layout: ZeroConvLayout,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output rows, ours from theirs.
+    pub order: Vec<usize>,
+}
+
+impl ZeroConv {
+    /// Takes the peer's convolution at `theirs` into ours at `mine` (`out`).
+    pub fn take(
+        &self,
+        ckpt: &mut Checkpoint,
+        theirs: &str,
+        mine: &str,
+        out: &mut StateDict,
+    ) -> Result<()> {
+        let (c_in, c_out) = (self.c_in, self.order.len());
+        let weight = ckpt.take(&format!("{theirs}conv.weight"), &[c_out, c_in, 3, 3])?;
+        let bias = ckpt.take(&format!("{theirs}conv.bias"), &[c_out])?;
+        let scale_key = format!("{theirs}{}", self.layout.scale_key);
+        let scale = ckpt.take(&scale_key, &(self.layout.scale_shape)(c_out))?;
+        let weight = reorder_rows(&weight, c_in * 9, &self.order);
+        put(
+            out,
+            format!("{mine}conv.weight"),
+            &[c_out, c_in, 3, 3],
+            weight,
+        );
+        put(
+            out,
+            format!("{mine}conv.bias"),
+            &[c_out],
+            reorder_rows(&bias, 1, &self.order),
+        );
+        put(
+            out,
+            format!("{mine}logs"),
+            &[c_out],
+            reorder_rows(&scale, 1, &self.order),
+        );
+        Ok(())
+    }
+
+    /// Writes our convolution's `weight`, `bias` and `logs` at the peer's `prefix`, the
+    /// log-scales times `factor` (our log-scale factor over the peer's 3).
+    pub fn put(
+        &self,
+        theirs: &mut StateDict,
+        prefix: &str,
+        [weight, bias, logs]: [&[f32]; 3],
+        factor: f32,
+    ) {
+        let back = inverse(&self.order);
+        let (c_in, c_out) = (self.c_in, self.order.len());
+        let scale = reorder_rows(logs, 1, &back)
+            .iter()
+            .map(|x| x * factor)
+            .collect();
+        let weight = reorder_rows(weight, c_in * 9, &back);
+        put(
+            theirs,
+            format!("{prefix}conv.weight"),
+            &[c_out, c_in, 3, 3],
+            weight,
+        );
+        put(
+            theirs,
+            format!("{prefix}conv.bias"),
+            &[c_out],
+            reorder_rows(bias, 1, &back),
+        );
+        let scale_key = format!("{prefix}{}", self.layout.scale_key);
+        put(theirs, scale_key, &(self.layout.scale_shape)(c_out), scale);
+    }
+}
+
 /// The float values of our parameter `key` (present by construction of the model).
 pub fn ours(state: &StateDict, key: &str) -> Result<Vec<f32>> {
     match state.get(key).map(|t| &t.values) {

@@ -26,8 +26,8 @@
 use std::path::Path;
 
 use super::keys::{
-    f32_tensor, identity, interleave, inverse, ours, reorder_rows, strictly_lower, strictly_upper,
-    Checkpoint,
+    f32_tensor, identity, interleave, ours, put, strictly_lower, strictly_upper, Checkpoint,
+    ZeroConv, ZeroConvLayout,
 };
 use super::torch_file::{HostTensor, StateDict, Values};
 use super::{validated, ImportOptions, Peer};
@@ -45,6 +45,19 @@ const ZERO_CONV_FACTOR: f64 = 3.0;
 /// Our parameter paths for level `l`, step `k`.
 fn step_key(l: usize, k: usize, rest: &str) -> String {
     format!("levels.{l}.steps.{k}.{rest}")
+}
+
+/// rosinality's `ZeroConv2d(c_in, order.len())`, its log-scale `scale` of shape `[1, C, 1, 1]`;
+/// our output row `i` is its row `order[i]`.
+fn zero_conv(c_in: usize, order: Vec<usize>) -> ZeroConv {
+    ZeroConv {
+        layout: ZeroConvLayout {
+            scale_key: "scale",
+            scale_shape: |c| vec![1, c, 1, 1],
+        },
+        c_in,
+        order,
+    }
 }
 
 /// How the checkpoint's keys describe the model.
@@ -183,12 +196,10 @@ pub fn to_glow(
         if l + 1 < shapes.len() {
             // Split prior: c/2 -> c, halves (mean, log_sd) -> interleaved.
             let order = interleave(c / 2, false);
-            take_zero_conv(
+            zero_conv(c / 2, order).take(
                 &mut ckpt,
                 &prior,
                 &format!("levels.{l}.split.prior."),
-                [c / 2, c],
-                &order,
                 &mut out,
             )?;
         } else {
@@ -196,7 +207,7 @@ pub fn to_glow(
             let c2 = 2 * c;
             let order: Vec<usize> = (0..c2).collect();
             let mut top = StateDict::new();
-            take_zero_conv(&mut ckpt, &prior, "top.learned.", [c, c2], &order, &mut top)?;
+            zero_conv(c, order).take(&mut ckpt, &prior, "top.learned.", &mut top)?;
             let weight = ours(&top, "top.learned.conv.weight")?;
             let padded: Vec<f32> = weight
                 .chunks(c * 9)
@@ -356,43 +367,12 @@ fn take_coupling(
     } else {
         (0..c / 2).collect()
     };
-    let n_out = order.len();
-    take_zero_conv(
+    zero_conv(w, order).take(
         ckpt,
         &format!("{theirs}coupling.net.4."),
         &step_key(l, k, "coupling.net.conv_out."),
-        [w, n_out],
-        &order,
         out,
     )
-}
-
-/// A `ZeroConv2d(c_in, c_out)` at `theirs` into our `ZeroConv2d` at `ours_prefix`, output rows
-/// reordered by `order` (our row `i` is their row `order[i]`).
-fn take_zero_conv(
-    ckpt: &mut Checkpoint,
-    theirs: &str,
-    ours_prefix: &str,
-    [c_in, c_out]: [usize; 2],
-    order: &[usize],
-    out: &mut StateDict,
-) -> Result<()> {
-    let weight = ckpt.take(&format!("{theirs}conv.weight"), &[c_out, c_in, 3, 3])?;
-    let bias = ckpt.take(&format!("{theirs}conv.bias"), &[c_out])?;
-    let scale = ckpt.take(&format!("{theirs}scale"), &[1, c_out, 1, 1])?;
-    out.insert(
-        format!("{ours_prefix}conv.weight"),
-        f32_tensor(&[c_out, c_in, 3, 3], reorder_rows(&weight, c_in * 9, order)),
-    );
-    out.insert(
-        format!("{ours_prefix}conv.bias"),
-        f32_tensor(&[c_out], reorder_rows(&bias, 1, order)),
-    );
-    out.insert(
-        format!("{ours_prefix}logs"),
-        f32_tensor(&[c_out], reorder_rows(&scale, 1, order)),
-    );
-    Ok(())
 }
 
 /// Why `config` cannot be written as a rosinality checkpoint, if it cannot.
@@ -480,43 +460,31 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
             } else {
                 interleave(c / 2, true)
             };
-            let conv_out = ZeroConv {
-                c_in: w,
-                order: &order,
-                factor: zero_factor,
-            };
-            conv_out.put(
+            let conv_out = ["conv.weight", "conv.bias", "logs"]
+                .map(|name| get(&format!("coupling.net.conv_out.{name}")));
+            let [weight, bias, logs] = conv_out;
+            zero_conv(w, order).put(
                 &mut theirs,
-                &get("coupling.net.conv_out.conv.weight")?,
-                &get("coupling.net.conv_out.conv.bias")?,
-                &get("coupling.net.conv_out.logs")?,
                 &format!("{t}coupling.net.4."),
+                [&weight?, &bias?, &logs?],
+                zero_factor,
             );
         }
         let prior = format!("blocks.{l}.prior.");
         if !last {
             let get = |rest: &str| ours(ours_state, &format!("levels.{l}.split.prior.{rest}"));
-            let split = ZeroConv {
-                c_in: c / 2,
-                order: &interleave(c / 2, false),
-                factor: zero_factor,
-            };
-            split.put(
+            let [weight, bias, logs] = ["conv.weight", "conv.bias", "logs"].map(get);
+            zero_conv(c / 2, interleave(c / 2, false)).put(
                 &mut theirs,
-                &get("conv.weight")?,
-                &get("conv.bias")?,
-                &get("logs")?,
                 &prior,
+                [&weight?, &bias?, &logs?],
+                zero_factor,
             );
         } else {
             put_top(&mut theirs, config, ours_state, c, zero_factor, &prior)?;
         }
     }
     Ok(theirs)
-}
-
-fn put(state: &mut StateDict, key: String, shape: &[usize], values: Vec<f32>) {
-    state.insert(key, f32_tensor(shape, values));
 }
 
 fn put_actnorm(
@@ -606,45 +574,6 @@ fn lu_factors(weight: &[f32], c: usize) -> [Vec<f32>; 5] {
     ]
 }
 
-/// One of our zero convolutions as rosinality's `ZeroConv2d`: output rows reordered (their row
-/// `order[i]` is our row `i`), our log-scale factor folded into their factor of 3.
-struct ZeroConv<'a> {
-    c_in: usize,
-    order: &'a [usize],
-    factor: f32,
-}
-
-impl ZeroConv<'_> {
-    fn put(
-        &self,
-        theirs: &mut StateDict,
-        weight: &[f32],
-        bias: &[f32],
-        logs: &[f32],
-        prefix: &str,
-    ) {
-        let back = inverse(self.order);
-        let c_out = self.order.len();
-        let scale: Vec<f32> = reorder_rows(logs, 1, &back)
-            .iter()
-            .map(|x| x * self.factor)
-            .collect();
-        put(
-            theirs,
-            format!("{prefix}conv.weight"),
-            &[c_out, self.c_in, 3, 3],
-            reorder_rows(weight, self.c_in * 9, &back),
-        );
-        put(
-            theirs,
-            format!("{prefix}conv.bias"),
-            &[c_out],
-            reorder_rows(bias, 1, &back),
-        );
-        put(theirs, format!("{prefix}scale"), &[1, c_out, 1, 1], scale);
-    }
-}
-
 /// The top prior: our `2C -> 2C` kernels folded to `C -> 2C` (see [`from_glow`]); a model
 /// without a learned top has the standard normal prior, all zeros there.
 fn put_top(
@@ -671,11 +600,6 @@ fn put_top(
         (vec![0.0; c2 * c * 9], vec![0.0; c2], vec![0.0; c2])
     };
     let order: Vec<usize> = (0..c2).collect();
-    let top = ZeroConv {
-        c_in: c,
-        order: &order,
-        factor,
-    };
-    top.put(theirs, &weight, &bias, &logs, prefix);
+    zero_conv(c, order).put(theirs, prefix, [&weight, &bias, &logs], factor);
     Ok(())
 }

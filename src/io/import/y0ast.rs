@@ -26,7 +26,7 @@
 
 use std::path::Path;
 
-use super::keys::{f32_tensor, ours, Checkpoint};
+use super::keys::{f32_tensor, ours, put, Checkpoint, ZeroConv, ZeroConvLayout};
 use super::torch_file::StateDict;
 use super::{validated, ImportOptions, Peer};
 use crate::error::{GlowError, Result};
@@ -99,21 +99,19 @@ pub fn to_glow(
                 CouplingKind::Additive => c / 2,
                 _ => c,
             };
-            take_zero_conv(
+            zero_conv(w, c_out).take(
                 &mut ckpt,
                 &format!("{t}block.4."),
                 &format!("{o}coupling.net.conv_out."),
-                [w, c_out],
                 &mut out,
             )?;
         }
         if l + 1 < shapes.len() {
             let t = format!("flow.layers.{}.conv.", first_step(l, k_steps) + k_steps);
-            take_zero_conv(
+            zero_conv(c / 2, c).take(
                 &mut ckpt,
                 &t,
                 &format!("levels.{l}.split.prior."),
-                [c / 2, c],
                 &mut out,
             )?;
         }
@@ -122,13 +120,7 @@ pub fn to_glow(
     let [_, h, w] = *shapes.last().expect("validated configs have levels");
     ckpt.take_fixed("prior_h", &[1, c2, h, w], &vec![0.0; c2 * h * w])?;
     if config.learn_top {
-        take_zero_conv(
-            &mut ckpt,
-            "learn_top_fn.",
-            "top.learned.",
-            [c2, c2],
-            &mut out,
-        )?;
+        zero_conv(c2, c2).take(&mut ckpt, "learn_top_fn.", "top.learned.", &mut out)?;
     }
     if config.n_classes > 0 {
         let n = config.n_classes;
@@ -324,35 +316,6 @@ fn take_invconv(
     Ok(())
 }
 
-fn take_zero_conv(
-    ckpt: &mut Checkpoint,
-    theirs: &str,
-    mine: &str,
-    [c_in, c_out]: [usize; 2],
-    out: &mut StateDict,
-) -> Result<()> {
-    let shape = [c_out, c_in, 3, 3];
-    out.insert(
-        format!("{mine}conv.weight"),
-        f32_tensor(&shape, ckpt.take(&format!("{theirs}conv.weight"), &shape)?),
-    );
-    out.insert(
-        format!("{mine}conv.bias"),
-        f32_tensor(
-            &[c_out],
-            ckpt.take(&format!("{theirs}conv.bias"), &[c_out])?,
-        ),
-    );
-    out.insert(
-        format!("{mine}logs"),
-        f32_tensor(
-            &[c_out],
-            ckpt.take(&format!("{theirs}logs"), &[c_out, 1, 1])?,
-        ),
-    );
-    Ok(())
-}
-
 /// Why `config` cannot be written as a y0ast checkpoint, if it cannot.
 fn unsupported(config: &GlowConfig) -> Option<String> {
     let reason = if config.coupling == CouplingKind::AffineExp {
@@ -391,9 +354,6 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
         Ok(get(key)?.iter().map(|x| x * factor).collect())
     };
     let mut theirs = StateDict::new();
-    let mut put = |key: String, shape: &[usize], values: Vec<f32>| {
-        theirs.insert(key, f32_tensor(shape, values));
-    };
     let shapes = config.level_shapes();
     let k_steps = config.steps;
     let w = config.width;
@@ -401,14 +361,16 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
         for k in 0..k_steps {
             let t = format!("flow.layers.{}.", first_step(l, k_steps) + k);
             let o = format!("levels.{l}.steps.{k}.");
-            let mut put_actnorm = |theirs: String, mine: String, c: usize| -> Result<()> {
+            let mut put_actnorm = |prefix: String, mine: String, c: usize| -> Result<()> {
                 put(
-                    format!("{theirs}bias"),
+                    &mut theirs,
+                    format!("{prefix}bias"),
                     &[1, c, 1, 1],
                     get(&format!("{mine}bias"))?,
                 );
                 put(
-                    format!("{theirs}logs"),
+                    &mut theirs,
+                    format!("{prefix}logs"),
                     &[1, c, 1, 1],
                     scaled(&format!("{mine}logs"), actnorm)?,
                 );
@@ -431,6 +393,7 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
                     ("log_s", "log_s", vec![c]),
                 ] {
                     put(
+                        &mut theirs,
                         format!("{t}invconv.{theirs_name}"),
                         &shape,
                         get(&format!("{o}permutation.ConvLu.{mine}"))?,
@@ -438,6 +401,7 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
                 }
             } else {
                 put(
+                    &mut theirs,
                     format!("{t}invconv.weight"),
                     &[c, c],
                     get(&format!("{o}permutation.Conv.weight"))?,
@@ -448,6 +412,7 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
                 (2, "conv_hidden", [w, w, 1, 1]),
             ] {
                 put(
+                    &mut theirs,
                     format!("{t}block.{i}.conv.weight"),
                     &shape,
                     get(&format!("{o}coupling.net.{conv}.conv.weight"))?,
@@ -459,8 +424,8 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
                 c
             };
             put_zero_conv(
-                &mut put,
-                &get,
+                &mut theirs,
+                ours_state,
                 &format!("{t}block.4."),
                 &format!("{o}coupling.net.conv_out."),
                 [w, c_out],
@@ -470,8 +435,8 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
         if l + 1 < shapes.len() {
             let t = format!("flow.layers.{}.conv.", first_step(l, k_steps) + k_steps);
             put_zero_conv(
-                &mut put,
-                &get,
+                &mut theirs,
+                ours_state,
                 &t,
                 &format!("levels.{l}.split.prior."),
                 [c / 2, c],
@@ -482,14 +447,15 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
     let [c, h, w_top] = *shapes.last().expect("validated configs have levels");
     let c2 = 2 * c;
     put(
+        &mut theirs,
         "prior_h".into(),
         &[1, c2, h, w_top],
         vec![0.0; c2 * h * w_top],
     );
     if config.learn_top {
         put_zero_conv(
-            &mut put,
-            &get,
+            &mut theirs,
+            ours_state,
             "learn_top_fn.",
             "top.learned.",
             [c2, c2],
@@ -502,52 +468,65 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
         let transposed = (0..c2 * n)
             .map(|ij| weight[(ij % n) * c2 + ij / n])
             .collect();
-        put("project_ycond.linear.weight".into(), &[c2, n], transposed);
         put(
+            &mut theirs,
+            "project_ycond.linear.weight".into(),
+            &[c2, n],
+            transposed,
+        );
+        put(
+            &mut theirs,
             "project_ycond.linear.bias".into(),
             &[c2],
             get("top.class_bias.bias")?,
         );
         put(
+            &mut theirs,
             "project_ycond.logs".into(),
             &[c2],
             scaled("top.class_bias.logs", zero)?,
         );
         put(
+            &mut theirs,
             "project_class.linear.weight".into(),
             &[n, c],
             vec![0.0; n * c],
         );
-        put("project_class.linear.bias".into(), &[n], vec![0.0; n]);
-        put("project_class.logs".into(), &[n], vec![0.0; n]);
+        put(
+            &mut theirs,
+            "project_class.linear.bias".into(),
+            &[n],
+            vec![0.0; n],
+        );
+        put(&mut theirs, "project_class.logs".into(), &[n], vec![0.0; n]);
     }
     Ok(theirs)
 }
 
-/// Our zero convolution at `mine` as y0ast's `Conv2dZeros` at `theirs`, its log-scales times
-/// `factor` (our factor over their 3).
+/// Our zero convolution at `mine` as y0ast's `Conv2dZeros(c_in, c_out)` at `prefix`, its
+/// log-scales times `factor` (our factor over their 3).
 fn put_zero_conv(
-    put: &mut impl FnMut(String, &[usize], Vec<f32>),
-    get: &impl Fn(&str) -> Result<Vec<f32>>,
-    theirs: &str,
+    theirs: &mut StateDict,
+    ours_state: &StateDict,
+    prefix: &str,
     mine: &str,
     [c_in, c_out]: [usize; 2],
     factor: f32,
 ) -> Result<()> {
-    put(
-        format!("{theirs}conv.weight"),
-        &[c_out, c_in, 3, 3],
-        get(&format!("{mine}conv.weight"))?,
-    );
-    put(
-        format!("{theirs}conv.bias"),
-        &[c_out],
-        get(&format!("{mine}conv.bias"))?,
-    );
-    let logs = get(&format!("{mine}logs"))?
-        .iter()
-        .map(|x| x * factor)
-        .collect();
-    put(format!("{theirs}logs"), &[c_out, 1, 1], logs);
+    let [weight, bias, logs] =
+        ["conv.weight", "conv.bias", "logs"].map(|name| ours(ours_state, &format!("{mine}{name}")));
+    zero_conv(c_in, c_out).put(theirs, prefix, [&weight?, &bias?, &logs?], factor);
     Ok(())
+}
+
+/// y0ast's `Conv2dZeros(c_in, c_out)`, its log-scale `logs` of shape `[C, 1, 1]`, in our order.
+fn zero_conv(c_in: usize, c_out: usize) -> ZeroConv {
+    ZeroConv {
+        layout: ZeroConvLayout {
+            scale_key: "logs",
+            scale_shape: |c| vec![c, 1, 1],
+        },
+        c_in,
+        order: (0..c_out).collect(),
+    }
 }
