@@ -185,6 +185,24 @@ fn rosinality_affine_lu_computes_the_peers_function() {
 }
 
 #[test]
+fn rosinality_trained_on_fashion_mnist_computes_the_peers_function() {
+    // 300 of the peer's Adam steps: its test bits/dim are a trained model's, not a random one's.
+    let model = import(
+        Peer::Rosinality,
+        "rosinality_fashion_mnist",
+        Some([1, 28, 28]),
+        None,
+    );
+    assert_eq!(model.config().n_bits, 5, "rosinality's default bits");
+    let peer_bpd = common::values(
+        Reference::load("rosinality_fashion_mnist").tensor("bpd", &common::f32_device()),
+    );
+    let mean = peer_bpd.iter().sum::<f64>() / peer_bpd.len() as f64;
+    assert!(mean < 3.5, "the peer's model is trained: {mean} bits/dim");
+    compare(&model, "rosinality_fashion_mnist", rosinality_sample_eps);
+}
+
+#[test]
 fn rosinality_additive_without_lu_from_the_legacy_format_computes_the_peers_function() {
     // Saved with _use_new_zipfile_serialization=False; --no_lu, whose last block is LU anyway.
     let model = import(
