@@ -309,25 +309,42 @@ fn a_model_without_lu_exports_to_rosinality_with_its_last_block_factored() {
 }
 
 #[test]
-fn data_parallel_prefixes_are_dropped() {
-    let original = read_state_dict(&fixtures().join("rosinality_affine.pt")).expect("fixture");
-    let prefixed: StateDict = original
-        .iter()
-        .map(|(k, v)| (format!("module.{k}"), v.clone()))
-        .collect();
-    let path = scratch_dir("import-module").join("dp.pt");
-    write_state_dict(&path, &prefixed).expect("write");
-    let options = ImportOptions {
-        image: Some(ImageShape {
-            channels: 3,
-            height: 8,
-            width: 8,
-        }),
-        n_bits: Some(5),
-    };
-    let model = import_checkpoint(Peer::Rosinality, &path, &options, &common::f32_device())
-        .expect("a DataParallel checkpoint imports");
-    compare(&model, "rosinality_affine", rosinality_sample_eps);
+fn wrapper_prefixes_are_dropped() {
+    // nn.DataParallel's `module.` (rosinality's train.py), and a state_dict saved inside a
+    // dictionary under "model".
+    let dir = scratch_dir("import-prefix");
+    for (peer, name, image, prefix) in [
+        (
+            Peer::Rosinality,
+            "rosinality_affine",
+            Some([3, 8, 8]),
+            "module.",
+        ),
+        (Peer::Y0ast, "y0ast_affine", None, "model."),
+    ] {
+        let original = read_state_dict(&fixtures().join(format!("{name}.pt"))).expect("fixture");
+        let prefixed: StateDict = original
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+            .collect();
+        let path = dir.join(format!("{name}.pt"));
+        write_state_dict(&path, &prefixed).expect("write");
+        let options = ImportOptions {
+            image: image.map(|[channels, height, width]| ImageShape {
+                channels,
+                height,
+                width,
+            }),
+            n_bits: None,
+        };
+        let model = import_checkpoint(peer, &path, &options, &common::f32_device())
+            .expect("a prefixed checkpoint imports");
+        let sample_eps = match peer {
+            Peer::Rosinality => rosinality_sample_eps,
+            Peer::Y0ast => y0ast_sample_eps,
+        };
+        compare(&model, name, sample_eps);
+    }
 }
 
 /// The error of importing `state` (written to a scratch file) as `peer`'s, with `options`.

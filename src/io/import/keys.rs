@@ -115,6 +115,26 @@ impl<'a> Checkpoint<'a> {
     }
 }
 
+/// `state` with the prefix that a wrapper put before every key removed: `nn.DataParallel`'s
+/// `module.` (rosinality's train.py wraps its model in one), or the key of a model saved inside a
+/// dictionary (`{"model": model.state_dict()}` reads as `model.` keys). The prefix is whatever
+/// precedes `anchor`, a key every checkpoint of the peer has, and is removed only when every key
+/// starts with it.
+pub fn strip_wrapper_prefix(state: &StateDict, anchor: &str) -> StateDict {
+    let prefix = state
+        .keys()
+        .find_map(|k| k.strip_suffix(anchor))
+        .filter(|p| p.is_empty() || p.ends_with('.'))
+        .unwrap_or("");
+    if prefix.is_empty() || !state.keys().all(|k| k.starts_with(prefix)) {
+        return state.clone();
+    }
+    state
+        .iter()
+        .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+        .collect()
+}
+
 /// The rows of a `[rows, ...]` tensor (`row_len` values each) reordered as `order` says: row
 /// `i` of the result is row `order[i]` of `values`.
 pub fn reorder_rows(values: &[f32], row_len: usize, order: &[usize]) -> Vec<f32> {

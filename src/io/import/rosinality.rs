@@ -26,8 +26,8 @@
 use std::path::Path;
 
 use super::keys::{
-    f32_tensor, identity, interleave, ours, put, strictly_lower, strictly_upper, Checkpoint,
-    ZeroConv, ZeroConvLayout,
+    f32_tensor, identity, interleave, ours, put, strictly_lower, strictly_upper,
+    strip_wrapper_prefix, Checkpoint, ZeroConv, ZeroConvLayout,
 };
 use super::torch_file::{HostTensor, StateDict, Values};
 use super::{validated, ImportOptions, Peer};
@@ -132,7 +132,7 @@ pub fn to_glow(
     options: &ImportOptions,
     path: &Path,
 ) -> Result<(GlowConfig, StateDict)> {
-    let stripped = strip_data_parallel(state);
+    let stripped = strip_wrapper_prefix(state, "blocks.0.flows.0.actnorm.loc");
     let mut ckpt = Checkpoint::new(&stripped, path, Peer::Rosinality);
     let arch = architecture(&mut ckpt)?;
     let image = options.image.ok_or_else(|| {
@@ -222,20 +222,6 @@ pub fn to_glow(
     }
     ckpt.finish()?;
     Ok((config, out))
-}
-
-/// `nn.DataParallel` (which rosinality's train.py wraps the model in) saves every key under
-/// `module.`; the prefix is dropped when every key has it.
-fn strip_data_parallel(state: &StateDict) -> StateDict {
-    let prefix = "module.";
-    if !state.is_empty() && state.keys().all(|k| k.starts_with(prefix)) {
-        state
-            .iter()
-            .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
-            .collect()
-    } else {
-        state.clone()
-    }
 }
 
 fn take_actnorm(

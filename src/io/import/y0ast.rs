@@ -26,7 +26,9 @@
 
 use std::path::Path;
 
-use super::keys::{f32_tensor, ours, put, Checkpoint, ZeroConv, ZeroConvLayout};
+use super::keys::{
+    f32_tensor, ours, put, strip_wrapper_prefix, Checkpoint, ZeroConv, ZeroConvLayout,
+};
 use super::torch_file::StateDict;
 use super::{validated, ImportOptions, Peer};
 use crate::error::{GlowError, Result};
@@ -51,7 +53,8 @@ pub fn to_glow(
     options: &ImportOptions,
     path: &Path,
 ) -> Result<(GlowConfig, StateDict)> {
-    let mut ckpt = Checkpoint::new(state, path, Peer::Y0ast);
+    let stripped = strip_wrapper_prefix(state, "flow.layers.1.actnorm.bias");
+    let mut ckpt = Checkpoint::new(&stripped, path, Peer::Y0ast);
     let config = validated(config_of(&mut ckpt, options)?, path)?;
     let mut out = StateDict::new();
     let shapes = config.level_shapes();
