@@ -1,6 +1,7 @@
-//! Reading a peer's `state_dict` key by key: each key is taken once with the shape the
-//! architecture expects, and whatever is left over at the end is an error. Every error names the
-//! file, the key and what to do.
+//! Reading a peer's `state_dict` key by key ([`Checkpoint`]: each key is taken once with the
+//! shape the architecture expects, whatever is left over at the end is an error, and every error
+//! names the file, the key and what to do), and the layout conversions both peers share: row
+//! orders, the LU masks, zero convolutions ([`ZeroConv`]) and wrapper key prefixes.
 
 use std::collections::BTreeSet;
 use std::path::Path;

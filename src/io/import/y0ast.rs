@@ -119,8 +119,8 @@ pub fn to_glow(
             )?;
         }
     }
-    let c2 = 2 * shapes.last().expect("validated configs have levels")[0];
-    let [_, h, w] = *shapes.last().expect("validated configs have levels");
+    let [c_top, h, w] = *shapes.last().expect("validated configs have levels");
+    let c2 = 2 * c_top;
     ckpt.take_fixed("prior_h", &[1, c2, h, w], &vec![0.0; c2 * h * w])?;
     if config.learn_top {
         zero_conv(c2, c2).take(&mut ckpt, "learn_top_fn.", "top.learned.", &mut out)?;
@@ -143,8 +143,8 @@ pub fn to_glow(
             "top.class_bias.logs".into(),
             f32_tensor(&[c2], ckpt.take("project_ycond.logs", &[c2])?),
         );
-        let c = c2 / 2;
-        ckpt.take("project_class.linear.weight", &[n, c])?;
+        // The classifier head is checked and dropped (see the module doc).
+        ckpt.take("project_class.linear.weight", &[n, c_top])?;
         ckpt.take("project_class.linear.bias", &[n])?;
         ckpt.take("project_class.logs", &[n])?;
     }
@@ -212,10 +212,19 @@ fn config_of(ckpt: &mut Checkpoint, options: &ImportOptions) -> Result<GlowConfi
             "key prior_h has shape {prior:?}; y0ast's is [1, 2C, H, W]"
         )));
     };
+    // The top is the image squeezed L times: H = H_top · 2^L (0, which validation rejects, on
+    // overflow).
+    let unsqueezed = |top: usize| {
+        u32::try_from(levels)
+            .ok()
+            .and_then(|l| 1usize.checked_shl(l))
+            .and_then(|factor| top.checked_mul(factor))
+            .unwrap_or(0)
+    };
     let image = ImageShape {
         channels: c / 4,
-        height: top_h << levels,
-        width: top_w << levels,
+        height: unsqueezed(top_h),
+        width: unsqueezed(top_w),
     };
     let n_classes = if ckpt.has("project_ycond.linear.weight") {
         ckpt.shape("project_ycond.linear.weight")?
