@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
+use common::fixtures::{self, fixtures, Reference};
 use common::{assert_error_mentions, fails, max_abs_diff, scratch_dir, succeeds};
 use glowflow::io::import::glow_state::glow_state;
 use glowflow::io::import::torch_file::{read_state_dict, write_state_dict, HostTensor, StateDict};
@@ -21,54 +21,8 @@ use glowflow::{Glow, ImageShape, Latents};
 const BPD_TOLERANCE: f64 = 1e-4;
 const LATENT_TOLERANCE: f64 = 1e-4;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// A fixture's reference tensors.
-struct Reference(HashMap<String, (Vec<usize>, Vec<f32>)>);
-
-impl Reference {
-    fn load(name: &str) -> Self {
-        let bytes = std::fs::read(fixtures().join(format!("{name}.safetensors"))).expect("fixture");
-        let file = safetensors::SafeTensors::deserialize(&bytes).expect("fixture is safetensors");
-        Reference(
-            file.iter()
-                .map(|(key, view)| {
-                    let values = view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    (key.to_string(), (view.shape().to_vec(), values))
-                })
-                .collect(),
-        )
-    }
-
-    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
-        let (shape, values) = &self.0[key];
-        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), device)
-    }
-
-    fn labels(&self) -> Option<Vec<usize>> {
-        self.0
-            .get("labels")
-            .map(|(_, v)| v.iter().map(|&l| l as usize).collect())
-    }
-}
-
 fn import(peer: Peer, name: &str, image: Option<[usize; 3]>, n_bits: Option<u32>) -> Glow {
-    let options = ImportOptions {
-        image: image.map(|[channels, height, width]| ImageShape {
-            channels,
-            height,
-            width,
-        }),
-        n_bits,
-    };
-    let path = fixtures().join(format!("{name}.pt"));
-    import_checkpoint(peer, &path, &options, &common::f32_device()).expect("the fixture imports")
+    fixtures::import(peer, name, image, n_bits, &common::f32_device())
 }
 
 /// What one fixture measures, printed so the README can quote it.

@@ -1,7 +1,8 @@
 //! The layer options the PyTorch imports added, against oracles of their own in f64: padding
 //! with ones (rosinality's zero convolutions) against an explicitly padded convolution, and the
 //! linear ActNorm (rosinality's `scale · (x + loc)`) against its defining properties and a
-//! brute-force Jacobian. tests/import.rs checks the whole imported models against the peers.
+//! brute-force Jacobian; and the imported models in f64 against the peers' own float64 outputs.
+//! tests/import.rs checks the imported models in f32 against the peers.
 
 mod common;
 
@@ -9,10 +10,12 @@ use burn::module::Param;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::Tensor;
+use common::fixtures::{import, Reference};
 use common::{brute_force_log_det, f64_device, max_abs_diff, normal, perturb, values};
 use glowflow::flow::actnorm::{ActNorm, ActNormScale};
 use glowflow::flow::conv::SameConv2d;
 use glowflow::flow::InvertibleMap;
+use glowflow::io::import::Peer;
 use glowflow::tensor_ops::to_f64_vec;
 use glowflow::Padding;
 use rand::SeedableRng;
@@ -92,6 +95,46 @@ fn linear_actnorm_initialises_to_unit_variance_and_is_an_exact_bijection() {
         assert!(
             (ld - brute).abs() < 1e-6,
             "log-det {ld} vs brute force {brute}"
+        );
+    }
+}
+
+#[test]
+fn imported_models_in_f64_compute_the_peers_float64_function() {
+    // The fixtures' float32 weights, run by the peers in float64 and by us on the f64 device:
+    // what is left is f64 rounding.
+    let device = f64_device();
+    for (peer, name, image, n_bits) in [
+        (
+            Peer::Rosinality,
+            "rosinality_affine",
+            Some([3, 8, 8]),
+            Some(5),
+        ),
+        (Peer::Y0ast, "y0ast_affine", None, None),
+    ] {
+        let model = import(peer, name, image, n_bits, &device);
+        let r = Reference::load(name);
+        let images: Tensor<4> = r.tensor("images", &device);
+        let noise: Tensor<4> = r.tensor("noise", &device);
+        let bpd = model
+            .bits_per_dim(images.clone(), noise.clone(), None)
+            .expect("bpd");
+        let bpd_gap = max_abs_diff(bpd, r.tensor("bpd_f64", &device));
+        let (latents, _) = model
+            .encode(model.preprocess(images, noise), None)
+            .expect("encode");
+        let latent_gap = latents
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(l, eps)| max_abs_diff(eps.clone(), r.tensor(&format!("eps_{l}_f64"), &device)))
+            .fold(0.0, f64::max);
+        println!("{name} in f64: bits/dim {bpd_gap:.2e}, latents {latent_gap:.2e}");
+        assert!(bpd_gap < 1e-9, "{name}: bits/dim differ by {bpd_gap:.3e}");
+        assert!(
+            latent_gap < 1e-9,
+            "{name}: latents differ by {latent_gap:.3e}"
         );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, Tensor};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
@@ -51,18 +51,26 @@ pub fn glow_state(model: &Glow) -> Result<StateDict> {
     Ok(state)
 }
 
-/// The model `config` describes with the parameters in `state` (the keys [`glow_state`] gives);
-/// a missing, extra or misshapen key is an error that names it, with `origin` as the file.
+/// The model `config` describes on `device` with the parameters in `state` (the keys
+/// [`glow_state`] gives); a missing, extra or misshapen key is an error that names it, with
+/// `origin` as the file.
 pub fn glow_from_state(
     config: &GlowConfig,
     state: &StateDict,
     origin: &Path,
     device: &Device,
 ) -> Result<Glow> {
+    // Float weights are widened (exactly) on a device whose floats are f64, so that the model
+    // does not mix float types.
+    let wide = Tensor::<1>::zeros([1], device).dtype() == DType::F64;
     let bytes: Vec<(String, Vec<u8>, Dtype, Vec<usize>)> = state
         .iter()
         .map(|(name, t)| {
             let (bytes, dtype) = match &t.values {
+                Values::F32(v) if wide => (
+                    v.iter().flat_map(|&x| f64::from(x).to_le_bytes()).collect(),
+                    Dtype::F64,
+                ),
                 Values::F32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), Dtype::F32),
                 Values::I64(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), Dtype::I64),
                 Values::U8(v) => (v.clone(), Dtype::U8),
