@@ -18,8 +18,9 @@ pub enum GlowError {
         message: String,
     },
 
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. A full disk, a file size limit or a quota adds what
+    /// to do: the write that failed was atomic, so the previous file is intact.
+    #[error("{path}: {source}{hint}", hint = io_hint(source))]
     Io {
         /// The file at fault.
         path: PathBuf,
@@ -33,6 +34,15 @@ pub enum GlowError {
         /// The file at fault.
         path: PathBuf,
         /// What is wrong with it and what to do.
+        message: String,
+    },
+
+    /// Input values that cannot be computed on (NaN or infinite numbers).
+    #[error("invalid values in {input}: {message}")]
+    Value {
+        /// The input (or API entry point) that rejected them.
+        input: String,
+        /// Which values and what to do.
         message: String,
     },
 
@@ -56,11 +66,31 @@ impl GlowError {
         }
     }
 
+    pub(crate) fn value(input: impl Into<String>, message: impl Into<String>) -> Self {
+        GlowError::Value {
+            input: input.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn shape(layer: impl Into<String>, message: impl Into<String>) -> Self {
         GlowError::Shape {
             layer: layer.into(),
             message: message.into(),
         }
+    }
+}
+
+/// What to do about the I/O errors of a full disk: free space and run again; a training run
+/// continues from its last checkpoint.
+fn io_hint(error: &std::io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT) => {
+            " (the disk is full, or a file size limit or quota was reached): free space and run \
+             again; the previous file is intact, and a training run continues from its last \
+             checkpoint with --resume RUN"
+        }
+        _ => "",
     }
 }
 

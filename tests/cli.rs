@@ -6,30 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{glowflow, scratch_dir};
-
-/// A tiny model and run on the synthetic 8x8 dataset: every step logged, nothing evaluated or
-/// sampled before the end.
-const TINY_RUN: [&str; 18] = [
-    "--image",
-    "1x8x8",
-    "--levels",
-    "2",
-    "--depth",
-    "2",
-    "--width",
-    "8",
-    "--batch-size",
-    "8",
-    "--init-images",
-    "16",
-    "--log-every",
-    "1",
-    "--eval-every",
-    "0",
-    "--sample-every",
-    "0",
-];
+use common::{glowflow, scratch_dir, TINY_RUN};
 
 /// Width, height and colour type from a PNG's IHDR chunk.
 fn png_header(bytes: &[u8]) -> (u32, u32, u8) {

@@ -343,3 +343,46 @@ fn manipulate_moves_images_along_a_cached_class_direction() {
         &["8x8", "model expects 1x16x16"],
     );
 }
+
+#[test]
+fn two_manipulates_at_once_write_one_cache_that_both_agree_with() {
+    let dir = scratch_dir("manipulate-twice");
+    write_idx_dataset(&dir, 40, 8, 8);
+    let data = dir.to_str().expect("utf-8");
+    let (model, _) = perturbed_model(&dir, "1x8x8", &[0, 1]);
+    let run = |out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+            .args(["manipulate", "--model", &model, "--data", data])
+            .args(["--index", "0", "--attribute", "1", "--alphas", "0,1"])
+            .args(["--out", dir.join(out).to_str().expect("utf-8")])
+            .output()
+            .expect("runs")
+    };
+    // Both compute the direction and write the cache (atomically) at about the same time.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run("a.png"));
+        let b = s.spawn(|| run("b.png"));
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    for out in [&a, &b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(read_png(&dir.join("a.png")), read_png(&dir.join("b.png")));
+    let third = run("c.png");
+    assert!(
+        String::from_utf8_lossy(&third.stderr).contains("cached in"),
+        "the cache left behind is whole and read"
+    );
+    assert_eq!(read_png(&dir.join("c.png")), read_png(&dir.join("a.png")));
+    let directions = Path::new(&model).join("directions");
+    let leftovers: Vec<_> = std::fs::read_dir(&directions)
+        .expect("directions")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

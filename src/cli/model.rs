@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use clap::Args;
 use glowflow::benchmark::{run_benchmark, BenchOptions};
 use glowflow::io::import::{export_checkpoint, import_checkpoint, ImportOptions, Peer};
+use glowflow::io::model_dir::CONFIG_FILE;
 use glowflow::io::png_grid::{pad_to_full_rows, write_png_grid};
 use glowflow::likelihood::to_pixels;
 use glowflow::model::compatible::check_same_images;
@@ -31,6 +32,19 @@ impl New {
         let device = &ctx.device;
         let New { out, arch } = self;
         let config = arch.to_config()?;
+        let existing = out.join(CONFIG_FILE);
+        let exists = existing.try_exists().map_err(|source| GlowError::Io {
+            path: existing.clone(),
+            source,
+        })?;
+        if exists {
+            return Err(GlowError::Config(format!(
+                "{} already holds a model ({}); `glowflow new` never overwrites one (it may be a \
+                 trained run): choose another --out, or delete the directory first",
+                out.display(),
+                existing.display()
+            )));
+        }
         let model = config.init(device)?;
         save_model(&model, &out)?;
         println!("wrote a new model to {}", out.display());

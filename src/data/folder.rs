@@ -269,9 +269,11 @@ fn check_shape(
 /// Decodes the image at `path` (format guessed from its content, else its extension) and
 /// converts it as `options` says, returning its shape and CHW pixels, or why it is unusable.
 fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, String> {
-    let image = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
-        .map_err(|e| format!("cannot be read ({e})"))?
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    reader.limits(decoding_limits());
+    let image = reader
         .decode()
         .map_err(|e| format!("not a readable {} ({e})", format_name(path)))?;
     if image.width() == 0 || image.height() == 0 {
@@ -286,6 +288,21 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
     } else {
         to_chw(&fit(image.into_luma8(), options.size))
     })
+}
+
+/// The largest width or height of an image that is decoded.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most memory one image's decoding may allocate, in bytes.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Bounds on what decoding one file may cost, so that a corrupt header or a decompression bomb
+/// is a bad image (named in the error) instead of exhausting memory.
+fn decoding_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
 }
 
 /// The format `path`'s extension names, for error messages.

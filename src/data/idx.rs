@@ -88,33 +88,46 @@ fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Reads all bytes of `path`, decompressing them if the name ends in `.gz`.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+/// The bytes of `path`, decompressed if the name ends in `.gz`, as a stream.
+fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
     let file = std::fs::File::open(path).map_err(|e| GlowError::io(path, e))?;
-    let mut bytes = Vec::new();
-    if path.extension().is_some_and(|ext| ext == "gz") {
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| {
-                GlowError::file(
-                    path,
-                    format!("corrupt gzip stream ({e}); re-download the file"),
-                )
-            })?;
+    Ok(if path.extension().is_some_and(|ext| ext == "gz") {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
     } else {
-        std::io::BufReader::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| GlowError::io(path, e))?;
-    }
+        Box::new(std::io::BufReader::new(file))
+    })
+}
+
+/// Reads at most `limit` bytes of `reader` (the stream of `path`); a corrupt gzip stream is an
+/// error naming the file.
+fn read_up_to(reader: &mut dyn Read, limit: usize, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => GlowError::file(
+                path,
+                format!("corrupt gzip stream ({e}); re-download the file"),
+            ),
+            _ => GlowError::io(path, e),
+        })?;
     Ok(bytes)
 }
 
+/// Trailing bytes beyond the announced data that are read to report how many there are; a file
+/// with more is reported as having more, without reading (or decompressing) them all.
+const TRAILING_BYTES_READ: usize = 1 << 20;
+
 /// Reads the IDX file at `path`, checks its magic number, that no dimension is 0 (no images, or
 /// images of no pixels) and that its body holds exactly the number of bytes its header
-/// announces, and returns the dimensions and the body.
+/// announces, and returns the dimensions and the body. No more than the announced bytes (and
+/// [`TRAILING_BYTES_READ`]) are read, so a gzip bomb cannot exhaust memory.
 fn read_idx(path: &Path, magic: u32, kind: &str) -> Result<(Vec<usize>, Vec<u8>)> {
-    let mut bytes = read_maybe_gz(path)?;
-    let (dims, header_len) = parse_header(path, &bytes, magic, kind)?;
+    let mut reader = open_maybe_gz(path)?;
+    let header_len = 4 * (1 + (magic & 0xff) as usize);
+    let header = read_up_to(&mut *reader, header_len, path)?;
+    let dims = parse_header(path, &header, magic, kind)?;
     if dims.contains(&0) {
         return Err(GlowError::file(
             path,
@@ -127,6 +140,7 @@ fn read_idx(path: &Path, magic: u32, kind: &str) -> Result<(Vec<usize>, Vec<u8>)
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize - TRAILING_BYTES_READ)
         .ok_or_else(|| {
             GlowError::file(
                 path,
@@ -136,32 +150,38 @@ fn read_idx(path: &Path, magic: u32, kind: &str) -> Result<(Vec<usize>, Vec<u8>)
                 ),
             )
         })?;
-    let found = bytes.len() - header_len;
-    if found != expected {
-        let problem = if found < expected {
-            "the file is truncated, re-download it".to_string()
+    let mut body = read_up_to(&mut *reader, expected + TRAILING_BYTES_READ, path)?;
+    if body.len() != expected {
+        // All of the body was read, unless TRAILING_BYTES_READ extra bytes were: then there may
+        // be more.
+        let at_least = if body.len() == expected + TRAILING_BYTES_READ {
+            "at least "
         } else {
-            format!(
-                "{} extra bytes follow the data, the file is corrupt or not an IDX file; \
-                 re-download it",
-                found - expected
-            )
+            ""
+        };
+        let problem = match body.len().checked_sub(expected) {
+            None => "the file is truncated, re-download it".to_string(),
+            Some(extra) => format!(
+                "{at_least}{extra} extra bytes follow the data, the file is corrupt or not an IDX \
+                 file; re-download it"
+            ),
         };
         return Err(GlowError::file(
             path,
             format!(
                 "header announces {kind} of dimensions {dims:?} ({expected} bytes) but the file \
-                 has {found} bytes after its {header_len}-byte header: {problem}"
+                 has {at_least}{} bytes after its {header_len}-byte header: {problem}",
+                body.len()
             ),
         ));
     }
-    bytes.drain(..header_len);
-    Ok((dims, bytes))
+    body.shrink_to_fit();
+    Ok((dims, body))
 }
 
 /// Parses the IDX header at the start of `bytes`: checks the magic number and returns the
-/// dimensions (one big-endian u32 each; the count is the magic's low byte) and the header length.
-fn parse_header(path: &Path, bytes: &[u8], magic: u32, kind: &str) -> Result<(Vec<usize>, usize)> {
+/// dimensions (one big-endian u32 each; the count is the magic's low byte).
+fn parse_header(path: &Path, bytes: &[u8], magic: u32, kind: &str) -> Result<Vec<usize>> {
     let word = |i: usize| -> Option<u32> {
         let field = bytes.get(4 * i..4 * i + 4)?;
         Some(u32::from_be_bytes(field.try_into().ok()?))
@@ -188,8 +208,7 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, kind: &str) -> Result<(Ve
             ),
         ));
     }
-    let dims = (1..=ndims)
+    (1..=ndims)
         .map(|i| word(i).map(|d| d as usize).ok_or_else(too_short))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((dims, header_len))
+        .collect()
 }

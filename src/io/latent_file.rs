@@ -19,7 +19,7 @@ use crate::error::{GlowError, Result};
 use crate::model::config::GlowConfig;
 use crate::model::glow::{Glow, Latents};
 use crate::model::params::flat_params;
-use crate::tensor_ops::{from_f64, to_f64_vec};
+use crate::tensor_ops::{from_f64, non_finite_samples, to_f64_vec};
 
 const FORMAT: &str = "glowflow-latents";
 
@@ -148,12 +148,20 @@ pub fn load_latents(
                 batch.unwrap_or(0)
             )));
         }
-        let values = view
+        let values: Vec<f64> = view
             .data()
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
             .collect();
-        levels.push(from_f64(values, [n, c, h, w], device));
+        let level = from_f64(values, [n, c, h, w], device);
+        // Checked on the device: a finite f64 beyond the range of its floats becomes infinite.
+        if non_finite_samples(&level) > 0 {
+            return Err(not_latents(format!(
+                "level {l} holds NaN or infinite values, or values beyond the range of {:?}",
+                level.dtype()
+            )));
+        }
+        levels.push(level);
     }
     Ok((Latents { levels }, metadata))
 }

@@ -1,6 +1,6 @@
 //! Files: saved models (safetensors weights + JSON config), run directories, latent files, PNG
-//! image grids (sample grids among them) and charts, atomic writes, and the PyTorch Glows'
-//! checkpoints (import and export).
+//! image grids (sample grids among them) and charts, atomic writes, the lock of a run directory,
+//! and the PyTorch Glows' checkpoints (import and export).
 
 pub mod atomic;
 pub mod import;
@@ -9,4 +9,5 @@ pub mod model_dir;
 pub mod plot;
 pub mod png_grid;
 pub mod run_dir;
+pub mod run_lock;
 pub mod sample_grid;

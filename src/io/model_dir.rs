@@ -56,6 +56,7 @@ pub fn load_weights_from_bytes(
     path: &Path,
     device: &Device,
 ) -> Result<Glow> {
+    check_finite_weights(path, &bytes)?;
     let mut model = config.init(device)?;
     // Mismatches are collected and reported below, in one message that names the config.
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
@@ -108,6 +109,41 @@ pub fn load_weights_from_bytes(
         ));
     }
     Ok(model)
+}
+
+/// Fails when a floating-point tensor of the safetensors file `bytes` (read from `path`) holds a
+/// NaN, an infinity, or (in f64) a value beyond the range of f32, which would load as an
+/// infinity on an f32 device: such a model computes NaN likelihoods and images that would be
+/// presented as results. Bytes that are not a safetensors file are left to the loader's own
+/// error.
+fn check_finite_weights(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Ok(tensors) = safetensors::SafeTensors::deserialize(bytes) else {
+        return Ok(());
+    };
+    for (name, view) in tensors.iter() {
+        let data = view.data();
+        let finite = match view.dtype() {
+            safetensors::Dtype::F32 => data
+                .chunks_exact(4)
+                .all(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+            safetensors::Dtype::F64 => data.chunks_exact(8).all(|b| {
+                let value = f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes"));
+                value.abs() <= f64::from(f32::MAX)
+            }),
+            _ => true,
+        };
+        if !finite {
+            return Err(GlowError::file(
+                path,
+                format!(
+                    "tensor {name} holds NaN or infinite values (or values beyond the range of \
+                     f32); the file is corrupt or was saved from a diverged model: use an \
+                     earlier checkpoint"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first three items, comma-separated, with "..." when there are more.

@@ -99,6 +99,35 @@ fn check_not_empty(n: usize, entry: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fails when `x` (`[N, ...]`) holds a NaN or an infinity, naming the samples that do: the flow
+/// would carry them into every output and return NaNs as if they were results.
+fn check_finite<const D: usize>(x: &Tensor<D>, entry: &str, what: &str) -> Result<()> {
+    let n = x.dims()[0];
+    let finite_rows = x.clone().is_finite().reshape([n as i32, -1]).all_dim(1);
+    let bad: Vec<usize> = finite_rows
+        .int()
+        .into_data()
+        .iter::<i64>()
+        .enumerate()
+        .filter(|&(_, finite)| finite == 0)
+        .map(|(i, _)| i)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = bad.iter().take(5).map(usize::to_string).collect();
+    Err(GlowError::value(
+        entry,
+        format!(
+            "{what} of {} of the {n} samples hold NaN or infinite values (samples {}{}); pass \
+             finite values",
+            bad.len(),
+            shown.join(", "),
+            if bad.len() > shown.len() { ", ..." } else { "" }
+        ),
+    ))
+}
+
 /// `parts[i][l]` regrouped as `[l][i]` (every part has the same length).
 fn transpose<T>(parts: Vec<Vec<T>>) -> Vec<Vec<T>> {
     let len = parts.first().map_or(0, Vec::len);
@@ -245,6 +274,7 @@ impl Glow {
                 ),
             ));
         }
+        check_finite(x, "Glow input", "images")?;
         self.check_classes(n, classes)
     }
 
@@ -261,7 +291,7 @@ impl Glow {
                 "class labels",
                 format!("one-hot labels are {:?}, expected [{n}, {k}]", y.dims()),
             )),
-            _ => Ok(()),
+            (_, Some(y)) => check_finite(y, "class labels", "label rows"),
         }
     }
 
@@ -349,6 +379,9 @@ impl Glow {
                     ),
                 ));
             }
+        }
+        for (l, eps) in latents.levels.iter().enumerate() {
+            check_finite(eps, "Glow latents", &format!("level {l} latents"))?;
         }
         self.check_classes(n, classes)?;
         let maps = self.maps();

@@ -9,8 +9,10 @@
 //!     state.json             step, optimiser step, learning-rate scale, counters
 //! ```
 //!
-//! A checkpoint is written into a hidden temporary directory, every file fsynced, then renamed
-//! into place, so a crash leaves either the old set of checkpoints or the new one. The data
+//! A checkpoint is written into a hidden temporary directory, every file and the directory
+//! fsynced, then renamed into place and the parent fsynced, so a crash leaves either the old set
+//! of checkpoints or the new one (and a temporary that the next writer removes,
+//! [`crate::io::run_lock`]). The data
 //! order and noise are functions of `(seed, step)`, so they need no saving.
 
 use std::fs;
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer::OptimizerState;
 use crate::error::{GlowError, Result};
-use crate::io::atomic::write_atomic;
+use crate::io::atomic::{sync_dir, temporary_name, write_atomic};
 use crate::io::model_dir::{load_weights, save_model, save_weights};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
@@ -64,8 +66,12 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
+fn step_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
 fn step_dir(run: &Path, step: u64) -> PathBuf {
-    checkpoints_dir(run).join(format!("step-{step:08}"))
+    checkpoints_dir(run).join(step_name(step))
 }
 
 /// Writes `checkpoint` under `run` atomically, then deletes all but the newest `keep`.
@@ -73,13 +79,35 @@ pub fn save_checkpoint(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Resu
     let parent = checkpoints_dir(run);
     fs::create_dir_all(&parent).map_err(|e| GlowError::io(&parent, e))?;
     let target = step_dir(run, checkpoint.state.step);
-    let tmp = parent.join(format!(
-        ".tmp-step-{:08}-{}",
-        checkpoint.state.step,
-        std::process::id()
-    ));
+    let tmp = parent.join(temporary_name(&step_name(checkpoint.state.step)));
     let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp).map_err(|e| GlowError::io(&tmp, e))?;
+    let written =
+        write_checkpoint_files(&tmp, checkpoint).and_then(|()| put_in_place(&tmp, &target));
+    if let Err(e) = written {
+        // A failed write (a full disk, say) leaves nothing behind; the checkpoints are as before.
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    sync_dir(&parent).map_err(|e| GlowError::io(&parent, e))?;
+    for old in list_checkpoints(run)?.into_iter().rev().skip(keep) {
+        remove_checkpoint(&old)?;
+    }
+    Ok(target)
+}
+
+/// Removes the checkpoint directory `dir`: first renamed to a temporary (atomically, so it is
+/// never listed half-deleted), then deleted. A crash in between leaves a temporary that the next
+/// writer removes.
+fn remove_checkpoint(dir: &Path) -> Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let doomed = dir.with_file_name(temporary_name(&name.unwrap_or_default()));
+    fs::rename(dir, &doomed).map_err(|e| GlowError::io(dir, e))?;
+    fs::remove_dir_all(&doomed).map_err(|e| GlowError::io(&doomed, e))
+}
+
+/// Writes every file of `checkpoint` into the new directory `tmp`, each fsynced, and fsyncs it.
+fn write_checkpoint_files(tmp: &Path, checkpoint: &Checkpoint) -> Result<()> {
+    fs::create_dir_all(tmp).map_err(|e| GlowError::io(tmp, e))?;
     save_weights(&checkpoint.model.valid(), &tmp.join("model.safetensors"))?;
     save_weights(&checkpoint.ema, &tmp.join("ema.safetensors"))?;
     let moments = |values: &[burn::tensor::Tensor<1>]| {
@@ -102,17 +130,36 @@ pub fn save_checkpoint(run: &Path, checkpoint: &Checkpoint, keep: usize) -> Resu
     };
     let json = serde_json::to_string_pretty(&state).expect("state serialises");
     write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
-    if target.exists() {
-        fs::remove_dir_all(&target).map_err(|e| GlowError::io(&target, e))?;
+    sync_dir(tmp).map_err(|e| GlowError::io(tmp, e))?;
+    Ok(())
+}
+
+/// Renames the complete checkpoint directory `tmp` to `target`. A checkpoint of the same step
+/// already there (a step saved again, after a stop or a roll-back) is swapped out in one atomic
+/// exchange and then removed, so no instant leaves the step without a complete checkpoint.
+fn put_in_place(tmp: &Path, target: &Path) -> Result<()> {
+    if !target.exists() {
+        return fs::rename(tmp, target).map_err(|e| GlowError::io(target, e));
     }
-    fs::rename(&tmp, &target).map_err(|e| GlowError::io(&target, e))?;
-    fs::File::open(&parent)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| GlowError::io(&parent, e))?;
-    for old in list_checkpoints(run)?.into_iter().rev().skip(keep) {
-        fs::remove_dir_all(&old).map_err(|e| GlowError::io(&old, e))?;
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| GlowError::file(p, "a path with a NUL byte cannot be renamed"))
+    };
+    let (from, to) = (c_path(tmp)?, c_path(target)?);
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let exchanged = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if exchanged != 0 {
+        return Err(GlowError::io(target, std::io::Error::last_os_error()));
     }
-    Ok(target)
+    fs::remove_dir_all(tmp).map_err(|e| GlowError::io(tmp, e))
 }
 
 /// Writes `checkpoint` (keeping the newest `keep`) and its EMA weights as the run's model, the

@@ -96,6 +96,14 @@ impl MetricsFile {
         writeln!(file, "{}", row.to_csv()).map_err(|e| GlowError::io(&self.path, e))
     }
 
+    /// Whether the file holds a row of `step` with a test bits/dim: the final evaluation of a run
+    /// that ended at `step` and is resumed again (its row is written after the last checkpoint).
+    pub fn has_evaluation_at(&self, step: u64) -> Result<bool> {
+        Ok(Self::read(&self.path)?
+            .iter()
+            .any(|row| row.step == step && row.test_bpd.is_some()))
+    }
+
     /// Every row of the file at `path` (none if it does not exist).
     pub fn read(path: &Path) -> Result<Vec<MetricsRow>> {
         match std::fs::read_to_string(path) {

@@ -31,6 +31,7 @@ use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
 use crate::error::{GlowError, Result};
 use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
+use crate::io::run_lock::RunLock;
 use crate::io::sample_grid::write_sample_grids;
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
@@ -129,6 +130,25 @@ fn resume_checkpoint(
         train.save(&train_config_path(run))?;
     }
     Ok(checkpoint)
+}
+
+/// Locks `run` for this process ([`RunLock`]), reporting a lock taken over from a dead process
+/// and the half-written files it left.
+fn lock_run(run: &Path, report: &mut dyn FnMut(TrainEvent)) -> Result<RunLock> {
+    let lock = RunLock::acquire(run)?;
+    if let Some(pid) = lock.taken_from {
+        report(TrainEvent::Note(format!(
+            "took over the lock of {}, left by process {pid}, which no longer runs",
+            run.display()
+        )));
+    }
+    for path in &lock.removed {
+        report(TrainEvent::Note(format!(
+            "removed {}, left half-written by a process that no longer runs",
+            path.display()
+        )));
+    }
+    Ok(lock)
 }
 
 /// The learning rate of step `step`: linear warm-up to the peak, times the roll-back scale.
@@ -244,6 +264,10 @@ pub fn train_on(
     };
     check_launch(cluster, run, model_config, train)?;
     let writes = cluster.writes();
+    let _lock = match writes {
+        true => Some(lock_run(run, report)?),
+        false => None,
+    };
     let device = Device::flex();
     let train_device = device.clone().autodiff();
     let resumed = if resume {
@@ -435,7 +459,10 @@ pub fn train_on(
         last_train_bpd = row.train_bpd.or(last_train_bpd);
         row.test_bpd = Some(bpd);
         if let Some(metrics) = &metrics {
-            metrics.append(&row)?;
+            // A run killed after its final row, and resumed, does not log the final row twice.
+            if !metrics.has_evaluation_at(step)? {
+                metrics.append(&row)?;
+            }
         }
         report(TrainEvent::Metrics(row));
         if writes {

@@ -499,3 +499,26 @@ pub fn fails(args: &[&str]) -> String {
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     stderr
 }
+
+/// A tiny model and run on the synthetic 8x8 dataset: every step logged, nothing evaluated or
+/// sampled before the end.
+pub const TINY_RUN: [&str; 18] = [
+    "--image",
+    "1x8x8",
+    "--levels",
+    "2",
+    "--depth",
+    "2",
+    "--width",
+    "8",
+    "--batch-size",
+    "8",
+    "--init-images",
+    "16",
+    "--log-every",
+    "1",
+    "--eval-every",
+    "0",
+    "--sample-every",
+    "0",
+];
