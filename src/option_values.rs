@@ -9,9 +9,11 @@
 use clap::builder::PossibleValue;
 use clap::ValueEnum;
 
+use crate::flow::actnorm::ActNormScale;
 use crate::flow::conv::Padding;
 use crate::flow::coupling::CouplingKind;
 use crate::flow::permute::PermutationKind;
+use crate::io::import::Peer;
 use crate::model::config::HiddenNorm;
 
 /// `impl ValueEnum for $enum`, each variant's value and help given.
@@ -46,9 +48,20 @@ value_enum!(PermutationKind {
 value_enum!(Padding {
     Edge => "edge": "zero padding plus a border-indicator channel (openai/glow)",
     Zero => "zero": "plain zero padding (the PyTorch ports)",
+    Ones => "ones": "padding with ones (rosinality/glow-pytorch's zero convolutions)",
+});
+
+value_enum!(ActNormScale {
+    Exp => "exp": "y = (x + b) * exp(s * logs) (openai/glow, y0ast/Glow-PyTorch)",
+    Linear => "linear": "y = (x + b) * scale (rosinality/glow-pytorch)",
 });
 
 value_enum!(HiddenNorm {
     Actnorm => "actnorm": "ActNorm after each hidden convolution, no bias (openai/glow)",
     Bias => "bias": "a bias and no normalisation (rosinality/glow-pytorch)",
+});
+
+value_enum!(Peer {
+    Rosinality => "rosinality": "rosinality/glow-pytorch",
+    Y0ast => "y0ast": "y0ast/Glow-PyTorch",
 });

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use clap::Args;
 use glowflow::data::dataset::{ImageDataset, Split};
 use glowflow::data::source::load_split;
+use glowflow::flow::actnorm::ActNormScale;
 use glowflow::train::config::{model_train_config, TrainConfig};
 use glowflow::train::optimizer::OptimizerKind;
 use glowflow::{
@@ -201,6 +202,12 @@ pub(crate) struct ArchArgs {
     /// Hidden convolution normalisation.
     #[arg(long, value_enum)]
     pub(crate) hidden_norm: Option<HiddenNorm>,
+    /// Padding of the zero-initialised convolutions (coupling outputs, priors), if not --padding.
+    #[arg(long, value_enum)]
+    pub(crate) zero_conv_padding: Option<Padding>,
+    /// How the flow steps' ActNorms store their scale.
+    #[arg(long, value_enum)]
+    pub(crate) actnorm_scale: Option<ActNormScale>,
     /// Seed of the weight initialisation.
     #[arg(long)]
     pub(crate) init_seed: Option<u64>,
@@ -252,6 +259,8 @@ impl ArchArgs {
             ("--n-classes", self.n_classes.is_some()),
             ("--padding", self.padding.is_some()),
             ("--hidden-norm", self.hidden_norm.is_some()),
+            ("--zero-conv-padding", self.zero_conv_padding.is_some()),
+            ("--actnorm-scale", self.actnorm_scale.is_some()),
             ("--init-seed", self.init_seed.is_some()),
         ]
         .into_iter()
@@ -280,8 +289,12 @@ impl ArchArgs {
             learn_top,
             n_classes,
             padding,
-            hidden_norm
+            hidden_norm,
+            actnorm_scale
         );
+        if let Some(padding) = self.zero_conv_padding {
+            config.zero_conv_padding = Some(padding);
+        }
         if let Some(depth) = self.depth {
             config.steps = depth;
         }

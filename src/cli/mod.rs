@@ -60,6 +60,12 @@ enum Command {
     /// Speed and memory benchmark on synthetic images: median time of a training step, an exact
     /// log-likelihood evaluation and sampling, with peak resident memory (JSON on stdout).
     Bench(model::Bench),
+    /// Import a PyTorch Glow checkpoint (rosinality/glow-pytorch or y0ast/Glow-PyTorch) as a
+    /// model directory that computes the same function.
+    Import(model::Import),
+    /// Export a model as a PyTorch state_dict that rosinality/glow-pytorch or y0ast/Glow-PyTorch
+    /// loads (an option the peer cannot represent is an error naming it).
+    Export(model::Export),
     /// Write a grid of samples from one saved model, or from several side by side (each model's
     /// samples start a new row; e.g. a shallow and a deep model).
     Sample(model::Sample),
@@ -97,5 +103,7 @@ pub fn run(cli: Cli) -> Result<(), GlowError> {
         Command::Bench(command) => command.run(&ctx),
         Command::Sample(command) => command.run(&ctx),
         Command::Serve(command) => command.run(&ctx),
+        Command::Import(command) => command.run(&ctx),
+        Command::Export(command) => command.run(&ctx),
     }
 }

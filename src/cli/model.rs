@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use burn::tensor::Tensor;
 use clap::Args;
 use glowflow::benchmark::{run_benchmark, BenchOptions};
+use glowflow::io::import::{export_checkpoint, import_checkpoint, ImportOptions, Peer};
 use glowflow::io::model_dir::CONFIG_FILE;
 use glowflow::io::png_grid::{pad_to_full_rows, write_png_grid};
 use glowflow::likelihood::to_pixels;
@@ -12,7 +13,7 @@ use glowflow::model::compatible::check_same_images;
 use glowflow::{load_model, save_model, GlowError};
 use rand::SeedableRng;
 
-use super::args::{at_least_one, ArchArgs};
+use super::args::{at_least_one, parse_image, ArchArgs};
 use super::Context;
 
 /// `glowflow new` (its help is the doc comment of `Command::New`).
@@ -47,6 +48,82 @@ impl New {
         let model = config.init(device)?;
         save_model(&model, &out)?;
         println!("wrote a new model to {}", out.display());
+        Ok(())
+    }
+}
+
+/// `glowflow import` (its help is the doc comment of `Command::Import`).
+#[derive(Args)]
+pub struct Import {
+    /// The implementation that saved the checkpoint.
+    #[arg(long, value_enum)]
+    from: Peer,
+    /// The checkpoint: a `torch.save` of the model's state_dict (zip or legacy format).
+    checkpoint: PathBuf,
+    /// Image shape CxHxW the model was trained on (required for rosinality, whose checkpoints
+    /// do not record it; read from the checkpoint for y0ast).
+    #[arg(long, value_parser = parse_image)]
+    image: Option<glowflow::ImageShape>,
+    /// Bits per colour channel the model was trained on (default: the peer's, 5 for rosinality's
+    /// train.py, 8 for y0ast).
+    #[arg(long)]
+    n_bits: Option<u32>,
+    /// Model directory to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Import {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let options = ImportOptions {
+            image: self.image,
+            n_bits: self.n_bits,
+        };
+        let model = import_checkpoint(self.from, &self.checkpoint, &options, &ctx.device)?;
+        save_model(&model, &self.out)?;
+        let c = model.config();
+        println!(
+            "imported {} ({} model, {}x{}x{} images, L = {}, K = {}, width {}, {} bits) into {}",
+            self.checkpoint.display(),
+            self.from.name(),
+            c.image.channels,
+            c.image.height,
+            c.image.width,
+            c.levels,
+            c.steps,
+            c.width,
+            c.n_bits,
+            self.out.display()
+        );
+        Ok(())
+    }
+}
+
+/// `glowflow export` (its help is the doc comment of `Command::Export`).
+#[derive(Args)]
+pub struct Export {
+    /// The implementation whose checkpoint format to write.
+    #[arg(long, value_enum)]
+    to: Peer,
+    /// Run or model directory.
+    model: PathBuf,
+    /// The `.pt` file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl Export {
+    /// Runs the command.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let model = load_model(&self.model, &ctx.device)?;
+        export_checkpoint(self.to, &model, &self.out)?;
+        println!(
+            "wrote {} as a {} state_dict to {}",
+            self.model.display(),
+            self.to.name(),
+            self.out.display()
+        );
         Ok(())
     }
 }

@@ -10,6 +10,10 @@
 //! ```text
 //! conv([x_pad ; e], [W ; W_e]) = conv(x, W, zero padding) + conv(e, W_e, no padding)
 //! ```
+//!
+//! Padding with ones (rosinality/glow-pytorch's `ZeroConv2d`, `F.pad(x, [1, 1, 1, 1], value=1)`)
+//! is the same sum with the border kernel tied to the main one, `W_e = Σ_c W[:, c]`: each padded
+//! pixel is 1 in every input channel.
 
 use burn::module::{Module, Param};
 use burn::tensor::module::conv2d;
@@ -31,6 +35,8 @@ pub enum Padding {
     Edge,
     /// Plain zero padding (the PyTorch ports).
     Zero,
+    /// Padding with ones (rosinality/glow-pytorch's zero-initialised convolutions).
+    Ones,
 }
 
 /// A stride-1 convolution whose output has the input's height and width.
@@ -42,6 +48,9 @@ pub struct SameConv2d {
     pub edge_weight: Option<Param<Tensor<4>>>,
     /// Per-channel bias, `[C_out]`.
     pub bias: Option<Param<Tensor<1>>>,
+    /// How the border is padded.
+    #[module(skip)]
+    pub padding: Padding,
 }
 
 impl SameConv2d {
@@ -60,6 +69,7 @@ impl SameConv2d {
             edge_weight: (padding == Padding::Edge && k > 1)
                 .then(|| Param::from_tensor(edge_weight)),
             bias: bias.then(|| Param::from_tensor(Tensor::zeros([c_out], &device))),
+            padding,
         }
     }
 
@@ -101,7 +111,12 @@ impl SameConv2d {
         if let Some(bias) = &self.bias {
             y = y + bias.val().reshape([1, c_out, 1, 1]);
         }
-        if let Some(edge_weight) = &self.edge_weight {
+        let border_kernel = match (&self.edge_weight, self.padding) {
+            (Some(edge_weight), _) => Some(edge_weight.val()),
+            (None, Padding::Ones) if k > 1 => Some(self.weight.val().sum_dim(1)),
+            _ => None,
+        };
+        if let Some(border_kernel) = border_kernel {
             let device = y.device();
             let inside = Tensor::<4>::ones([1, 1, h, w], &device);
             let border = inside
@@ -109,7 +124,7 @@ impl SameConv2d {
                 .neg()
                 + 1.0;
             let valid = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            y = y + conv2d(border, edge_weight.val(), None, valid);
+            y = y + conv2d(border, border_kernel, None, valid);
         }
         y
     }

@@ -152,6 +152,24 @@ impl Coupling {
         })
     }
 
+    /// The layer with its zero-initialised output convolution rebuilt with `padding` (as zeros),
+    /// for models whose zero convolutions are padded unlike the hidden ones.
+    pub fn with_output_padding(self, padding: Padding, device: &Device) -> Self {
+        let conv = &self.net.conv_out;
+        if conv.conv.padding == padding {
+            return self;
+        }
+        let [c_out, c_in, k, _] = conv.conv.weight.dims();
+        let conv_out = ZeroConv2d::new([c_in, c_out], k, padding, conv.logscale_factor, device);
+        Coupling {
+            net: CouplingNet {
+                conv_out,
+                ..self.net
+            },
+            kind: self.kind,
+        }
+    }
+
     /// For the affine kinds: the shift `t` and the log-scale `log s` read out of `h = NN(x_a)`.
     fn shift_and_log_scale(&self, h: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let (shift, raw) = channel_interleaved(h);

@@ -1,7 +1,9 @@
 //! Files: saved models (safetensors weights + JSON config), run directories, latent files, PNG
-//! image grids (sample grids among them) and charts, atomic writes, the lock of a run directory.
+//! image grids (sample grids among them) and charts, atomic writes, the lock of a run directory,
+//! and the PyTorch Glows' checkpoints (import and export).
 
 pub mod atomic;
+pub mod import;
 pub mod latent_file;
 pub mod model_dir;
 pub mod plot;

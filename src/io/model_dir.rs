@@ -46,6 +46,16 @@ pub fn save_weights(model: &Glow, path: &Path) -> Result<()> {
 /// Builds the model `config` describes on `device` and loads its parameters from `path`.
 pub fn load_weights(config: &GlowConfig, path: &Path, device: &Device) -> Result<Glow> {
     let bytes = std::fs::read(path).map_err(|e| GlowError::io(path, e))?;
+    load_weights_from_bytes(config, bytes, path, device)
+}
+
+/// [`load_weights`] from the bytes of a safetensors file; errors name `path` as their origin.
+pub fn load_weights_from_bytes(
+    config: &GlowConfig,
+    bytes: Vec<u8>,
+    path: &Path,
+    device: &Device,
+) -> Result<Glow> {
     check_finite_weights(path, &bytes)?;
     let mut model = config.init(device)?;
     // Mismatches are collected and reported below, in one message that names the config.

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GlowError, Result};
+use crate::flow::actnorm::ActNormScale;
 use crate::flow::conv::Padding;
 use crate::flow::coupling::CouplingKind;
 use crate::flow::permute::PermutationKind;
@@ -72,10 +73,18 @@ pub struct GlowConfig {
     pub n_classes: usize,
     /// Padding of the 3x3 convolutions.
     pub padding: Padding,
+    /// Padding of the zero-initialised convolutions (the couplings' output, the split priors and
+    /// the learned top prior) where it differs from `padding` (rosinality/glow-pytorch: `ones`
+    /// there, `zero` in the hidden convolutions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_conv_padding: Option<Padding>,
     /// Normalisation of the coupling network's hidden convolutions.
     pub hidden_norm: HiddenNorm,
     /// Log-scale factor of ActNorm (openai/glow: 3; the plain parameterisation: 1).
     pub actnorm_logscale_factor: f64,
+    /// How the flow steps' ActNorms store their scale: `exp` (a log-scale, openai/glow) or
+    /// `linear` (the scale itself, rosinality/glow-pytorch). Hidden ActNorms are always `exp`.
+    pub actnorm_scale: ActNormScale,
     /// Log-scale factor of the zero-initialised convolutions (openai/glow: 3; 0 disables it).
     pub zero_logscale_factor: f64,
     /// Seed of the random initialisation (1x1 convolutions, shuffles, hidden weights).
@@ -100,8 +109,10 @@ impl Default for GlowConfig {
             learn_top: true,
             n_classes: 0,
             padding: Padding::Edge,
+            zero_conv_padding: None,
             hidden_norm: HiddenNorm::Actnorm,
             actnorm_logscale_factor: 3.0,
+            actnorm_scale: ActNormScale::Exp,
             zero_logscale_factor: 3.0,
             seed: 0,
         }
@@ -164,6 +175,11 @@ impl GlowConfig {
             );
         }
         Ok(())
+    }
+
+    /// Padding of the zero-initialised convolutions: `zero_conv_padding`, else `padding`.
+    pub fn zero_padding(&self) -> Padding {
+        self.zero_conv_padding.unwrap_or(self.padding)
     }
 
     /// Channels, height and width of the tensor entering each level's steps, after its squeeze.

@@ -172,13 +172,25 @@ impl Glow {
             let mut steps = Vec::with_capacity(config.steps);
             for _ in 0..config.steps {
                 steps.push(FlowStep {
-                    actnorm: ActNorm::new(c, config.actnorm_logscale_factor, device),
+                    actnorm: ActNorm::with_scale(
+                        c,
+                        config.actnorm_scale,
+                        config.actnorm_logscale_factor,
+                        device,
+                    ),
                     permutation: Permutation::new(config.permutation, config.lu, c, rng, device),
-                    coupling: Coupling::new(c, &options, rng, device)?,
+                    coupling: Coupling::new(c, &options, rng, device)?
+                        .with_output_padding(config.zero_padding(), device),
                 });
             }
-            let split = (index + 1 < shapes.len())
-                .then(|| Split::new(c, config.padding, config.zero_logscale_factor, device));
+            let split = (index + 1 < shapes.len()).then(|| {
+                Split::new(
+                    c,
+                    config.zero_padding(),
+                    config.zero_logscale_factor,
+                    device,
+                )
+            });
             levels.push(Level { steps, split });
         }
         let top_shape = *shapes
@@ -188,7 +200,7 @@ impl Glow {
             top_shape,
             config.learn_top,
             config.n_classes,
-            config.padding,
+            config.zero_padding(),
             config.zero_logscale_factor,
             device,
         );

@@ -3,6 +3,8 @@
 //! oracle shares no code with the layers it checks).
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::sync::Once;
 
 use burn::module::{Module, ModuleMapper, Param};
