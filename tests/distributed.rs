@@ -384,6 +384,22 @@ fn a_killed_rank_stops_the_others_and_the_run_resumes_on_another_cluster_size() 
         stderr.contains("rank 1"),
         "the dead rank is named: {stderr}"
     );
+    // mpirun may return while rank 0, stopped by it, is still writing its last checkpoint and
+    // holds the run's lock; a resume would rightly be refused until it has exited.
+    let holder: Option<i32> = std::fs::read_to_string(run.join("train.lock"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    if let Some(pid) = holder {
+        let started = std::time::Instant::now();
+        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "rank 0 did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let last = list_checkpoints(&run)
         .expect("list")
         .pop()

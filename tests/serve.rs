@@ -794,6 +794,17 @@ async fn wait_until(browser: &fantoccini::Client, expr: &str) -> Value {
     }
 }
 
+/// Clicks the page's tab `name` (`#tab-NAME`).
+async fn open_tab(browser: &fantoccini::Client, name: &str) {
+    browser
+        .find(fantoccini::Locator::Css(&format!("#tab-{name}")))
+        .await
+        .expect("tab")
+        .click()
+        .await
+        .expect("click");
+}
+
 /// Presses a key `times` times on the element `selector` (a slider moves one step per press).
 async fn press(
     browser: &fantoccini::Client,
@@ -904,13 +915,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     screenshot(&browser, "sample").await;
 
     // Encode and reconstruct: moving `keep` from 2 levels to 1 redraws the lower level.
-    browser
-        .find(fantoccini::Locator::Css("#tab-encode"))
-        .await
-        .expect("tab")
-        .click()
-        .await
-        .expect("click");
+    open_tab(&browser, "encode").await;
     let kept = "document.getElementById('encode-keep').src";
     let full = wait_until(&browser, kept).await;
     press(&browser, "#keep", Key::Left, 1).await;
@@ -923,13 +928,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     screenshot(&browser, "encode").await;
 
     // Interpolate: scrubbing shows the strip's images one by one.
-    browser
-        .find(fantoccini::Locator::Css("#tab-interpolate"))
-        .await
-        .expect("tab")
-        .click()
-        .await
-        .expect("click");
+    open_tab(&browser, "interpolate").await;
     wait_until(
         &browser,
         "document.querySelectorAll('#interp-strip img').length === 8",
@@ -944,13 +943,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     screenshot(&browser, "interpolate").await;
 
     // Manipulate: the slider of class 2 moves the image along its direction.
-    browser
-        .find(fantoccini::Locator::Css("#tab-manipulate"))
-        .await
-        .expect("tab")
-        .click()
-        .await
-        .expect("click");
+    open_tab(&browser, "manipulate").await;
     let result = "document.getElementById('manip-result').src";
     let still = wait_until(&browser, result).await;
     let z = ok(&client, address, "/api/encode", json!({"index": 0})).await["latents"].clone();
@@ -968,13 +961,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     screenshot(&browser, "manipulate").await;
 
     // Compare: both models' samples side by side.
-    browser
-        .find(fantoccini::Locator::Css("#tab-compare"))
-        .await
-        .expect("tab")
-        .click()
-        .await
-        .expect("click");
+    open_tab(&browser, "compare").await;
     wait_until(
         &browser,
         "document.querySelectorAll('#cmp-grid-0 img').length === 16 && \
