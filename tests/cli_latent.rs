@@ -21,13 +21,7 @@ fn fails_mentioning(args: &[&str], facts: &[&str]) {
 
 /// A grey PNG as (width, height, pixels).
 fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
-    let decoder = png::Decoder::new(std::fs::File::open(path).expect("png exists"));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("a frame");
-    assert_eq!(info.color_type, png::ColorType::Grayscale);
-    buf.truncate(info.buffer_size());
-    (info.width as usize, info.height as usize, buf)
+    common::grey_png(std::fs::File::open(path).expect("png exists"))
 }
 
 fn write_png(path: &Path, size: usize, pixels: &[u8]) {

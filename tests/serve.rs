@@ -121,13 +121,7 @@ fn png_pixels(data_url: &Value) -> (usize, usize, Vec<u8>) {
         .strip_prefix("data:image/png;base64,")
         .expect("a PNG data URL");
     let bytes = STANDARD.decode(body).expect("base64");
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("a frame");
-    assert_eq!(info.color_type, png::ColorType::Grayscale);
-    buf.truncate(info.buffer_size());
-    (info.width as usize, info.height as usize, buf)
+    common::grey_png(std::io::Cursor::new(bytes))
 }
 
 /// The 8-bit pixels of each model-space image of `x` (an 8-bit model), image by image.

@@ -522,3 +522,13 @@ pub const TINY_RUN: [&str; 18] = [
     "--sample-every",
     "0",
 ];
+
+/// A grey PNG read from `source` as (width, height, pixels); anything else fails the test.
+pub fn grey_png(source: impl std::io::Read) -> (usize, usize, Vec<u8>) {
+    let mut reader = png::Decoder::new(source).read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    buf.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buf)
+}
