@@ -222,6 +222,10 @@ fn tiny_run(dir: &Path) -> PathBuf {
         "0",
         "--checkpoint-every",
         "2",
+        // A constant rate, so that the resume tests may lengthen the run (a cosine decay ends at
+        // the run's last step: tests/schedule.rs).
+        "--lr-decay",
+        "constant",
     ];
     args.extend(TINY_MODEL);
     succeeds(&args);
@@ -245,6 +249,8 @@ fn resume_fixes_the_architecture_and_recipe_and_keeps_allowed_changes() {
         stderr.contains("--lr") && stderr.contains("--seed"),
         "{stderr}"
     );
+    let stderr = fails(&["train", "--resume", run_arg, "--lr-decay", "cosine"]);
+    assert!(stderr.contains("--lr-decay"), "{stderr}");
     assert_eq!(
         train_json(&run),
         before,

@@ -463,6 +463,21 @@ fn models_a_peer_cannot_represent_are_export_errors_naming_the_option() {
     );
     let err = export_checkpoint(Peer::Y0ast, &ros, &path).expect_err("rosinality's options");
     assert!(err.to_string().contains("zero_conv_padding"), "{err}");
+    // Neither peer's affine coupling has a scale floor: a floored model of each peer's own
+    // options is refused, naming the floor.
+    for (peer, peers_own) in [
+        (Peer::Rosinality, ros),
+        (Peer::Y0ast, import(Peer::Y0ast, "y0ast_affine", None, None)),
+    ] {
+        let floored = glowflow::GlowConfig {
+            scale_floor: 0.2,
+            ..peers_own.config().clone()
+        }
+        .init(&device)
+        .expect("model");
+        let err = export_checkpoint(peer, &floored, &path).expect_err("a scale floor");
+        assert!(err.to_string().contains("scale_floor"), "{peer:?}: {err}");
+    }
     assert!(
         !path.exists(),
         "no file is written for a model that cannot be exported"

@@ -7,8 +7,8 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use glowflow::flow::actnorm::ActNorm;
-use glowflow::flow::conv::Padding;
-use glowflow::flow::coupling::{Coupling, CouplingKind, CouplingOptions};
+use glowflow::flow::conv::{Padding, ZeroConv2d};
+use glowflow::flow::coupling::{Coupling, CouplingKind, CouplingNet, CouplingOptions};
 use glowflow::flow::permute::{Permutation, PermutationKind};
 use glowflow::flow::prior::{one_hot, TopPrior};
 use glowflow::flow::split::Split;
@@ -200,6 +200,15 @@ fn coupling_options(
         padding,
         hidden_actnorm,
         zero_logscale_factor: 3.0,
+        scale_floor: 0.0,
+    }
+}
+
+/// The affine coupling with a scale floor `f`.
+fn floored_affine_options(floor: f64) -> CouplingOptions {
+    CouplingOptions {
+        scale_floor: floor,
+        ..coupling_options(CouplingKind::Affine, Padding::Edge, Some(3.0))
     }
 }
 
@@ -225,6 +234,67 @@ fn couplings_are_exact_bijections() {
             }
         }
     }
+    let layer = Coupling::new(4, &floored_affine_options(0.3), &mut rng(6), &device)
+        .expect("4 channels split");
+    let x = input([2, 4, 4, 4], 7, &device);
+    let (layer, _) = layer.data_init(x.clone(), None);
+    assert_exact_bijection("floored affine coupling", &perturb(layer, 0.1, 8), x);
+}
+
+/// With a floor `f`, the scale `s = f + (1 − f) · sigmoid(r + 2)` stays in `(f, 1)` however far
+/// the network's output goes: the inverse multiplies `y_b + t`'s part by at most `1 / f`, and
+/// each element's log-det term, recovered from the forward map itself, is `log s ≥ log f`.
+#[test]
+fn floored_affine_scale_bounds_the_inverse() {
+    let device = f64_device();
+    let floor = 0.25;
+    let layer = Coupling::new(4, &floored_affine_options(floor), &mut rng(3), &device)
+        .expect("4 channels split");
+    let x = input([2, 4, 4, 4], 9, &device);
+    let (layer, _) = layer.data_init(x.clone(), None);
+    // Output weights this large drive |r| to tens, where an unfloored sigmoid(r + 2) is ~1e-17.
+    let layer = Coupling {
+        net: CouplingNet {
+            conv_out: ZeroConv2d {
+                conv: perturb(layer.net.conv_out.conv, 5.0, 4),
+                ..layer.net.conv_out
+            },
+            ..layer.net
+        },
+        ..layer
+    };
+    let (y, log_det) = layer.forward(x.clone(), None);
+    let (x_a, x_b) = (x.clone().narrow(1, 0, 2), x.clone().narrow(1, 2, 2));
+    let y_b = y.clone().narrow(1, 2, 2);
+    // y_b = (x_b + t) · s, linear in x_b: s = y_b(x_b + 1) − y_b(x_b), since x_a (and so t, s)
+    // is unchanged.
+    let (y_shifted, _) = layer.forward(Tensor::cat(vec![x_a, x_b + 1.0], 1), None);
+    let scales = to_f64_vec(y_shifted.narrow(1, 2, 2) - y_b);
+    let (lowest, highest) = scales
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    assert!(
+        lowest >= floor - 1e-9 && highest <= 1.0 + 1e-9,
+        "scales span [{lowest}, {highest}], outside [{floor}, 1]"
+    );
+    assert!(
+        lowest < floor + 1e-3,
+        "the perturbed network should push some scales to the floor (lowest {lowest})"
+    );
+    let per_sample = scales.len() / 2;
+    for (i, ld) in values(log_det).into_iter().enumerate() {
+        let expected: f64 = scales[i * per_sample..(i + 1) * per_sample]
+            .iter()
+            .map(|s| s.ln())
+            .sum();
+        assert_rel_close(ld, expected, 1e-8, "log-det = Σ log s");
+    }
+    let (x_back, _) = layer.inverse(y, None);
+    let err = max_abs_diff(x_back, x);
+    assert!(
+        err < 1e-8,
+        "inverse(forward(x)) differs from x by {err:.3e}"
+    );
 }
 
 #[test]

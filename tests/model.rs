@@ -57,6 +57,9 @@ fn all_variants() -> Vec<GlowConfig> {
     let mut conditional = tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true);
     conditional.n_classes = 3;
     configs.push(conditional);
+    let mut floored = tiny_config(1, CouplingKind::Affine, PermutationKind::InvConv, true);
+    floored.scale_floor = 0.2;
+    configs.push(floored);
     configs
 }
 

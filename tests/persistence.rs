@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use common::*;
 use glowflow::likelihood::uniform_noise;
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{load_model, save_model, Glow, GlowConfig, GlowError, ImageShape};
+use glowflow::{load_model, save_model, CouplingKind, Glow, GlowConfig, GlowError, ImageShape};
 use rand::SeedableRng;
 
 fn small_config() -> GlowConfig {
@@ -167,6 +167,15 @@ fn invalid_configs_say_what_to_change() {
         (|c| c.levels = 0, "levels (L) is 0"),
         (|c| c.width = 0, "width is 0"),
         (|c| c.n_bits = 9, "n_bits = 9"),
+        (|c| c.scale_floor = 1.0, "scale_floor = 1 is outside [0, 1)"),
+        (|c| c.scale_floor = f64::NAN, "scale_floor = NaN"),
+        (
+            |c| {
+                c.scale_floor = 0.1;
+                c.coupling = CouplingKind::Additive;
+            },
+            "affine coupling only",
+        ),
         (|c| c.image.channels = 0, "zero dimension"),
         (
             |c| c.actnorm_logscale_factor = f64::NAN,

@@ -10,6 +10,7 @@ use glowflow::data::source::load_split;
 use glowflow::flow::actnorm::ActNormScale;
 use glowflow::train::config::{model_train_config, TrainConfig};
 use glowflow::train::optimizer::OptimizerKind;
+use glowflow::train::schedule::LrDecay;
 use glowflow::{
     load_model, CouplingKind, GlowConfig, GlowError, HiddenNorm, ImageShape, Padding,
     PermutationKind,
@@ -90,6 +91,15 @@ pub(crate) struct TrainArgs {
     /// Linear warm-up steps.
     #[arg(long)]
     pub(crate) warmup_steps: Option<u64>,
+    /// What the learning rate does after the warm-up: stay (constant) or fall to 0 along half a
+    /// cosine by the last step (cosine).
+    #[arg(long, value_enum)]
+    pub(crate) lr_decay: Option<LrDecay>,
+    /// Train for what fits in this many minutes, evaluations and samples included, instead of
+    /// --steps: the run times a few steps first and fixes the step count (and the decay's end)
+    /// in its train.json.
+    #[arg(long, value_name = "MINUTES", conflicts_with = "steps")]
+    pub(crate) time_budget: Option<f64>,
     /// Global gradient-norm clip (0 = off).
     #[arg(long)]
     pub(crate) grad_clip_norm: Option<f64>,
@@ -157,6 +167,12 @@ impl TrainArgs {
         if let Some(kind) = self.optimizer {
             config.optimizer.kind = kind;
         }
+        if let Some(decay) = self.lr_decay {
+            config.lr_decay = decay;
+        }
+        if let Some(minutes) = self.time_budget {
+            config.time_budget_minutes = minutes;
+        }
     }
 }
 
@@ -181,6 +197,10 @@ pub(crate) struct ArchArgs {
     /// Coupling transform.
     #[arg(long, value_enum)]
     pub(crate) coupling: Option<CouplingKind>,
+    /// The affine coupling's scale floor f in [0, 1): scale = f + (1 - f) * sigmoid(r + 2), so
+    /// that decoding a sample multiplies by at most 1/f per coupling (0: openai/glow's).
+    #[arg(long, value_parser = parse_finite)]
+    pub(crate) scale_floor: Option<f64>,
     /// Channel mixing.
     #[arg(long, value_enum)]
     pub(crate) permutation: Option<PermutationKind>,
@@ -252,6 +272,7 @@ impl ArchArgs {
             ("--depth", self.depth.is_some()),
             ("--width", self.width.is_some()),
             ("--coupling", self.coupling.is_some()),
+            ("--scale-floor", self.scale_floor.is_some()),
             ("--permutation", self.permutation.is_some()),
             ("--lu", self.lu.is_some()),
             ("--n-bits", self.n_bits.is_some()),
@@ -283,6 +304,7 @@ impl ArchArgs {
             levels,
             width,
             coupling,
+            scale_floor,
             permutation,
             lu,
             n_bits,

@@ -48,8 +48,9 @@ pub struct Train {
     /// Continue the run in this directory from its latest checkpoint, exactly as if it had not
     /// stopped. The architecture and the recipe are the run's: architecture flags are refused,
     /// and so are training flags that would change what the remaining steps compute (--seed,
-    /// --batch-size, --lr, --warmup-steps, --grad-clip-norm, --ema-decay, --init-images,
-    /// --pad-to, --optimizer, --recompute-activations, --batch-shards). --steps,
+    /// --batch-size, --lr, --warmup-steps, --lr-decay, --time-budget, --grad-clip-norm,
+    /// --ema-decay, --init-images, --pad-to, --optimizer, --recompute-activations,
+    /// --batch-shards). --steps (up to a cosine decay's end),
     /// --checkpoint-every, --eval-every, --eval-images, --sample-every, --log-every, --data and
     /// --skip-bad-images may change; they are written to RUN/train.json, so a later resume keeps
     /// them.

@@ -25,6 +25,7 @@ use crate::model::config::GlowConfig;
 use crate::train::checkpoint::list_checkpoints;
 use crate::train::config::TrainConfig;
 use crate::train::metrics::MetricsFile;
+use crate::train::schedule::LrDecay;
 use crate::train::trainer::{train, TrainEvent};
 
 /// One arm of the ablation.
@@ -96,7 +97,8 @@ fn kebab<T: serde::Serialize>(value: &T) -> String {
 
 /// The ablation at CPU scale, sized so that its 18 runs (6 arms x 3 seeds) take under an hour on
 /// 2 cores (about 2 minutes each): L = 2, K = 4, width 64, 800 steps of 32 images (0.43 of a
-/// Fashion-MNIST epoch), Adam 1e-3, test bits/dim on 2000 test images every 100 steps and on all
+/// Fashion-MNIST epoch), Adam at a constant 1e-3, the paper's couplings (no scale floor), test
+/// bits/dim on 2000 test images every 100 steps and on all
 /// of them at the end.
 pub fn cpu_scale(base: (GlowConfig, TrainConfig)) -> (GlowConfig, TrainConfig) {
     let (model, train) = base;
@@ -105,6 +107,7 @@ pub fn cpu_scale(base: (GlowConfig, TrainConfig)) -> (GlowConfig, TrainConfig) {
             levels: 2,
             steps: 4,
             width: 64,
+            scale_floor: 0.0,
             ..model
         },
         TrainConfig {
@@ -112,6 +115,7 @@ pub fn cpu_scale(base: (GlowConfig, TrainConfig)) -> (GlowConfig, TrainConfig) {
             batch_size: 32,
             lr: 1e-3,
             warmup_steps: 100,
+            lr_decay: LrDecay::Constant,
             eval_every: 100,
             eval_images: 2000,
             sample_every: 0,

@@ -10,12 +10,19 @@
 //! affine, paper:           y_b = x_b · exp(r) + t                  log|det| = Σ r
 //! ```
 //!
+//! The openai/glow affine form optionally takes a scale floor `f ∈ [0, 1)`:
+//! `s = f + (1 − f) · sigmoid(r + 2)`, `y_b = (x_b + t) · s`, `log|det| = Σ log s`. With `f = 0`
+//! it is openai/glow's coupling bit for bit. With `f > 0` the inverse `x_b = y_b / s − t`
+//! multiplies by at most `1 / f`: a latent sampled outside the training range (temperature 1)
+//! can no longer drive `sigmoid(r + 2)` to zero and the inverse to infinity, which is how the
+//! unfloored model's samples overflow (BENCHMARKS.md, "Samples that overflow at T = 1").
+//!
 //! For the affine forms, `t = h[:, 0::2]` and `r = h[:, 1::2]` (openai/glow's interleaved read).
 //! Because the last convolution starts at zero, an additive step starts as the identity, a paper
 //! affine step too, and an openai affine step as the fixed scale `sigmoid(2) ≈ 0.881`.
 
 use burn::module::Module;
-use burn::tensor::activation::{log_sigmoid, relu};
+use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -51,6 +58,8 @@ pub struct CouplingOptions {
     pub hidden_actnorm: Option<f64>,
     /// Log-scale factor of the zero-initialised output convolution.
     pub zero_logscale_factor: f64,
+    /// The affine coupling's scale floor `f` (0 for openai/glow's coupling).
+    pub scale_floor: f64,
 }
 
 /// The coupling network `NN`: conv3x3 → ReLU → conv1x1 → ReLU → zero conv3x3.
@@ -90,6 +99,9 @@ pub struct Coupling {
     /// The transform applied to the second half.
     #[module(skip)]
     pub kind: CouplingKind,
+    /// The affine scale's floor `f`: `s = f + (1 − f) · sigmoid(r + 2)`.
+    #[module(skip)]
+    pub scale_floor: f64,
 }
 
 impl Coupling {
@@ -149,6 +161,7 @@ impl Coupling {
         Ok(Coupling {
             net,
             kind: options.kind,
+            scale_floor: options.scale_floor,
         })
     }
 
@@ -166,7 +179,7 @@ impl Coupling {
                 conv_out,
                 ..self.net
             },
-            kind: self.kind,
+            ..self
         }
     }
 
@@ -175,7 +188,11 @@ impl Coupling {
         let (shift, raw) = channel_interleaved(h);
         let log_scale = match self.kind {
             CouplingKind::AffineExp => raw,
-            _ => log_sigmoid(raw + 2.0),
+            _ if self.scale_floor == 0.0 => log_sigmoid(raw + 2.0),
+            _ => {
+                let floor = self.scale_floor;
+                (sigmoid(raw + 2.0) * (1.0 - floor) + floor).log()
+            }
         };
         (shift, log_scale)
     }
@@ -224,7 +241,7 @@ impl InvertibleMap for Coupling {
         let (x_a, _) = channel_halves(x.clone());
         let layer = Coupling {
             net: self.net.data_init(x_a),
-            kind: self.kind,
+            ..self
         };
         let (y, _) = layer.forward(x, c);
         (layer, y)

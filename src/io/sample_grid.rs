@@ -14,6 +14,10 @@ use crate::tensor_ops::non_finite_samples;
 
 /// Samples in each grid (8 x 8).
 const SAMPLES: usize = 64;
+/// The temperatures of the grids, one grid each.
+const TEMPERATURES: [f64; 2] = [0.7, 1.0];
+/// Samples decoded for one set of grids.
+pub const SAMPLE_GRID_IMAGES: usize = SAMPLES * TEMPERATURES.len();
 
 /// Writes `dir/step-<step>-t<T>.png`, 64 samples of `model` at temperatures 0.7 and 1.0 from the
 /// same noise (seeded by `(seed, step)`), the samples of a class-conditional model cycling
@@ -34,7 +38,7 @@ pub fn write_sample_grids(
         k => Some(model.one_hot(&(0..n).map(|i| i % k).collect::<Vec<_>>(), device)?),
     };
     let mut written = Vec::new();
-    for temperature in [0.7, 1.0] {
+    for temperature in TEMPERATURES {
         let x = model.sample(
             n,
             temperature,

@@ -61,6 +61,10 @@ pub struct GlowConfig {
     pub width: usize,
     /// Coupling transform.
     pub coupling: CouplingKind,
+    /// The affine coupling's scale floor `f ∈ [0, 1)`: `s = f + (1 − f) · sigmoid(r + 2)`, so
+    /// that decoding multiplies by at most `1 / f` per coupling (0: openai/glow's coupling).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub scale_floor: f64,
     /// Channel mixing between couplings.
     pub permutation: PermutationKind,
     /// LU-decomposed 1x1 convolution (used when `permutation` is `inv-conv`).
@@ -103,6 +107,7 @@ impl Default for GlowConfig {
             steps: 32,
             width: 512,
             coupling: CouplingKind::Affine,
+            scale_floor: 0.0,
             permutation: PermutationKind::InvConv,
             lu: false,
             n_bits: 8,
@@ -117,6 +122,12 @@ impl Default for GlowConfig {
             seed: 0,
         }
     }
+}
+
+/// Whether a scale floor is openai/glow's none (left out of saved configs, so that models
+/// without one keep their files as they were).
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl GlowConfig {
@@ -166,6 +177,20 @@ impl GlowConfig {
             if !value.is_finite() {
                 return bad(format!("{name} = {value} is not a finite number"));
             }
+        }
+        if !(0.0..1.0).contains(&self.scale_floor) {
+            return bad(format!(
+                "scale_floor = {} is outside [0, 1); use 0 for openai/glow's coupling or a \
+                 floor such as 0.1",
+                self.scale_floor
+            ));
+        }
+        if self.scale_floor != 0.0 && self.coupling != CouplingKind::Affine {
+            return bad(format!(
+                "scale_floor = {} applies to the affine coupling only; set coupling = affine \
+                 or scale_floor = 0",
+                self.scale_floor
+            ));
         }
         if self.actnorm_logscale_factor == 0.0 {
             return bad(

@@ -165,6 +165,7 @@ impl Glow {
             hidden_actnorm: (config.hidden_norm == HiddenNorm::Actnorm)
                 .then_some(config.actnorm_logscale_factor),
             zero_logscale_factor: config.zero_logscale_factor,
+            scale_floor: config.scale_floor,
         };
         let shapes = config.level_shapes();
         let mut levels = Vec::with_capacity(shapes.len());

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::OptimizerSettings;
+use super::schedule::LrDecay;
 use crate::data::source::DataSource;
 use crate::error::{GlowError, Result};
 use crate::io::run_dir;
@@ -26,6 +27,19 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Steps of linear warm-up from 0 to `lr`.
     pub warmup_steps: u64,
+    /// What the learning rate does after the warm-up ([`crate::train::schedule`]).
+    #[serde(default)]
+    pub lr_decay: LrDecay,
+    /// The step at which a cosine decay reaches 0. 0 until fixed: a new run fixes it to `steps`
+    /// (a time-budgeted one to the steps that fit its budget) and writes it to `train.json`, so
+    /// that a resumed run, even one given another `steps`, keeps the schedule it started with.
+    #[serde(default)]
+    pub decay_steps: u64,
+    /// Minutes the whole run may take, its evaluations and samples included: a new run times a
+    /// few gradient passes and an evaluation batch before its first step and fixes `steps` (and
+    /// `decay_steps`) to what fits. 0: `steps` as given.
+    #[serde(default)]
+    pub time_budget_minutes: f64,
     /// Update rule and its hyper-parameters.
     pub optimizer: OptimizerSettings,
     /// Clip gradients to this global norm; 0 disables clipping.
@@ -92,6 +106,23 @@ impl TrainConfig {
         if !((0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2) && o.epsilon > 0.0) {
             return bad("optimizer betas must be in [0, 1) and epsilon > 0".into());
         }
+        if !(self.time_budget_minutes.is_finite()
+            && (0.0..=1e7).contains(&self.time_budget_minutes))
+        {
+            return bad(format!(
+                "time_budget_minutes = {} must be between 0 (no budget) and 1e7 minutes",
+                self.time_budget_minutes
+            ));
+        }
+        if self.lr_decay == LrDecay::Cosine && self.decay_steps > 0 && self.steps > self.decay_steps
+        {
+            return bad(format!(
+                "steps = {} is beyond the cosine decay's end (decay_steps = {}), where the \
+                 learning rate is 0: steps past it would not train; give at most {1} steps, or \
+                 start a new run with the longer schedule",
+                self.steps, self.decay_steps
+            ));
+        }
         if self.grad_clip_norm < 0.0 || !self.grad_clip_norm.is_finite() {
             return bad(format!(
                 "grad_clip_norm = {} must be >= 0 (0 disables clipping)",
@@ -114,7 +145,7 @@ impl TrainConfig {
 
 /// The training settings a resumed run may change, as named in `train.json` (the command-line
 /// flag is the same name with dashes). None of them changes what a step computes: the length of
-/// the run (the learning rate has no decay that depends on it), how often it checkpoints, logs,
+/// the run (a decaying learning rate follows `decay_steps`, which is fixed), how often it checkpoints, logs,
 /// evaluates and samples, how many checkpoints it keeps, the evaluation batch size, the guards
 /// against non-finite steps, and where the (same) dataset lies. A run resumed with them changed
 /// is the run an uninterrupted one with the new settings would have been.
@@ -163,7 +194,11 @@ impl TrainConfig {
             })
             .map(|(name, value)| {
                 let now = resumed.get(name).map(|v| v.to_string()).unwrap_or_default();
-                format!("{name} (--{}: {value} -> {now})", name.replace('_', "-"))
+                let flag = match name.as_str() {
+                    "time_budget_minutes" => "time-budget".to_string(),
+                    other => other.replace('_', "-"),
+                };
+                format!("{name} (--{flag}: {value} -> {now})")
             })
             .collect();
         if fixed.is_empty() {

@@ -9,4 +9,5 @@ pub mod launch;
 pub mod metrics;
 pub mod optimizer;
 pub mod presets;
+pub mod schedule;
 pub mod trainer;

@@ -25,6 +25,10 @@ use super::gradients::loss_and_gradients;
 use super::launch::check_launch;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
+use super::schedule::{
+    fitting_steps, lr_factor, LrDecay, RunCosts, BUDGET_RESERVE, CALIBRATION_SKIP,
+    CALIBRATION_STEPS,
+};
 use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM};
 use crate::data::dataset::ImageDataset;
@@ -32,7 +36,7 @@ use crate::data::source::load_datasets;
 use crate::error::{GlowError, Result};
 use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
 use crate::io::run_lock::RunLock;
-use crate::io::sample_grid::write_sample_grids;
+use crate::io::sample_grid::{write_sample_grids, SAMPLE_GRID_IMAGES};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
@@ -151,14 +155,72 @@ fn lock_run(run: &Path, report: &mut dyn FnMut(TrainEvent)) -> Result<RunLock> {
     Ok(lock)
 }
 
-/// The learning rate of step `step`: linear warm-up to the peak, times the roll-back scale.
-fn learning_rate(train: &TrainConfig, state: &TrainingState) -> f64 {
-    let warmup = if train.warmup_steps == 0 {
-        1.0
-    } else {
-        ((state.step + 1) as f64 / train.warmup_steps as f64).min(1.0)
+/// The learning rate of 0-based step `step` ([`lr_factor`]'s schedule), times the roll-back
+/// scale of `state`.
+fn learning_rate(train: &TrainConfig, state: &TrainingState, step: u64) -> f64 {
+    let factor = lr_factor(train.lr_decay, train.warmup_steps, train.decay_steps, step);
+    train.lr * state.lr_scale * factor
+}
+
+/// `train` with what a new run fixes when it starts: the batch shards (one per worker thread of
+/// all ranks unless given) and, for a cosine decay without a time budget, the decay's end
+/// (`steps`). A time budget fixes `steps` and `decay_steps` later, before the first step.
+fn fixed_at_start(train: &TrainConfig, cluster: &Cluster) -> TrainConfig {
+    let batch_shards = match train.batch_shards {
+        0 => split(train.batch_size, worker_threads() * cluster.size()).len(),
+        count => split(train.batch_size, count).len(),
     };
-    train.lr * state.lr_scale * warmup
+    let budgeted = train.time_budget_minutes > 0.0;
+    let decay_steps = match train.decay_steps {
+        0 if train.lr_decay == LrDecay::Cosine && !budgeted => train.steps,
+        fixed => fixed,
+    };
+    TrainConfig {
+        batch_shards,
+        decay_steps,
+        ..train.clone()
+    }
+}
+
+/// The costs of a time-budgeted run on this machine, measured before its first step: `gradient`
+/// runs one gradient pass (on the run's first batch, without updating), `evaluate(n)` evaluates
+/// `n` test images; `started` is when the run started, which the budget counts from, and
+/// `checkpoint_seconds` what writing its first checkpoint took.
+fn measure_run_costs(
+    train: &TrainConfig,
+    test_images: usize,
+    started: Instant,
+    checkpoint_seconds: f64,
+    gradient: &mut dyn FnMut() -> Result<()>,
+    evaluate: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<RunCosts> {
+    let mut timed = 0.0;
+    for pass in 0..CALIBRATION_SKIP + CALIBRATION_STEPS {
+        let began = Instant::now();
+        gradient()?;
+        if pass >= CALIBRATION_SKIP {
+            timed += began.elapsed().as_secs_f64();
+        }
+    }
+    let eval_images = train.eval_batch_size.min(test_images).max(1);
+    let began = Instant::now();
+    evaluate(eval_images)?;
+    Ok(RunCosts {
+        seconds_left: train.time_budget_minutes * 60.0 * (1.0 - BUDGET_RESERVE)
+            - started.elapsed().as_secs_f64(),
+        step_seconds: timed / CALIBRATION_STEPS as f64,
+        eval_image_seconds: began.elapsed().as_secs_f64() / eval_images as f64,
+        periodic_eval_images: match train.eval_images {
+            0 => test_images,
+            n => n.min(test_images),
+        },
+        eval_every: train.eval_every,
+        final_eval_images: test_images,
+        sample_images: SAMPLE_GRID_IMAGES,
+        sample_every: train.sample_every,
+        checkpoint_seconds,
+        checkpoint_every: train.checkpoint_every,
+    })
 }
 
 /// A fresh run's state after the data-dependent initialisation on `init_images` training
@@ -201,6 +263,42 @@ fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> G
         .map(|(e, w)| w.as_ref().map(|w| e * decay + w.clone() * (1.0 - decay)))
         .collect();
     with_flat_params(ema, averaged)
+}
+
+/// `checkpoint` after the optimiser update of rate `lr` from `grads` (of global norm `norm`,
+/// clipped to `train.grad_clip_norm`) and the Polyak average of the new weights.
+fn update(
+    mut checkpoint: Checkpoint,
+    train: &TrainConfig,
+    lr: f64,
+    norm: f64,
+    grads: Vec<Option<Tensor<1>>>,
+) -> Checkpoint {
+    let clip = if train.grad_clip_norm > 0.0 && norm > train.grad_clip_norm {
+        train.grad_clip_norm / norm
+    } else {
+        1.0
+    };
+    let (model, updated) = apply_gradients(
+        checkpoint.model,
+        &mut checkpoint.optimizer,
+        &train.optimizer,
+        lr,
+        clip,
+        grads,
+    );
+    checkpoint.model = model;
+    checkpoint.ema = if train.ema_decay > 0.0 {
+        update_ema(
+            checkpoint.ema,
+            &updated,
+            train.ema_decay,
+            checkpoint.optimizer.step,
+        )
+    } else {
+        with_flat_params(checkpoint.ema, updated)
+    };
+    checkpoint
 }
 
 /// One optimiser update of `model` from its gradients (scaled by `clip`): the updated model and
@@ -255,14 +353,9 @@ pub fn train_on(
 ) -> Result<TrainSummary> {
     model_config.validate()?;
     train.validate()?;
-    let train = &TrainConfig {
-        batch_shards: match train.batch_shards {
-            0 => split(train.batch_size, worker_threads() * cluster.size()).len(),
-            count => split(train.batch_size, count).len(),
-        },
-        ..train.clone()
-    };
-    check_launch(cluster, run, model_config, train)?;
+    let started = Instant::now();
+    let mut train = fixed_at_start(train, cluster);
+    check_launch(cluster, run, model_config, &train)?;
     let writes = cluster.writes();
     let _lock = match writes {
         true => Some(lock_run(run, report)?),
@@ -275,7 +368,7 @@ pub fn train_on(
             cluster,
             run,
             model_config,
-            train,
+            &train,
             &device,
             &train_device,
             report,
@@ -287,16 +380,19 @@ pub fn train_on(
         load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
             report(TrainEvent::Note(warning))
         })?;
+    let mut checkpoint_seconds = 0.0;
     let mut checkpoint = if let Some(checkpoint) = resumed {
         checkpoint
     } else {
         // Every rank computes the same initialisation from the same images.
         if writes {
-            create_run(run, model_config, train)?;
+            create_run(run, model_config, &train)?;
         }
-        let fresh = initial_checkpoint(model_config, train, &train_set, &train_device)?;
+        let fresh = initial_checkpoint(model_config, &train, &train_set, &train_device)?;
         if writes {
+            let began = Instant::now();
             save_checkpoint(run, &fresh, train.keep_checkpoints)?;
+            checkpoint_seconds = began.elapsed().as_secs_f64();
         }
         fresh
     };
@@ -309,7 +405,70 @@ pub fn train_on(
         false => Ok(()),
     };
     let train_set = Arc::new(train_set);
-    let schedule = || BatchSchedule::new(train_set.clone(), train.batch_size, train.seed);
+    let schedule =
+        |train: &TrainConfig| BatchSchedule::new(train_set.clone(), train.batch_size, train.seed);
+    if train.time_budget_minutes > 0.0 && train.decay_steps == 0 {
+        let first = schedule(&train).batch(0);
+        let shape = train_set.shape;
+        let costs = measure_run_costs(
+            &train,
+            test_set.len(),
+            started,
+            checkpoint_seconds,
+            &mut || {
+                let (images, noise, classes) =
+                    first.to_tensors(shape, model_config.n_classes, &train_device)?;
+                let (loss, grads) = loss_and_gradients(
+                    &checkpoint.model,
+                    images,
+                    noise,
+                    classes.as_ref(),
+                    train.recompute_activations,
+                    train.batch_shards,
+                    cluster,
+                )?;
+                let norm = global_norm(&grads).into_scalar::<f64>();
+                let _ = loss.into_scalar::<f64>();
+                // The whole step, update and average included, on a copy that is dropped.
+                let lr = learning_rate(&train, &checkpoint.state, 0);
+                let updated = update(checkpoint.clone(), &train, lr, norm, grads);
+                if let Some(last) = flat_params(&updated.ema).pop() {
+                    let _ = last.sum().into_scalar::<f64>();
+                }
+                Ok(())
+            },
+            &mut |n| {
+                evaluate_bpd(
+                    cluster,
+                    &checkpoint.ema,
+                    &test_set,
+                    n,
+                    train.eval_batch_size,
+                    train.seed,
+                    &device,
+                )
+                .map(|_| ())
+            },
+        )?;
+        // Every rank takes rank 0's count, so that all stop at the same step.
+        let mine = fitting_steps(&costs) as f64;
+        let steps = cluster.all_gather_f64("time-budget steps", &[mine])?[0][0] as u64;
+        report(TrainEvent::Note(format!(
+            "time budget of {} min: a training step takes {:.3} s and evaluating a test image \
+             {:.2} ms here, so the run takes {steps} steps (written to {})",
+            train.time_budget_minutes,
+            costs.step_seconds,
+            costs.eval_image_seconds * 1e3,
+            train_config_path(run).display()
+        )));
+        train.steps = steps;
+        train.decay_steps = steps;
+        if writes {
+            train.save(&train_config_path(run))?;
+        }
+    }
+    let train = &train;
+    let schedule = || schedule(train);
     let mut stream = BatchStream::start(schedule(), checkpoint.state.step, 4);
     report(TrainEvent::Started {
         step: checkpoint.state.step,
@@ -333,7 +492,7 @@ pub fn train_on(
         let batch = stream.next_batch();
         debug_assert_eq!(batch.step, checkpoint.state.step);
         let (images, noise, classes) = batch.to_tensors(shape, n_classes, &train_device)?;
-        let lr = learning_rate(train, &checkpoint.state);
+        let lr = learning_rate(train, &checkpoint.state, checkpoint.state.step);
         let (loss, grads) = loss_and_gradients(
             &checkpoint.model,
             images,
@@ -370,30 +529,7 @@ pub fn train_on(
             continue;
         }
         consecutive_bad = 0;
-        let clip = if train.grad_clip_norm > 0.0 && norm > train.grad_clip_norm {
-            train.grad_clip_norm / norm
-        } else {
-            1.0
-        };
-        let (model, updated) = apply_gradients(
-            checkpoint.model,
-            &mut checkpoint.optimizer,
-            &train.optimizer,
-            lr,
-            clip,
-            grads,
-        );
-        checkpoint.model = model;
-        checkpoint.ema = if train.ema_decay > 0.0 {
-            update_ema(
-                checkpoint.ema,
-                &updated,
-                train.ema_decay,
-                checkpoint.optimizer.step,
-            )
-        } else {
-            with_flat_params(checkpoint.ema, updated)
-        };
+        checkpoint = update(checkpoint, train, lr, norm, grads);
         let seconds = started.elapsed().as_secs_f64();
         exchange_seconds += cluster.exchange_seconds() - exchanged_before;
         checkpoint.state.elapsed_seconds += seconds;
@@ -455,7 +591,9 @@ pub fn train_on(
             train.seed,
             &device,
         )?;
-        let mut row = interval.row(step, learning_rate(train, &checkpoint.state));
+        // The rate of the last step taken, as every row logs.
+        let lr = learning_rate(train, &checkpoint.state, step.saturating_sub(1));
+        let mut row = interval.row(step, lr);
         last_train_bpd = row.train_bpd.or(last_train_bpd);
         row.test_bpd = Some(bpd);
         if let Some(metrics) = &metrics {

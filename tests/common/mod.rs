@@ -295,13 +295,16 @@ pub fn tiny_config(
 
 /// The fashion-mnist preset's training recipe, shrunk for the synthetic 8x8 dataset in `data`:
 /// batches of 8, 6 steps with 2 of warm-up, init on 16 images, a checkpoint every 2 steps (2
-/// kept), an 8-image evaluation every 3, no intermediate samples, a metrics row every step.
+/// kept), an 8-image evaluation every 3, no intermediate samples, a metrics row every step, and a
+/// constant learning rate after the warm-up, so that a test may extend `steps` on resume
+/// (tests/schedule.rs covers the preset's cosine decay).
 pub fn tiny_train_config(data: &std::path::Path) -> glowflow::train::config::TrainConfig {
     let (_, mut train) = glowflow::train::presets::preset("fashion-mnist").expect("preset");
     train.data = glowflow::data::source::DataSource::Idx { dir: data.into() };
     train.batch_size = 8;
     train.steps = 6;
     train.warmup_steps = 2;
+    train.lr_decay = glowflow::train::schedule::LrDecay::Constant;
     train.init_images = 16;
     train.checkpoint_every = 2;
     train.keep_checkpoints = 2;

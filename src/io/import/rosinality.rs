@@ -168,6 +168,7 @@ pub fn to_glow(
             } else {
                 CouplingKind::Additive
             },
+            scale_floor: 0.0,
             permutation: PermutationKind::InvConv,
             lu,
             n_bits: options.n_bits.unwrap_or(Peer::Rosinality.default_n_bits()),
@@ -368,6 +369,12 @@ fn unsupported(config: &GlowConfig) -> Option<String> {
         return need(
             "coupling = affine-exp",
             "has additive and affine (sigmoid) couplings only",
+        );
+    }
+    if config.scale_floor != 0.0 {
+        return need(
+            "scale_floor is not 0",
+            "has no scale floor in its affine coupling (scale = sigmoid(r + 2))",
         );
     }
     if config.permutation != PermutationKind::InvConv {

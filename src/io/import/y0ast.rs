@@ -267,6 +267,7 @@ fn config_of(ckpt: &mut Checkpoint, options: &ImportOptions) -> Result<GlowConfi
         steps,
         width,
         coupling,
+        scale_floor: 0.0,
         permutation: PermutationKind::InvConv,
         lu,
         n_bits: options.n_bits.unwrap_or(Peer::Y0ast.default_n_bits()),
@@ -332,6 +333,9 @@ fn take_invconv(
 fn unsupported(config: &GlowConfig) -> Option<String> {
     let reason = if config.coupling == CouplingKind::AffineExp {
         "coupling = affine-exp; y0ast/Glow-PyTorch has additive and affine (sigmoid) couplings only"
+    } else if config.scale_floor != 0.0 {
+        "scale_floor is not 0; y0ast/Glow-PyTorch's affine coupling has no scale floor \
+         (scale = sigmoid(r + 2))"
     } else if config.permutation != PermutationKind::InvConv {
         "permutation is not inv-conv; y0ast/Glow-PyTorch does not store its shuffle and reverse \
          permutations in the state_dict"
