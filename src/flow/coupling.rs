@@ -14,8 +14,9 @@
 //! `s = f + (1 − f) · sigmoid(r + 2)`, `y_b = (x_b + t) · s`, `log|det| = Σ log s`. With `f = 0`
 //! it is openai/glow's coupling bit for bit. With `f > 0` the inverse `x_b = y_b / s − t`
 //! multiplies by at most `1 / f`: a latent sampled outside the training range (temperature 1)
-//! can no longer drive `sigmoid(r + 2)` to zero and the inverse to infinity, which is how the
-//! unfloored model's samples overflow (BENCHMARKS.md, "Samples that overflow at T = 1").
+//! can no longer drive `sigmoid(r + 2)` to zero and the inverse to infinity in one coupling,
+//! which is how the unfloored model's samples overflow (BENCHMARKS.md, "Samples that overflow at
+//! T = 1.0"). The shift `t` stays unbounded, so values can still grow over many couplings.
 //!
 //! For the affine forms, `t = h[:, 0::2]` and `r = h[:, 1::2]` (openai/glow's interleaved read).
 //! Because the last convolution starts at zero, an additive step starts as the identity, a paper

@@ -21,7 +21,7 @@ use super::checkpoint::{
 };
 use super::config::{read_run_configs, TrainConfig};
 use super::eval::evaluate_bpd;
-use super::gradients::loss_and_gradients;
+use super::gradients::{loss_and_gradients, FlatGrads};
 use super::launch::check_launch;
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
@@ -30,7 +30,7 @@ use super::schedule::{
     CALIBRATION_STEPS,
 };
 use crate::cluster::Cluster;
-use crate::data::batches::{gather, stream_rng, BatchSchedule, BatchStream, INIT_STREAM};
+use crate::data::batches::{gather, stream_rng, Batch, BatchSchedule, BatchStream, INIT_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
 use crate::error::{GlowError, Result};
@@ -265,6 +265,31 @@ fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> G
     with_flat_params(ema, averaged)
 }
 
+/// The loss of `model` on `batch` (images of `shape`, `n_classes` classes), its gradients and
+/// their global norm, as [`loss_and_gradients`] computes them over `train`'s batch shards.
+fn batch_gradients(
+    model: &Glow,
+    batch: &Batch,
+    shape: [usize; 3],
+    n_classes: usize,
+    train: &TrainConfig,
+    device: &Device,
+    cluster: &Cluster,
+) -> Result<(f64, f64, FlatGrads)> {
+    let (images, noise, classes) = batch.to_tensors(shape, n_classes, device)?;
+    let (loss, grads) = loss_and_gradients(
+        model,
+        images,
+        noise,
+        classes.as_ref(),
+        train.recompute_activations,
+        train.batch_shards,
+        cluster,
+    )?;
+    let norm = global_norm(&grads).into_scalar::<f64>();
+    Ok((loss.into_scalar::<f64>(), norm, grads))
+}
+
 /// `checkpoint` after the optimiser update of rate `lr` from `grads` (of global norm `norm`,
 /// clipped to `train.grad_clip_norm`) and the Polyak average of the new weights.
 fn update(
@@ -416,19 +441,15 @@ pub fn train_on(
             started,
             checkpoint_seconds,
             &mut || {
-                let (images, noise, classes) =
-                    first.to_tensors(shape, model_config.n_classes, &train_device)?;
-                let (loss, grads) = loss_and_gradients(
+                let (_, norm, grads) = batch_gradients(
                     &checkpoint.model,
-                    images,
-                    noise,
-                    classes.as_ref(),
-                    train.recompute_activations,
-                    train.batch_shards,
+                    &first,
+                    shape,
+                    model_config.n_classes,
+                    &train,
+                    &train_device,
                     cluster,
                 )?;
-                let norm = global_norm(&grads).into_scalar::<f64>();
-                let _ = loss.into_scalar::<f64>();
                 // The whole step, update and average included, on a copy that is dropped.
                 let lr = learning_rate(&train, &checkpoint.state, 0);
                 let updated = update(checkpoint.clone(), &train, lr, norm, grads);
@@ -491,19 +512,16 @@ pub fn train_on(
         let exchanged_before = cluster.exchange_seconds();
         let batch = stream.next_batch();
         debug_assert_eq!(batch.step, checkpoint.state.step);
-        let (images, noise, classes) = batch.to_tensors(shape, n_classes, &train_device)?;
         let lr = learning_rate(train, &checkpoint.state, checkpoint.state.step);
-        let (loss, grads) = loss_and_gradients(
+        let (loss, norm, grads) = batch_gradients(
             &checkpoint.model,
-            images,
-            noise,
-            classes.as_ref(),
-            train.recompute_activations,
-            train.batch_shards,
+            &batch,
+            shape,
+            n_classes,
+            train,
+            &train_device,
             cluster,
         )?;
-        let norm = global_norm(&grads).into_scalar::<f64>();
-        let loss = loss.into_scalar::<f64>();
         checkpoint.state.step += 1;
         if !(loss.is_finite() && norm.is_finite()) {
             checkpoint.state.skipped_steps += 1;
