@@ -4,6 +4,7 @@
 
 use glowflow::train::config::TrainConfig;
 use glowflow::train::presets::{preset, PRESETS};
+use glowflow::train::schedule::LrDecay;
 use glowflow::GlowError;
 
 /// A change to a valid config.
@@ -29,7 +30,7 @@ fn every_preset_is_valid() {
 #[test]
 fn each_invalid_field_is_an_error_that_names_it() {
     // (what is wrong, the edit, what the message must contain)
-    let cases: [(&str, Edit, &[&str]); 20] = [
+    let cases: [(&str, Edit, &[&str]); 24] = [
         (
             "batch_size 0",
             |t| t.batch_size = 0,
@@ -94,6 +95,26 @@ fn each_invalid_field_is_an_error_that_names_it() {
             |t| t.keep_checkpoints = 0,
             &["keep_checkpoints"],
         ),
+        (
+            "time budget < 0",
+            |t| t.time_budget_minutes = -1.0,
+            &["time_budget_minutes = -1"],
+        ),
+        (
+            "time budget NaN",
+            |t| t.time_budget_minutes = f64::NAN,
+            &["time_budget_minutes = NaN"],
+        ),
+        (
+            "time budget huge",
+            |t| t.time_budget_minutes = 1e300,
+            &["time_budget_minutes", "1e7"],
+        ),
+        (
+            "steps past the cosine decay's end",
+            |t| (t.lr_decay, t.decay_steps, t.steps) = (LrDecay::Cosine, 100, 101),
+            &["steps = 101", "decay_steps = 100", "at most 100"],
+        ),
     ];
     for (what, edit, facts) in cases {
         match edited(edit).validate() {
@@ -111,7 +132,7 @@ fn each_invalid_field_is_an_error_that_names_it() {
 
 #[test]
 fn boundary_values_that_make_sense_are_accepted() {
-    let cases: [(&str, Edit); 7] = [
+    let cases: [(&str, Edit); 10] = [
         ("batches of 1", |t| {
             (t.batch_size, t.eval_batch_size) = (1, 1)
         }),
@@ -120,6 +141,13 @@ fn boundary_values_that_make_sense_are_accepted() {
         ("no clipping", |t| t.grad_clip_norm = 0.0),
         ("beta1 0 (no momentum)", |t| t.optimizer.beta1 = 0.0),
         ("a tiny learning rate", |t| t.lr = 1e-12),
+        ("the longest time budget", |t| t.time_budget_minutes = 1e7),
+        ("a cosine ending at the last step", |t| {
+            (t.lr_decay, t.decay_steps, t.steps) = (LrDecay::Cosine, 100, 100)
+        }),
+        ("a constant rate ignores decay_steps", |t| {
+            (t.lr_decay, t.decay_steps, t.steps) = (LrDecay::Constant, 100, 500)
+        }),
         ("one of everything", |t| {
             (
                 t.init_images,

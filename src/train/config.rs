@@ -36,7 +36,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub decay_steps: u64,
     /// Minutes the whole run may take, its evaluations and samples included: a new run times a
-    /// few gradient passes and an evaluation batch before its first step and fixes `steps` (and
+    /// few training steps and an evaluation batch before its first step and fixes `steps` (and
     /// `decay_steps`) to what fits. 0: `steps` as given.
     #[serde(default)]
     pub time_budget_minutes: f64,
@@ -145,9 +145,9 @@ impl TrainConfig {
 
 /// The training settings a resumed run may change, as named in `train.json` (the command-line
 /// flag is the same name with dashes). None of them changes what a step computes: the length of
-/// the run (a decaying learning rate follows `decay_steps`, which is fixed), how often it checkpoints, logs,
-/// evaluates and samples, how many checkpoints it keeps, the evaluation batch size, the guards
-/// against non-finite steps, and where the (same) dataset lies. A run resumed with them changed
+/// the run (a decaying learning rate follows `decay_steps`, which is fixed), how often it
+/// checkpoints, logs, evaluates and samples, how many checkpoints it keeps, the evaluation batch
+/// size, the guards against non-finite steps, and where the (same) dataset lies. A run resumed with them changed
 /// is the run an uninterrupted one with the new settings would have been.
 pub const CHANGEABLE_ON_RESUME: [&str; 11] = [
     "steps",

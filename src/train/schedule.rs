@@ -8,9 +8,9 @@
 //! ```
 //!
 //! times the roll-back scale of [`super::checkpoint::TrainingState`]. A time budget times a few
-//! gradient passes and an evaluation batch before a run's first step ([`RunCosts`]) and fixes the
-//! number of steps (and the decay's end with it) to what fits the budget, evaluations and samples
-//! included ([`fitting_steps`]); the fixed count is written to the run's `train.json` before the
+//! whole training steps and an evaluation batch before a run's first step ([`RunCosts`]) and
+//! fixes the number of steps (and the decay's end with it) to what fits the budget, evaluations
+//! and samples included ([`fitting_steps`]); the fixed count is written to the run's `train.json` before the
 //! first step, so a resumed run computes exactly what the uninterrupted one did.
 
 use serde::{Deserialize, Serialize};
@@ -44,10 +44,11 @@ pub fn lr_factor(decay: LrDecay, warmup: u64, decay_end: u64, step: u64) -> f64 
     }
 }
 
-/// Gradient passes a time budget runs before the first step and does not count: they warm up
+/// Training steps a time budget runs before the first step and does not count: they warm up
 /// caches and the allocator.
 pub const CALIBRATION_SKIP: usize = 2;
-/// Gradient passes a time budget times (on the run's first batch, without updating the model).
+/// Training steps a time budget times (each on the run's first batch, gradients, update and
+/// weight average, applied to a copy of the run's state that is dropped).
 pub const CALIBRATION_STEPS: usize = 6;
 
 /// The share of a time budget kept in reserve: a step's time varies by a few per cent over a run

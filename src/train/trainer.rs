@@ -182,22 +182,22 @@ fn fixed_at_start(train: &TrainConfig, cluster: &Cluster) -> TrainConfig {
     }
 }
 
-/// The costs of a time-budgeted run on this machine, measured before its first step: `gradient`
-/// runs one gradient pass (on the run's first batch, without updating), `evaluate(n)` evaluates
-/// `n` test images; `started` is when the run started, which the budget counts from, and
-/// `checkpoint_seconds` what writing its first checkpoint took.
+/// The costs of a time-budgeted run on this machine, measured before its first step: `step`
+/// runs one training step (on the run's first batch, leaving the run's state as it was),
+/// `evaluate(n)` evaluates `n` test images; `started` is when the run started, which the budget
+/// counts from, and `checkpoint_seconds` what writing its first checkpoint took.
 fn measure_run_costs(
     train: &TrainConfig,
     test_images: usize,
     started: Instant,
     checkpoint_seconds: f64,
-    gradient: &mut dyn FnMut() -> Result<()>,
+    step: &mut dyn FnMut() -> Result<()>,
     evaluate: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<RunCosts> {
     let mut timed = 0.0;
     for pass in 0..CALIBRATION_SKIP + CALIBRATION_STEPS {
         let began = Instant::now();
-        gradient()?;
+        step()?;
         if pass >= CALIBRATION_SKIP {
             timed += began.elapsed().as_secs_f64();
         }
