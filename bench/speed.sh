@@ -11,7 +11,7 @@
 # speed:  configs (1) 1x32x32, L = 3, K = 8, width 128, affine, LU, batch 32; (2) the same at
 #         width 512; (3) 3x32x32, L = 3, K = 32, width 512 (the paper's CIFAR-10 model), batch 16.
 #         Training step, exact log-likelihood and sampling (T = 0.7): median of 5 timed runs after
-#         2 warm-ups, in 5 rounds that alternate the programs (config 3: 3 runs after 1, 1 round).
+#         2 warm-ups, in 5 rounds that alternate the programs (config 3: 3 runs after 1).
 # memory: one training step at K = 8, 16, 32, 64 (3x32x32, L = 3, width 512, batch 16) with
 #         stored activations, with recomputed activations (glowflow only), and in PyTorch; each
 #         in its own process so that its peak resident memory is its own.
@@ -58,7 +58,7 @@ if [[ $what == speed || $what == all ]]; then
   done <<'CONFIGS'
 1 1 8 128 32 2 5 5
 2 1 8 512 32 2 5 5
-3 3 32 512 16 1 3 1
+3 3 32 512 16 1 3 5
 CONFIGS
 fi
 

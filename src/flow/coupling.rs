@@ -197,15 +197,16 @@ impl Coupling {
         };
         (shift, log_scale)
     }
-}
 
-impl InvertibleMap for Coupling {
-    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
-        let n = x.dims()[0];
-        let (x_a, x_b) = channel_halves(x);
-        let h = self.net.forward(x_a.clone());
-        let (y_b, log_det) = match self.kind {
-            CouplingKind::Additive => (x_b + h, Tensor::zeros([n], &x_a.device())),
+    /// `y_b` and `log|det ∂y/∂x|` from the second half `x_b` and the network's output
+    /// `h = NN(x_a)`.
+    fn transform(&self, x_b: Tensor<4>, h: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        match self.kind {
+            CouplingKind::Additive => {
+                let n = x_b.dims()[0];
+                let device = x_b.device();
+                (x_b + h, Tensor::zeros([n], &device))
+            }
             CouplingKind::Affine | CouplingKind::AffineExp => {
                 let (shift, log_scale) = self.shift_and_log_scale(h);
                 let scale = log_scale.clone().exp();
@@ -215,16 +216,18 @@ impl InvertibleMap for Coupling {
                 };
                 (y_b, sum_per_sample(log_scale))
             }
-        };
-        (Tensor::cat(vec![x_a, y_b], 1), log_det)
+        }
     }
 
-    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
-        let n = y.dims()[0];
-        let (y_a, y_b) = channel_halves(y);
-        let h = self.net.forward(y_a.clone());
-        let (x_b, log_det) = match self.kind {
-            CouplingKind::Additive => (y_b - h, Tensor::zeros([n], &y_a.device())),
+    /// `x_b` and `log|det ∂x/∂y|` from the second half `y_b` and `h = NN(y_a)`, which equals
+    /// `NN(x_a)` since `y_a = x_a`.
+    fn untransform(&self, y_b: Tensor<4>, h: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        match self.kind {
+            CouplingKind::Additive => {
+                let n = y_b.dims()[0];
+                let device = y_b.device();
+                (y_b - h, Tensor::zeros([n], &device))
+            }
             CouplingKind::Affine | CouplingKind::AffineExp => {
                 let (shift, log_scale) = self.shift_and_log_scale(h);
                 let inv_scale = log_scale.clone().neg().exp();
@@ -234,7 +237,50 @@ impl InvertibleMap for Coupling {
                 };
                 (x_b, sum_per_sample(log_scale).neg())
             }
-        };
+        }
+    }
+
+    /// The inverse and a re-run of the forward pass on its result that share one evaluation of
+    /// the network, for the constant-memory backward pass ([`crate::train::gradients`]), which
+    /// would otherwise evaluate `NN` once to invert and once more to rebuild the graph. With
+    /// `track` making a plain value a leaf of a graph and `plain` reading a tracked value back:
+    ///
+    /// ```text
+    /// x_a = track(y_a);   h = NN(x_a)                   the only evaluation, with a graph
+    /// x_b = track(untransform(y_b, plain(h)))          the inverse, from h's values
+    /// (y', log|det|) = ([x_a ; transform(x_b, h)], Σ log s)    forward(x), tracked
+    /// ```
+    ///
+    /// Returns the input `x = [y_a ; x_b]` (plain), the leaves `[x_a, x_b]` and `(y', log|det|)`.
+    pub fn invert_and_rerun(
+        &self,
+        y: Tensor<4>,
+        track: impl Fn(Tensor<4>) -> Tensor<4>,
+        plain: impl Fn(Tensor<4>) -> Tensor<4>,
+    ) -> (Tensor<4>, [Tensor<4>; 2], (Tensor<4>, Tensor<1>)) {
+        let (y_a, y_b) = channel_halves(y);
+        let x_a = track(y_a.clone());
+        let h = self.net.forward(x_a.clone());
+        let (x_b_value, _) = self.untransform(y_b, plain(h.clone()));
+        let x_b = track(x_b_value.clone());
+        let (y_b, log_det) = self.transform(x_b.clone(), h);
+        let rerun = (Tensor::cat(vec![x_a.clone(), y_b], 1), log_det);
+        (Tensor::cat(vec![y_a, x_b_value], 1), [x_a, x_b], rerun)
+    }
+}
+
+impl InvertibleMap for Coupling {
+    fn forward(&self, x: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
+        let (x_a, x_b) = channel_halves(x);
+        let h = self.net.forward(x_a.clone());
+        let (y_b, log_det) = self.transform(x_b, h);
+        (Tensor::cat(vec![x_a, y_b], 1), log_det)
+    }
+
+    fn inverse(&self, y: Tensor<4>, _c: Condition) -> (Tensor<4>, Tensor<1>) {
+        let (y_a, y_b) = channel_halves(y);
+        let h = self.net.forward(y_a.clone());
+        let (x_b, log_det) = self.untransform(y_b, h);
         (Tensor::cat(vec![y_a, x_b], 1), log_det)
     }
 

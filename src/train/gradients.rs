@@ -17,7 +17,12 @@
 //! ∂L/∂θ_f = ∂s/∂θ_f,   ∂L/∂x = ∂s/∂x        one local backward
 //! ```
 //!
-//! so peak memory is one step's graph, whatever K and L are. Splits and the top prior take their
+//! so peak memory is one step's graph, whatever K and L are. A flow step is handled layer by
+//! layer, and its coupling evaluates its network once for both lines above (its inverse needs
+//! `NN(y_a)` and `y_a = x_a`: [`Coupling::invert_and_rerun`]), so a step costs one evaluation
+//! of the network more than backprop, not two.
+//!
+//! [`Coupling::invert_and_rerun`]: crate::flow::coupling::Coupling::invert_and_rerun Splits and the top prior take their
 //! input from the stored level outputs instead of inverting, which resets the drift of repeated
 //! inversion at every level boundary: in f32 the recomputed inputs drift by at most K steps'
 //! rounding (the documented trade-off: `2·D` stored values per image).
@@ -38,6 +43,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::cluster::Cluster;
 use crate::error::Result;
+use crate::flow::step::FlowStep;
 use crate::flow::{Condition, InvertibleMap};
 use crate::model::glow::Glow;
 use crate::model::params::{flat_grads, flat_params, with_flat_params};
@@ -214,28 +220,42 @@ fn log_normal(eps: Tensor<4>) -> Tensor<1> {
     sum_per_sample(eps.square() * -0.5)
 }
 
+/// A map re-run for its local backward pass, in one shard: the map's input (plain), the tracked
+/// leaves the input is made of (blocks of its channels, in order) and the surrogate built on them.
+struct Rerun {
+    input: Tensor<4>,
+    leaves: Vec<Tensor<4>>,
+    surrogate: Tensor<1>,
+}
+
 /// Differentiates a map's surrogate (a scalar built from this map alone, summed over images) in
-/// the concurrent shards `ranges` of the batch ([`crate::parallel`]): shard `r` takes its input
-/// `input(r)` (plain), runs `surrogate(copy, x, r)` on its own copy of `module` and backpropagates.
-/// Returns the inputs joined, the parameter gradients (summed in shard order when `add_now`, else
-/// one per shard) and `∂s/∂x` joined. The batch is sharded map by map, not as a whole, so that a
-/// rank that adds at once holds only one set of gradients.
+/// the concurrent shards `ranges` of the batch ([`crate::parallel`]): shard `r` runs
+/// `rerun(copy, r)` on its own copy of `module` and backpropagates. Returns the inputs joined,
+/// the parameter gradients (summed in shard order when `add_now`, else one per shard) and
+/// `∂s/∂x` joined. The batch is sharded map by map, not as a whole, so that a rank that adds at
+/// once holds only one set of gradients.
 fn local_backward<M: Module + Sync>(
     module: &M,
     ranges: &[Range<usize>],
     add_now: bool,
-    input: impl Fn(&Range<usize>) -> Tensor<4> + Sync,
-    surrogate: impl Fn(&M, Tensor<4>, &Range<usize>) -> Tensor<1> + Sync,
+    rerun: impl Fn(&M, &Range<usize>) -> Rerun + Sync,
 ) -> (Tensor<4>, Vec<FlatGrads>, Tensor<4>) {
     let parts = map_ranges(ranges.to_vec(), |r| {
         let copy = own_copy(module);
-        let x = input(&r);
-        let x_tracked = x.clone().autodiff().require_grad();
-        let mut grads = surrogate(&copy, x_tracked.clone(), &r).backward();
-        let dx = x_tracked
-            .grad_remove(&mut grads)
-            .expect("every map's output depends on its input");
-        Ok((x, flat_grads(&copy, &grads), dx))
+        let Rerun {
+            input,
+            leaves,
+            surrogate,
+        } = rerun(&copy, &r);
+        let mut grads = surrogate.backward();
+        let dx: Vec<_> = leaves
+            .into_iter()
+            .map(|leaf| {
+                leaf.grad_remove(&mut grads)
+                    .expect("every map's output depends on its input")
+            })
+            .collect();
+        Ok((input, flat_grads(&copy, &grads), Tensor::cat(dx, 1)))
     })
     .expect("a map's backward pass does not fail");
     let (inputs, param_grads, input_grads): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
@@ -245,6 +265,11 @@ fn local_backward<M: Module + Sync>(
         param_grads
     };
     (join_rows(inputs), param_grads, join_rows(input_grads))
+}
+
+/// A plain value as a leaf of a new graph, whose gradient is read after the backward pass.
+fn tracked(x: Tensor<4>) -> Tensor<4> {
+    x.autodiff().require_grad()
 }
 
 /// The constant-memory pass for preprocessed inputs `x` (see the module doc), part of a batch of
@@ -294,7 +319,7 @@ fn recomputed_gradients(
                 continue;
             }
             (GlowMap::Step(step), GlowMap::Step(plain_step)) => {
-                pass.backward(*step, *plain_step, map.leaves(), stored, &y, &g)
+                pass.step_backward(step, plain_step, &y, &g)
             }
             (GlowMap::Split(split), GlowMap::Split(plain_split)) => {
                 pass.backward(*split, *plain_split, map.leaves(), stored, &y, &g)
@@ -338,11 +363,7 @@ struct LocalPass<'a> {
 impl LocalPass<'_> {
     /// The local backward pass of one map `map` (its plain copy `plain` inverts without a graph):
     /// its input `x` (the `stored` level output, else `plain⁻¹(y)`), its parameter gradients and
-    /// `∂L/∂x`, from the surrogate
-    ///
-    /// ```text
-    /// s = Σ g·y_kept + w·Σ (ld + log N(ε))       y_kept: what flows on, ε: the latent that leaves
-    /// ```
+    /// `∂L/∂x`, from the forward pass re-run on `x` with a graph ([`Self::surrogate`]).
     fn backward<M: InvertibleMap + Module + Sync>(
         &self,
         map: &M,
@@ -353,36 +374,97 @@ impl LocalPass<'_> {
         g: &Option<Tensor<4>>,
     ) -> (Tensor<4>, Vec<FlatGrads>, Tensor<4>) {
         let plain_classes = self.classes.map(|c| c.clone().inner());
-        local_backward(
-            map,
-            self.ranges,
-            self.add_now,
-            |r| match (&stored, y) {
+        local_backward(map, self.ranges, self.add_now, |map, r| {
+            let input = match (&stored, y) {
                 (Some(stored), _) => rows(stored, r),
                 (None, Some(y)) => {
                     let shard_classes = plain_classes.as_ref().map(|c| rows(c, r));
                     plain.inverse(rows(y, r), shard_classes.as_ref()).0
                 }
                 (None, None) => unreachable!("the last map lets the whole output leave"),
-            },
-            |map, x, r| {
-                let shard_classes = self.classes.map(|c| rows(c, r));
-                let (out, ld) = map.forward(x, shard_classes.as_ref());
-                let (kept, latent) = leaves.part(out);
-                let log_terms = match latent {
-                    Some(eps) => log_normal(eps) + ld,
-                    None => ld,
-                };
-                let prior_and_log_det = (log_terms * self.w).sum();
-                match (kept, g) {
-                    // dL/dy · y' summed over the shard's rows: the link from the map's
-                    // recomputed output to the rest of the loss.
-                    (Some(kept), Some(g)) => {
-                        (kept * rows(g, r).autodiff()).sum() + prior_and_log_det
-                    }
-                    _ => prior_and_log_det,
+            };
+            let leaf = tracked(input.clone());
+            let shard_classes = self.classes.map(|c| rows(c, r));
+            let rerun = map.forward(leaf.clone(), shard_classes.as_ref());
+            Rerun {
+                input,
+                leaves: vec![leaf],
+                surrogate: self.surrogate(rerun, leaves, g, r),
+            }
+        })
+    }
+
+    /// The local backward pass of a flow step, layer by layer from its output `y`: the coupling
+    /// inverts and re-runs with one evaluation of its network
+    /// ([`crate::flow::coupling::Coupling::invert_and_rerun`]), the 1x1 convolution and ActNorm
+    /// as any map ([`Self::backward`]). Returns the step's input,
+    /// its parameter gradients in the step's order (ActNorm, mixing, coupling) and `∂L/∂x`.
+    fn step_backward(
+        &self,
+        step: &FlowStep,
+        plain: &FlowStep,
+        y: &Option<Tensor<4>>,
+        g: &Option<Tensor<4>>,
+    ) -> (Tensor<4>, Vec<FlatGrads>, Tensor<4>) {
+        let y = y.as_ref().expect("a flow step's output flows on");
+        let (mixed, coupling_grads, g_mixed) =
+            local_backward(&step.coupling, self.ranges, self.add_now, |coupling, r| {
+                let (input, leaves, rerun) =
+                    coupling.invert_and_rerun(rows(y, r), tracked, |t| t.inner());
+                Rerun {
+                    input,
+                    leaves: leaves.into(),
+                    surrogate: self.surrogate(rerun, Leaves::Nothing, g, r),
                 }
-            },
-        )
+            });
+        let (normed, mixing_grads, g_normed) = self.backward(
+            &step.permutation,
+            &plain.permutation,
+            Leaves::Nothing,
+            None,
+            &Some(mixed),
+            &Some(g_mixed),
+        );
+        let (x, actnorm_grads, dx) = self.backward(
+            &step.actnorm,
+            &plain.actnorm,
+            Leaves::Nothing,
+            None,
+            &Some(normed),
+            &Some(g_normed),
+        );
+        let grads = actnorm_grads
+            .into_iter()
+            .zip(mixing_grads)
+            .zip(coupling_grads)
+            .map(|((actnorm, mixing), coupling)| [actnorm, mixing, coupling].concat())
+            .collect();
+        (x, grads, dx)
+    }
+
+    /// The surrogate of a map re-run as `(y', ld)` in shard `r`:
+    ///
+    /// ```text
+    /// s = Σ g·y_kept + w·Σ (ld + log N(ε))       y_kept: what flows on, ε: the latent that leaves
+    /// ```
+    fn surrogate(
+        &self,
+        (out, ld): (Tensor<4>, Tensor<1>),
+        leaves: Leaves,
+        g: &Option<Tensor<4>>,
+        r: &Range<usize>,
+    ) -> Tensor<1> {
+        let (kept, latent) = leaves.part(out);
+        let log_terms = match latent {
+            Some(eps) => log_normal(eps) + ld,
+            None => ld,
+        };
+        let prior_and_log_det = (log_terms * self.w).sum();
+        match (kept, g) {
+            // dL/dy · y' summed over the shard's rows: the link from the map's recomputed
+            // output to the rest of the loss.
+            (Some(kept), Some(g)) => (kept * rows(g, r).autodiff()).sum() + prior_and_log_det,
+            _ => prior_and_log_det,
+        }
     }
 }
