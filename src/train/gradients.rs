@@ -20,9 +20,7 @@
 //! so peak memory is one step's graph, whatever K and L are. A flow step is handled layer by
 //! layer, and its coupling evaluates its network once for both lines above (its inverse needs
 //! `NN(y_a)` and `y_a = x_a`: [`Coupling::invert_and_rerun`]), so a step costs one evaluation
-//! of the network more than backprop, not two.
-//!
-//! [`Coupling::invert_and_rerun`]: crate::flow::coupling::Coupling::invert_and_rerun Splits and the top prior take their
+//! of the network more than backprop, not two. Splits and the top prior take their
 //! input from the stored level outputs instead of inverting, which resets the drift of repeated
 //! inversion at every level boundary: in f32 the recomputed inputs drift by at most K steps'
 //! rounding (the documented trade-off: `2·D` stored values per image).
@@ -35,6 +33,8 @@
 //! per shard. On several ranks ([`crate::cluster`]) each computes its block of shards and the
 //! gradients are added in shard order along the ranks: `((g₀ + g₁) + g₂) + …` on any cluster.
 //! The loss is the mean of the batch's per-image bits/dim.
+//!
+//! [`Coupling::invert_and_rerun`]: crate::flow::coupling::Coupling::invert_and_rerun
 
 use std::ops::Range;
 
@@ -248,14 +248,19 @@ fn local_backward<M: Module + Sync>(
             surrogate,
         } = rerun(&copy, &r);
         let mut grads = surrogate.backward();
-        let dx: Vec<_> = leaves
+        let mut dx: Vec<_> = leaves
             .into_iter()
             .map(|leaf| {
                 leaf.grad_remove(&mut grads)
                     .expect("every map's output depends on its input")
             })
             .collect();
-        Ok((input, flat_grads(&copy, &grads), Tensor::cat(dx, 1)))
+        // One leaf (every map but a coupling) is its own gradient: no copy through `cat`.
+        let dx = match dx.len() {
+            1 => dx.pop().expect("one leaf"),
+            _ => Tensor::cat(dx, 1),
+        };
+        Ok((input, flat_grads(&copy, &grads), dx))
     })
     .expect("a map's backward pass does not fail");
     let (inputs, param_grads, input_grads): (Vec<_>, Vec<_>, Vec<_>) = parts.into_iter().collect();
@@ -397,8 +402,8 @@ impl LocalPass<'_> {
     /// The local backward pass of a flow step, layer by layer from its output `y`: the coupling
     /// inverts and re-runs with one evaluation of its network
     /// ([`crate::flow::coupling::Coupling::invert_and_rerun`]), the 1x1 convolution and ActNorm
-    /// as any map ([`Self::backward`]). Returns the step's input,
-    /// its parameter gradients in the step's order (ActNorm, mixing, coupling) and `∂L/∂x`.
+    /// as any map ([`Self::backward`]). Returns the step's input, its parameter gradients in the
+    /// step's order (ActNorm, mixing, coupling) and `∂L/∂x`.
     fn step_backward(
         &self,
         step: &FlowStep,
