@@ -165,7 +165,7 @@ def make_bpd_fn(torch, ref_modules, n_bits):
         b, c, h, w = x.shape
         chw = c * h * w
         x = x + torch.rand_like(x) / n_bins
-        logdet = torch.full((b,), -math.log(n_bins) * chw, dtype=x.dtype)
+        logdet = torch.full((b,), -math.log(n_bins) * chw, dtype=x.dtype, device=x.device)
         z, objective = model.flow(x, logdet=logdet, reverse=False)
         mean, logs = model.prior(x, None)
         objective = objective + ref_modules.gaussian_likelihood(mean, logs, z)
@@ -205,7 +205,7 @@ def warmup_lr(args, step):
 def sample_batch(torch, ref_modules, model, n, temperature):
     """Reference sampling path with an explicit batch size (Glow.prior(None) hard-codes 32)."""
     with torch.no_grad():
-        dummy = torch.empty(n, 1, 1, 1)  # Glow.prior only reads data.shape[0]
+        dummy = torch.empty(n, 1, 1, 1, device=next(model.parameters()).device)  # only its shape[0] is read
         mean, logs = model.prior(dummy, None)
         z = ref_modules.gaussian_sample(mean, logs, temperature)
         return model(z=z, temperature=temperature, reverse=True)
@@ -382,26 +382,35 @@ def run_train(torch, ref_model, ref_modules, args, result):
     )
 
 
-def time_it(fn, warmup, reps):
+def time_it(fn, warmup, reps, sync=lambda: None):
+    """Times of `reps` calls of `fn` after `warmup` untimed ones; `sync` waits for the device's
+    queued work (CUDA runs asynchronously), inside each timed call."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
 
 def time_phases(torch, args, batch, train_step, eval_step, sample_step, activation_samples, samples):
     """Speed mode's measurements: each wanted phase's times (warm-ups first), images/s and peak
-    RSS; the training phase's largest activation sample; whether the last samples were finite."""
+    RSS (and on a GPU its peak allocated and reserved memory); the training phase's largest
+    activation sample; whether the last samples were finite."""
     phases = {}
     wanted = set(args.phases.split(","))
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for name, fn in (("train_step", train_step), ("log_likelihood", eval_step), ("sample", sample_step)):
         if name not in wanted:
             continue
-        times = time_it(fn, args.warmup_reps, args.reps)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        times = time_it(fn, args.warmup_reps, args.reps, sync)
         med = statistics.median(times)
         phases[name] = {
             "median_s": med,
@@ -409,6 +418,9 @@ def time_phases(torch, args, batch, train_step, eval_step, sample_step, activati
             "images_per_s": batch / med if med > 0 else None,
             "peak_rss_mib_after": maxrss_mib(),
         }
+        if cuda:
+            phases[name]["peak_device_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            phases[name]["peak_device_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
     if "train_step" in phases:
         phases["train_step"]["activation_mib"] = max(activation_samples)
     if "sample" in phases:
@@ -433,10 +445,10 @@ def run_speed(torch, ref_model, ref_modules, args, result):
     size, c, b = args.size, args.channels, args.batch
     rng = np.random.default_rng(args.seed)
     images = rng.integers(0, 256, size=(b, c, size, size), dtype=np.uint8)
-    x = to_model_input(torch, images, args.n_bits)
+    x = to_model_input(torch, images, args.n_bits).to(args.device)
 
     torch.manual_seed(args.seed)
-    model = build_model(ref_model, args, (size, size, c))
+    model = build_model(ref_model, args, (size, size, c)).to(args.device)
     opt = make_optimizer(torch, model, args)
     bpd_fn, path = make_bpd_fn(torch, ref_modules, args.n_bits)
     rss_after_build = maxrss_mib()
@@ -526,6 +538,7 @@ def main(argv=None):
     p.add_argument("--warmup-reps", type=int, default=2, help="speed mode: untimed warm-up repetitions")
     p.add_argument("--phases", default="train_step,log_likelihood,sample",
                    help="speed mode: comma-separated phases to run, in this order")
+    p.add_argument("--device", default="cpu", help="speed mode: torch device (cpu, cuda, cuda:N)")
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args(argv)
     if args.mode == "train" and not args.data:
@@ -549,6 +562,8 @@ def main(argv=None):
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
         "torch_shims": shims,
         "rss_mib_after_import": maxrss_mib(),  # baseline of the torch libraries themselves
         "argv": sys.argv[1:] if argv is None else list(argv),

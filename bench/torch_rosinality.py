@@ -73,6 +73,7 @@ def main(argv=None):
     p.add_argument("--phases", default="train_step,log_likelihood,sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args(argv)
 
@@ -84,6 +85,8 @@ def main(argv=None):
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
         "rss_mib_after_import": maxrss_mib(),
         "argv": sys.argv[1:] if argv is None else list(argv),
     }
@@ -93,13 +96,13 @@ def main(argv=None):
     size, c, b = args.size, args.channels, args.batch
     rng = np.random.default_rng(args.seed)
     images = rng.integers(0, 256, size=(b, c, size, size), dtype=np.uint8)
-    x = to_model_input(torch, images, 8)
+    x = to_model_input(torch, images, 8).to(args.device)
     dims = c * size * size
     n_bins = 256.0
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # its InvConv2dLU draws from numpy
-    model = ref_model.Glow(c, args.steps, args.levels, affine=True, conv_lu=True)
+    model = ref_model.Glow(c, args.steps, args.levels, affine=True, conv_lu=True).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
     def bpd():
@@ -129,7 +132,8 @@ def main(argv=None):
 
     def sample_step():
         with torch.no_grad():
-            z = [torch.randn(b, *s) * args.temperature for s in z_shapes(c, size, args.levels)]
+            z = [torch.randn(b, *s, device=args.device) * args.temperature
+                 for s in z_shapes(c, size, args.levels)]
             samples["x"] = model.reverse(z)
 
     phases = time_phases(torch, args, b, train_step, eval_step, sample_step, activation_samples, samples)

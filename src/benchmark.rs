@@ -5,12 +5,14 @@
 //! - an exact log-likelihood evaluation of the batch (no graph);
 //! - sampling a batch at temperature 0.7;
 //!
-//! each after untimed warm-up repetitions, with the peak resident memory of each phase (Linux
+//! each after untimed warm-up repetitions (on a GPU, each repetition ends when the device has
+//! finished its work), with the peak resident memory of each phase (Linux
 //! `VmHWM`, reset through `/proc/self/clear_refs`). Activation memory is measured around the
 //! gradient pass of every training step (forward and backward, before the optimiser update): its
 //! peak minus the resident memory just before it minus the gradients it allocates (one f32 per
 //! parameter), the largest over the steps. `bench/torch_reference.py` measures PyTorch the same
-//! way.
+//! way. On a GPU the device memory is what burn's memory pool holds reserved at the end of each
+//! phase (the pool keeps what it reserved for reuse, so this is the phase's high-water mark).
 
 use std::time::Instant;
 
@@ -20,7 +22,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::cluster::Cluster;
+use crate::device::shards_on;
 use crate::error::{GlowError, Result};
+use crate::flow::conv::{set_conv_route, ConvRoute};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::params::flat_params;
@@ -43,6 +47,9 @@ pub struct BenchOptions {
     pub phases: Vec<String>,
     /// Seed of the images and weights.
     pub seed: u64,
+    /// How the coupling networks' convolutions are computed; the benchmark sets it for the whole
+    /// process ([`set_conv_route`]).
+    pub conv: ConvRoute,
 }
 
 /// One phase's timings and memory.
@@ -56,6 +63,8 @@ pub struct PhaseResult {
     pub images_per_s: f64,
     /// Peak resident memory during the phase (MiB).
     pub peak_rss_mib: f64,
+    /// Device memory reserved by burn's pool at the end of the phase (MiB); `None` on the CPU.
+    pub device_reserved_mib: Option<f64>,
 }
 
 /// The benchmark's output (written as JSON by the CLI).
@@ -69,7 +78,8 @@ pub struct BenchResult {
     pub parameters: usize,
     /// Resident memory before the model was built (MiB).
     pub baseline_rss_mib: f64,
-    /// Concurrent shards of a batch ([`crate::parallel`]): one per worker thread.
+    /// Concurrent shards of a batch ([`crate::parallel`]): one per worker thread on the CPU, one
+    /// on a GPU.
     pub shards: usize,
     /// Gradients alive at the end of a gradient pass, 4 bytes per parameter (MiB): one set per
     /// shard with stored activations, one set in all when recomputing (whose shards split each
@@ -85,6 +95,8 @@ pub struct BenchResult {
     pub sample: Option<PhaseResult>,
     /// Worker threads of the CPU backend (rayon).
     pub threads: usize,
+    /// The device, as burn describes it.
+    pub device: String,
 }
 
 /// `(VmRSS, VmHWM)` of this process in MiB (zeros where /proc is not available).
@@ -106,16 +118,30 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Times `run` `warmup + repeats` times and records the phase's peak memory.
-fn time_phase(options: &BenchOptions, mut run: impl FnMut() -> Result<()>) -> Result<PhaseResult> {
+/// Waits until `device` has finished the work queued on it (a no-op on the CPU, which runs each
+/// operation when it is called).
+fn finish(device: &Device) -> Result<()> {
+    device
+        .sync()
+        .map_err(|e| GlowError::Device(format!("{device:?} failed while benchmarking: {e:?}")))
+}
+
+/// Times `run` `warmup + repeats` times on `device` and records the phase's peak memory.
+fn time_phase(
+    options: &BenchOptions,
+    device: &Device,
+    mut run: impl FnMut() -> Result<()>,
+) -> Result<PhaseResult> {
     reset_peak();
     for _ in 0..options.warmup {
         run()?;
     }
+    finish(device)?;
     let mut times_s = Vec::with_capacity(options.repeats);
     for _ in 0..options.repeats {
         let started = Instant::now();
         run()?;
+        finish(device)?;
         times_s.push(started.elapsed().as_secs_f64());
     }
     let mut sorted = times_s.clone();
@@ -126,10 +152,13 @@ fn time_phase(options: &BenchOptions, mut run: impl FnMut() -> Result<()>) -> Re
         median_s,
         images_per_s: options.batch_size as f64 / median_s,
         peak_rss_mib: resident_mib().1,
+        device_reserved_mib: device
+            .memory_pool_usage()
+            .map(|usage| usage.bytes_reserved as f64 / (1024.0 * 1024.0)),
     })
 }
 
-/// Runs the benchmark for `config` on `device` (the CPU's flex device for the CLI).
+/// Runs the benchmark for `config` on `device` (the CPU, or a GPU: [`crate::device`]).
 pub fn run_benchmark(
     config: &GlowConfig,
     options: &BenchOptions,
@@ -148,6 +177,7 @@ pub fn run_benchmark(
             )));
         }
     }
+    set_conv_route(options.conv);
     let wants = |p: &str| options.phases.iter().any(|q| q == p);
     let baseline_rss_mib = resident_mib().0;
     let image = config.image;
@@ -183,8 +213,8 @@ pub fn run_benchmark(
         .iter()
         .map(|p| p.dims()[0])
         .sum();
-    let shards =
-        crate::parallel::split(options.batch_size, crate::parallel::worker_threads()).len();
+    let per_device = shards_on(device, crate::parallel::worker_threads());
+    let shards = crate::parallel::split(options.batch_size, per_device).len();
     let gradient_sets = if options.recompute_activations {
         1
     } else {
@@ -202,7 +232,7 @@ pub fn run_benchmark(
             epsilon: 1e-8,
         };
         let mut optimizer = OptimizerState::new(&flat_params(model.as_ref().expect("built")));
-        Some(time_phase(options, || {
+        Some(time_phase(options, device, || {
             let (images, dequantise) = tensors(&train_device);
             let current = model.take().expect("a model between steps");
             let before = resident_mib().0;
@@ -237,7 +267,7 @@ pub fn run_benchmark(
     let plain = model.expect("a model").valid().with_shards(shards);
     let plain_classes = classes.map(|c| c.inner());
     let eval = if wants("eval") {
-        Some(time_phase(options, || {
+        Some(time_phase(options, device, || {
             let (images, dequantise) = tensors(device);
             let bpd = plain.bits_per_dim(images, dequantise, plain_classes.as_ref())?;
             let _ = bpd.sum().into_scalar::<f64>();
@@ -248,7 +278,7 @@ pub fn run_benchmark(
     };
     let sample = if wants("sample") {
         let mut sample_rng = rand::rngs::StdRng::seed_from_u64(options.seed + 1);
-        Some(time_phase(options, || {
+        Some(time_phase(options, device, || {
             let x = plain.sample(
                 options.batch_size,
                 0.7,
@@ -273,5 +303,6 @@ pub fn run_benchmark(
         eval,
         sample,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        device: format!("{device:?}"),
     })
 }

@@ -53,6 +53,10 @@ pub enum GlowError {
     /// Bytes given as an image (an upload) that are not a usable PNG or JPEG image.
     #[error("unusable image: {0}")]
     Image(String),
+
+    /// A device that this build or this machine does not have, or a name that is no device.
+    #[error("device: {0}")]
+    Device(String),
 }
 
 impl GlowError {

@@ -10,6 +10,7 @@
 pub mod benchmark;
 pub mod cluster;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod experiments;
 pub mod flow;

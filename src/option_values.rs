@@ -10,7 +10,7 @@ use clap::builder::PossibleValue;
 use clap::ValueEnum;
 
 use crate::flow::actnorm::ActNormScale;
-use crate::flow::conv::Padding;
+use crate::flow::conv::{ConvRoute, Padding};
 use crate::flow::coupling::CouplingKind;
 use crate::flow::permute::PermutationKind;
 use crate::io::import::Peer;
@@ -32,6 +32,12 @@ macro_rules! value_enum {
         }
     };
 }
+
+value_enum!(ConvRoute {
+    Auto => "auto": "matrix products on the CPU, burn's conv2d on a GPU",
+    MatrixProducts => "matrix-products": "im2col and shifted-output matrix products",
+    Burn => "burn": "burn's own conv2d",
+});
 
 value_enum!(CouplingKind {
     Additive => "additive": "y_b = x_b + h (volume-preserving)",

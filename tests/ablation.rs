@@ -36,6 +36,7 @@ fn ablation_trains_every_arm_once_and_summarises_the_final_evaluations() {
             &[0, 1],
             &grey8_config(8),
             &train,
+            &burn::tensor::Device::flex(),
             &AtomicBool::new(false),
             &mut |_: &Path, event| {
                 if let TrainEvent::Started { .. } = event {

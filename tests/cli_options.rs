@@ -11,6 +11,7 @@ use std::process::Command;
 
 use clap::ValueEnum;
 use common::{fails, glowflow, succeeds, TempDir};
+use glowflow::flow::conv::ConvRoute;
 use glowflow::train::optimizer::OptimizerKind;
 use glowflow::{CouplingKind, HiddenNorm, Padding, PermutationKind};
 
@@ -38,6 +39,7 @@ fn command_line_values_are_the_config_file_names() {
         names::<Padding>(),
         names::<HiddenNorm>(),
         names::<OptimizerKind>(),
+        names::<ConvRoute>(),
     ];
     for (cli, serde) in all.iter().flatten() {
         assert_eq!(cli, serde);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use burn::tensor::Tensor;
 use clap::Args;
 use glowflow::benchmark::{run_benchmark, BenchOptions};
+use glowflow::device::check::check_device;
+use glowflow::flow::conv::ConvRoute;
 use glowflow::io::import::{export_checkpoint, import_checkpoint, ImportOptions, Peer};
 use glowflow::io::model_dir::CONFIG_FILE;
 use glowflow::io::png_grid::{pad_to_full_rows, write_png_grid};
@@ -229,6 +231,9 @@ pub struct Bench {
     /// Seed of the images and weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How the coupling networks' convolutions are computed (to compare both on a device).
+    #[arg(long, value_enum, default_value = "auto")]
+    conv: ConvRoute,
     /// Also write the JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -246,6 +251,7 @@ impl Bench {
             recompute_activations,
             phases,
             seed,
+            conv,
             out,
         } = self;
         let options = BenchOptions {
@@ -255,6 +261,7 @@ impl Bench {
             recompute_activations,
             phases,
             seed,
+            conv,
         };
         let result = run_benchmark(&arch.to_config()?, &options, device)?;
         let json = serde_json::to_string_pretty(&result).expect("serialises");
@@ -263,5 +270,45 @@ impl Bench {
         }
         println!("{json}");
         Ok(())
+    }
+}
+
+/// `glowflow check-device` (its help is the doc comment of `Command::CheckDevice`).
+#[derive(Args)]
+pub struct CheckDevice {
+    /// Images per batch of each check.
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Seed of the weights and images.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl CheckDevice {
+    /// Runs the command: the JSON report on stdout, an error (exit status 1) if a check failed.
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
+        let report = check_device(&ctx.device, self.batch_size, self.seed)?;
+        let json = serde_json::to_string_pretty(&report).expect("serialises");
+        if let Some(path) = &self.out {
+            glowflow::io::atomic::write_atomic(path, json.as_bytes())?;
+        }
+        println!("{json}");
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{} is {:e}, above {:e}", c.name, c.measured, c.tolerance))
+            .collect();
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(GlowError::Device(format!(
+                "{} does not compute Glow as the CPU does: {}",
+                report.device,
+                failed.join("; ")
+            ))),
+        }
     }
 }

@@ -12,7 +12,7 @@ use glowflow::experiments::ablation;
 use glowflow::train::config::{read_run_configs, TrainConfig};
 use glowflow::train::eval::evaluate_bpd;
 use glowflow::train::presets::preset;
-use glowflow::train::trainer::{train_on, TrainEvent};
+use glowflow::train::trainer::{train_on, Placement, TrainEvent};
 use glowflow::GlowError;
 
 use super::args::{ArchArgs, TestImages, TrainArgs};
@@ -75,7 +75,7 @@ pub struct Train {
 
 impl Train {
     /// Runs the command.
-    pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
         let Train {
             preset: preset_name,
             data,
@@ -125,8 +125,12 @@ impl Train {
         let stop = stop_on_signal()?;
         // Rank 0 alone reports; the others train silently.
         let mut progress = cluster.writes().then(Progress::new);
+        let on = Placement {
+            cluster: &cluster,
+            device: &ctx.device,
+        };
         let summary = train_on(
-            &cluster,
+            &on,
             &run_dir,
             &model_config,
             &train,
@@ -202,7 +206,7 @@ pub struct Ablate {
 
 impl Ablate {
     /// Runs the command.
-    pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
+    pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
         let Ablate {
             out,
             seeds,
@@ -241,6 +245,7 @@ impl Ablate {
             &seeds,
             &model,
             &train,
+            &ctx.device,
             &stop,
             &mut |run, event| {
                 if run != current {

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use burn::tensor::Device;
+
+use crate::cluster::Cluster;
 use crate::error::{GlowError, Result};
 use crate::flow::coupling::CouplingKind;
 use crate::flow::permute::PermutationKind;
@@ -26,7 +29,7 @@ use crate::train::checkpoint::list_checkpoints;
 use crate::train::config::TrainConfig;
 use crate::train::metrics::MetricsFile;
 use crate::train::schedule::LrDecay;
-use crate::train::trainer::{train, TrainEvent};
+use crate::train::trainer::{train_on, Placement, TrainEvent};
 
 /// One arm of the ablation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,13 +150,16 @@ pub fn run_dir(out: &Path, variant: &Variant, seed: u64) -> PathBuf {
 
 /// Trains every (variant, seed) that has not finished yet (resuming interrupted runs), then
 /// writes the results files. Returns every evaluation point. `report` gets each run's events,
-/// tagged with the run's directory.
+/// tagged with the run's directory. Every run trains on `device`.
+// The arms, the recipe, the device and the run's controls: one call, no natural grouping.
+#[allow(clippy::too_many_arguments)]
 pub fn run_ablation(
     out: &Path,
     variants: &[Variant],
     seeds: &[u64],
     model: &GlowConfig,
     train_config: &TrainConfig,
+    device: &Device,
     stop: &AtomicBool,
     report: &mut dyn FnMut(&Path, TrainEvent),
 ) -> Result<Vec<AblationPoint>> {
@@ -169,7 +175,12 @@ pub fn run_ablation(
             if done == Some(train_config.steps) {
                 continue;
             }
-            let summary = train(
+            let on = Placement {
+                cluster: &Cluster::single(),
+                device,
+            };
+            let summary = train_on(
+                &on,
                 &run,
                 &variant.model(model, seed),
                 &TrainConfig {

@@ -14,6 +14,13 @@
 //! Padding with ones (rosinality/glow-pytorch's `ZeroConv2d`, `F.pad(x, [1, 1, 1, 1], value=1)`)
 //! is the same sum with the border kernel tied to the main one, `W_e = Σ_c W[:, c]`: each padded
 //! pixel is 1 in every input channel.
+//!
+//! The main convolution is computed as matrix products on the CPU ([`super::conv_matmul`]: their
+//! backward passes are matrix products too, which burn's CPU backend runs far faster than its
+//! generic convolution gradients) and with burn's own `conv2d` on a GPU, whose backends tune
+//! their convolution kernels; [`ConvRoute`] overrides the choice for measuring both.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::module::{Module, Param};
 use burn::tensor::module::conv2d;
@@ -25,7 +32,49 @@ use serde::{Deserialize, Serialize};
 use super::actnorm::ActNorm;
 use super::conv_matmul::same_conv;
 use super::InvertibleMap;
+use crate::device::runs_on_host;
 use crate::tensor_ops::random_normal;
+
+/// How [`SameConv2d`] computes its main convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvRoute {
+    /// Matrix products on the CPU, burn's `conv2d` on a GPU.
+    Auto,
+    /// Always the matrix-product forms of [`super::conv_matmul::same_conv`].
+    MatrixProducts,
+    /// Always burn's `conv2d` (padding `k / 2`).
+    Burn,
+}
+
+/// The process's [`ConvRoute`] (`Auto` unless [`set_conv_route`] chose another).
+static CONV_ROUTE: AtomicU8 = AtomicU8::new(ConvRoute::Auto as u8);
+
+/// Makes every [`SameConv2d`] of this process compute its convolution by `route`: a benchmark
+/// knob (`glowflow bench --conv`); both routes compute the same function up to rounding.
+pub fn set_conv_route(route: ConvRoute) {
+    CONV_ROUTE.store(route as u8, Ordering::Relaxed);
+}
+
+/// The zero-padded "same" convolution of `x` with `weight` by the process's route on `x`'s device.
+fn same_size_conv(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let matrix_products = match CONV_ROUTE.load(Ordering::Relaxed) {
+        r if r == ConvRoute::MatrixProducts as u8 => true,
+        r if r == ConvRoute::Burn as u8 => false,
+        _ => runs_on_host(&x.device()),
+    };
+    if matrix_products {
+        same_conv(x, weight)
+    } else {
+        let pad = weight.dims()[2] / 2;
+        conv2d(
+            x,
+            weight,
+            None,
+            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+        )
+    }
+}
 
 /// How a 3x3 convolution sees beyond the image border.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +156,7 @@ impl SameConv2d {
         let [_, _, h, w] = x.dims();
         let [c_out, _, k, _] = self.weight.dims();
         let pad = k / 2;
-        let mut y = same_conv(x, self.weight.val());
+        let mut y = same_size_conv(x, self.weight.val());
         if let Some(bias) = &self.bias {
             y = y + bias.val().reshape([1, c_out, 1, 1]);
         }

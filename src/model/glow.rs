@@ -30,6 +30,7 @@ use rand::Rng;
 use super::config::{GlowConfig, HiddenNorm};
 use super::params::{flat_params, with_flat_params};
 use super::walk::{walk_forward, walk_inverse, GlowMap, Walked};
+use crate::device::shards_on;
 use crate::error::{GlowError, Result};
 use crate::flow::actnorm::ActNorm;
 use crate::flow::coupling::{Coupling, CouplingOptions};
@@ -150,7 +151,8 @@ pub struct Glow {
     /// The architecture this model was built from.
     #[module(skip)]
     pub config: GlowConfig,
-    /// Concurrent shards that encode and decode cut a batch into ([`Glow::with_shards`]).
+    /// Concurrent shards that encode and decode cut a batch into on the CPU
+    /// ([`Glow::with_shards`]; a batch on a GPU is one shard).
     #[module(skip)]
     pub shards: usize,
 }
@@ -298,7 +300,8 @@ impl Glow {
 
     /// `x -> (ε, log|det ∂ε/∂x|)` for a batch of preprocessed images `[N, C, H, W]`.
     pub fn encode(&self, x: Tensor<4>, classes: Condition) -> Result<(Latents, Tensor<1>)> {
-        let walked = self.encode_in_shards(x, classes, self.shards)?;
+        let shards = shards_on(&x.device(), self.shards);
+        let walked = self.encode_in_shards(x, classes, shards)?;
         Ok((walked.latents, walked.log_det))
     }
 
@@ -389,7 +392,8 @@ impl Glow {
         if latents.levels[0].device().is_autodiff() {
             return Ok(walk_inverse(&maps, latents, classes));
         }
-        let parts = map_ranges(split(n, self.shards), |r| {
+        let shards = shards_on(&latents.levels[0].device(), self.shards);
+        let parts = map_ranges(split(n, shards), |r| {
             let shard_classes = classes.map(|c| rows(c, &r));
             Ok(walk_inverse(
                 &maps,

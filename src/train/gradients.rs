@@ -99,7 +99,7 @@ pub fn loss_and_gradients(
     let (bpd, grads) = if cluster.size() == 1 {
         (local.bpd, add_in_order(local.shards))
     } else {
-        local.added_across(cluster)?
+        local.added_across(cluster, &images.device().inner())?
     };
     let bpd_len = bpd.len();
     let bpd = from_f64(bpd, [bpd_len], &images.device().inner());
@@ -153,7 +153,7 @@ impl LocalGradients {
     /// added in shard order ([`Cluster::add_in_rank_order`]). The gradients travel as f32 (the
     /// training device's type, so exactly); a parameter without a gradient has none on every
     /// rank.
-    fn added_across(self, cluster: &Cluster) -> Result<(Vec<f64>, FlatGrads)> {
+    fn added_across(self, cluster: &Cluster, device: &Device) -> Result<(Vec<f64>, FlatGrads)> {
         let bpd = cluster.all_gather_f64("bits/dim", &self.bpd)?.concat();
         let sizes: Vec<Option<usize>> = self.shards[0]
             .iter()
@@ -174,14 +174,13 @@ impl LocalGradients {
             })
             .collect();
         let sum = cluster.add_in_rank_order("gradient sum", &flat)?;
-        let device = Device::flex();
         let mut at = 0;
         let grads = sizes
             .into_iter()
             .map(|size| {
                 size.map(|len| {
                     at += len;
-                    Tensor::from_floats(&sum[at - len..at], &device)
+                    Tensor::from_floats(&sum[at - len..at], device)
                 })
             })
             .collect();

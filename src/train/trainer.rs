@@ -33,6 +33,7 @@ use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, Batch, BatchSchedule, BatchStream, INIT_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
+use crate::device::shards_on;
 use crate::error::{GlowError, Result};
 use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
 use crate::io::run_lock::RunLock;
@@ -162,12 +163,13 @@ fn learning_rate(train: &TrainConfig, state: &TrainingState, step: u64) -> f64 {
     train.lr * state.lr_scale * factor
 }
 
-/// `train` with what a new run fixes when it starts: the batch shards (one per worker thread of
-/// all ranks unless given) and, for a cosine decay without a time budget, the decay's end
+/// `train` with what a new run fixes when it starts: the batch shards (unless given, one per
+/// worker thread of every rank on the CPU, one per rank on a GPU) and, for a cosine decay without a time budget, the decay's end
 /// (`steps`). A time budget fixes `steps` and `decay_steps` later, before the first step.
-fn fixed_at_start(train: &TrainConfig, cluster: &Cluster) -> TrainConfig {
+fn fixed_at_start(train: &TrainConfig, on: &Placement) -> TrainConfig {
+    let per_rank = shards_on(on.device, worker_threads());
     let batch_shards = match train.batch_shards {
-        0 => split(train.batch_size, worker_threads() * cluster.size()).len(),
+        0 => split(train.batch_size, per_rank * on.cluster.size()).len(),
         count => split(train.batch_size, count).len(),
     };
     let budgeted = train.time_budget_minutes > 0.0;
@@ -353,7 +355,10 @@ pub fn train(
     report: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainSummary> {
     train_on(
-        &Cluster::single(),
+        &Placement {
+            cluster: &Cluster::single(),
+            device: &Device::flex(),
+        },
         run,
         model_config,
         train,
@@ -363,12 +368,21 @@ pub fn train(
     )
 }
 
-/// [`train`] on the ranks of `cluster` ([`crate::cluster`]): every rank holds the whole model and
+/// Where a run computes: the processes of its cluster and this process's device.
+pub struct Placement<'a> {
+    /// The ranks ([`Cluster::single`] for one process).
+    pub cluster: &'a Cluster,
+    /// The device the model trains and evaluates on ([`crate::device`]).
+    pub device: &'a Device,
+}
+
+/// [`train`] on `on.device` of each rank of `on.cluster` ([`crate::cluster`]): every rank holds
+/// the whole model and
 /// computes its block of each batch's shards; the gradients are added in shard order across the
 /// ranks, so every rank keeps the weights one process would have, bit for bit. Rank 0 alone
 /// writes the run's files; evaluation is shared; `stop` on any rank stops all at the same step.
 pub fn train_on(
-    cluster: &Cluster,
+    on: &Placement,
     run: &Path,
     model_config: &GlowConfig,
     train: &TrainConfig,
@@ -379,14 +393,15 @@ pub fn train_on(
     model_config.validate()?;
     train.validate()?;
     let started = Instant::now();
-    let mut train = fixed_at_start(train, cluster);
+    let cluster = on.cluster;
+    let mut train = fixed_at_start(train, on);
     check_launch(cluster, run, model_config, &train)?;
     let writes = cluster.writes();
     let _lock = match writes {
         true => Some(lock_run(run, report)?),
         false => None,
     };
-    let device = Device::flex();
+    let device = on.device.clone().inner();
     let train_device = device.clone().autodiff();
     let resumed = if resume {
         Some(resume_checkpoint(

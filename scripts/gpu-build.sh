@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds glowflow with a GPU backend, on a machine that reaches only the package registries:
+#
+#   scripts/gpu-build.sh vulkan|cuda
+#
+# vulkan: burn's wgpu backend pinned to Vulkan (SPIR-V): a plain `cargo build --features vulkan`,
+#         no LLVM. At run time it needs the Vulkan loader (libvulkan.so.1) and the GPU driver's ICD.
+# cuda:   burn's CUDA backend with its kernels compiled as CUDA C++ by NVRTC at run time (cubecl's
+#         `cuda-cpp`). cubecl-cuda 0.11.3 still links cubecl-llvm, whose build script
+#         (tracel-llvm-bundler) downloads an LLVM 23.1 bundle unless it finds one installed. This
+#         script installs a stand-in over Debian's LLVM 22 (apt-get install llvm-22-dev
+#         libpolly-22-dev): the bundler's sentinel file and an llvm-config that forwards to
+#         Debian's, with absolute library paths (/usr/lib/.../libNAME.so) rewritten to -lNAME.
+#         LLVM is linked (statically) but never run. At run time it needs libcuda (the driver)
+#         and NVRTC with the CUDA headers ($CUDA_PATH/include or /usr/local/cuda/include).
+#
+# Each backend builds in its own target directory, target/gpu-BACKEND, so the CPU build in
+# target/release stays as it is. The binary is target/gpu-BACKEND/release/glowflow; a stripped,
+# zstd-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.zst.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:?usage: scripts/gpu-build.sh vulkan|cuda}
+case $backend in
+  vulkan) ;;
+  cuda)
+    llvm_config=/usr/lib/llvm-22/bin/llvm-config
+    if [[ ! -x $llvm_config ]]; then
+      echo "$llvm_config not found: apt-get install llvm-22-dev libpolly-22-dev" >&2
+      exit 1
+    fi
+    # The bundler looks for $XDG_DATA_HOME/tracel/tracel-llvm-<version>/ (cubecl-llvm 0.11.3).
+    export XDG_DATA_HOME=$PWD/target/gpu-cuda/llvm-stand-in
+    bundle=$XDG_DATA_HOME/tracel/tracel-llvm-23.1.0-4
+    mkdir -p "$bundle/bin"
+    touch "$bundle/.tracel-llvm-installed"
+    cat > "$bundle/bin/llvm-config" <<SHIM
+#!/bin/sh
+# Debian's LLVM 22 answering for the LLVM 23.1 bundle (scripts/gpu-build.sh).
+$llvm_config "\$@" | sed -E 's#(^| )/[^ ]*/lib([A-Za-z0-9_+.-]+)\.so([.0-9]*)#\1-l\2#g'
+SHIM
+    chmod +x "$bundle/bin/llvm-config"
+    ;;
+  *)
+    echo "unknown GPU backend '$backend': choose vulkan or cuda" >&2
+    exit 1
+    ;;
+esac
+CARGO_TARGET_DIR=target/gpu-$backend cargo build --release --features "$backend"
+binary=target/gpu-$backend/release/glowflow
+mkdir -p dist
+strip -o "dist/glowflow-$backend" "$binary"
+zstd -q -f -19 -T0 "dist/glowflow-$backend" -o "dist/glowflow-$backend.zst"
+rm "dist/glowflow-$backend"
+ls -l "$binary" "dist/glowflow-$backend.zst"

@@ -1,0 +1,229 @@
+//! Where the tensors live: the CPU (burn's `flex` backend) unless a command names a GPU.
+//!
+//! burn picks its backend through a runtime [`Device`], so the model code is the same on every
+//! device; what differs per device is how work is cut up. On the CPU, batches run as concurrent
+//! shards on the worker threads ([`crate::parallel`]) and the coupling networks' convolutions are
+//! matrix products ([`crate::flow::conv_matmul`]); on a GPU, which runs a batch's work in parallel
+//! by itself, a batch is one shard and the convolutions are burn's own ([`runs_on_host`] decides).
+//! The parts that are exact on the host (the 1x1 convolutions' f64 inverse and log-determinant,
+//! the f64 sums of bits/dim) read their inputs back and stay exact on every device.
+//!
+//! GPU backends are cargo features, off by default: `vulkan` (wgpu, SPIR-V; builds offline with
+//! no LLVM) and `cuda` (CUDA C++ kernels compiled by NVRTC at run time; needs the build recipe of
+//! `scripts/gpu-build.sh`). A device of a backend this build lacks is an error naming the feature.
+
+pub mod check;
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::backend::DispatchDevice;
+use burn::tensor::Device;
+
+use crate::error::{GlowError, Result};
+
+/// A device as a command names it: `cpu`, `vulkan[:N]` or `cuda[:N]` (N counts from 0 over the
+/// devices that backend reports on this machine; 0 when left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceName {
+    /// The CPU, through burn's `flex` backend.
+    #[default]
+    Cpu,
+    /// The `N`-th adapter Vulkan reports (burn's wgpu backend pinned to Vulkan).
+    Vulkan(usize),
+    /// The `N`-th GPU CUDA reports.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceName {
+    type Err = GlowError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            GlowError::Device(format!(
+                "`{text}` names no device: use cpu, vulkan, vulkan:N, cuda or cuda:N (N = 0, 1, \
+                 ... counts the GPUs of that backend)"
+            ))
+        };
+        let (backend, index) = match text.split_once(':') {
+            Some((backend, index)) => (backend, Some(index)),
+            None => (text, None),
+        };
+        let index = match index {
+            None => 0,
+            Some(index) => index.parse::<usize>().map_err(|_| bad())?,
+        };
+        match (backend.to_ascii_lowercase().as_str(), text.contains(':')) {
+            ("cpu", false) => Ok(DeviceName::Cpu),
+            ("vulkan", _) => Ok(DeviceName::Vulkan(index)),
+            ("cuda", _) => Ok(DeviceName::Cuda(index)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceName::Cpu => write!(f, "cpu"),
+            DeviceName::Vulkan(index) => write!(f, "vulkan:{index}"),
+            DeviceName::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+impl DeviceName {
+    /// The cargo feature that builds this device's backend (`None` for the CPU, always built).
+    pub fn feature(&self) -> Option<&'static str> {
+        match self {
+            DeviceName::Cpu => None,
+            DeviceName::Vulkan(_) => Some("vulkan"),
+            DeviceName::Cuda(_) => Some("cuda"),
+        }
+    }
+
+    /// The device, if this build has its backend and this machine has the device. Opening a GPU
+    /// asks its backend for the devices it reports, so a missing driver or an index past the
+    /// last device is an error here, not a panic at the first tensor.
+    pub fn open(&self) -> Result<Device> {
+        match self {
+            DeviceName::Cpu => Ok(Device::flex()),
+            DeviceName::Vulkan(index) => self.nth_gpu(*index, vulkan_devices),
+            DeviceName::Cuda(index) => self.nth_gpu(*index, cuda_devices),
+        }
+    }
+
+    /// The `index`-th of the devices `list` reports (`None`: the backend is not built).
+    fn nth_gpu(&self, index: usize, list: fn() -> Option<Vec<Device>>) -> Result<Device> {
+        let feature = self.feature().expect("a GPU has a feature");
+        let Some(devices) = reported(list) else {
+            return Err(GlowError::Device(format!(
+                "this glowflow was built without the `{feature}` feature, so it cannot use \
+                 {self}: rebuild it with `cargo build --release --features {feature}` (README: \
+                 \"Training on a GPU\"), or leave out --device to use the CPU"
+            )));
+        };
+        let count = devices.len();
+        devices.into_iter().nth(index).ok_or_else(|| {
+            GlowError::Device(format!(
+                "{self}: this machine's {feature} driver reports {count} device(s){hint}",
+                hint = match count {
+                    0 =>
+                        " (is the GPU driver installed, and for Vulkan its loader libvulkan.so.1 \
+                          and ICD file?)",
+                    _ => "; count from 0",
+                }
+            ))
+        })
+    }
+}
+
+/// The devices `list` reports, an empty list where the backend's driver library fails to load
+/// (some drivers' loaders panic when the library is missing), `None` where it is not built.
+fn reported(list: fn() -> Option<Vec<Device>>) -> Option<Vec<Device>> {
+    std::panic::catch_unwind(list).unwrap_or_else(|_| Some(Vec::new()))
+}
+
+#[cfg(feature = "vulkan")]
+fn vulkan_devices() -> Option<Vec<Device>> {
+    Some(Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec())
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan_devices() -> Option<Vec<Device>> {
+    None
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_devices() -> Option<Vec<Device>> {
+    Some(Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_devices() -> Option<Vec<Device>> {
+    None
+}
+
+/// Whether `device` (with or without autodiff) is the CPU's `flex` device, where the CPU's ways of
+/// cutting up work apply (see the module docs).
+pub fn runs_on_host(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// The shard count for a batch on `device`: `cpu_shards` on the CPU, 1 on a GPU.
+pub fn shards_on(device: &Device, cpu_shards: usize) -> usize {
+    match runs_on_host(device) {
+        true => cpu_shards,
+        false => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_print_back() {
+        for (text, name) in [
+            ("cpu", DeviceName::Cpu),
+            ("vulkan", DeviceName::Vulkan(0)),
+            ("vulkan:2", DeviceName::Vulkan(2)),
+            ("CUDA:1", DeviceName::Cuda(1)),
+        ] {
+            assert_eq!(text.parse::<DeviceName>().expect(text), name);
+        }
+        assert_eq!(DeviceName::Vulkan(3).to_string(), "vulkan:3");
+        assert_eq!(
+            "cuda:1".parse::<DeviceName>().expect("parses").to_string(),
+            "cuda:1"
+        );
+    }
+
+    #[test]
+    fn bad_names_say_what_is_accepted() {
+        for text in ["gpu", "cpu:0", "cuda:", "vulkan:-1", "cuda:x", ""] {
+            let err = text.parse::<DeviceName>().expect_err(text).to_string();
+            assert!(
+                err.contains("cpu, vulkan, vulkan:N, cuda or cuda:N"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cpu_opens_and_runs_on_the_host() {
+        let device = DeviceName::Cpu.open().expect("the CPU");
+        assert!(runs_on_host(&device));
+        assert!(runs_on_host(&device.clone().autodiff()));
+        assert_eq!(shards_on(&device, 4), 4);
+    }
+
+    #[cfg(not(feature = "vulkan"))]
+    #[test]
+    fn a_gpu_missing_from_the_build_names_the_feature() {
+        let err = DeviceName::Vulkan(0)
+            .open()
+            .expect_err("not built")
+            .to_string();
+        assert!(
+            err.contains("--features vulkan") && err.contains("vulkan:0"),
+            "{err}"
+        );
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_missing_from_the_build_names_the_feature() {
+        let err = DeviceName::Cuda(1)
+            .open()
+            .expect_err("not built")
+            .to_string();
+        assert!(
+            err.contains("--features cuda") && err.contains("cuda:1"),
+            "{err}"
+        );
+    }
+}
