@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU device check (issue 12) in one call on a GPU machine, about 8 minutes:
+# The GPU device check (issue 12) in one call on a GPU machine, at most 8 minutes:
 #
 #   bench/gpu_check.sh GLOWFLOW DEVICE OUT_DIR [Y0AST_SRC ROSINALITY_SRC [FASHION_MNIST_DIR]]
 #
@@ -7,7 +7,9 @@
 # device (vulkan, vulkan:N, cuda, cuda:N). Y0AST_SRC and ROSINALITY_SRC are work trees of the
 # PyTorch peers (their code is fetched, never committed), run with torch on `cuda`;
 # FASHION_MNIST_DIR holds the IDX files for the short training run. In order, each step bounded
-# by its own timeout so that a slow one cannot starve the rest:
+# by its own timeout and all of them by GPU_CHECK_SECONDS (default 480), so that the call returns
+# within the device machine's 10-minute limit with time to pack the results; a step that would
+# start with less than 10 seconds left is skipped:
 #
 # 1. exactness: `glowflow check-device` (round trip at the paper's depth within 1e-3, bits/dim on
 #    the GPU and the CPU within 1e-4, a small model's gradients within 1e-4 relative);
@@ -30,28 +32,35 @@ data=${6:-}
 mkdir -p "$out"
 log=$out/gpu_check.log
 step() { echo "== $(date +%T) $*" | tee -a "$log"; }
+deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
+# `bounded CAP COMMAND...`: COMMAND under a timeout of CAP seconds or what is left, if 10 or more.
+bounded() {
+  local cap=$1 left=$((deadline - SECONDS)); shift
+  if ((left < 10)); then echo "skipped (time is up): $*" >> "$log"; return 125; fi
+  timeout $((cap < left ? cap : left)) "$@"
+}
 # Config 3 with the peers' architecture (bench/fashion_mnist_matched.json, as in bench/speed.sh).
 shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --levels 3 --width 512)
 
 step "1. exactness on $device"
-timeout 150 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
+bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
 echo "check-device exit status $?" | tee -a "$log"
 
 step "2. speed, config 3, batch 64"
 for conv in auto matrix-products; do
-  timeout 100 "$glowflow" --device "$device" bench "${shape[@]}" --depth 32 --batch-size 64 --warmup 2 \
+  bounded 75 "$glowflow" --device "$device" bench "${shape[@]}" --depth 32 --batch-size 64 --warmup 2 \
     --repeats 5 --conv "$conv" --out "$out/bench-config3-$conv.json" > /dev/null 2>> "$log"
   echo "glowflow bench --conv $conv exit status $?" | tee -a "$log"
 done
 if [[ -n $y0ast ]]; then
-  timeout 60 python3 bench/torch_reference.py --glow-src "$y0ast" --mode speed --device cuda \
+  bounded 50 python3 bench/torch_reference.py --glow-src "$y0ast" --mode speed --device cuda \
     --threads 8 --lu --coupling affine --optimizer adam --lr 1e-4 --channels 3 --size 32 \
     --levels 3 --steps 32 --width 512 --batch 64 --warmup-reps 2 --reps 5 \
     --out "$out/torch-config3.json" > /dev/null 2>> "$log"
   echo "y0ast exit status $?" | tee -a "$log"
 fi
 if [[ -n $rosinality ]]; then
-  timeout 60 python3 bench/torch_rosinality.py --glow-src "$rosinality" --device cuda --threads 8 \
+  bounded 50 python3 bench/torch_rosinality.py --glow-src "$rosinality" --device cuda --threads 8 \
     --lr 1e-4 --channels 3 --size 32 --levels 3 --steps 32 --width 512 --batch 64 \
     --warmup-reps 2 --reps 5 --out "$out/rosinality-config3.json" > /dev/null 2>> "$log"
   echo "rosinality exit status $?" | tee -a "$log"
@@ -59,7 +68,7 @@ fi
 
 if [[ -n $data ]]; then
   step "3. 300 training steps on Fashion-MNIST"
-  timeout 120 "$glowflow" --device "$device" train --data "$data" --steps 300 --eval-every 100 \
+  bounded 90 "$glowflow" --device "$device" train --data "$data" --steps 300 --eval-every 100 \
     --eval-images 2000 --sample-every 0 --out "$out/train-run" >> "$log" 2>&1
   echo "train exit status $?" | tee -a "$log"
   cp "$out/train-run/metrics.csv" "$out/train-metrics.csv" 2>/dev/null
@@ -69,7 +78,7 @@ step "4. device memory of a training step at K = 8 .. 64"
 for k in 8 16 32 64; do
   for mode in stored recompute; do
     flag=(); [[ $mode == recompute ]] && flag=(--recompute-activations)
-    timeout 45 "$glowflow" --device "$device" bench "${shape[@]}" --depth "$k" \
+    bounded 25 "$glowflow" --device "$device" bench "${shape[@]}" --depth "$k" \
       --batch-size 16 --phases train --warmup 1 --repeats 2 "${flag[@]}" \
       --out "$out/memory-k$k-$mode.json" > /dev/null 2>> "$log"
     echo "K = $k $mode exit status $?" | tee -a "$log"

@@ -251,7 +251,7 @@ pub fn check_device(device: &Device, batch_size: usize, seed: u64) -> Result<Dev
 
     let checks = vec![
         Check::new(
-            "round trip at the paper's depth (max |x - decode(encode(x))|)",
+            "round trip at the paper's depth (largest error of decode(encode(x)))",
             round_trip,
             ROUND_TRIP_TOLERANCE,
         ),

@@ -164,8 +164,9 @@ fn learning_rate(train: &TrainConfig, state: &TrainingState, step: u64) -> f64 {
 }
 
 /// `train` with what a new run fixes when it starts: the batch shards (unless given, one per
-/// worker thread of every rank on the CPU, one per rank on a GPU) and, for a cosine decay without a time budget, the decay's end
-/// (`steps`). A time budget fixes `steps` and `decay_steps` later, before the first step.
+/// worker thread of every rank on the CPU, one per rank on a GPU) and, for a cosine decay
+/// without a time budget, the decay's end (`steps`). A time budget fixes `steps` and
+/// `decay_steps` later, before the first step.
 fn fixed_at_start(train: &TrainConfig, on: &Placement) -> TrainConfig {
     let per_rank = shards_on(on.device, worker_threads());
     let batch_shards = match train.batch_shards {
@@ -343,7 +344,8 @@ pub fn apply_gradients(
     (with_flat_params(model, updated.clone()), updated)
 }
 
-/// Trains the model `model` describes on `train.data`, in the run directory `run`, from scratch
+/// Trains the model `model` describes on `train.data`, on the CPU in one process ([`train_on`]
+/// for a GPU or several processes), in the run directory `run`, from scratch
 /// or (with `resume`) from the run's latest checkpoint. `stop` is checked every step: when set
 /// (Ctrl-C, SIGTERM) a checkpoint is written and the run returns, resumable.
 pub fn train(
