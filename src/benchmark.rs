@@ -29,7 +29,7 @@ use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::params::flat_params;
 use crate::train::gradients::loss_and_gradients;
-use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
+use crate::train::optimizer::{OptimizerSettings, OptimizerState};
 use crate::train::trainer::apply_gradients;
 
 /// What to run.
@@ -225,12 +225,7 @@ pub fn run_benchmark(
     let mut step_peak_mib = 0.0f64;
 
     let train = if wants("train") {
-        let settings = OptimizerSettings {
-            kind: OptimizerKind::Adam,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-        };
+        let settings = OptimizerSettings::adam();
         let mut optimizer = OptimizerState::new(&flat_params(model.as_ref().expect("built")));
         Some(time_phase(options, device, || {
             let (images, dequantise) = tensors(&train_device);

@@ -32,6 +32,15 @@ fn a_gpu_missing_from_the_build_names_its_feature() {
 }
 
 #[test]
+fn a_device_check_of_no_images_is_refused() {
+    let err = fails(&["check-device", "--batch-size", "0"]);
+    assert!(
+        err.contains("at least one image") && err.contains("--batch-size"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_device_check_passes_on_the_cpu() {
     let (stdout, _) = succeeds(&["--device", "cpu", "check-device", "--batch-size", "2"]);
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");

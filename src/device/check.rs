@@ -29,7 +29,7 @@ use crate::model::glow::Glow;
 use crate::model::params::flat_params;
 use crate::tensor_ops::to_f64_vec;
 use crate::train::gradients::{loss_and_gradients, FlatGrads};
-use crate::train::optimizer::{OptimizerKind, OptimizerSettings, OptimizerState};
+use crate::train::optimizer::{OptimizerSettings, OptimizerState};
 use crate::train::trainer::apply_gradients;
 
 /// Tolerance of the round trip (max absolute error of the preprocessed pixels).
@@ -156,12 +156,7 @@ fn trained_on_cpu(config: &GlowConfig, batch: &Batch) -> Result<Glow> {
     let untrained = config.init(&cpu)?;
     let x = untrained.preprocess(images, noise);
     let mut model = untrained.data_init(x, None)?;
-    let settings = OptimizerSettings {
-        kind: OptimizerKind::Adam,
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-    };
+    let settings = OptimizerSettings::adam();
     let mut optimizer = OptimizerState::new(&flat_params(&model));
     for _ in 0..TRAINING_STEPS {
         let (images, noise) = batch.on(&cpu);
@@ -243,7 +238,7 @@ pub fn check_device(device: &Device, batch_size: usize, seed: u64) -> Result<Dev
     let batch = Batch::new(&small, batch_size, seed + 1);
     let trained = trained_on_cpu(&small, &batch)?;
     let (images, noise) = batch.on(&cpu.clone().autodiff());
-    let (_, cpu_grads) = gradients(&trained.clone(), images, noise)?;
+    let (_, cpu_grads) = gradients(&trained, images, noise)?;
     let on_device = trained.fork(&device.clone().autodiff());
     let (images, noise) = batch.on(&device.clone().autodiff());
     let (_, device_grads) = gradients(&on_device, images, noise)?;

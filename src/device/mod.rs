@@ -86,17 +86,14 @@ impl DeviceName {
     /// asks its backend for the devices it reports, so a missing driver or an index past the
     /// last device is an error here, not a panic at the first tensor.
     pub fn open(&self) -> Result<Device> {
-        match self {
-            DeviceName::Cpu => Ok(Device::flex()),
-            DeviceName::Vulkan(index) => self.nth_gpu(*index, vulkan_devices),
-            DeviceName::Cuda(index) => self.nth_gpu(*index, cuda_devices),
-        }
-    }
-
-    /// The `index`-th of the devices `list` reports (`None`: the backend is not built).
-    fn nth_gpu(&self, index: usize, list: fn() -> Option<Vec<Device>>) -> Result<Device> {
+        let index = match self {
+            DeviceName::Cpu => return Ok(Device::flex()),
+            DeviceName::Vulkan(index) | DeviceName::Cuda(index) => *index,
+        };
         let feature = self.feature().expect("a GPU has a feature");
-        let Some(devices) = reported(list) else {
+        // Some drivers' loaders panic when their library is missing: that is no device.
+        let reported = std::panic::catch_unwind(|| self.reported_devices());
+        let Some(devices) = reported.unwrap_or_else(|_| Some(Vec::new())) else {
             return Err(GlowError::Device(format!(
                 "this glowflow was built without the `{feature}` feature, so it cannot use \
                  {self}: rebuild it with `cargo build --release --features {feature}` (README: \
@@ -116,32 +113,22 @@ impl DeviceName {
             ))
         })
     }
-}
 
-/// The devices `list` reports, an empty list where the backend's driver library fails to load
-/// (some drivers' loaders panic when the library is missing), `None` where it is not built.
-fn reported(list: fn() -> Option<Vec<Device>>) -> Option<Vec<Device>> {
-    std::panic::catch_unwind(list).unwrap_or_else(|_| Some(Vec::new()))
-}
-
-#[cfg(feature = "vulkan")]
-fn vulkan_devices() -> Option<Vec<Device>> {
-    Some(Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec())
-}
-
-#[cfg(not(feature = "vulkan"))]
-fn vulkan_devices() -> Option<Vec<Device>> {
-    None
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_devices() -> Option<Vec<Device>> {
-    Some(Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec())
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_devices() -> Option<Vec<Device>> {
-    None
+    /// The devices this name's backend reports on this machine, in its order; `None` where this
+    /// build does not have the backend (and for the CPU, which is not enumerated).
+    fn reported_devices(&self) -> Option<Vec<Device>> {
+        match self {
+            #[cfg(feature = "vulkan")]
+            DeviceName::Vulkan(_) => {
+                Some(Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec())
+            }
+            #[cfg(feature = "cuda")]
+            DeviceName::Cuda(_) => {
+                Some(Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Whether `device` (with or without autodiff) is the CPU's `flex` device, where the CPU's ways of
@@ -201,29 +188,27 @@ mod tests {
         assert_eq!(shards_on(&device, 4), 4);
     }
 
-    #[cfg(not(feature = "vulkan"))]
     #[test]
     fn a_gpu_missing_from_the_build_names_the_feature() {
-        let err = DeviceName::Vulkan(0)
-            .open()
-            .expect_err("not built")
-            .to_string();
-        assert!(
-            err.contains("--features vulkan") && err.contains("vulkan:0"),
-            "{err}"
-        );
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    #[test]
-    fn cuda_missing_from_the_build_names_the_feature() {
-        let err = DeviceName::Cuda(1)
-            .open()
-            .expect_err("not built")
-            .to_string();
-        assert!(
-            err.contains("--features cuda") && err.contains("cuda:1"),
-            "{err}"
-        );
+        for (name, built, named, fix) in [
+            (
+                DeviceName::Vulkan(0),
+                cfg!(feature = "vulkan"),
+                "vulkan:0",
+                "--features vulkan",
+            ),
+            (
+                DeviceName::Cuda(1),
+                cfg!(feature = "cuda"),
+                "cuda:1",
+                "--features cuda",
+            ),
+        ] {
+            if built {
+                continue;
+            }
+            let err = name.open().expect_err("not built").to_string();
+            assert!(err.contains(fix) && err.contains(named), "{err}");
+        }
     }
 }

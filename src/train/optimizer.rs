@@ -40,6 +40,18 @@ pub struct OptimizerSettings {
     pub epsilon: f64,
 }
 
+impl OptimizerSettings {
+    /// Adam with Kingma & Ba's (and PyTorch's) defaults: β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
+    pub fn adam() -> Self {
+        OptimizerSettings {
+            kind: OptimizerKind::Adam,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
+}
+
 /// The moments of every parameter, aligned with the flat parameter list.
 #[derive(Debug, Clone)]
 pub struct OptimizerState {

@@ -31,12 +31,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         lr_decay: LrDecay::Cosine,
         decay_steps: 0,
         time_budget_minutes: 0.0,
-        optimizer: OptimizerSettings {
-            kind: OptimizerKind::Adam,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-        },
+        optimizer: OptimizerSettings::adam(),
         grad_clip_norm: 50.0,
         ema_decay: 0.999,
         init_images: 256,
