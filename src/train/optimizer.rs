@@ -12,8 +12,13 @@
 //! The state is two lists aligned with [`crate::model::params::flat_params`], so it can be saved in the
 //! same layout as the model's weights.
 
-use burn::tensor::Tensor;
+use std::ops::{Add, Div, Mul, Sub};
+
+use burn::tensor::{DType, DataError, Element, Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::device::runs_on_host;
 
 /// Which update rule (`--optimizer` takes the same kebab-case names as the config files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -87,6 +92,12 @@ impl OptimizerState {
 
     /// One update: the new value of every parameter that has a gradient (`None` elsewhere).
     /// `grad_scale` multiplies every gradient first (the global-norm clipping factor).
+    ///
+    /// On the CPU each parameter is updated in one pass over its host values, the parameters
+    /// spread over the worker threads (burn's CPU backend runs each tensor operation as its own
+    /// pass on the calling thread: about ten of them per parameter); on a GPU the same rule runs
+    /// as tensor operations. Both evaluate [`rule`] with the same roundings, so they agree bit
+    /// for bit.
     pub fn update(
         &mut self,
         settings: &OptimizerSettings,
@@ -96,47 +107,207 @@ impl OptimizerState {
         grads: Vec<Option<Tensor<1>>>,
     ) -> Vec<Option<Tensor<1>>> {
         self.step += 1;
-        let t = self.step as i32;
-        let (b1, b2, eps) = (settings.beta1, settings.beta2, settings.epsilon);
+        let coefficients = Coefficients::new(settings, self.step, lr, grad_scale);
+        let on_host = params.first().is_some_and(|p| {
+            runs_on_host(&p.device()) && matches!(p.dtype(), DType::F32 | DType::F64)
+        });
+        // The moments are moved out, so that the host path reads and rewrites their buffers
+        // without copies (a tensor whose buffer is shared is copied on reading).
+        let moments = std::mem::take(&mut self.first)
+            .into_iter()
+            .zip(std::mem::take(&mut self.second));
+        let work: Vec<_> = params.iter().zip(grads).zip(moments).collect();
+        let update_one = |((param, grad), (m, s)): ((&Tensor<1>, Option<Tensor<1>>), _)| {
+            let Some(g) = grad else {
+                return (None, m, s);
+            };
+            let (p, m, s) = if on_host {
+                update_on_host(&coefficients, param.clone(), g, m, s)
+            } else {
+                rule(&coefficients, param.clone(), g, m, s)
+            };
+            (Some(p), m, s)
+        };
+        let results: Vec<_> = if on_host {
+            work.into_par_iter().map(update_one).collect()
+        } else {
+            work.into_iter().map(update_one).collect()
+        };
         let mut updated = Vec::with_capacity(params.len());
-        for (i, (param, grad)) in params.iter().zip(grads).enumerate() {
-            let Some(grad) = grad else {
-                updated.push(None);
-                continue;
-            };
-            let g = grad * grad_scale;
-            let m = self.first[i].clone() * b1 + g.clone() * (1.0 - b1);
-            let (second, step) = match settings.kind {
-                OptimizerKind::Adam => {
-                    let v = self.second[i].clone() * b2 + g.square() * (1.0 - b2);
-                    let m_hat = m.clone() / (1.0 - b1.powi(t));
-                    let v_hat = v.clone() / (1.0 - b2.powi(t));
-                    (v, m_hat / (v_hat.sqrt() + eps))
-                }
-                OptimizerKind::Adamax => {
-                    let u = (self.second[i].clone() * b2).max_pair(g.abs());
-                    (u.clone(), m.clone() / (u + eps))
-                }
-            };
-            self.first[i] = m;
-            self.second[i] = second;
-            updated.push(Some(param.clone() - step * lr));
+        for (p, m, s) in results {
+            updated.push(p);
+            self.first.push(m);
+            self.second.push(s);
         }
         updated
     }
 }
 
+/// The constants of one update.
+struct Coefficients {
+    kind: OptimizerKind,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    /// `1 - β₁ᵗ` and `1 - β₂ᵗ`, Adam's bias corrections at step `t`.
+    correction1: f64,
+    correction2: f64,
+    lr: f64,
+    grad_scale: f64,
+}
+
+impl Coefficients {
+    fn new(settings: &OptimizerSettings, step: u64, lr: f64, grad_scale: f64) -> Self {
+        let t = step as i32;
+        Coefficients {
+            kind: settings.kind,
+            beta1: settings.beta1,
+            beta2: settings.beta2,
+            epsilon: settings.epsilon,
+            correction1: 1.0 - settings.beta1.powi(t),
+            correction2: 1.0 - settings.beta2.powi(t),
+            lr,
+            grad_scale,
+        }
+    }
+}
+
+/// The arithmetic of the update rules, for whole tensors (any device) and for single host values,
+/// so that one written-out [`rule`] serves both. A constant meets the values in their own
+/// precision (rounded to f32 for f32 values), as burn's scalar operations do.
+trait Arithmetic:
+    Sized + Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
+    /// `self · c`.
+    fn times(self, c: f64) -> Self;
+    /// `self / c`.
+    fn over(self, c: f64) -> Self;
+    /// `self + c`.
+    fn plus(self, c: f64) -> Self;
+    fn sqrt(self) -> Self;
+    fn abs(self) -> Self;
+    /// The larger of `self` and `other`.
+    fn max(self, other: Self) -> Self;
+}
+
+impl Arithmetic for Tensor<1> {
+    fn times(self, c: f64) -> Self {
+        self * c
+    }
+    fn over(self, c: f64) -> Self {
+        self / c
+    }
+    fn plus(self, c: f64) -> Self {
+        self + c
+    }
+    fn sqrt(self) -> Self {
+        Tensor::sqrt(self)
+    }
+    fn abs(self) -> Self {
+        Tensor::abs(self)
+    }
+    fn max(self, other: Self) -> Self {
+        self.max_pair(other)
+    }
+}
+
+macro_rules! host_arithmetic {
+    ($float:ty) => {
+        impl Arithmetic for $float {
+            fn times(self, c: f64) -> Self {
+                self * c as $float
+            }
+            fn over(self, c: f64) -> Self {
+                self / c as $float
+            }
+            fn plus(self, c: f64) -> Self {
+                self + c as $float
+            }
+            fn sqrt(self) -> Self {
+                <$float>::sqrt(self)
+            }
+            fn abs(self) -> Self {
+                <$float>::abs(self)
+            }
+            fn max(self, other: Self) -> Self {
+                <$float>::max(self, other)
+            }
+        }
+    };
+}
+host_arithmetic!(f32);
+host_arithmetic!(f64);
+
+/// One update of a parameter `p` with gradient `g` and moments `(m, s)` (the rules of the module
+/// docs): the new `(p, m, s)`.
+fn rule<T: Arithmetic>(c: &Coefficients, p: T, g: T, m: T, s: T) -> (T, T, T) {
+    let g = g.times(c.grad_scale);
+    let m = m.times(c.beta1) + g.clone().times(1.0 - c.beta1);
+    let (s, step) = match c.kind {
+        OptimizerKind::Adam => {
+            let v = s.times(c.beta2) + (g.clone() * g).times(1.0 - c.beta2);
+            let m_hat = m.clone().over(c.correction1);
+            let v_hat = v.clone().over(c.correction2);
+            (v, m_hat / v_hat.sqrt().plus(c.epsilon))
+        }
+        OptimizerKind::Adamax => {
+            let u = s.times(c.beta2).max(g.abs());
+            (u.clone(), m.clone() / u.plus(c.epsilon))
+        }
+    };
+    (p - step.times(c.lr), m, s)
+}
+
+/// [`rule`] over the host values of one parameter of the CPU backend, in one pass: the parameter,
+/// its gradient and moments are read into host buffers (without a copy where the tensor is not
+/// shared), updated in place and handed back as tensors of the same device and dtype.
+fn update_on_host(
+    c: &Coefficients,
+    p: Tensor<1>,
+    g: Tensor<1>,
+    m: Tensor<1>,
+    s: Tensor<1>,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let device = p.device();
+    let dtype = p.dtype();
+    let mut buffers = [p, g, m, s].map(Tensor::into_data);
+    fn apply<F: Arithmetic + Element + Copy>(
+        c: &Coefficients,
+        [p, g, m, s]: [&mut TensorData; 4],
+    ) -> Result<(), DataError> {
+        let values = p.as_mut_slice::<F>()?.iter_mut();
+        let moments = m
+            .as_mut_slice::<F>()?
+            .iter_mut()
+            .zip(s.as_mut_slice::<F>()?);
+        for ((p, g), (m, s)) in values.zip(g.as_slice::<F>()?).zip(moments) {
+            (*p, *m, *s) = rule(c, *p, *g, *m, *s);
+        }
+        Ok(())
+    }
+    match dtype {
+        DType::F64 => apply::<f64>(c, buffers.each_mut()),
+        _ => apply::<f32>(c, buffers.each_mut()),
+    }
+    .expect("a parameter, its gradient and its moments share the parameter's float dtype");
+    let [p, _, m, s] = buffers;
+    let tensor = |data| Tensor::from_data(data, (&device, dtype));
+    (tensor(p), tensor(m), tensor(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor_ops::to_f64_vec;
     use burn::tensor::Device;
+    use rand::{Rng, SeedableRng};
 
     fn one(values: &[f32]) -> Tensor<1> {
         Tensor::from_floats(values, &Device::flex())
     }
 
     fn read(t: &Tensor<1>) -> Vec<f32> {
-        crate::tensor_ops::to_f64_vec(t.clone())
+        to_f64_vec(t.clone())
             .into_iter()
             .map(|v| v as f32)
             .collect()
@@ -200,6 +371,60 @@ mod tests {
                 "{kind:?}: {got} vs {expected}"
             );
             assert_eq!(state.step, 3);
+        }
+    }
+
+    /// The CPU's one-pass host update equals the same rule run as whole-tensor operations (the
+    /// GPU path) bit for bit, in f32 and f64, with and without clipping, over several steps.
+    #[test]
+    fn host_update_equals_the_tensor_operations_bit_for_bit() {
+        let device = Device::flex();
+        for dtype in [DType::F32, DType::F64] {
+            for kind in [OptimizerKind::Adam, OptimizerKind::Adamax] {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                let tensor = |n: usize, rng: &mut rand::rngs::StdRng| {
+                    let values: Vec<f64> = (0..n).map(|_| rng.random_range(-3.0..3.0)).collect();
+                    Tensor::<1>::from_data(TensorData::new(values, [n]), (&device, dtype))
+                };
+                let sizes = [1, 7, 1000];
+                let mut params: Vec<_> = sizes.iter().map(|&n| tensor(n, &mut rng)).collect();
+                let mut state = OptimizerState::new(&params);
+                let (mut first, mut second) = (state.first.clone(), state.second.clone());
+                let mut expected = params.clone();
+                for (step, grad_scale) in [(1u64, 1.0), (2, 0.37), (3, 1.0)] {
+                    let grads: Vec<_> = sizes.iter().map(|&n| tensor(n, &mut rng)).collect();
+                    let c = Coefficients::new(&settings(kind), step, 0.01, grad_scale);
+                    for i in 0..sizes.len() {
+                        (expected[i], first[i], second[i]) = rule(
+                            &c,
+                            expected[i].clone(),
+                            grads[i].clone(),
+                            first[i].clone(),
+                            second[i].clone(),
+                        );
+                    }
+                    let grads = grads.into_iter().map(Some).collect();
+                    params = state
+                        .update(&settings(kind), 0.01, grad_scale, &params, grads)
+                        .into_iter()
+                        .map(|p| p.expect("every parameter has a gradient"))
+                        .collect();
+                }
+                let bits = |ts: &[Tensor<1>]| -> Vec<u64> {
+                    ts.iter()
+                        .flat_map(|t| to_f64_vec(t.clone()))
+                        .map(f64::to_bits)
+                        .collect()
+                };
+                for (name, got, want) in [
+                    ("parameters", &params, &expected),
+                    ("first moments", &state.first, &first),
+                    ("second moments", &state.second, &second),
+                ] {
+                    assert_eq!(bits(got), bits(want), "{dtype:?} {kind:?}: {name}");
+                }
+                assert_eq!(params[0].dtype(), dtype);
+            }
         }
     }
 
