@@ -22,7 +22,7 @@ mkdir -p "$out"
 
 cargo build --release
 # The same architecture as the reference: zero padding, ActNorm without openai's x3 log-scale factor.
-RAYON_NUM_THREADS=2 /usr/bin/time -v target/release/glowflow train --data "$data" --out "$out/glowflow$tag" \
+RAYON_NUM_THREADS=2 /usr/bin/time -v "${CARGO_TARGET_DIR:-target}/release/glowflow" train --data "$data" --out "$out/glowflow$tag" \
   --config bench/fashion_mnist_matched.json --steps 700 --batch-size 64 --lr 5e-4 --warmup-steps 100 --lr-decay constant \
   --optimizer adam --grad-clip-norm 0 --ema-decay 0 --init-images 64 --seed "$seed" \
   --eval-every 0 --sample-every 0 --checkpoint-every 700 --log-every 50 2>&1 | tee "$out/glowflow$tag.log"

@@ -29,7 +29,7 @@ rosinality=${4:-}
 mkdir -p "$out"
 cargo build --release
 export RAYON_NUM_THREADS=2
-glowflow() { target/release/glowflow bench --config bench/fashion_mnist_matched.json --lu true "$@"; }
+glowflow() { "${CARGO_TARGET_DIR:-target}/release/glowflow" bench --config bench/fashion_mnist_matched.json --lu true "$@"; }
 # Both take Adam steps at 1e-4 (glowflow bench's fixed recipe) so that random-image training stays finite.
 torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --threads 2 --lu --coupling affine \
   --optimizer adam --lr 1e-4 "$@"; }

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/fashion-mnist-depth.png}
 cargo build --release
-bin=target/release/glowflow
+bin=${CARGO_TARGET_DIR:-target}/release/glowflow
 [[ -f runs/depth-shallow/model.safetensors ]] ||
   $bin train --out runs/depth-shallow --levels 1 --depth 4 --sample-every 0 --eval-every 0
 [[ -f runs/fashion-mnist/model.safetensors ]] || $bin train
