@@ -42,6 +42,13 @@ bounded() {
 # Config 3 with the peers' architecture (bench/fashion_mnist_matched.json, as in bench/speed.sh).
 shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --levels 3 --width 512)
 
+step "0. the machine"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  # Without this extension cubecl 0.11.3 compiles shared memory to invalid SPIR-V (README,
+  # "Training on a GPU"): whether the Vulkan route can work on this driver.
+  command -v vulkaninfo > /dev/null &&
+    vulkaninfo 2>/dev/null | grep -E "deviceName|driverInfo|VK_KHR_workgroup_memory_explicit_layout"
+} >> "$log" 2>&1
 step "1. exactness on $device"
 bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
 echo "check-device exit status $?" | tee -a "$log"
