@@ -145,10 +145,7 @@ impl OptimizerState {
 
 /// The constants of one update.
 struct Coefficients {
-    kind: OptimizerKind,
-    beta1: f64,
-    beta2: f64,
-    epsilon: f64,
+    settings: OptimizerSettings,
     /// `1 - β₁ᵗ` and `1 - β₂ᵗ`, Adam's bias corrections at step `t`.
     correction1: f64,
     correction2: f64,
@@ -160,10 +157,7 @@ impl Coefficients {
     fn new(settings: &OptimizerSettings, step: u64, lr: f64, grad_scale: f64) -> Self {
         let t = step as i32;
         Coefficients {
-            kind: settings.kind,
-            beta1: settings.beta1,
-            beta2: settings.beta2,
-            epsilon: settings.epsilon,
+            settings: *settings,
             correction1: 1.0 - settings.beta1.powi(t),
             correction2: 1.0 - settings.beta2.powi(t),
             lr,
@@ -241,18 +235,24 @@ host_arithmetic!(f64);
 /// One update of a parameter `p` with gradient `g` and moments `(m, s)` (the rules of the module
 /// docs): the new `(p, m, s)`.
 fn rule<T: Arithmetic>(c: &Coefficients, p: T, g: T, m: T, s: T) -> (T, T, T) {
+    let OptimizerSettings {
+        kind,
+        beta1,
+        beta2,
+        epsilon,
+    } = c.settings;
     let g = g.times(c.grad_scale);
-    let m = m.times(c.beta1) + g.clone().times(1.0 - c.beta1);
-    let (s, step) = match c.kind {
+    let m = m.times(beta1) + g.clone().times(1.0 - beta1);
+    let (s, step) = match kind {
         OptimizerKind::Adam => {
-            let v = s.times(c.beta2) + (g.clone() * g).times(1.0 - c.beta2);
+            let v = s.times(beta2) + (g.clone() * g).times(1.0 - beta2);
             let m_hat = m.clone().over(c.correction1);
             let v_hat = v.clone().over(c.correction2);
-            (v, m_hat / v_hat.sqrt().plus(c.epsilon))
+            (v, m_hat / v_hat.sqrt().plus(epsilon))
         }
         OptimizerKind::Adamax => {
-            let u = s.times(c.beta2).max(g.abs());
-            (u.clone(), m.clone() / u.plus(c.epsilon))
+            let u = s.times(beta2).max(g.abs());
+            (u.clone(), m.clone() / u.plus(epsilon))
         }
     };
     (p - step.times(c.lr), m, s)
