@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds glowflow with a GPU backend, on a machine that reaches only the package registries:
 #
-#   scripts/gpu-build.sh vulkan|cuda
+#   scripts/gpu-build.sh wgpu|vulkan|cuda
 #
+# wgpu:   burn's wgpu backend with WGSL kernels, which wgpu (naga) translates for the adapter's
+#         graphics API (Vulkan first on Linux): a plain `cargo build --features wgpu`, no LLVM. At
+#         run time on Linux it needs the Vulkan loader (libvulkan.so.1) and the driver's ICD.
 # vulkan: burn's wgpu backend pinned to Vulkan (SPIR-V): a plain `cargo build --features vulkan`,
 #         no LLVM. At run time it needs the Vulkan loader (libvulkan.so.1) and the GPU driver's ICD.
 # cuda:   burn's CUDA backend with its kernels compiled as CUDA C++ by NVRTC at run time (cubecl's
@@ -19,9 +22,9 @@
 # zstd-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.zst.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-backend=${1:?usage: scripts/gpu-build.sh vulkan|cuda}
+backend=${1:?usage: scripts/gpu-build.sh wgpu|vulkan|cuda}
 case $backend in
-  vulkan) ;;
+  wgpu | vulkan) ;;
   cuda)
     llvm_config=/usr/lib/llvm-22/bin/llvm-config
     if [[ ! -x $llvm_config ]]; then
@@ -41,7 +44,7 @@ SHIM
     chmod +x "$bundle/bin/llvm-config"
     ;;
   *)
-    echo "unknown GPU backend '$backend': choose vulkan or cuda" >&2
+    echo "unknown GPU backend '$backend': choose wgpu, vulkan or cuda" >&2
     exit 1
     ;;
 esac

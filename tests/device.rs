@@ -16,7 +16,7 @@ use rand::SeedableRng;
 fn a_name_that_is_no_device_lists_the_accepted_names() {
     let err = fails(&["--device", "gpu", "check-device"]);
     assert!(
-        err.contains("cpu, vulkan, vulkan:N, cuda or cuda:N"),
+        err.contains("cpu, wgpu, wgpu:N, vulkan, vulkan:N, cuda or cuda:N"),
         "{err}"
     );
 }

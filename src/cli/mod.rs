@@ -25,7 +25,8 @@ pub struct Cli {
     /// Enlarge written image grids this many times (nearest neighbour), e.g. 3 for 28x28 images.
     #[arg(long, global = true, default_value_t = 1)]
     zoom: usize,
-    /// Where the tensors live: cpu, vulkan[:N] or cuda[:N] (N counts that backend's GPUs from 0).
+    /// Where the tensors live: cpu, wgpu[:N], vulkan[:N] or cuda[:N] (N counts that backend's GPUs
+    /// from 0).
     /// A GPU needs a build with its cargo feature (README: "Training on a GPU").
     #[arg(long, global = true, default_value = "cpu")]
     device: DeviceName,

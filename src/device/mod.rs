@@ -8,9 +8,13 @@
 //! The parts that are exact on the host (the 1x1 convolutions' f64 inverse and log-determinant,
 //! the f64 sums of bits/dim) read their inputs back and stay exact on every device.
 //!
-//! GPU backends are cargo features, off by default: `vulkan` (wgpu, SPIR-V; builds offline with
-//! no LLVM) and `cuda` (CUDA C++ kernels compiled by NVRTC at run time; needs the build recipe of
-//! `scripts/gpu-build.sh`). A device of a backend this build lacks is an error naming the feature.
+//! GPU backends are cargo features, off by default: `wgpu` (burn's wgpu backend with WGSL kernels,
+//! which wgpu translates for whichever graphics API the adapter speaks: Vulkan, Metal, DirectX),
+//! `vulkan` (the same backend pinned to Vulkan with cubecl's own SPIR-V kernels) and `cuda` (CUDA
+//! C++ kernels compiled by NVRTC at run time; needs the build recipe of `scripts/gpu-build.sh`).
+//! `wgpu` and `vulkan` build offline with no LLVM; built together, cubecl compiles SPIR-V for
+//! every Vulkan adapter, so a `wgpu` build leaves `vulkan` out. A device of a backend this build
+//! lacks is an error naming the feature.
 
 pub mod check;
 
@@ -22,13 +26,16 @@ use burn::tensor::Device;
 
 use crate::error::{GlowError, Result};
 
-/// A device as a command names it: `cpu`, `vulkan[:N]` or `cuda[:N]` (N counts from 0 over the
-/// devices that backend reports on this machine; 0 when left out).
+/// A device as a command names it: `cpu`, `wgpu[:N]`, `vulkan[:N]` or `cuda[:N]` (N counts from 0
+/// over the devices that backend reports on this machine; 0 when left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceName {
     /// The CPU, through burn's `flex` backend.
     #[default]
     Cpu,
+    /// The `N`-th adapter wgpu reports, on any graphics API, with WGSL kernels (burn's wgpu
+    /// backend).
+    Wgpu(usize),
     /// The `N`-th adapter Vulkan reports (burn's wgpu backend pinned to Vulkan).
     Vulkan(usize),
     /// The `N`-th GPU CUDA reports.
@@ -41,8 +48,8 @@ impl FromStr for DeviceName {
     fn from_str(text: &str) -> Result<Self> {
         let bad = || {
             GlowError::Device(format!(
-                "`{text}` names no device: use cpu, vulkan, vulkan:N, cuda or cuda:N (N = 0, 1, \
-                 ... counts the GPUs of that backend)"
+                "`{text}` names no device: use cpu, wgpu, wgpu:N, vulkan, vulkan:N, cuda or cuda:N \
+                 (N = 0, 1, ... counts the GPUs of that backend)"
             ))
         };
         let (backend, index) = match text.split_once(':') {
@@ -55,6 +62,7 @@ impl FromStr for DeviceName {
         };
         match (backend.to_ascii_lowercase().as_str(), text.contains(':')) {
             ("cpu", false) => Ok(DeviceName::Cpu),
+            ("wgpu", _) => Ok(DeviceName::Wgpu(index)),
             ("vulkan", _) => Ok(DeviceName::Vulkan(index)),
             ("cuda", _) => Ok(DeviceName::Cuda(index)),
             _ => Err(bad()),
@@ -66,6 +74,7 @@ impl fmt::Display for DeviceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceName::Cpu => write!(f, "cpu"),
+            DeviceName::Wgpu(index) => write!(f, "wgpu:{index}"),
             DeviceName::Vulkan(index) => write!(f, "vulkan:{index}"),
             DeviceName::Cuda(index) => write!(f, "cuda:{index}"),
         }
@@ -77,6 +86,7 @@ impl DeviceName {
     pub fn feature(&self) -> Option<&'static str> {
         match self {
             DeviceName::Cpu => None,
+            DeviceName::Wgpu(_) => Some("wgpu"),
             DeviceName::Vulkan(_) => Some("vulkan"),
             DeviceName::Cuda(_) => Some("cuda"),
         }
@@ -88,7 +98,7 @@ impl DeviceName {
     pub fn open(&self) -> Result<Device> {
         let index = match self {
             DeviceName::Cpu => return Ok(Device::flex()),
-            DeviceName::Vulkan(index) | DeviceName::Cuda(index) => *index,
+            DeviceName::Wgpu(index) | DeviceName::Vulkan(index) | DeviceName::Cuda(index) => *index,
         };
         let feature = self.feature().expect("a GPU has a feature");
         // Some drivers' loaders panic when their library is missing: that is no device.
@@ -118,6 +128,8 @@ impl DeviceName {
     /// build does not have the backend (and for the CPU, which is not enumerated).
     fn reported_devices(&self) -> Option<Vec<Device>> {
         match self {
+            #[cfg(feature = "wgpu")]
+            DeviceName::Wgpu(_) => Some(Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec()),
             #[cfg(feature = "vulkan")]
             DeviceName::Vulkan(_) => {
                 Some(Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec())
