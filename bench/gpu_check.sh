@@ -4,8 +4,8 @@
 #   bench/gpu_check.sh GLOWFLOW DEVICE OUT_DIR [Y0AST_SRC ROSINALITY_SRC [FASHION_MNIST_DIR]]
 #
 # GLOWFLOW is a glowflow binary built with the GPU backend (scripts/gpu-build.sh), DEVICE its
-# device (vulkan, vulkan:N, cuda, cuda:N). Y0AST_SRC and ROSINALITY_SRC are work trees of the
-# PyTorch peers (their code is fetched, never committed), run with torch on `cuda`;
+# device (wgpu, wgpu:N, vulkan, vulkan:N, cuda, cuda:N). Y0AST_SRC and ROSINALITY_SRC are work
+# trees of the PyTorch peers (their code is fetched, never committed), run with torch on `cuda`;
 # FASHION_MNIST_DIR holds the IDX files for the short training run. In order, each step bounded
 # by its own timeout and all of them by GPU_CHECK_SECONDS (default 480), so that the call returns
 # within the device machine's 10-minute limit with time to pack the results; a step that would
@@ -24,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 glowflow=${1:?usage: bench/gpu_check.sh GLOWFLOW DEVICE OUT_DIR [Y0AST_SRC ROSINALITY_SRC [FASHION_MNIST_DIR]]}
-device=${2:?device, e.g. vulkan or cuda}
+device=${2:?device, e.g. wgpu, vulkan or cuda}
 out=${3:?output directory}
 y0ast=${4:-}
 rosinality=${5:-}

@@ -129,7 +129,9 @@ impl DeviceName {
     fn reported_devices(&self) -> Option<Vec<Device>> {
         match self {
             #[cfg(feature = "wgpu")]
-            DeviceName::Wgpu(_) => Some(Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec()),
+            DeviceName::Wgpu(_) => {
+                Some(Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec())
+            }
             #[cfg(feature = "vulkan")]
             DeviceName::Vulkan(_) => {
                 Some(Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec())
@@ -168,6 +170,8 @@ mod tests {
     fn names_parse_and_print_back() {
         for (text, name) in [
             ("cpu", DeviceName::Cpu),
+            ("wgpu", DeviceName::Wgpu(0)),
+            ("WGPU:1", DeviceName::Wgpu(1)),
             ("vulkan", DeviceName::Vulkan(0)),
             ("vulkan:2", DeviceName::Vulkan(2)),
             ("CUDA:1", DeviceName::Cuda(1)),
@@ -175,6 +179,7 @@ mod tests {
             assert_eq!(text.parse::<DeviceName>().expect(text), name);
         }
         assert_eq!(DeviceName::Vulkan(3).to_string(), "vulkan:3");
+        assert_eq!(DeviceName::Wgpu(2).to_string(), "wgpu:2");
         assert_eq!(
             "cuda:1".parse::<DeviceName>().expect("parses").to_string(),
             "cuda:1"
@@ -183,10 +188,10 @@ mod tests {
 
     #[test]
     fn bad_names_say_what_is_accepted() {
-        for text in ["gpu", "cpu:0", "cuda:", "vulkan:-1", "cuda:x", ""] {
+        for text in ["gpu", "cpu:0", "cuda:", "vulkan:-1", "wgpu:x", "cuda:x", ""] {
             let err = text.parse::<DeviceName>().expect_err(text).to_string();
             assert!(
-                err.contains("cpu, vulkan, vulkan:N, cuda or cuda:N"),
+                err.contains("cpu, wgpu, wgpu:N, vulkan, vulkan:N, cuda or cuda:N"),
                 "{err}"
             );
         }
@@ -203,6 +208,12 @@ mod tests {
     #[test]
     fn a_gpu_missing_from_the_build_names_the_feature() {
         for (name, built, named, fix) in [
+            (
+                DeviceName::Wgpu(0),
+                cfg!(feature = "wgpu"),
+                "wgpu:0",
+                "--features wgpu",
+            ),
             (
                 DeviceName::Vulkan(0),
                 cfg!(feature = "vulkan"),
