@@ -36,7 +36,8 @@ pub enum DeviceName {
     /// The `N`-th adapter wgpu reports, on any graphics API, with WGSL kernels (burn's wgpu
     /// backend).
     Wgpu(usize),
-    /// The `N`-th adapter Vulkan reports (burn's wgpu backend pinned to Vulkan).
+    /// The `N`-th adapter Vulkan reports (burn's wgpu backend pinned to Vulkan, with cubecl's own
+    /// SPIR-V kernels).
     Vulkan(usize),
     /// The `N`-th GPU CUDA reports.
     Cuda(usize),
