@@ -15,12 +15,16 @@
 #    the GPU and the CPU within 1e-4, a small model's gradients within 1e-4 relative);
 # 2. speed: `glowflow bench` on config 3 (3x32x32, L = 3, K = 32, width 512, batch 64) with burn's
 #    conv2d and with the CPU's matrix-product convolutions, then both peers on the same GPU;
-# 3. a short training run on Fashion-MNIST (300 steps) with its bits/dim curve;
-# 4. constant-memory mode: device memory of a training step at K = 8, 16, 32, 64 (batch 16), with
+# 3. training on the GPU = training on the CPU: three steps of a small model (L = 2, K = 2, width
+#    32, batch 16) on the first 2000 images of Fashion-MNIST, once on DEVICE and once on the CPU
+#    (the same binary), compared step by step and weight by weight (bench/datafiles.py
+#    compare-runs, tolerance 1e-4);
+# 4. a short training run on Fashion-MNIST (300 steps) with its bits/dim curve;
+# 5. constant-memory mode: device memory of a training step at K = 8, 16, 32, 64 (batch 16), with
 #    stored and with recomputed activations, each in its own process.
 #
-# Everything lands in OUT_DIR (JSON, the run's metrics.csv and log); `python3 bench/gpu_report.py
-# OUT_DIR` turns it into the tables of BENCHMARKS.md.
+# Everything lands in OUT_DIR (JSON, the runs' metrics.csv, the comparison and the log);
+# `python3 bench/gpu_report.py OUT_DIR` turns it into the tables of BENCHMARKS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 glowflow=${1:?usage: bench/gpu_check.sh GLOWFLOW DEVICE OUT_DIR [Y0AST_SRC ROSINALITY_SRC [FASHION_MNIST_DIR]]}
@@ -74,14 +78,28 @@ if [[ -n $rosinality ]]; then
 fi
 
 if [[ -n $data ]]; then
-  step "3. 300 training steps on Fashion-MNIST"
+  step "3. three training steps on $device and on the CPU, compared"
+  python3 bench/datafiles.py cut-idx "$data" "$out/fashion-mnist-2000" --train 2000 --test 200
+  small=(--data "$out/fashion-mnist-2000" --levels 2 --depth 2 --width 32 --batch-size 16
+    --init-images 16 --steps 3 --eval-every 0 --sample-every 0 --log-every 1 --checkpoint-every 1000)
+  for run_device in "device:$device" cpu:cpu; do
+    run=$out/three-steps-${run_device%%:*} where=${run_device#*:}
+    rm -rf "$run"
+    bounded 60 "$glowflow" --device "$where" train "${small[@]}" --out "$run" >> "$log" 2>&1
+    echo "three steps on $where exit status $?" | tee -a "$log"
+  done
+  python3 bench/datafiles.py compare-runs "$out/three-steps-cpu" "$out/three-steps-device" \
+    --tolerance 1e-4 > "$out/three-steps-compare.txt" 2>&1
+  echo "compare-runs exit status $?" | tee -a "$log"
+
+  step "4. 300 training steps on Fashion-MNIST"
   bounded 90 "$glowflow" --device "$device" train --data "$data" --steps 300 --eval-every 100 \
     --eval-images 2000 --sample-every 0 --out "$out/train-run" >> "$log" 2>&1
   echo "train exit status $?" | tee -a "$log"
   cp "$out/train-run/metrics.csv" "$out/train-metrics.csv" 2>/dev/null
 fi
 
-step "4. device memory of a training step at K = 8 .. 64"
+step "5. device memory of a training step at K = 8 .. 64"
 for k in 8 16 32 64; do
   for mode in stored recompute; do
     flag=(); [[ $mode == recompute ]] && flag=(--recompute-activations)

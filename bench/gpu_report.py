@@ -9,6 +9,7 @@ matrix-product convolutions) and the PyTorch peers on the same GPU, the ratio of
 faster route to the faster peer, and the device memory of each (glowflow: what burn's pool holds
 reserved at the end of the phase; PyTorch: torch.cuda.max_memory_reserved over the phase).
 Memory: device memory of one training step at K = 8 .. 64 with stored and recomputed activations.
+Three steps: the comparison of three training steps on the GPU and on the CPU.
 Training: the run's test bits/dim at each evaluation.
 """
 
@@ -16,11 +17,7 @@ import csv
 import os
 import sys
 
-from report import load
-
-PHASES = (("training step", "train", "train_step"),
-          ("log-likelihood", "eval", "log_likelihood"),
-          ("sampling (T = 0.7)", "sample", "sample"))
+from report import PHASES, load
 
 
 def present(out, name):
@@ -84,6 +81,15 @@ def memory_rows(out):
             + "\n".join(rows) + "\n")
 
 
+def three_steps(out):
+    path = os.path.join(out, "three-steps-compare.txt")
+    if not os.path.exists(path):
+        return "no comparison (see gpu_check.log)\n"
+    with open(path) as f:
+        return "CPU (A) against the GPU (B), `bench/datafiles.py compare-runs`:\n\n" + "".join(
+            "    " + line for line in f)
+
+
 def training_rows(out):
     path = os.path.join(out, "train-metrics.csv")
     if not os.path.exists(path):
@@ -97,7 +103,8 @@ def training_rows(out):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "runs/gpu-check"
     for title, table in (("Exactness", check_rows), ("Speed, config 3, batch 64", speed_rows),
-                         ("Constant-memory mode", memory_rows), ("Training", training_rows)):
+                         ("Constant-memory mode", memory_rows),
+                         ("Three training steps, GPU against CPU", three_steps), ("Training", training_rows)):
         print(f"#### {title}\n\n{table(out)}")
 
 

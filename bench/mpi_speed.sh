@@ -18,32 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 data="$out/fashion-mnist-64-test"
-mkdir -p "$data"
-python3 - "$data" <<'PY'
-import gzip, struct, sys
-src, dst, n = "/usr/share/datasets/fashion-mnist/", sys.argv[1] + "/", 64
-for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]:
-    open(dst + name, "wb").write(gzip.open(src + name + ".gz").read())
-images = gzip.open(src + "t10k-images-idx3-ubyte.gz").read()
-labels = gzip.open(src + "t10k-labels-idx1-ubyte.gz").read()
-open(dst + "t10k-images-idx3-ubyte", "wb").write(
-    images[:4] + struct.pack(">I", n) + images[8:16] + images[16:16 + n * 28 * 28])
-open(dst + "t10k-labels-idx1-ubyte", "wb").write(labels[:4] + struct.pack(">I", n) + labels[8:8 + n])
-PY
-
-# Compares the tensors (not the header's key order) of two safetensors files.
-same_tensors() {
-  python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def tensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
-    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in header.items() if k != "__metadata__"}
-a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-print(f"{len(a)} tensors", "identical" if a == b else "DIFFERENT")
-PY
-}
+python3 "$here/datafiles.py" cut-idx /usr/share/datasets/fashion-mnist "$data" --test 64
 
 for width in ${widths[*]}; do
   options=(--data "$data" --config "$here/fashion_mnist_matched.json" --lu true --image 1x32x32
@@ -59,7 +34,7 @@ for width in ${widths[*]}; do
   echo "width $width, 1 process x 2 threads:"
   RAYON_NUM_THREADS=2 "$binary" train --out "$runs/1x2" "${options[@]}" 2>/dev/null | tail -1
   for other in 2x1 1x2; do
-    echo -n "1x1 vs $other: "
-    same_tensors "$runs/1x1/model.safetensors" "$runs/$other/model.safetensors"
+    echo "1x1 vs $other:"
+    python3 "$here/datafiles.py" compare-runs "$runs/1x1" "$runs/$other" | tail -2 || true
   done
 done

@@ -18,6 +18,12 @@ import statistics
 import sys
 
 MIB = 1024 * 1024
+# Each phase of the speed table: its label, its key in glowflow's JSON and in the peers' JSON.
+PHASES = (
+    ("training step", "train", "train_step"),
+    ("log-likelihood", "eval", "log_likelihood"),
+    ("sampling (T = 0.7)", "sample", "sample"),
+)
 
 
 def load(path):
@@ -50,11 +56,7 @@ def speed_rows(out):
             continue
         if r_rounds:
             n = min(n, len(r_rounds))
-        for phase, g_key, t_key in (
-            ("training step", "train", "train_step"),
-            ("log-likelihood", "eval", "log_likelihood"),
-            ("sampling (T = 0.7)", "sample", "sample"),
-        ):
+        for phase, g_key, t_key in PHASES:
             gi = [g[g_key]["images_per_s"] for g in g_rounds[:n]]
             yi = [t["phases"][t_key]["images_per_s"] for t in y_rounds[:n]]
             ri = [t["phases"][t_key]["images_per_s"] for t in r_rounds[:n]] or [0.0] * n

@@ -29,14 +29,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import rounds  # noqa: E402  (the speed rounds as bench/report.py reads them)
+from report import PHASES, rounds  # noqa: E402  (the speed rounds as bench/report.py reads them)
 from torch_rosinality import import_rosinality  # noqa: E402
-
-PHASES = (
-    ("training step", "train", "train_step"),
-    ("log-likelihood", "eval", "log_likelihood"),
-    ("sampling (T = 0.7)", "sample", "sample"),
-)
 
 
 def count_flops(torch, ref_model, channels, size, levels, depth, width, batch):
