@@ -506,3 +506,110 @@ fn matmul_convolutions_equal_burn_conv2d_in_value_and_gradients() {
         }
     }
 }
+
+/// `Σ_k a[b_a, i, k] · c[b_c, k, j]` in f64 on the host, `[B, M, N]`: the naive product the
+/// CPU's gemm products are checked against (batch index 0 for a broadcast operand).
+fn naive_product(a: &[f64], a_dims: [usize; 3], c: &[f64], c_dims: [usize; 3]) -> Vec<f64> {
+    let ([ba, m, k], [bc, _, n]) = (a_dims, c_dims);
+    let batch = ba.max(bc);
+    let mut out = vec![0.0; batch * m * n];
+    for b in 0..batch {
+        let (pa, pc) = (if ba == 1 { 0 } else { b }, if bc == 1 { 0 } else { b });
+        for i in 0..m {
+            for j in 0..n {
+                out[(b * m + i) * n + j] = (0..k)
+                    .map(|t| a[(pa * m + i) * k + t] * c[(pc * k + t) * n + j])
+                    .sum();
+            }
+        }
+    }
+    out
+}
+
+/// Transposes the last two axes of host values laid out as `dims`.
+fn transposed(x: &[f64], [b, r, c]: [usize; 3]) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for p in 0..b {
+        for i in 0..r {
+            for j in 0..c {
+                out[(p * c + j) * r + i] = x[(p * r + i) * c + j];
+            }
+        }
+    }
+    out
+}
+
+/// Sums host values `[B, R, C]` over the batch, `[1, R, C]`.
+fn batch_sum(x: &[f64], [b, r, c]: [usize; 3]) -> Vec<f64> {
+    (0..r * c)
+        .map(|e| (0..b).map(|p| x[p * r * c + e]).sum())
+        .collect()
+}
+
+#[test]
+fn host_gemm_products_equal_naive_sums_in_value_and_gradients() {
+    use glowflow::flow::host_gemm::matmul;
+    // Broadcast on either side or neither, and operands read through transposed strides.
+    for (device, tolerance) in [(f64_device(), 1e-12), (f32_device(), 1e-4)] {
+        for (lhs_batch, rhs_batch, transpose) in [
+            (1, 3, false),
+            (3, 1, false),
+            (3, 3, false),
+            (1, 1, false),
+            (1, 3, true),
+            (3, 3, true),
+        ] {
+            let (m, k, n) = (5, 7, 4);
+            let what = format!(
+                "[{lhs_batch}, {m}, {k}] x [{rhs_batch}, {k}, {n}], transposed {transpose}"
+            );
+            let l_dims = [lhs_batch, m, k];
+            let r_dims = [rhs_batch, k, n];
+            let make = |dims: [usize; 3], seed| {
+                let [b, r, c] = dims;
+                match transpose {
+                    // Stored as [b, c, r] and read through swapped strides.
+                    true => normal([b, c, r], 1.0, seed, &device).swap_dims(1, 2),
+                    false => normal(dims, 1.0, seed, &device),
+                }
+            };
+            let (lhs, rhs) = (make(l_dims, 40), make(r_dims, 41));
+            let (l_host, r_host) = (to_f64_vec(lhs.clone()), to_f64_vec(rhs.clone()));
+            let expected = naive_product(&l_host, l_dims, &r_host, r_dims);
+            let plain = to_f64_vec(matmul(lhs.clone(), rhs.clone()));
+            assert!(max_abs_gap(&plain, &expected) < tolerance, "{what}: value");
+
+            // d/dL Σ Y ⊙ G = G Rᵀ, d/dR = Lᵀ G, summed over the batch of a broadcast operand.
+            let batch = lhs_batch.max(rhs_batch);
+            let g = normal([batch, m, n], 1.0, 42, &device);
+            let g_host = to_f64_vec(g.clone());
+            let l_ad = lhs.autodiff().require_grad();
+            let r_ad = rhs.autodiff().require_grad();
+            let grads = (matmul(l_ad.clone(), r_ad.clone()) * g.autodiff())
+                .sum()
+                .backward();
+            let mut dl = naive_product(
+                &g_host,
+                [batch, m, n],
+                &transposed(&r_host, r_dims),
+                [rhs_batch, n, k],
+            );
+            if lhs_batch == 1 {
+                dl = batch_sum(&dl, [batch, m, k]);
+            }
+            let mut dr = naive_product(
+                &transposed(&l_host, l_dims),
+                [lhs_batch, k, m],
+                &g_host,
+                [batch, m, n],
+            );
+            if rhs_batch == 1 {
+                dr = batch_sum(&dr, [batch, k, n]);
+            }
+            let dl_ours = to_f64_vec(l_ad.grad(&grads).expect("lhs gradient"));
+            let dr_ours = to_f64_vec(r_ad.grad(&grads).expect("rhs gradient"));
+            assert!(max_abs_gap(&dl_ours, &dl) < tolerance, "{what}: dL");
+            assert!(max_abs_gap(&dr_ours, &dr) < tolerance, "{what}: dR");
+        }
+    }
+}

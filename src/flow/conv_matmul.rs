@@ -21,10 +21,14 @@
 //!   `[k²·O, C]`, then `y[p] = Σ_s Z_s[p + s - r]`, shifting the small `O`-channel maps.
 //!
 //! Each form holds `k²` copies of the smaller side only, and autodiff turns it into matrix
-//! products, slices and pads, all of which `flex` does at full speed.
+//! products, slices and pads, all of which `flex` does at full speed. The products are
+//! [`host_gemm::matmul`](super::host_gemm::matmul): on the CPU, gemm calls that write straight
+//! into their outputs, forward and backward.
 
 use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
+
+use super::host_gemm::matmul;
 
 /// `y[n, o, p] = Σ_c w[o, c] · x[n, c, p]`: a 1x1 convolution with the `[O, C]` matrix `w`.
 ///
@@ -39,12 +43,12 @@ pub fn pointwise(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
     let [n, c, h, wd] = x.dims();
     let o = w.dims()[0];
     if c < 8 * h * wd {
-        w.unsqueeze::<3>()
-            .matmul(x.reshape([n, c, h * wd]))
-            .reshape([n, o, h, wd])
+        matmul(w.unsqueeze(), x.reshape([n, c, h * wd])).reshape([n, o, h, wd])
     } else {
-        let columns = x.swap_dims(0, 1).reshape([c, n * h * wd]);
-        w.matmul(columns).reshape([o, n, h, wd]).swap_dims(0, 1)
+        let columns = x.swap_dims(0, 1).reshape([1, c, n * h * wd]);
+        matmul(w.unsqueeze(), columns)
+            .reshape([o, n, h, wd])
+            .swap_dims(0, 1)
     }
 }
 
@@ -75,10 +79,7 @@ fn conv_by_shifted_inputs(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     }
     // [N, C, k², H, W]: row c·k² + dy·k + dx, matching W's [O, C, k, k] layout.
     let columns = Tensor::stack::<5>(shifted, 2).reshape([n, c * k * k, h * w]);
-    weight
-        .reshape([1, o, c * k * k])
-        .matmul(columns)
-        .reshape([n, o, h, w])
+    matmul(weight.reshape([1, o, c * k * k]), columns).reshape([n, o, h, w])
 }
 
 /// `Z = W' · x` with `W'` as `[k²·O, C]`, then the sum of the `k²` shifted `O`-channel maps.

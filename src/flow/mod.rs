@@ -19,6 +19,7 @@ pub mod actnorm;
 pub mod conv;
 pub mod conv_matmul;
 pub mod coupling;
+pub mod host_gemm;
 pub mod permute;
 pub mod prior;
 pub mod split;

@@ -1,0 +1,304 @@
+//! The convolutions' matrix products on the CPU, written straight into their outputs.
+//!
+//! `Y_b = L_b · R_b` for a batch of matrices, `L` `[B_L, M, K]` and `R` `[B_R, K, N]` with each
+//! batch size either `B` or 1 (broadcast). Its gradients are products of the same kind,
+//!
+//! ```text
+//! ∂/∂L_b = G_b · R_bᵀ        ∂/∂R_b = L_bᵀ · G_b        (G = ∂/∂Y)
+//! ```
+//!
+//! summed over the batch for an operand that was broadcast. On the CPU (burn's `flex` backend)
+//! both run here, as calls of the gemm crate that read transposed operands through their strides
+//! and write into a fresh buffer: burn-flex 0.22.1's own product allocates every output through
+//! `FlexTensor::empty`, which zero-fills a byte vector and copies it once more to align it (a
+//! memset and a memcpy of every output, about a tenth of a training step), and sums a broadcast
+//! operand's gradient in a pass over `B` per-sample products. Here a broadcast operand's gradient
+//! is accumulated by the gemm calls themselves into one `[M, N]` buffer.
+//!
+//! The operation is a burn backend extension (`#[backend_extension]`): its forward and backward
+//! passes are implemented for `Flex` and registered with burn's autodiff for `Autodiff<Flex>`.
+//! Other devices (the GPU backends) never reach it: [`matmul`] hands them burn's own product.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{binary, Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
+use burn::tensor::{DType, Element, Tensor, TensorData};
+
+use crate::device::runs_on_host;
+
+/// `lhs · rhs` for `[B_L, M, K]` and `[B_R, K, N]` with `B_L`, `B_R` each 1 or `B`: burn's
+/// `matmul` on every device, computed by the gemm crate straight into its output on the CPU.
+pub fn matmul(lhs: Tensor<3>, rhs: Tensor<3>) -> Tensor<3> {
+    if !runs_on_host(&lhs.device()) {
+        return lhs.matmul(rhs);
+    }
+    Tensor::from_dispatch(<Dispatch as HostGemm>::gemm_product(
+        lhs.into_dispatch(),
+        rhs.into_dispatch(),
+        false,
+    ))
+}
+
+/// The batched product as a backend operation (see the module docs).
+#[backend_extension(Flex, Autodiff)]
+pub trait HostGemm: Backend {
+    /// `Y_b = L_b · R_b`, `[B, M, N]`; with `sum_batch`, `Σ_b L_b · R_b`, `[1, M, N]`.
+    fn gemm_product(
+        lhs: FloatTensor<Self>,
+        rhs: FloatTensor<Self>,
+        sum_batch: bool,
+    ) -> FloatTensor<Self>;
+}
+
+impl HostGemm for Flex {
+    fn gemm_product(lhs: FlexTensor, rhs: FlexTensor, sum_batch: bool) -> FlexTensor {
+        match lhs.dtype() {
+            DType::F32 => product::<f32>(&lhs, &rhs, sum_batch),
+            DType::F64 => product::<f64>(&lhs, &rhs, sum_batch),
+            _ => {
+                let y = Flex::float_matmul(lhs, rhs);
+                match sum_batch {
+                    true => Flex::float_sum_dim(y, 0),
+                    false => y,
+                }
+            }
+        }
+    }
+}
+
+/// The batch size, rows and columns of a `[B, R, C]` operand with its strides in elements
+/// (batch stride 0 for a broadcast batch of one) and the offset of its first element.
+struct Operand {
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    batch_stride: isize,
+    row_stride: isize,
+    col_stride: isize,
+    offset: usize,
+}
+
+impl Operand {
+    fn of(tensor: &FlexTensor) -> Self {
+        let layout = tensor.layout();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        assert_eq!(
+            shape.num_dims(),
+            3,
+            "gemm_product takes [batch, rows, cols] operands"
+        );
+        Operand {
+            batch: shape[0],
+            rows: shape[1],
+            cols: shape[2],
+            batch_stride: if shape[0] == 1 { 0 } else { strides[0] },
+            row_stride: strides[1],
+            col_stride: strides[2],
+            offset: layout.start_offset(),
+        }
+    }
+}
+
+/// burn-flex's thresholds (`ops/matmul.rs`): a product of at least 192³ multiply-adds is split
+/// over the worker threads by gemm itself; a batch of smaller ones with at least 128³ in all runs
+/// one product per thread.
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+const PARALLEL_BATCH: usize = 128 * 128 * 128;
+
+/// A pointer that may cross to rayon's worker threads: each of them writes its own output matrix.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that closures capture the whole `SendPtr`, not its field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+
+    /// The pointer `count` elements further on.
+    ///
+    /// # Safety
+    /// As `pointer::add`: the result must stay within the same allocation.
+    unsafe fn add(self, count: usize) -> Self {
+        SendPtr(unsafe { self.0.add(count) })
+    }
+}
+
+/// [`HostGemm::gemm_product`] on the host, for f32 or f64 operands.
+fn product<T>(lhs: &FlexTensor, rhs: &FlexTensor, sum_batch: bool) -> FlexTensor
+where
+    T: Element + bytemuck::Pod + Default,
+{
+    let (l, r) = (Operand::of(lhs), Operand::of(rhs));
+    assert_eq!(l.cols, r.rows, "gemm_product: inner dimensions differ");
+    let batch = l.batch.max(r.batch);
+    assert!(
+        (l.batch == 1 || l.batch == batch) && (r.batch == 1 || r.batch == batch),
+        "gemm_product: batch sizes {} and {} do not broadcast",
+        l.batch,
+        r.batch
+    );
+    let (m, k, n) = (l.rows, l.cols, r.cols);
+    let out_batch = if sum_batch { 1 } else { batch };
+    let shape = [out_batch, m, n];
+    let len = out_batch * m * n;
+    if k == 0 || len == 0 {
+        return FlexTensor::from_data(TensorData::new(vec![T::default(); len], shape));
+    }
+    let (lhs_data, rhs_data) = (lhs.storage::<T>(), rhs.storage::<T>());
+    // One product `dst (+)= L_b · R_b` with gemm's `dst = alpha·dst + beta·L·R`; `accumulate`
+    // reads dst, otherwise it is only written (so it may start uninitialised).
+    let one = |dst: SendPtr<T>, b: usize, accumulate: bool, parallelism: gemm::Parallelism| {
+        // SAFETY: the offsets and strides are those of the operands' own layouts (within their
+        // storage), and dst holds m·n elements laid out row-major.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.get(),
+                1,
+                n as isize,
+                accumulate,
+                lhs_data
+                    .as_ptr()
+                    .add(l.offset)
+                    .offset(b as isize * l.batch_stride),
+                l.col_stride,
+                l.row_stride,
+                rhs_data
+                    .as_ptr()
+                    .add(r.offset)
+                    .offset(b as isize * r.batch_stride),
+                r.col_stride,
+                r.row_stride,
+                zero_or_one::<T>(accumulate),
+                zero_or_one::<T>(true),
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+    };
+    let per_product = m * n * k;
+    let split_by_gemm = match per_product >= PARALLEL_PRODUCT {
+        true => gemm::Parallelism::Rayon(0),
+        false => gemm::Parallelism::None,
+    };
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    let dst = SendPtr(out.as_mut_ptr());
+    if sum_batch {
+        for b in 0..batch {
+            one(dst, b, b > 0, split_by_gemm);
+        }
+    } else if batch > 1
+        && batch * per_product >= PARALLEL_BATCH
+        && (batch >= 4 || per_product < PARALLEL_PRODUCT)
+    {
+        use rayon::prelude::*;
+        (0..batch).into_par_iter().for_each(|b| {
+            // SAFETY: matrix b of the output, m·n elements from b·m·n, written by this call only.
+            one(
+                unsafe { dst.add(b * m * n) },
+                b,
+                false,
+                gemm::Parallelism::None,
+            );
+        });
+    } else {
+        for b in 0..batch {
+            // SAFETY: as above.
+            one(unsafe { dst.add(b * m * n) }, b, false, split_by_gemm);
+        }
+    }
+    // SAFETY: every one of the `len` elements was written by a product above.
+    unsafe { out.set_len(len) };
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
+
+/// 1 or 0 of `T` (f32 or f64 here), gemm's `alpha` and `beta`.
+fn zero_or_one<T: Element>(one: bool) -> T {
+    T::from_elem(if one { 1.0f64 } else { 0.0 })
+}
+
+/// Whether an operand of batch `own` was broadcast over a product of batch `batch`.
+fn broadcast(own: usize, batch: usize) -> bool {
+    own == 1 && batch > 1
+}
+
+#[derive(Debug)]
+struct GemmBackward;
+
+impl<B: Backend + HostGemm> Backward<B, 2> for GemmBackward {
+    /// The operands' checkpoints (each kept only if the other needs its gradient) and whether
+    /// each was broadcast over the batch.
+    type State = (Option<NodeId>, Option<NodeId>, bool, bool);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let (lhs, rhs, lhs_broadcast, rhs_broadcast) = ops.state;
+        let lhs: Option<FloatTensor<B>> = lhs.map(|id| checkpointer.retrieve_node_output(id));
+        let rhs: Option<FloatTensor<B>> = rhs.map(|id| checkpointer.retrieve_node_output(id));
+        binary::<B, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| {
+                let rhs_t = B::float_swap_dims(rhs.expect("kept for the lhs gradient"), 1, 2);
+                B::gemm_product(grad, rhs_t, lhs_broadcast)
+            },
+            |grad| {
+                let lhs_t = B::float_swap_dims(lhs.expect("kept for the rhs gradient"), 1, 2);
+                B::gemm_product(lhs_t, grad, rhs_broadcast)
+            },
+        );
+    }
+}
+
+impl<B: Backend + HostGemm, C: CheckpointStrategy> HostGemm for Autodiff<B, C> {
+    fn gemm_product(
+        lhs: FloatTensor<Self>,
+        rhs: FloatTensor<Self>,
+        sum_batch: bool,
+    ) -> FloatTensor<Self> {
+        let (lhs_batch, rhs_batch) = (lhs.primitive().shape()[0], rhs.primitive().shape()[0]);
+        let batch = lhs_batch.max(rhs_batch);
+        let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+        match GemmBackward
+            .prepare::<C>([lhs.node(), rhs.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let lhs_state = rhs_tracked.then(|| prep.checkpoint(&lhs));
+                let rhs_state = lhs_tracked.then(|| prep.checkpoint(&rhs));
+                let state = (
+                    lhs_state,
+                    rhs_state,
+                    broadcast(lhs_batch, batch),
+                    broadcast(rhs_batch, batch),
+                );
+                let output = B::gemm_product(lhs.into_primitive(), rhs.into_primitive(), sum_batch);
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gemm_product(
+                lhs.into_primitive(),
+                rhs.into_primitive(),
+                sum_batch,
+            )),
+        }
+    }
+}
