@@ -1,6 +1,6 @@
 //! The JSON API: one handler per endpoint, each request checked against the [`Limits`] before
 //! it waits for a computation permit, every computation a call into [`crate::latent`] or
-//! [`Glow`] on the blocking pool. Every failure is a JSON `{"error": "..."}` with a 4xx status
+//! [`Glow`](crate::model::glow::Glow) on the blocking pool. Every failure is a JSON `{"error": "..."}` with a 4xx status
 //! naming the parameter and its allowed range (or the problem with an upload and what to do),
 //! 503 when the server is too busy or a computation runs past the request timeout, 500 only
 //! for a failure of the server itself.

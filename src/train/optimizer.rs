@@ -96,8 +96,8 @@ impl OptimizerState {
     /// On the CPU each parameter is updated in one pass over its host values, the parameters
     /// spread over the worker threads (burn's CPU backend runs each tensor operation as its own
     /// pass on the calling thread: about ten of them per parameter); on a GPU the same rule runs
-    /// as tensor operations. Both evaluate [`rule`] with the same roundings: on the CPU's backend
-    /// they agree bit for bit.
+    /// as tensor operations. Both evaluate the one update rule (`rule`, below) with the same
+    /// roundings: on the CPU's backend they agree bit for bit.
     pub fn update(
         &mut self,
         settings: &OptimizerSettings,
