@@ -613,3 +613,63 @@ fn host_gemm_products_equal_naive_sums_in_value_and_gradients() {
         }
     }
 }
+
+#[test]
+fn fused_actnorm_relu_equals_its_composition_in_value_and_gradients() {
+    use burn::tensor::activation::relu;
+    use glowflow::flow::actnorm_relu::actnorm_relu;
+    let composed = |x: Tensor<4>, b: Tensor<1>, s: Tensor<1>| {
+        let c = b.dims()[0];
+        relu((x + b.reshape([1, c, 1, 1])) * s.reshape([1, c, 1, 1]))
+    };
+    for (device, tolerance) in [(f64_device(), 1e-12), (f32_device(), 1e-5)] {
+        let ad = device.clone().autodiff();
+        // Negative scales too (the linear parameterisation stores the scale itself); planes of
+        // 21 pixels, so that both the 16-wide blocks and the tail of the backward pass run.
+        let x = normal([2, 5, 3, 7], 1.0, 50, &ad).require_grad();
+        let b = normal([5], 0.5, 51, &ad).require_grad();
+        let s = normal([5], 1.0, 52, &ad).require_grad();
+        let g = normal([2, 5, 3, 7], 1.0, 53, &ad);
+        let ours = actnorm_relu(x.clone(), b.clone(), s.clone());
+        let reference = composed(x.clone(), b.clone(), s.clone());
+        assert_eq!(
+            to_f64_vec(ours.clone()),
+            to_f64_vec(reference.clone()),
+            "values, bit for bit"
+        );
+        let g_ours = (ours * g.clone()).sum().backward();
+        let g_ref = (reference * g).sum().backward();
+        for (name, a, r) in [
+            (
+                "dx",
+                to_f64_vec(x.grad(&g_ours).unwrap()),
+                to_f64_vec(x.grad(&g_ref).unwrap()),
+            ),
+            (
+                "db",
+                to_f64_vec(b.grad(&g_ours).unwrap()),
+                to_f64_vec(b.grad(&g_ref).unwrap()),
+            ),
+            (
+                "ds",
+                to_f64_vec(s.grad(&g_ours).unwrap()),
+                to_f64_vec(s.grad(&g_ref).unwrap()),
+            ),
+        ] {
+            // The per-channel sums are added in another order: rounding only.
+            assert!(max_abs_gap(&a, &r) < tolerance, "{name}");
+        }
+    }
+    // NaN passes through, as burn's relu lets it.
+    let device = f64_device();
+    let mut values = vec![-1.0, 2.0, f64::NAN, 0.5];
+    let x = glowflow::tensor_ops::from_f64(values.clone(), [1, 2, 1, 2], &device);
+    let (b, s) = (
+        Tensor::<1>::zeros([2], &device),
+        Tensor::<1>::ones([2], &device),
+    );
+    let out = to_f64_vec(actnorm_relu(x, b, s));
+    values[0] = 0.0;
+    assert_eq!(out[..2], values[..2]);
+    assert!(out[2].is_nan() && out[3] == 0.5);
+}

@@ -24,6 +24,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::actnorm_relu::actnorm_relu;
 use super::{Condition, InvertibleMap};
 use crate::tensor_ops::replace_value;
 
@@ -95,14 +96,24 @@ impl ActNorm {
         }
     }
 
-    /// The scale per channel, `exp(s · logs)` (or `a`), broadcastable over `[N, C, H, W]`.
-    fn scale4(&self) -> Tensor<4> {
-        let c = self.logs.dims()[0];
-        let scale = match self.parameterisation {
+    /// The scale per channel, `exp(s · logs)` (or `a`), shape `[C]`.
+    fn scale(&self) -> Tensor<1> {
+        match self.parameterisation {
             ActNormScale::Exp => self.log_scale().exp(),
             ActNormScale::Linear => self.logs.val(),
-        };
-        scale.reshape([1, c, 1, 1])
+        }
+    }
+
+    /// [`Self::scale`], broadcastable over `[N, C, H, W]`.
+    fn scale4(&self) -> Tensor<4> {
+        let c = self.logs.dims()[0];
+        self.scale().reshape([1, c, 1, 1])
+    }
+
+    /// `relu(y)` of the forward map's `y`, fused into one pass on the CPU
+    /// ([`actnorm_relu`]): the coupling network's hidden activation.
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        actnorm_relu(x, self.bias.val(), self.scale())
     }
 
     fn bias4(&self) -> Tensor<4> {

@@ -23,6 +23,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::module::{Module, Param};
+use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Device, Tensor};
@@ -218,6 +219,15 @@ impl HiddenConv2d {
         match &self.norm {
             Some(norm) => norm.forward(y, None).0,
             None => y,
+        }
+    }
+
+    /// `relu(norm(conv(x)))`, the norm and the relu fused on the CPU ([`ActNorm::forward_relu`]).
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv.forward(x);
+        match &self.norm {
+            Some(norm) => norm.forward_relu(y),
+            None => relu(y),
         }
     }
 

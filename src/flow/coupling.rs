@@ -76,8 +76,8 @@ pub struct CouplingNet {
 
 impl CouplingNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = relu(self.conv_in.forward(x));
-        let h = relu(self.conv_hidden.forward(h));
+        let h = self.conv_in.forward_relu(x);
+        let h = self.conv_hidden.forward_relu(h);
         self.conv_out.forward(h)
     }
 

@@ -28,8 +28,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
-use burn::tensor::{DType, Element, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
+use super::host_float::{flex_tensor, HostFloat};
 use crate::device::runs_on_host;
 
 /// `lhs · rhs` for `[B_L, M, K]` and `[B_R, K, N]` with `B_L`, `B_R` each 1 or `B`: burn's
@@ -135,7 +136,7 @@ impl<T> SendPtr<T> {
 /// [`HostGemm::gemm_product`] on the host, for f32 or f64 operands.
 fn product<T>(lhs: &FlexTensor, rhs: &FlexTensor, sum_batch: bool) -> FlexTensor
 where
-    T: Element + bytemuck::Pod + Default,
+    T: HostFloat,
 {
     let (l, r) = (Operand::of(lhs), Operand::of(rhs));
     assert_eq!(l.cols, r.rows, "gemm_product: inner dimensions differ");
@@ -151,7 +152,7 @@ where
     let shape = [out_batch, m, n];
     let len = out_batch * m * n;
     if k == 0 || len == 0 {
-        return FlexTensor::from_data(TensorData::new(vec![T::default(); len], shape));
+        return flex_tensor(vec![T::ZERO; len], shape);
     }
     let (lhs_data, rhs_data) = (lhs.storage::<T>(), rhs.storage::<T>());
     // One product `dst (+)= L_b · R_b` with gemm's `dst = alpha·dst + beta·L·R`; `accumulate`
@@ -180,8 +181,8 @@ where
                     .offset(b as isize * r.batch_stride),
                 r.col_stride,
                 r.row_stride,
-                zero_or_one::<T>(accumulate),
-                zero_or_one::<T>(true),
+                if accumulate { T::ONE } else { T::ZERO },
+                T::ONE,
                 false,
                 false,
                 false,
@@ -222,12 +223,7 @@ where
     }
     // SAFETY: every one of the `len` elements was written by a product above.
     unsafe { out.set_len(len) };
-    FlexTensor::from_data(TensorData::new(out, shape))
-}
-
-/// 1 or 0 of `T` (f32 or f64 here), gemm's `alpha` and `beta`.
-fn zero_or_one<T: Element>(one: bool) -> T {
-    T::from_elem(if one { 1.0f64 } else { 0.0 })
+    flex_tensor(out, shape)
 }
 
 /// Whether an operand of batch `own` was broadcast over a product of batch `batch`.

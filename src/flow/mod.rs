@@ -16,9 +16,11 @@
 //! is [`crate::model::walk`].
 
 pub mod actnorm;
+pub mod actnorm_relu;
 pub mod conv;
 pub mod conv_matmul;
 pub mod coupling;
+pub mod host_float;
 pub mod host_gemm;
 pub mod permute;
 pub mod prior;

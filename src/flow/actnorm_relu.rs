@@ -1,0 +1,222 @@
+//! `relu(ActNorm(x))`, the coupling network's hidden activation, as one pass on the CPU.
+//!
+//! Per channel `c`, with `u = x + b_c` and `a = u · s_c`:
+//!
+//! ```text
+//! forward:   z = relu(a)                        (NaN passes through, as burn's relu)
+//! backward:  g = ∂/∂z where a > 0 (or a is NaN), else 0
+//!            ∂/∂x = g · s_c      ∂/∂b_c = Σ g · s_c      ∂/∂s_c = Σ g · u
+//! ```
+//!
+//! the sums running over the batch and the pixels. Composed of burn operations this is an add,
+//! a multiply and a relu forward, each its own pass over the activations with its own output
+//! buffer, and about as many passes backward plus two reductions; here it is one pass each way,
+//! the per-channel sums accumulated in f64. The forward values are those of the composition bit
+//! for bit (the same f32 operations in the same order).
+//!
+//! Like [`super::host_gemm`], a burn backend extension for `Flex` and `Autodiff<Flex>`; other
+//! devices compute the composition.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, Tensor};
+
+use super::host_float::{flex_tensor, host_values, HostFloat};
+use crate::device::runs_on_host;
+
+/// `relu((x + b) · s)` with `b` and `s` per channel (`[C]`) over `x` `[N, C, H, W]`.
+pub fn actnorm_relu(x: Tensor<4>, bias: Tensor<1>, scale: Tensor<1>) -> Tensor<4> {
+    let c = bias.dims()[0];
+    if !runs_on_host(&x.device()) {
+        return relu((x + bias.reshape([1, c, 1, 1])) * scale.reshape([1, c, 1, 1]));
+    }
+    Tensor::from_dispatch(<Dispatch as HostActNormRelu>::actnorm_relu(
+        x.into_dispatch(),
+        bias.into_dispatch(),
+        scale.into_dispatch(),
+    ))
+}
+
+/// The fused activation as a backend operation (see the module docs).
+#[backend_extension(Flex, Autodiff)]
+pub trait HostActNormRelu: Backend {
+    /// `relu((x + b) · s)`, `x` `[N, C, H, W]`, `b` and `s` `[C]`.
+    fn actnorm_relu(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+impl HostActNormRelu for Flex {
+    fn actnorm_relu(x: FlexTensor, bias: FlexTensor, scale: FlexTensor) -> FlexTensor {
+        match x.dtype() {
+            DType::F32 => forward::<f32>(&x, &bias, &scale),
+            DType::F64 => forward::<f64>(&x, &bias, &scale),
+            other => panic!("actnorm_relu runs on f32 or f64 tensors, not {other:?}"),
+        }
+    }
+}
+
+/// Independent running sums per plane in the backward pass.
+const LANES: usize = 16;
+
+/// Whether relu passes the gradient at `a` (burn's rule: `a > 0` or NaN).
+fn passes<T: HostFloat>(a: T) -> bool {
+    a.is_nan() || a > T::ZERO
+}
+
+/// The channel planes of `x` `[N, C, H, W]` (`dims`): its values in chunks of `H · W`, each with
+/// its channel's index.
+fn planes<T: HostFloat>(x: &[T], dims: [usize; 4]) -> impl Iterator<Item = (usize, &[T])> {
+    let (channels, plane) = (dims[1], dims[2] * dims[3]);
+    x.chunks_exact(plane.max(1))
+        .enumerate()
+        .map(move |(i, values)| (i % channels, values))
+}
+
+fn forward<T: HostFloat>(x: &FlexTensor, bias: &FlexTensor, scale: &FlexTensor) -> FlexTensor {
+    let dims = dims4(x);
+    let (values, bias, scale) = (
+        host_values::<T>(x),
+        host_values::<T>(bias),
+        host_values::<T>(scale),
+    );
+    let mut out = Vec::with_capacity(values.len());
+    for (c, plane) in planes(&values, dims) {
+        let (b, s) = (bias[c], scale[c]);
+        out.extend(plane.iter().map(|&v| {
+            let a = (v + b) * s;
+            if passes(a) {
+                a
+            } else {
+                T::ZERO
+            }
+        }));
+    }
+    flex_tensor(out, dims)
+}
+
+/// The `[N, C, H, W]` of a 4-d tensor.
+fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let shape = x.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// `(∂/∂x, ∂/∂b, ∂/∂s)` of the module docs, from the forward's inputs and `∂/∂z`.
+fn backward<T: HostFloat>(
+    x: &FlexTensor,
+    bias: &FlexTensor,
+    scale: &FlexTensor,
+    grad: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let dims = dims4(x);
+    let channels = dims[1];
+    let (values, bias, scale) = (
+        host_values::<T>(x),
+        host_values::<T>(bias),
+        host_values::<T>(scale),
+    );
+    let grad = host_values::<T>(grad);
+    let mut dx = Vec::with_capacity(values.len());
+    let (mut db, mut ds) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+    for ((c, plane), grad_plane) in planes(&values, dims).zip(planes(&grad, dims).map(|(_, g)| g)) {
+        let (b, s) = (bias[c], scale[c]);
+        // LANES running sums per plane (so that the loop vectorises), added up in f64.
+        let (mut sum_b, mut sum_s) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let mut lane = |i: usize, v: T, g: T| {
+            let u = v + b;
+            let g = if passes(u * s) { g } else { T::ZERO };
+            let d = g * s;
+            sum_b[i] = sum_b[i] + d;
+            sum_s[i] = sum_s[i] + g * u;
+            d
+        };
+        let (values, grads) = (plane.chunks_exact(LANES), grad_plane.chunks_exact(LANES));
+        let tail = values.remainder().iter().zip(grads.remainder());
+        for (v, g) in values.zip(grads) {
+            let d: [T; LANES] = std::array::from_fn(|i| lane(i, v[i], g[i]));
+            dx.extend_from_slice(&d);
+        }
+        for (&v, &g) in tail {
+            dx.push(lane(0, v, g));
+        }
+        db[c] += sum_b.iter().map(|&x| x.into()).sum::<f64>();
+        ds[c] += sum_s.iter().map(|&x| x.into()).sum::<f64>();
+    }
+    let per_channel = |sums: Vec<f64>| {
+        FlexTensor::from_data(
+            burn::tensor::TensorData::new(sums, [channels]).convert_dtype(x.dtype()),
+        )
+    };
+    [flex_tensor(dx, dims), per_channel(db), per_channel(ds)]
+}
+
+#[derive(Debug)]
+struct ActNormReluBackward;
+
+impl Backward<Flex, 3> for ActNormReluBackward {
+    /// The checkpoints of `x`, `b` and `s`.
+    type State = [NodeId; 3];
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [x, bias, scale]: [FlexTensor; 3] =
+            ops.state.map(|id| checkpointer.retrieve_node_output(id));
+        let grad = grads.consume::<Flex>(&ops.node);
+        let gradients = match x.dtype() {
+            DType::F32 => backward::<f32>(&x, &bias, &scale, &grad),
+            DType::F64 => backward::<f64>(&x, &bias, &scale, &grad),
+            other => panic!("actnorm_relu runs on f32 or f64 tensors, not {other:?}"),
+        };
+        for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, gradient);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> HostActNormRelu for Autodiff<Flex, C> {
+    fn actnorm_relu(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match ActNormReluBackward
+            .prepare::<C>([x.node(), bias.node(), scale.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = [
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&bias),
+                    prep.checkpoint(&scale),
+                ];
+                let output = Flex::actnorm_relu(
+                    x.into_primitive(),
+                    bias.into_primitive(),
+                    scale.into_primitive(),
+                );
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::actnorm_relu(
+                x.into_primitive(),
+                bias.into_primitive(),
+                scale.into_primitive(),
+            )),
+        }
+    }
+}
