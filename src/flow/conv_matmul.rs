@@ -20,15 +20,16 @@
 //! - **shifted outputs** (few output channels): one product `Z = W' · x` with `W'` as
 //!   `[k²·O, C]`, then `y[p] = Σ_s Z_s[p + s - r]`, shifting the small `O`-channel maps.
 //!
-//! Each form holds `k²` copies of the smaller side only, and autodiff turns it into matrix
-//! products, slices and pads, all of which `flex` does at full speed. The products are
-//! [`host_gemm::matmul`](super::host_gemm::matmul): on the CPU, gemm calls that write straight
-//! into their outputs, forward and backward.
+//! Each form holds `k²` copies of the smaller side only, and its backward pass is products and
+//! shifts of the same kinds. On the CPU each piece is glowflow's own kernel, forward and
+//! backward: the products are [`host_gemm::matmul`](super::host_gemm::matmul) (gemm calls that
+//! write straight into their outputs), the shifted copies [`taps::gather`] and [`taps::sum`] (one
+//! pass each); on other devices they are burn's products, pads and slices.
 
-use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
 
 use super::host_gemm::matmul;
+use super::taps;
 
 /// `y[n, o, p] = Σ_c w[o, c] · x[n, c, p]`: a 1x1 convolution with the `[O, C]` matrix `w`.
 ///
@@ -69,39 +70,15 @@ pub fn same_conv(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 fn conv_by_shifted_inputs(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
     let [o, _, k, _] = weight.dims();
-    let r = k / 2;
-    let padded = x.pad([(r, r), (r, r)], PadMode::Constant(0.0));
-    let mut shifted = Vec::with_capacity(k * k);
-    for dy in 0..k {
-        for dx in 0..k {
-            shifted.push(padded.clone().slice([0..n, 0..c, dy..dy + h, dx..dx + w]));
-        }
-    }
-    // [N, C, k², H, W]: row c·k² + dy·k + dx, matching W's [O, C, k, k] layout.
-    let columns = Tensor::stack::<5>(shifted, 2).reshape([n, c * k * k, h * w]);
+    // Row c·k² + dy·k + dx, matching W's [O, C, k, k] layout.
+    let columns = taps::gather(x, k).reshape([n, c * k * k, h * w]);
     matmul(weight.reshape([1, o, c * k * k]), columns).reshape([n, o, h, w])
 }
 
 /// `Z = W' · x` with `W'` as `[k²·O, C]`, then the sum of the `k²` shifted `O`-channel maps.
 fn conv_by_shifted_outputs(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    let [n, _, h, w] = x.dims();
     let [o, c, k, _] = weight.dims();
-    let r = k / 2;
     // [k, k, O, C] -> rows s·O + o with s = dy·k + dx.
     let stacked = weight.permute([2, 3, 0, 1]).reshape([k * k * o, c]);
-    let z = pointwise(x, stacked).pad([(r, r), (r, r)], PadMode::Constant(0.0));
-    let mut y: Option<Tensor<4>> = None;
-    for dy in 0..k {
-        for dx in 0..k {
-            let s = dy * k + dx;
-            let part = z
-                .clone()
-                .slice([0..n, s * o..(s + 1) * o, dy..dy + h, dx..dx + w]);
-            y = Some(match y {
-                None => part,
-                Some(sum) => sum + part,
-            });
-        }
-    }
-    y.expect("a kernel has at least one tap")
+    taps::sum(pointwise(x, stacked), k)
 }

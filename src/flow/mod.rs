@@ -27,6 +27,7 @@ pub mod prior;
 pub mod split;
 pub mod squeeze;
 pub mod step;
+pub mod taps;
 
 use burn::tensor::Tensor;
 
