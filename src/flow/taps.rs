@@ -19,7 +19,7 @@
 //! as burn operations they are a pad, `k²` slices and a stack, or a pad, `k²` slices and
 //! `k² − 1` additions, each its own pass with its own buffer, and so they remain on other
 //! devices. The sum adds the taps in order `s = 0, 1, …`, as the composition does: its values
-//! are the composition's bit for bit.
+//! are the composition's bit for bit (but for the sign of a zero).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -115,6 +115,15 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of `k × k` taps.
+    fn new(k: usize, channel_major: bool, flip: bool) -> Self {
+        Geometry {
+            k,
+            channel_major,
+            flip,
+        }
+    }
+
     /// The row of channel `c` and tap `s` among `channels · k²` rows.
     fn row(self, c: usize, s: usize, channels: usize) -> usize {
         match self.channel_major {
@@ -226,20 +235,12 @@ fn by_dtype(
 
 impl HostTaps for Flex {
     fn gather_taps(x: FlexTensor, k: usize, channel_major: bool, flip: bool) -> FlexTensor {
-        let taps = Geometry {
-            k,
-            channel_major,
-            flip,
-        };
+        let taps = Geometry::new(k, channel_major, flip);
         by_dtype(&x, taps, gather_host::<f32>, gather_host::<f64>)
     }
 
     fn sum_taps(z: FlexTensor, k: usize, channel_major: bool, flip: bool) -> FlexTensor {
-        let taps = Geometry {
-            k,
-            channel_major,
-            flip,
-        };
+        let taps = Geometry::new(k, channel_major, flip);
         by_dtype(&z, taps, sum_host::<f32>, sum_host::<f64>)
     }
 }
@@ -297,15 +298,7 @@ impl<C: CheckpointStrategy> HostTaps for Autodiff<Flex, C> {
         channel_major: bool,
         flip: bool,
     ) -> FloatTensor<Self> {
-        tracked::<C>(
-            x,
-            Geometry {
-                k,
-                channel_major,
-                flip,
-            },
-            false,
-        )
+        tracked::<C>(x, Geometry::new(k, channel_major, flip), false)
     }
 
     fn sum_taps(
@@ -314,14 +307,6 @@ impl<C: CheckpointStrategy> HostTaps for Autodiff<Flex, C> {
         channel_major: bool,
         flip: bool,
     ) -> FloatTensor<Self> {
-        tracked::<C>(
-            z,
-            Geometry {
-                k,
-                channel_major,
-                flip,
-            },
-            true,
-        )
+        tracked::<C>(z, Geometry::new(k, channel_major, flip), true)
     }
 }
