@@ -24,11 +24,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{flex_tensor, host_values, HostFloat};
+use super::host_float::{dims4, flex_tensor, host_values, HostFloat};
 use crate::device::runs_on_host;
 
 /// `relu((x + b) · s)` with `b` and `s` per channel (`[C]`) over `x` `[N, C, H, W]`.
@@ -102,12 +102,6 @@ fn forward<T: HostFloat>(x: &FlexTensor, bias: &FlexTensor, scale: &FlexTensor) 
         }));
     }
     flex_tensor(out, dims)
-}
-
-/// The `[N, C, H, W]` of a 4-d tensor.
-fn dims4(x: &FlexTensor) -> [usize; 4] {
-    let shape = x.shape();
-    [shape[0], shape[1], shape[2], shape[3]]
 }
 
 /// `(∂/∂x, ∂/∂b, ∂/∂s)` of the module docs, from the forward's inputs and `∂/∂z`.
@@ -194,29 +188,23 @@ impl<C: CheckpointStrategy> HostActNormRelu for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        match ActNormReluBackward
+        let prepared = ActNormReluBackward
             .prepare::<C>([x.node(), bias.node(), scale.node()])
             .compute_bound()
-            .stateful()
-        {
+            .stateful();
+        let forward = |x: FloatTensor<Self>, b: FloatTensor<Self>, s: FloatTensor<Self>| {
+            Flex::actnorm_relu(x.into_primitive(), b.into_primitive(), s.into_primitive())
+        };
+        match prepared {
             OpsKind::Tracked(mut prep) => {
                 let state = [
                     prep.checkpoint(&x),
                     prep.checkpoint(&bias),
                     prep.checkpoint(&scale),
                 ];
-                let output = Flex::actnorm_relu(
-                    x.into_primitive(),
-                    bias.into_primitive(),
-                    scale.into_primitive(),
-                );
-                prep.finish(state, output)
+                prep.finish(state, forward(x, bias, scale))
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::actnorm_relu(
-                x.into_primitive(),
-                bias.into_primitive(),
-                scale.into_primitive(),
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(forward(x, bias, scale)),
         }
     }
 }

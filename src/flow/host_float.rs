@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::ops::{Add, Mul};
 
 use burn::backend::flex::FlexTensor;
+use burn::backend::TensorMetadata;
 use burn::tensor::{Element, TensorData};
 
 /// f32 or f64: the element types of the host kernels, with the arithmetic they use.
@@ -46,4 +47,10 @@ pub fn host_values<T: HostFloat>(tensor: &FlexTensor) -> Cow<'_, [T]> {
 /// A contiguous tensor of `shape` that takes ownership of `values` (no copy).
 pub fn flex_tensor<T: HostFloat, const D: usize>(values: Vec<T>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The `[N, C, H, W]` of a 4-d tensor.
+pub fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let shape = x.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
 }

@@ -273,6 +273,9 @@ impl<B: Backend + HostGemm, C: CheckpointStrategy> HostGemm for Autodiff<B, C> {
         let (lhs_batch, rhs_batch) = (lhs.primitive().shape()[0], rhs.primitive().shape()[0]);
         let batch = lhs_batch.max(rhs_batch);
         let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+        let forward = |lhs: FloatTensor<Self>, rhs: FloatTensor<Self>| {
+            B::gemm_product(lhs.into_primitive(), rhs.into_primitive(), sum_batch)
+        };
         match GemmBackward
             .prepare::<C>([lhs.node(), rhs.node()])
             .compute_bound()
@@ -287,14 +290,9 @@ impl<B: Backend + HostGemm, C: CheckpointStrategy> HostGemm for Autodiff<B, C> {
                     broadcast(lhs_batch, batch),
                     broadcast(rhs_batch, batch),
                 );
-                let output = B::gemm_product(lhs.into_primitive(), rhs.into_primitive(), sum_batch);
-                prep.finish(state, output)
+                prep.finish(state, forward(lhs, rhs))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::gemm_product(
-                lhs.into_primitive(),
-                rhs.into_primitive(),
-                sum_batch,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(forward(lhs, rhs)),
         }
     }
 }

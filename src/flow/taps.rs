@@ -27,11 +27,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{flex_tensor, host_values, HostFloat};
+use super::host_float::{dims4, flex_tensor, host_values, HostFloat};
 use crate::device::runs_on_host;
 
 /// `G(x)` with channel-major rows (im2col), `[N, C·k², H, W]` from `x` `[N, C, H, W]` (odd `k`).
@@ -211,12 +211,6 @@ fn sum_host<T: HostFloat>(z: &FlexTensor, taps: Geometry) -> FlexTensor {
         }
     }
     flex_tensor(out, [n, c, h, w])
-}
-
-/// The `[N, C, H, W]` of a 4-d tensor.
-fn dims4(x: &FlexTensor) -> [usize; 4] {
-    let shape = x.shape();
-    [shape[0], shape[1], shape[2], shape[3]]
 }
 
 /// Runs the f32 or f64 version of a host kernel.
