@@ -59,6 +59,13 @@ pub trait HostGemm: Backend {
 
 impl HostGemm for Flex {
     fn gemm_product(lhs: FlexTensor, rhs: FlexTensor, sum_batch: bool) -> FlexTensor {
+        let (lhs_shape, rhs_shape) = (lhs.shape(), rhs.shape());
+        let out_batch = match sum_batch {
+            true => 1,
+            false => lhs_shape[0].max(rhs_shape[0]),
+        };
+        let out_len = out_batch * lhs_shape[1] * rhs_shape[2];
+        let (lhs, rhs) = (in_row_order(lhs, out_len), in_row_order(rhs, out_len));
         match lhs.dtype() {
             DType::F32 => product::<f32>(&lhs, &rhs, sum_batch),
             DType::F64 => product::<f64>(&lhs, &rhs, sum_batch),
@@ -70,6 +77,20 @@ impl HostGemm for Flex {
                 }
             }
         }
+    }
+}
+
+/// `operand` copied into row order if it is stored column by column (a transposed view, as the
+/// gradients take their operands) and holds at most `limit` elements, the product's output size,
+/// so that the copy costs no more than writing the output once. gemm's kernel reads both operands
+/// in row order fastest: a weight's transpose as the left operand ran at 106-140 GFLOP/s per
+/// thread against 140-175 in row order on this project's 2-core Xeon (512 x 512 by 512 x 128-512).
+fn in_row_order(operand: FlexTensor, limit: usize) -> FlexTensor {
+    let layout = operand.layout();
+    let column_major = layout.strides()[1] == 1 && layout.shape()[1] > 1;
+    match column_major && !operand.is_contiguous() && layout.num_elements() <= limit {
+        true => operand.to_contiguous(),
+        false => operand,
     }
 }
 

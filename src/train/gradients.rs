@@ -26,8 +26,8 @@
 //! rounding (the documented trade-off: `2·D` stored values per image).
 //!
 //! Both run the batch in the run's fixed shards, concurrently ([`crate::parallel`]), each shard
-//! differentiating its own copy of the parameters. Backprop shards the whole pass and weights each
-//! shard's gradients by its share of the batch (one set of gradients per shard); recompute shards
+//! differentiating its own copy of the parameters. Backprop shards the whole pass, each shard
+//! differentiating its rows' share of the mean (one set of gradients per shard); recompute shards
 //! each map's local backward pass and, on the rank that starts the fold (always, on one process),
 //! adds its shards' gradients at once, so that it holds one set of gradients and one map's graph
 //! per shard. On several ranks ([`crate::cluster`]) each computes its block of shards and the
@@ -40,6 +40,7 @@ use std::ops::Range;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use rayon::prelude::*;
 
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -107,7 +108,7 @@ pub fn loss_and_gradients(
 }
 
 /// The backprop pass over the shards `ranges` of a batch of `n`: each shard differentiates the
-/// mean bits/dim of its rows, weighted by its share of the batch.
+/// sum of its rows' bits/dim over `n` (its mean weighted by its share of the batch).
 fn backprop_gradients(
     model: &Glow,
     images: &Tensor<4>,
@@ -125,13 +126,10 @@ fn backprop_gradients(
             on_device(rows(noise, &r)),
             shard_classes.as_ref(),
         )?;
-        let grads = bpd.clone().mean().backward();
-        let share = r.len() as f64 / n as f64;
-        let weighted: FlatGrads = flat_grads(&copy, &grads)
-            .into_iter()
-            .map(|g| g.map(|g| g * share))
-            .collect();
-        Ok((bpd.inner(), weighted))
+        // Σ_shard bpd / n: the shard's mean weighted by its share of the batch, so that its
+        // gradients need no pass of their own to be weighted.
+        let grads = (bpd.clone().sum() / n as f64).backward();
+        Ok((bpd.inner(), flat_grads(&copy, &grads)))
     })?;
     let (bpd, shards): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
     Ok(LocalGradients {
@@ -198,20 +196,26 @@ fn own_copy<M: Module>(module: &M) -> M {
 }
 
 /// The shards' gradients `parts` added parameter by parameter, in shard order:
-/// `((g₀ + g₁) + g₂) + …`.
+/// `((g₀ + g₁) + g₂) + …`, the parameters concurrently.
 fn add_in_order(parts: Vec<FlatGrads>) -> FlatGrads {
-    parts
-        .into_iter()
-        .reduce(|sum, grads| {
-            sum.into_iter()
-                .zip(grads)
-                .map(|pair| match pair {
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("a batch has a shard");
+    let mut terms: Vec<Vec<Option<Tensor<1>>>> = first.into_iter().map(|g| vec![g]).collect();
+    for grads in parts {
+        terms.iter_mut().zip(grads).for_each(|(t, g)| t.push(g));
+    }
+    terms
+        .into_par_iter()
+        .map(|terms| {
+            terms
+                .into_iter()
+                .reduce(|sum, g| match (sum, g) {
                     (Some(sum), Some(g)) => Some(sum + g),
                     (sum, g) => sum.or(g),
                 })
-                .collect()
+                .flatten()
         })
-        .expect("a batch has a shard")
+        .collect()
 }
 
 /// `Σ_i log N(ε_i; 0, I)` per sample, without the constant.
