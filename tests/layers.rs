@@ -622,42 +622,63 @@ fn fused_actnorm_relu_equals_its_composition_in_value_and_gradients() {
         let c = b.dims()[0];
         relu((x + b.reshape([1, c, 1, 1])) * s.reshape([1, c, 1, 1]))
     };
+    // The input row-major, channel-major (`[C, N, H, W]` in memory, as a batch-folded product
+    // leaves it: read in place) and with its pixel axes swapped (copied first); the gradient
+    // arriving row-major or channel-major. Each input is a view of a leaf of its own shape.
+    type View = fn(Tensor<4>) -> Tensor<4>;
+    let layouts: [(&str, [usize; 4], View); 3] = [
+        ("row-major", [2, 5, 3, 7], |leaf| leaf),
+        ("channel-major", [5, 2, 3, 7], |leaf| leaf.swap_dims(0, 1)),
+        ("pixels swapped", [2, 5, 7, 3], |leaf| leaf.swap_dims(2, 3)),
+    ];
     for (device, tolerance) in [(f64_device(), 1e-12), (f32_device(), 1e-5)] {
         let ad = device.clone().autodiff();
-        // Negative scales too (the linear parameterisation stores the scale itself); planes of
-        // 21 pixels, so that both the 16-wide blocks and the tail of the backward pass run.
-        let x = normal([2, 5, 3, 7], 1.0, 50, &ad).require_grad();
-        let b = normal([5], 0.5, 51, &ad).require_grad();
-        let s = normal([5], 1.0, 52, &ad).require_grad();
-        let g = normal([2, 5, 3, 7], 1.0, 53, &ad);
-        let ours = actnorm_relu(x.clone(), b.clone(), s.clone());
-        let reference = composed(x.clone(), b.clone(), s.clone());
-        assert_eq!(
-            to_f64_vec(ours.clone()),
-            to_f64_vec(reference.clone()),
-            "values, bit for bit"
-        );
-        let g_ours = (ours * g.clone()).sum().backward();
-        let g_ref = (reference * g).sum().backward();
-        for (name, a, r) in [
-            (
-                "dx",
-                to_f64_vec(x.grad(&g_ours).unwrap()),
-                to_f64_vec(x.grad(&g_ref).unwrap()),
-            ),
-            (
-                "db",
-                to_f64_vec(b.grad(&g_ours).unwrap()),
-                to_f64_vec(b.grad(&g_ref).unwrap()),
-            ),
-            (
-                "ds",
-                to_f64_vec(s.grad(&g_ours).unwrap()),
-                to_f64_vec(s.grad(&g_ref).unwrap()),
-            ),
-        ] {
-            // The per-channel sums are added in another order: rounding only.
-            assert!(max_abs_gap(&a, &r) < tolerance, "{name}");
+        for ((layout, leaf_dims, view), channel_major_grad) in
+            layouts.into_iter().flat_map(|l| [(l, false), (l, true)])
+        {
+            // Negative scales too (the linear parameterisation stores the scale itself); planes
+            // of 21 pixels, so that both the 16-wide blocks and the tail of the backward pass run.
+            let leaf = normal(leaf_dims, 1.0, 50, &ad).require_grad();
+            let b = normal([5], 0.5, 51, &ad).require_grad();
+            let s = normal([5], 1.0, 52, &ad).require_grad();
+            // Each graph its own view (a graph's tape is consumed by its backward pass).
+            let ours = actnorm_relu(view(leaf.clone()), b.clone(), s.clone());
+            let reference = composed(view(leaf.clone()), b.clone(), s.clone());
+            assert_eq!(
+                to_f64_vec(ours.clone()),
+                to_f64_vec(reference.clone()),
+                "values, bit for bit ({layout})"
+            );
+            // Σ z·g, with g laid out so that ∂/∂z arrives row-major or channel-major.
+            let loss = |z: Tensor<4>| match channel_major_grad {
+                false => (z * normal([2, 5, 3, 7], 1.0, 53, &ad)).sum(),
+                true => (z.swap_dims(0, 1) * normal([5, 2, 3, 7], 1.0, 53, &ad)).sum(),
+            };
+            let g_ours = loss(ours).backward();
+            let g_ref = loss(reference).backward();
+            for (name, a, r) in [
+                (
+                    "dx",
+                    to_f64_vec(leaf.grad(&g_ours).unwrap()),
+                    to_f64_vec(leaf.grad(&g_ref).unwrap()),
+                ),
+                (
+                    "db",
+                    to_f64_vec(b.grad(&g_ours).unwrap()),
+                    to_f64_vec(b.grad(&g_ref).unwrap()),
+                ),
+                (
+                    "ds",
+                    to_f64_vec(s.grad(&g_ours).unwrap()),
+                    to_f64_vec(s.grad(&g_ref).unwrap()),
+                ),
+            ] {
+                // The per-channel sums are added in another order: rounding only.
+                assert!(
+                    max_abs_gap(&a, &r) < tolerance,
+                    "{name} ({layout}, gradient channel-major: {channel_major_grad})"
+                );
+            }
         }
     }
     // NaN passes through, as burn's relu lets it.

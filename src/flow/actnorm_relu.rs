@@ -14,6 +14,11 @@
 //! the per-channel sums accumulated in f64. The forward values are those of the composition bit
 //! for bit (the same f32 operations in the same order).
 //!
+//! `x` and `∂/∂z` are read in place wherever their channel planes are contiguous
+//! ([`super::host_float::Planes`]), and `z` and `∂/∂x` keep the layout of `x`: the
+//! channel-major output of a batch-folded 1×1 product passes through to the next batch-folded
+//! product without a copy either way.
+//!
 //! Like [`super::host_gemm`], a burn backend extension for `Flex` and `Autodiff<Flex>`; other
 //! devices compute the composition.
 
@@ -28,7 +33,7 @@ use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{dims4, flex_tensor, host_values, HostFloat};
+use super::host_float::{dims4, host_values, plane_order, planes_tensor, HostFloat, Planes};
 use crate::device::runs_on_host;
 
 /// `relu((x + b) · s)` with `b` and `s` per channel (`[C]`) over `x` `[N, C, H, W]`.
@@ -73,26 +78,17 @@ fn passes<T: HostFloat>(a: T) -> bool {
     a.is_nan() || a > T::ZERO
 }
 
-/// The channel planes of `x` `[N, C, H, W]` (`dims`): its values in chunks of `H · W`, each with
-/// its channel's index.
-fn planes<T: HostFloat>(x: &[T], dims: [usize; 4]) -> impl Iterator<Item = (usize, &[T])> {
-    let (channels, plane) = (dims[1], dims[2] * dims[3]);
-    x.chunks_exact(plane.max(1))
-        .enumerate()
-        .map(move |(i, values)| (i % channels, values))
-}
-
 fn forward<T: HostFloat>(x: &FlexTensor, bias: &FlexTensor, scale: &FlexTensor) -> FlexTensor {
     let dims = dims4(x);
-    let (values, bias, scale) = (
-        host_values::<T>(x),
+    let (x, bias, scale) = (
+        Planes::<T>::of(x),
         host_values::<T>(bias),
         host_values::<T>(scale),
     );
-    let mut out = Vec::with_capacity(values.len());
-    for (c, plane) in planes(&values, dims) {
+    let mut out = Vec::with_capacity(dims.iter().product());
+    for (n, c) in plane_order(dims, x.channel_major()) {
         let (b, s) = (bias[c], scale[c]);
-        out.extend(plane.iter().map(|&v| {
+        out.extend(x.plane(n, c).iter().map(|&v| {
             let a = (v + b) * s;
             if passes(a) {
                 a
@@ -101,10 +97,11 @@ fn forward<T: HostFloat>(x: &FlexTensor, bias: &FlexTensor, scale: &FlexTensor) 
             }
         }));
     }
-    flex_tensor(out, dims)
+    planes_tensor(out, dims, x.channel_major())
 }
 
-/// `(∂/∂x, ∂/∂b, ∂/∂s)` of the module docs, from the forward's inputs and `∂/∂z`.
+/// `(∂/∂x, ∂/∂b, ∂/∂s)` of the module docs, from the forward's inputs and `∂/∂z`; `∂/∂x` in the
+/// layout of `x`.
 fn backward<T: HostFloat>(
     x: &FlexTensor,
     bias: &FlexTensor,
@@ -113,15 +110,15 @@ fn backward<T: HostFloat>(
 ) -> [FlexTensor; 3] {
     let dims = dims4(x);
     let channels = dims[1];
-    let (values, bias, scale) = (
-        host_values::<T>(x),
+    let (x_planes, bias, scale) = (
+        Planes::<T>::of(x),
         host_values::<T>(bias),
         host_values::<T>(scale),
     );
-    let grad = host_values::<T>(grad);
-    let mut dx = Vec::with_capacity(values.len());
+    let grad = Planes::<T>::of(grad);
+    let mut dx = Vec::with_capacity(dims.iter().product());
     let (mut db, mut ds) = (vec![0.0f64; channels], vec![0.0f64; channels]);
-    for ((c, plane), grad_plane) in planes(&values, dims).zip(planes(&grad, dims).map(|(_, g)| g)) {
+    for (n, c) in plane_order(dims, x_planes.channel_major()) {
         let (b, s) = (bias[c], scale[c]);
         // LANES running sums per plane (so that the loop vectorises), added up in f64.
         let (mut sum_b, mut sum_s) = ([T::ZERO; LANES], [T::ZERO; LANES]);
@@ -133,7 +130,8 @@ fn backward<T: HostFloat>(
             sum_s[i] = sum_s[i] + g * u;
             d
         };
-        let (values, grads) = (plane.chunks_exact(LANES), grad_plane.chunks_exact(LANES));
+        let values = x_planes.plane(n, c).chunks_exact(LANES);
+        let grads = grad.plane(n, c).chunks_exact(LANES);
         let tail = values.remainder().iter().zip(grads.remainder());
         for (v, g) in values.zip(grads) {
             let d: [T; LANES] = std::array::from_fn(|i| lane(i, v[i], g[i]));
@@ -150,7 +148,11 @@ fn backward<T: HostFloat>(
             burn::tensor::TensorData::new(sums, [channels]).convert_dtype(x.dtype()),
         )
     };
-    [flex_tensor(dx, dims), per_channel(db), per_channel(ds)]
+    [
+        planes_tensor(dx, dims, x_planes.channel_major()),
+        per_channel(db),
+        per_channel(ds),
+    ]
 }
 
 #[derive(Debug)]

@@ -31,7 +31,7 @@ use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{dims4, flex_tensor, host_values, HostFloat};
+use super::host_float::{dims4, flex_tensor, HostFloat, Planes};
 use crate::device::runs_on_host;
 
 /// `G(x)` with channel-major rows (im2col), `[N, C·k², H, W]` from `x` `[N, C, H, W]` (odd `k`).
@@ -162,16 +162,13 @@ fn shifted_rows(
 
 fn gather_host<T: HostFloat>(x: &FlexTensor, taps: Geometry) -> FlexTensor {
     let [n, c, h, w] = dims4(x);
-    let values = host_values::<T>(x);
+    let x = Planes::<T>::of(x);
     let k2 = taps.k * taps.k;
     let plane = h * w;
     let mut out = vec![T::ZERO; n * c * k2 * plane];
-    for (input, output) in values
-        .chunks_exact(c * plane)
-        .zip(out.chunks_exact_mut(c * k2 * plane))
-    {
+    for (image, output) in out.chunks_exact_mut(c * k2 * plane).enumerate() {
         for channel in 0..c {
-            let source = &input[channel * plane..(channel + 1) * plane];
+            let source = x.plane(image, channel);
             for s in 0..k2 {
                 let row = taps.row(channel, s, c);
                 let target = &mut output[row * plane..(row + 1) * plane];
@@ -187,20 +184,16 @@ fn gather_host<T: HostFloat>(x: &FlexTensor, taps: Geometry) -> FlexTensor {
 
 fn sum_host<T: HostFloat>(z: &FlexTensor, taps: Geometry) -> FlexTensor {
     let [n, rows, h, w] = dims4(z);
-    let values = host_values::<T>(z);
+    let z = Planes::<T>::of(z);
     let k2 = taps.k * taps.k;
     let c = rows / k2;
     let plane = h * w;
     let mut out = vec![T::ZERO; n * c * plane];
-    for (input, output) in values
-        .chunks_exact(rows * plane)
-        .zip(out.chunks_exact_mut(c * plane))
-    {
+    for (image, output) in out.chunks_exact_mut(c * plane).enumerate() {
         for channel in 0..c {
             let target = &mut output[channel * plane..(channel + 1) * plane];
             for s in 0..k2 {
-                let row = taps.row(channel, s, c);
-                let source = &input[row * plane..(row + 1) * plane];
+                let source = z.plane(image, taps.row(channel, s, c));
                 for (i, si, j0, j1, sj) in shifted_rows(h, w, taps.offset(s)) {
                     let from = &source[si * w + sj..si * w + sj + (j1 - j0)];
                     for (t, &v) in target[i * w + j0..i * w + j1].iter_mut().zip(from) {
