@@ -507,6 +507,31 @@ fn matmul_convolutions_equal_burn_conv2d_in_value_and_gradients() {
     }
 }
 
+#[test]
+fn stacked_weight_is_the_tap_major_permutation_in_value_and_gradient() {
+    use glowflow::flow::taps::stacked_weight;
+    let device = f64_device().autodiff();
+    let [o, c, k] = [3, 4, 3];
+    let w = normal([o, c, k, k], 1.0, 40, &device).require_grad();
+    let r = normal([k * k * o, c], 1.0, 41, &device);
+    let ours = stacked_weight(w.clone());
+    // Row s·O + o holds W[o, :, s], element by element from the weight's own values.
+    let (values, stacked) = (to_f64_vec(w.clone()), to_f64_vec(ours.clone()));
+    for (s, oi, ci) in
+        (0..k * k).flat_map(|s| (0..o).flat_map(move |oi| (0..c).map(move |ci| (s, oi, ci))))
+    {
+        assert_eq!(
+            stacked[(s * o + oi) * c + ci],
+            values[(oi * c + ci) * k * k + s],
+            "tap {s}, output {oi}, input {ci}"
+        );
+    }
+    // The gradient of Σ stacked · r is r laid back into the weight's layout.
+    let grads = (ours * r.clone()).sum().backward();
+    let reference = r.reshape([k, k, o, c]).permute([2, 3, 0, 1]);
+    assert_eq!(to_f64_vec(w.grad(&grads).unwrap()), to_f64_vec(reference));
+}
+
 /// `Σ_k a[b_a, i, k] · c[b_c, k, j]` in f64 on the host, `[B, M, N]`: the naive product the
 /// CPU's gemm products are checked against (batch index 0 for a broadcast operand).
 fn naive_product(a: &[f64], a_dims: [usize; 3], c: &[f64], c_dims: [usize; 3]) -> Vec<f64> {

@@ -77,8 +77,8 @@ fn conv_by_shifted_inputs(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 
 /// `Z = W' · x` with `W'` as `[k²·O, C]`, then the sum of the `k²` shifted `O`-channel maps.
 fn conv_by_shifted_outputs(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    let [o, c, k, _] = weight.dims();
-    // [k, k, O, C] -> rows s·O + o with s = dy·k + dx.
-    let stacked = weight.permute([2, 3, 0, 1]).reshape([k * k * o, c]);
+    let k = weight.dims()[2];
+    // Rows s·O + o with s = dy·k + dx.
+    let stacked = taps::stacked_weight(weight);
     taps::sum(pointwise(x, stacked), k)
 }

@@ -27,11 +27,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{dims4, flex_tensor, HostFloat, Planes};
+use super::host_float::{dims4, flex_tensor, host_values, HostFloat, Planes};
 use crate::device::runs_on_host;
 
 /// `G(x)` with channel-major rows (im2col), `[N, C·k², H, W]` from `x` `[N, C, H, W]` (odd `k`).
@@ -66,6 +66,21 @@ pub fn sum(z: Tensor<4>, k: usize) -> Tensor<4> {
     ))
 }
 
+/// The taps of a `[O, C, k, k]` weight stacked tap-major, `[k²·O, C]`: row `s·O + o` is
+/// `W[o, :, s]`, the weight whose products are [`sum`]'s tap-major rows. It is the transpose of
+/// the weight viewed as `[O·C, k²]`, computed on the CPU as one pass over the weight (burn's
+/// tiled copy of the permuted weight cost about as much again, 1-6 % of a step at config 3 of
+/// BENCHMARKS.md).
+pub fn stacked_weight(weight: Tensor<4>) -> Tensor<2> {
+    let [o, c, k, _] = weight.dims();
+    if !runs_on_host(&weight.device()) {
+        return weight.permute([2, 3, 0, 1]).reshape([k * k * o, c]);
+    }
+    let taps_by_row = weight.reshape([o * c, k * k]).into_dispatch();
+    Tensor::<2>::from_dispatch(<Dispatch as HostTaps>::transpose(taps_by_row))
+        .reshape([k * k * o, c])
+}
+
 /// As burn operations: for each tap `s`, its shifted copy of the rows `rows(s)` of `x`, a slice
 /// of the zero-padded `x`.
 fn shifted_slices(
@@ -96,6 +111,9 @@ pub trait HostTaps: Backend {
         channel_major: bool,
         flip: bool,
     ) -> FloatTensor<Self>;
+
+    /// The transpose `[T, R]` of a matrix `[R, T]` (its own adjoint): [`stacked_weight`].
+    fn transpose(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// [`sum`], channel-major or tap-major rows, offsets negated with `flip`.
     fn sum_taps(
@@ -206,6 +224,21 @@ fn sum_host<T: HostFloat>(z: &FlexTensor, taps: Geometry) -> FlexTensor {
     flex_tensor(out, [n, c, h, w])
 }
 
+/// [`HostTaps::transpose`] on the host: one pass over the rows of `x`, each scattered into a
+/// column of the output.
+fn transpose_host<T: HostFloat>(x: &FlexTensor) -> FlexTensor {
+    let shape = x.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let values = host_values::<T>(x);
+    let mut out = vec![T::ZERO; rows * cols];
+    for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + r] = v;
+        }
+    }
+    flex_tensor(out, [cols, rows])
+}
+
 /// Runs the f32 or f64 version of a host kernel.
 fn by_dtype(
     x: &FlexTensor,
@@ -230,6 +263,14 @@ impl HostTaps for Flex {
         let taps = Geometry::new(k, channel_major, flip);
         by_dtype(&z, taps, sum_host::<f32>, sum_host::<f64>)
     }
+
+    fn transpose(x: FlexTensor) -> FlexTensor {
+        match x.dtype() {
+            DType::F32 => transpose_host::<f32>(&x),
+            DType::F64 => transpose_host::<f64>(&x),
+            other => panic!("the weight's taps are stacked from f32 or f64 tensors, not {other:?}"),
+        }
+    }
 }
 
 /// The backward pass of a gather (`adjoint_of_sum` false) or a sum (true): the other map with
@@ -253,6 +294,18 @@ impl Backward<Flex, 1> for TapsBackward {
             true => Flex::gather_taps(grad, flipped.k, flipped.channel_major, flipped.flip),
             false => Flex::sum_taps(grad, flipped.k, flipped.channel_major, flipped.flip),
         });
+    }
+}
+
+/// The backward pass of a transpose: the transpose of the gradient.
+#[derive(Debug)]
+struct TransposeBackward;
+
+impl Backward<Flex, 1> for TransposeBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<Flex, _>(ops.parents, ops.node, grads, Flex::transpose);
     }
 }
 
@@ -295,5 +348,12 @@ impl<C: CheckpointStrategy> HostTaps for Autodiff<Flex, C> {
         flip: bool,
     ) -> FloatTensor<Self> {
         tracked::<C>(z, Geometry::new(k, channel_major, flip), true)
+    }
+
+    fn transpose(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        TransposeBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateless(Flex::transpose(x.into_primitive()))
     }
 }
