@@ -511,7 +511,8 @@ fn matmul_convolutions_equal_burn_conv2d_in_value_and_gradients() {
 fn stacked_weight_is_the_tap_major_permutation_in_value_and_gradient() {
     use glowflow::flow::taps::stacked_weight;
     let device = f64_device().autodiff();
-    let [o, c, k] = [3, 4, 3];
+    // 35 rows of taps: two whole blocks of the host transpose and a partial one.
+    let [o, c, k] = [5, 7, 3];
     let w = normal([o, c, k, k], 1.0, 40, &device).require_grad();
     let r = normal([k * k * o, c], 1.0, 41, &device);
     let ours = stacked_weight(w.clone());
