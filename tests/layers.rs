@@ -707,6 +707,19 @@ fn fused_actnorm_relu_equals_its_composition_in_value_and_gradients() {
             }
         }
     }
+    // Without a graph, an input that owns its buffer is rewritten in place: the same values, in
+    // both layouts that allow it (each input drawn afresh, so that nothing else holds it).
+    for device in [f64_device(), f32_device()] {
+        for (layout, leaf_dims, view) in layouts.into_iter().take(2) {
+            let fresh = || view(normal(leaf_dims, 1.0, 54, &device));
+            let (b, s) = (normal([5], 0.5, 55, &device), normal([5], 1.0, 56, &device));
+            assert_eq!(
+                to_f64_vec(actnorm_relu(fresh(), b.clone(), s.clone())),
+                to_f64_vec(composed(fresh(), b, s)),
+                "values in place, bit for bit ({layout})"
+            );
+        }
+    }
     // NaN passes through, as burn's relu lets it.
     let device = f64_device();
     let mut values = vec![-1.0, 2.0, f64::NAN, 0.5];

@@ -17,7 +17,8 @@
 //! `x` and `∂/∂z` are read in place wherever their channel planes are contiguous
 //! ([`super::host_float::Planes`]), and `z` and `∂/∂x` keep the layout of `x`: the
 //! channel-major output of a batch-folded 1×1 product passes through to the next batch-folded
-//! product without a copy either way.
+//! product without a copy either way. Without a graph, an input that owns its buffer is
+//! rewritten in place.
 //!
 //! Like [`super::host_gemm`], a burn backend extension for `Flex` and `Autodiff<Flex>`; other
 //! devices compute the composition.
@@ -33,7 +34,9 @@ use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-use super::host_float::{dims4, host_values, plane_order, planes_tensor, HostFloat, Planes};
+use super::host_float::{
+    dense_plane_order, dims4, host_values, plane_order, planes_tensor, HostFloat, Planes,
+};
 use crate::device::runs_on_host;
 
 /// `relu((x + b) · s)` with `b` and `s` per channel (`[C]`) over `x` `[N, C, H, W]`.
@@ -63,8 +66,8 @@ pub trait HostActNormRelu: Backend {
 impl HostActNormRelu for Flex {
     fn actnorm_relu(x: FlexTensor, bias: FlexTensor, scale: FlexTensor) -> FlexTensor {
         match x.dtype() {
-            DType::F32 => forward::<f32>(&x, &bias, &scale),
-            DType::F64 => forward::<f64>(&x, &bias, &scale),
+            DType::F32 => forward::<f32>(x, &bias, &scale),
+            DType::F64 => forward::<f64>(x, &bias, &scale),
             other => panic!("actnorm_relu runs on f32 or f64 tensors, not {other:?}"),
         }
     }
@@ -78,24 +81,34 @@ fn passes<T: HostFloat>(a: T) -> bool {
     a.is_nan() || a > T::ZERO
 }
 
-fn forward<T: HostFloat>(x: &FlexTensor, bias: &FlexTensor, scale: &FlexTensor) -> FlexTensor {
-    let dims = dims4(x);
-    let (x, bias, scale) = (
-        Planes::<T>::of(x),
-        host_values::<T>(bias),
-        host_values::<T>(scale),
-    );
+/// `relu((x + b) · s)`: in place when `x` owns its buffer and holds nothing but its planes (a
+/// forward pass without a graph, whose input nothing else reads), into a new buffer otherwise.
+fn forward<T: HostFloat>(mut x: FlexTensor, bias: &FlexTensor, scale: &FlexTensor) -> FlexTensor {
+    let dims = dims4(&x);
+    let (bias, scale) = (host_values::<T>(bias), host_values::<T>(scale));
+    let activation = |c: usize, v: T| {
+        let a = (v + bias[c]) * scale[c];
+        if passes(a) {
+            a
+        } else {
+            T::ZERO
+        }
+    };
+    let plane = (dims[2] * dims[3]).max(1);
+    if let Some(channel_major) = dense_plane_order::<T>(&x) {
+        if let Some(values) = x.try_storage_mut::<T>() {
+            for ((_, c), values) in
+                plane_order(dims, channel_major).zip(values.chunks_exact_mut(plane))
+            {
+                values.iter_mut().for_each(|v| *v = activation(c, *v));
+            }
+            return x;
+        }
+    }
+    let x = Planes::<T>::of(&x);
     let mut out = Vec::with_capacity(dims.iter().product());
     for (n, c) in plane_order(dims, x.channel_major()) {
-        let (b, s) = (bias[c], scale[c]);
-        out.extend(x.plane(n, c).iter().map(|&v| {
-            let a = (v + b) * s;
-            if passes(a) {
-                a
-            } else {
-                T::ZERO
-            }
-        }));
+        out.extend(x.plane(n, c).iter().map(|&v| activation(c, v)));
     }
     planes_tensor(out, dims, x.channel_major())
 }

@@ -126,6 +126,21 @@ pub fn plane_order(dims: [usize; 4], channel_major: bool) -> impl Iterator<Item 
     })
 }
 
+/// `Some(channel_major)` when the storage of `tensor` `[N, C, H, W]` is exactly its planes in
+/// the memory order of [`plane_order`] (from its first element, nothing more), so that it can be
+/// rewritten in place plane by plane; `None` otherwise.
+pub fn dense_plane_order<T: HostFloat>(tensor: &FlexTensor) -> Option<bool> {
+    let [n, c, h, w] = dims4(tensor);
+    let layout = tensor.layout();
+    let dense = layout.start_offset() == 0 && tensor.storage::<T>().len() == n * c * h * w;
+    let swapped = [(h * w) as isize, (n * h * w) as isize, w as isize, 1];
+    match (dense, tensor.is_contiguous()) {
+        (false, _) => None,
+        (true, true) => Some(false),
+        (true, false) => (layout.strides() == swapped).then_some(true),
+    }
+}
+
 /// The `[N, C, H, W]` tensor of `dims` whose planes are `values` in the memory order of
 /// [`plane_order`]: contiguous, or with `channel_major` a `[C, N, H, W]` buffer with its first two
 /// axes swapped (a view, no copy).
