@@ -224,8 +224,8 @@ fn sum_host<T: HostFloat>(z: &FlexTensor, taps: Geometry) -> FlexTensor {
     flex_tensor(out, [n, c, h, w])
 }
 
-/// [`HostTaps::transpose`] on the host: one pass over the rows of `x`, each scattered into a
-/// column of the output.
+/// [`HostTaps::transpose`] on the host: one pass over `x` in blocks of rows, each block's column
+/// `j` written as one run of the output's row `j`.
 fn transpose_host<T: HostFloat>(x: &FlexTensor) -> FlexTensor {
     let shape = x.shape();
     let (rows, cols) = (shape[0], shape[1]);
