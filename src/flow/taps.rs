@@ -20,6 +20,9 @@
 //! `k² − 1` additions, each its own pass with its own buffer, and so they remain on other
 //! devices. The sum adds the taps in order `s = 0, 1, …`, as the composition does: its values
 //! are the composition's bit for bit (but for the sign of a zero).
+//!
+//! The shifted-outputs form's weight, stacked tap-major ([`stacked_weight`]), is a transpose of
+//! the weight's values, computed the same way on the CPU; a transpose is its own adjoint.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -68,9 +71,9 @@ pub fn sum(z: Tensor<4>, k: usize) -> Tensor<4> {
 
 /// The taps of a `[O, C, k, k]` weight stacked tap-major, `[k²·O, C]`: row `s·O + o` is
 /// `W[o, :, s]`, the weight whose products are [`sum`]'s tap-major rows. It is the transpose of
-/// the weight viewed as `[O·C, k²]`, computed on the CPU as one pass over the weight (burn's
-/// tiled copy of the permuted weight cost about as much again, 1-6 % of a step at config 3 of
-/// BENCHMARKS.md).
+/// the weight viewed as `[O·C, k²]`, computed on the CPU as one pass over the weight instead of
+/// burn's permute and tiled copy (leaving that copy out altogether, as a bound, made config 3 of
+/// BENCHMARKS.md 3-6 % faster).
 pub fn stacked_weight(weight: Tensor<4>) -> Tensor<2> {
     let [o, c, k, _] = weight.dims();
     if !runs_on_host(&weight.device()) {
