@@ -33,9 +33,11 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
+use multiversion::multiversion;
 
 use super::host_float::{
-    dense_plane_order, dims4, host_values, plane_order, planes_tensor, HostFloat, Planes,
+    dense_plane_order, dims4, extend_mapped, host_values, plane_order, planes_tensor, HostFloat,
+    Planes,
 };
 use crate::device::runs_on_host;
 
@@ -77,30 +79,46 @@ impl HostActNormRelu for Flex {
 const LANES: usize = 16;
 
 /// Whether relu passes the gradient at `a` (burn's rule: `a > 0` or NaN).
+#[inline(always)]
 fn passes<T: HostFloat>(a: T) -> bool {
     a.is_nan() || a > T::ZERO
 }
 
+/// `relu((v + b) · s)` of one value.
+#[inline(always)]
+fn activation<T: HostFloat>(b: T, s: T, v: T) -> T {
+    let a = (v + b) * s;
+    if passes(a) {
+        a
+    } else {
+        T::ZERO
+    }
+}
+
+/// `(g' · s, g' · u)` of one value, with `u = v + b` and `g' = g` where relu passes it, else 0:
+/// its `∂/∂x` and its terms of `∂/∂b` (the first, again) and `∂/∂s`.
+#[inline(always)]
+fn gradient_terms<T: HostFloat>(b: T, s: T, v: T, g: T) -> (T, T) {
+    let u = v + b;
+    let g = if passes(u * s) { g } else { T::ZERO };
+    (g * s, g * u)
+}
+
 /// `relu((x + b) · s)`: in place when `x` owns its buffer and holds nothing but its planes (a
 /// forward pass without a graph, whose input nothing else reads), into a new buffer otherwise.
+#[multiversion(targets = "simd")]
 fn forward<T: HostFloat>(mut x: FlexTensor, bias: &FlexTensor, scale: &FlexTensor) -> FlexTensor {
     let dims = dims4(&x);
     let (bias, scale) = (host_values::<T>(bias), host_values::<T>(scale));
-    let activation = |c: usize, v: T| {
-        let a = (v + bias[c]) * scale[c];
-        if passes(a) {
-            a
-        } else {
-            T::ZERO
-        }
-    };
     let plane = (dims[2] * dims[3]).max(1);
     if let Some(channel_major) = dense_plane_order::<T>(&x) {
         if let Some(values) = x.try_storage_mut::<T>() {
-            for ((_, c), values) in
-                plane_order(dims, channel_major).zip(values.chunks_exact_mut(plane))
-            {
-                values.iter_mut().for_each(|v| *v = activation(c, *v));
+            let planes = plane_order(dims, channel_major).zip(values.chunks_exact_mut(plane));
+            for ((_, c), values) in planes {
+                let (b, s) = (bias[c], scale[c]);
+                for v in values.iter_mut() {
+                    *v = activation(b, s, *v);
+                }
             }
             return x;
         }
@@ -108,13 +126,15 @@ fn forward<T: HostFloat>(mut x: FlexTensor, bias: &FlexTensor, scale: &FlexTenso
     let x = Planes::<T>::of(&x);
     let mut out = Vec::with_capacity(dims.iter().product());
     for (n, c) in plane_order(dims, x.channel_major()) {
-        out.extend(x.plane(n, c).iter().map(|&v| activation(c, v)));
+        let (b, s) = (bias[c], scale[c]);
+        extend_mapped(&mut out, x.plane(n, c), |v| activation(b, s, v));
     }
     planes_tensor(out, dims, x.channel_major())
 }
 
 /// `(∂/∂x, ∂/∂b, ∂/∂s)` of the module docs, from the forward's inputs and `∂/∂z`; `∂/∂x` in the
 /// layout of `x`.
+#[multiversion(targets = "simd")]
 fn backward<T: HostFloat>(
     x: &FlexTensor,
     bias: &FlexTensor,
@@ -135,23 +155,24 @@ fn backward<T: HostFloat>(
         let (b, s) = (bias[c], scale[c]);
         // LANES running sums per plane (so that the loop vectorises), added up in f64.
         let (mut sum_b, mut sum_s) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-        let mut lane = |i: usize, v: T, g: T| {
-            let u = v + b;
-            let g = if passes(u * s) { g } else { T::ZERO };
-            let d = g * s;
-            sum_b[i] = sum_b[i] + d;
-            sum_s[i] = sum_s[i] + g * u;
-            d
-        };
         let values = x_planes.plane(n, c).chunks_exact(LANES);
         let grads = grad.plane(n, c).chunks_exact(LANES);
         let tail = values.remainder().iter().zip(grads.remainder());
         for (v, g) in values.zip(grads) {
-            let d: [T; LANES] = std::array::from_fn(|i| lane(i, v[i], g[i]));
+            let mut d = [T::ZERO; LANES];
+            for i in 0..LANES {
+                let (dx_i, gu) = gradient_terms(b, s, v[i], g[i]);
+                d[i] = dx_i;
+                sum_b[i] = sum_b[i] + dx_i;
+                sum_s[i] = sum_s[i] + gu;
+            }
             dx.extend_from_slice(&d);
         }
         for (&v, &g) in tail {
-            dx.push(lane(0, v, g));
+            let (dx_i, gu) = gradient_terms(b, s, v, g);
+            dx.push(dx_i);
+            sum_b[0] = sum_b[0] + dx_i;
+            sum_s[0] = sum_s[0] + gu;
         }
         db[c] += sum_b.iter().map(|&x| x.into()).sum::<f64>();
         ds[c] += sum_s.iter().map(|&x| x.into()).sum::<f64>();

@@ -1,5 +1,11 @@
 //! What the CPU's own kernels ([`super::host_gemm`], [`super::actnorm_relu`], [`super::taps`])
 //! share: the float types they run on and the way in and out of burn-flex's tensors.
+//!
+//! The binary targets baseline x86-64, so the kernels' loops would compile to SSE only. Their
+//! functions carry `#[multiversion(targets = "simd")]`: compiled once per SIMD level (AVX-512,
+//! AVX2, ...), closures and `#[inline(always)]` helpers included, one chosen at run time as gemm
+//! chooses its own. The results are the baseline build's bit for bit: the same IEEE operations in
+//! the same order (Rust never fuses a multiply and an add on its own).
 
 use std::borrow::Cow;
 use std::ops::{Add, Mul};
@@ -24,6 +30,7 @@ pub trait HostFloat:
 impl HostFloat for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    #[inline(always)]
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
@@ -32,9 +39,24 @@ impl HostFloat for f32 {
 impl HostFloat for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    #[inline(always)]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
     }
+}
+
+/// `out` extended by `f` of each of `values`, written straight into its spare capacity: a loop
+/// inlined into its caller, so that it vectorises with the caller's SIMD level, where
+/// `Vec::extend`'s fold may stay out of line and compiled for baseline x86-64.
+#[inline(always)]
+pub fn extend_mapped<T: Copy>(out: &mut Vec<T>, values: &[T], f: impl Fn(T) -> T) {
+    out.reserve(values.len());
+    let spare = &mut out.spare_capacity_mut()[..values.len()];
+    for (slot, &v) in spare.iter_mut().zip(values) {
+        slot.write(f(v));
+    }
+    // SAFETY: the first `values.len()` spare elements were written just above.
+    unsafe { out.set_len(out.len() + values.len()) };
 }
 
 /// The tensor's values in row-major order: borrowed when it is contiguous, copied otherwise.

@@ -33,6 +33,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Tensor};
+use multiversion::multiversion;
 
 use super::host_float::{dims4, flex_tensor, host_values, HostFloat, Planes};
 use crate::device::runs_on_host;
@@ -203,6 +204,7 @@ fn gather_host<T: HostFloat>(x: &FlexTensor, taps: Geometry) -> FlexTensor {
     flex_tensor(out, [n, c * k2, h, w])
 }
 
+#[multiversion(targets = "simd")]
 fn sum_host<T: HostFloat>(z: &FlexTensor, taps: Geometry) -> FlexTensor {
     let [n, rows, h, w] = dims4(z);
     let z = Planes::<T>::of(z);

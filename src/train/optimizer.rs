@@ -15,6 +15,7 @@
 use std::ops::{Add, Div, Mul, Sub};
 
 use burn::tensor::{DType, DataError, Element, Tensor, TensorData};
+use multiversion::multiversion;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -208,21 +209,27 @@ impl Arithmetic for Tensor<1> {
 macro_rules! host_arithmetic {
     ($float:ty) => {
         impl Arithmetic for $float {
+            #[inline(always)]
             fn times(self, c: f64) -> Self {
                 self * c as $float
             }
+            #[inline(always)]
             fn over(self, c: f64) -> Self {
                 self / c as $float
             }
+            #[inline(always)]
             fn plus(self, c: f64) -> Self {
                 self + c as $float
             }
+            #[inline(always)]
             fn sqrt(self) -> Self {
                 <$float>::sqrt(self)
             }
+            #[inline(always)]
             fn abs(self) -> Self {
                 <$float>::abs(self)
             }
+            #[inline(always)]
             fn max(self, other: Self) -> Self {
                 <$float>::max(self, other)
             }
@@ -234,6 +241,7 @@ host_arithmetic!(f64);
 
 /// One update of a parameter `p` with gradient `g` and moments `(m, s)` (the rules of the module
 /// docs): the new `(p, m, s)`.
+#[inline(always)]
 fn rule<T: Arithmetic>(c: &Coefficients, p: T, g: T, m: T, s: T) -> (T, T, T) {
     let OptimizerSettings {
         kind,
@@ -271,6 +279,7 @@ fn update_on_host(
     let device = p.device();
     let dtype = p.dtype();
     let mut buffers = [p, g, m, s].map(Tensor::into_data);
+    #[multiversion(targets = "simd")]
     fn apply<F: Arithmetic + Element + Copy>(
         c: &Coefficients,
         [p, g, m, s]: [&mut TensorData; 4],
