@@ -733,3 +733,66 @@ fn fused_actnorm_relu_equals_its_composition_in_value_and_gradients() {
     assert_eq!(out[..2], values[..2]);
     assert!(out[2].is_nan() && out[3] == 0.5);
 }
+
+#[test]
+fn fused_hidden_layer_equals_its_product_then_activation_bit_for_bit() {
+    use glowflow::flow::actnorm_relu::actnorm_relu;
+    use glowflow::flow::conv_matmul::{pointwise, pointwise_relu};
+    // One product per image (20 channels < 8 · 35 pixels: planes of 35, two 16-wide blocks and
+    // a tail) and the batch folded into the columns (40 channels ≥ 8 · 4: planes of 4, a tail
+    // only), each against the composition it replaces: the product, then the fused activation.
+    for (form, x_dims) in [("per image", [3, 20, 5, 7]), ("folded", [3, 40, 2, 2])] {
+        let [n, c, h, w] = x_dims;
+        for device in [f64_device(), f32_device()] {
+            let ad = device.clone().autodiff();
+            let x = normal(x_dims, 1.0, 60, &ad).require_grad();
+            let weight = normal([6, c], 0.3, 61, &ad).require_grad();
+            // Negative scales too, so that both signs of the activation's gate are taken.
+            let b = normal([6], 0.5, 62, &ad).require_grad();
+            let s = normal([6], 1.0, 63, &ad).require_grad();
+            let g = normal([n, 6, h, w], 1.0, 64, &ad);
+            let ours = pointwise_relu(x.clone(), weight.clone(), b.clone(), s.clone());
+            let reference =
+                actnorm_relu(pointwise(x.clone(), weight.clone()), b.clone(), s.clone());
+            assert_eq!(
+                to_f64_vec(ours.clone()),
+                to_f64_vec(reference.clone()),
+                "values ({form})"
+            );
+            let g_ours = (ours * g.clone()).sum().backward();
+            let g_ref = (reference * g).sum().backward();
+            let grads = |grads: &burn::tensor::Gradients| {
+                [
+                    to_f64_vec(x.grad(grads).unwrap()),
+                    to_f64_vec(weight.grad(grads).unwrap()),
+                    to_f64_vec(b.grad(grads).unwrap()),
+                    to_f64_vec(s.grad(grads).unwrap()),
+                ]
+            };
+            for (name, a, r) in ["dx", "dW", "db", "ds"]
+                .into_iter()
+                .zip(grads(&g_ours))
+                .zip(grads(&g_ref))
+                .map(|((name, a), r)| (name, a, r))
+            {
+                assert_eq!(a, r, "{name} ({form})");
+            }
+            // Without a graph: the activation in place after each product.
+            let plain = |x: Tensor<4>| {
+                let x = x.inner();
+                let (weight, b, s) = (weight.clone().inner(), b.clone().inner(), s.clone().inner());
+                (
+                    to_f64_vec(pointwise_relu(
+                        x.clone(),
+                        weight.clone(),
+                        b.clone(),
+                        s.clone(),
+                    )),
+                    to_f64_vec(actnorm_relu(pointwise(x, weight), b, s)),
+                )
+            };
+            let (a, r) = plain(x.clone());
+            assert_eq!(a, r, "values without a graph ({form})");
+        }
+    }
+}

@@ -113,7 +113,13 @@ impl ActNorm {
     /// `relu(y)` of the forward map's `y`, fused into one pass on the CPU
     /// ([`actnorm_relu`]): the coupling network's hidden activation.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        actnorm_relu(x, self.bias.val(), self.scale())
+        let (bias, scale) = self.channel_affine();
+        actnorm_relu(x, bias, scale)
+    }
+
+    /// The per-channel `(b, s)` of the forward map `y = (x + b) · s`, each `[C]`.
+    pub fn channel_affine(&self) -> (Tensor<1>, Tensor<1>) {
+        (self.bias.val(), self.scale())
     }
 
     fn bias4(&self) -> Tensor<4> {

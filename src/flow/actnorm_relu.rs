@@ -86,7 +86,7 @@ fn passes<T: HostFloat>(a: T) -> bool {
 
 /// `relu((v + b) · s)` of one value.
 #[inline(always)]
-fn activation<T: HostFloat>(b: T, s: T, v: T) -> T {
+pub(super) fn activation<T: HostFloat>(b: T, s: T, v: T) -> T {
     let a = (v + b) * s;
     if passes(a) {
         a
@@ -104,6 +104,48 @@ fn gradient_terms<T: HostFloat>(b: T, s: T, v: T, g: T) -> (T, T) {
     (g * s, g * u)
 }
 
+/// `relu((v + b) · s)` of each of `values`, rewritten in place.
+#[inline(always)]
+pub(super) fn activate_in_place<T: HostFloat>(values: &mut [T], (b, s): (T, T)) {
+    for v in values.iter_mut() {
+        *v = activation(b, s, *v);
+    }
+}
+
+/// The backward pass over one plane of channel `(b, s)`: `∂/∂x` of each value appended to `dx`,
+/// and the plane's terms of `∂/∂b` and `∂/∂s`, summed in `LANES` running sums (so that the loop
+/// vectorises) and those added up in f64.
+#[inline(always)]
+pub(super) fn plane_backward<T: HostFloat>(
+    values: &[T],
+    grads: &[T],
+    (b, s): (T, T),
+    dx: &mut Vec<T>,
+) -> (f64, f64) {
+    let (mut sum_b, mut sum_s) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let values = values.chunks_exact(LANES);
+    let grads = grads.chunks_exact(LANES);
+    let tail = values.remainder().iter().zip(grads.remainder());
+    for (v, g) in values.zip(grads) {
+        let mut d = [T::ZERO; LANES];
+        for i in 0..LANES {
+            let (dx_i, gu) = gradient_terms(b, s, v[i], g[i]);
+            d[i] = dx_i;
+            sum_b[i] = sum_b[i] + dx_i;
+            sum_s[i] = sum_s[i] + gu;
+        }
+        dx.extend_from_slice(&d);
+    }
+    for (&v, &g) in tail {
+        let (dx_i, gu) = gradient_terms(b, s, v, g);
+        dx.push(dx_i);
+        sum_b[0] = sum_b[0] + dx_i;
+        sum_s[0] = sum_s[0] + gu;
+    }
+    let total = |sums: [T; LANES]| sums.iter().map(|&x| x.into()).sum::<f64>();
+    (total(sum_b), total(sum_s))
+}
+
 /// `relu((x + b) · s)`: in place when `x` owns its buffer and holds nothing but its planes (a
 /// forward pass without a graph, whose input nothing else reads), into a new buffer otherwise.
 #[multiversion(targets = "simd")]
@@ -115,10 +157,7 @@ fn forward<T: HostFloat>(mut x: FlexTensor, bias: &FlexTensor, scale: &FlexTenso
         if let Some(values) = x.try_storage_mut::<T>() {
             let planes = plane_order(dims, channel_major).zip(values.chunks_exact_mut(plane));
             for ((_, c), values) in planes {
-                let (b, s) = (bias[c], scale[c]);
-                for v in values.iter_mut() {
-                    *v = activation(b, s, *v);
-                }
+                activate_in_place(values, (bias[c], scale[c]));
             }
             return x;
         }
@@ -152,30 +191,14 @@ fn backward<T: HostFloat>(
     let mut dx = Vec::with_capacity(dims.iter().product());
     let (mut db, mut ds) = (vec![0.0f64; channels], vec![0.0f64; channels]);
     for (n, c) in plane_order(dims, x_planes.channel_major()) {
-        let (b, s) = (bias[c], scale[c]);
-        // LANES running sums per plane (so that the loop vectorises), added up in f64.
-        let (mut sum_b, mut sum_s) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-        let values = x_planes.plane(n, c).chunks_exact(LANES);
-        let grads = grad.plane(n, c).chunks_exact(LANES);
-        let tail = values.remainder().iter().zip(grads.remainder());
-        for (v, g) in values.zip(grads) {
-            let mut d = [T::ZERO; LANES];
-            for i in 0..LANES {
-                let (dx_i, gu) = gradient_terms(b, s, v[i], g[i]);
-                d[i] = dx_i;
-                sum_b[i] = sum_b[i] + dx_i;
-                sum_s[i] = sum_s[i] + gu;
-            }
-            dx.extend_from_slice(&d);
-        }
-        for (&v, &g) in tail {
-            let (dx_i, gu) = gradient_terms(b, s, v, g);
-            dx.push(dx_i);
-            sum_b[0] = sum_b[0] + dx_i;
-            sum_s[0] = sum_s[0] + gu;
-        }
-        db[c] += sum_b.iter().map(|&x| x.into()).sum::<f64>();
-        ds[c] += sum_s.iter().map(|&x| x.into()).sum::<f64>();
+        let (sum_b, sum_s) = plane_backward(
+            x_planes.plane(n, c),
+            grad.plane(n, c),
+            (bias[c], scale[c]),
+            &mut dx,
+        );
+        db[c] += sum_b;
+        ds[c] += sum_s;
     }
     let per_channel = |sums: Vec<f64>| {
         FlexTensor::from_data(

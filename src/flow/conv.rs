@@ -31,7 +31,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::actnorm::ActNorm;
-use super::conv_matmul::same_conv;
+use super::conv_matmul::{pointwise_relu, same_conv};
 use super::InvertibleMap;
 use crate::device::runs_on_host;
 use crate::tensor_ops::random_normal;
@@ -57,14 +57,18 @@ pub fn set_conv_route(route: ConvRoute) {
     CONV_ROUTE.store(route as u8, Ordering::Relaxed);
 }
 
-/// The zero-padded "same" convolution of `x` with `weight` by the process's route on `x`'s device.
-fn same_size_conv(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    let matrix_products = match CONV_ROUTE.load(Ordering::Relaxed) {
+/// Whether the process's route computes convolutions on `device` as matrix products.
+fn by_matrix_products(device: &Device) -> bool {
+    match CONV_ROUTE.load(Ordering::Relaxed) {
         r if r == ConvRoute::MatrixProducts as u8 => true,
         r if r == ConvRoute::Burn as u8 => false,
-        _ => runs_on_host(&x.device()),
-    };
-    if matrix_products {
+        _ => runs_on_host(device),
+    }
+}
+
+/// The zero-padded "same" convolution of `x` with `weight` by the process's route on `x`'s device.
+fn same_size_conv(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    if by_matrix_products(&x.device()) {
         same_conv(x, weight)
     } else {
         let pad = weight.dims()[2] / 2;
@@ -152,6 +156,14 @@ impl SameConv2d {
         self.weight.dims()[0]
     }
 
+    /// The `[C_out, C_in]` matrix of a 1x1 convolution without bias computed as matrix products,
+    /// whose output is exactly `pointwise(x, matrix)`; `None` for any other.
+    fn pointwise_matrix(&self) -> Option<Tensor<2>> {
+        let [c_out, c_in, k, _] = self.weight.dims();
+        (k == 1 && self.bias.is_none() && by_matrix_products(&self.weight.device()))
+            .then(|| self.weight.val().reshape([c_out, c_in]))
+    }
+
     /// `conv(x)` with "same" output size.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
@@ -222,12 +234,16 @@ impl HiddenConv2d {
         }
     }
 
-    /// `relu(norm(conv(x)))`, the norm and the relu fused on the CPU ([`ActNorm::forward_relu`]).
+    /// `relu(norm(conv(x)))`: the norm and the relu fused ([`ActNorm::forward_relu`]), and a
+    /// 1x1 convolution's products fused with them ([`pointwise_relu`]).
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv.forward(x);
-        match &self.norm {
-            Some(norm) => norm.forward_relu(y),
-            None => relu(y),
+        match (&self.norm, self.conv.pointwise_matrix()) {
+            (Some(norm), Some(matrix)) => {
+                let (bias, scale) = norm.channel_affine();
+                pointwise_relu(x, matrix, bias, scale)
+            }
+            (Some(norm), None) => norm.forward_relu(self.conv.forward(x)),
+            (None, _) => relu(self.conv.forward(x)),
         }
     }
 

@@ -29,6 +29,7 @@
 use burn::tensor::Tensor;
 
 use super::host_gemm::matmul;
+use super::pointwise_relu::pointwise_actnorm_relu;
 use super::taps;
 
 /// `y[n, o, p] = Σ_c w[o, c] · x[n, c, p]`: a 1x1 convolution with the `[O, C]` matrix `w`.
@@ -41,13 +42,32 @@ use super::taps;
 /// (`examples/conv_backward.rs`): at 8x8 51 → 19 ms, at 4x4 37 → 5 ms; at 16x16 the two forms
 /// are even forward + backward and the per-sample one is faster forward (33 vs 40 ms).
 pub fn pointwise(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
+    pointwise_by(x, w, |w, x, _| matmul(w, x))
+}
+
+/// `relu((pointwise(x, w) + b) · s)` with `b` and `s` per output channel: a coupling network's
+/// hidden 1x1 convolution with its ActNorm and relu, each product followed at once by its
+/// activation ([`pointwise_actnorm_relu`]), in the form [`pointwise`] chooses.
+pub fn pointwise_relu(x: Tensor<4>, w: Tensor<2>, bias: Tensor<1>, scale: Tensor<1>) -> Tensor<4> {
+    pointwise_by(x, w, |w, x, plane| {
+        pointwise_actnorm_relu(w, x, bias, scale, plane)
+    })
+}
+
+/// [`pointwise`]'s two forms, each product `[1, O, C] · [B, C, P]` computed by
+/// `product(w, x, H·W)`.
+fn pointwise_by(
+    x: Tensor<4>,
+    w: Tensor<2>,
+    product: impl FnOnce(Tensor<3>, Tensor<3>, usize) -> Tensor<3>,
+) -> Tensor<4> {
     let [n, c, h, wd] = x.dims();
     let o = w.dims()[0];
     if c < 8 * h * wd {
-        matmul(w.unsqueeze(), x.reshape([n, c, h * wd])).reshape([n, o, h, wd])
+        product(w.unsqueeze(), x.reshape([n, c, h * wd]), h * wd).reshape([n, o, h, wd])
     } else {
         let columns = x.swap_dims(0, 1).reshape([1, c, n * h * wd]);
-        matmul(w.unsqueeze(), columns)
+        product(w.unsqueeze(), columns, h * wd)
             .reshape([o, n, h, wd])
             .swap_dims(0, 1)
     }

@@ -87,7 +87,7 @@ impl HostGemm for Flex {
 /// weight's transpose by 512 x 128-512 ran at 123-140 GFLOP/s against 162-175 with the weight in
 /// row order, and two such products side by side (as two batch shards run them) at 106 against
 /// 162 per thread (512 x 256).
-fn in_row_order(operand: FlexTensor, limit: usize) -> FlexTensor {
+pub(super) fn in_row_order(operand: FlexTensor, limit: usize) -> FlexTensor {
     let layout = operand.layout();
     let column_major = layout.strides()[1] == 1 && layout.shape()[1] > 1;
     match column_major && !operand.is_contiguous() && layout.num_elements() <= limit {
@@ -98,10 +98,11 @@ fn in_row_order(operand: FlexTensor, limit: usize) -> FlexTensor {
 
 /// The batch size, rows and columns of a `[B, R, C]` operand with its strides in elements
 /// (batch stride 0 for a broadcast batch of one) and the offset of its first element.
-struct Operand {
-    batch: usize,
-    rows: usize,
-    cols: usize,
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Operand {
+    pub(super) batch: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
     batch_stride: isize,
     row_stride: isize,
     col_stride: isize,
@@ -109,7 +110,8 @@ struct Operand {
 }
 
 impl Operand {
-    fn of(tensor: &FlexTensor) -> Self {
+    /// The layout of `tensor`, `[B, R, C]`.
+    pub(super) fn of(tensor: &FlexTensor) -> Self {
         let layout = tensor.layout();
         let (shape, strides) = (layout.shape(), layout.strides());
         assert_eq!(
@@ -127,6 +129,19 @@ impl Operand {
             offset: layout.start_offset(),
         }
     }
+
+    /// One dense row-major `rows × cols` matrix (a batch of one) from the start of its storage.
+    pub(super) fn row_major(rows: usize, cols: usize) -> Self {
+        Operand {
+            batch: 1,
+            rows,
+            cols,
+            batch_stride: 0,
+            row_stride: cols as isize,
+            col_stride: 1,
+            offset: 0,
+        }
+    }
 }
 
 /// burn-flex's thresholds (`ops/matmul.rs`): a product of at least 192³ multiply-adds is split
@@ -137,13 +152,13 @@ const PARALLEL_BATCH: usize = 128 * 128 * 128;
 
 /// A pointer that may cross to rayon's worker threads: each of them writes its own output matrix.
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(super) struct SendPtr<T>(pub(super) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
     /// The pointer (a method, so that closures capture the whole `SendPtr`, not its field).
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 
@@ -151,8 +166,86 @@ impl<T> SendPtr<T> {
     ///
     /// # Safety
     /// As `pointer::add`: the result must stay within the same allocation.
-    unsafe fn add(self, count: usize) -> Self {
+    pub(super) unsafe fn add(self, count: usize) -> Self {
         SendPtr(unsafe { self.0.add(count) })
+    }
+}
+
+/// `dst (+)= L_b · R_b`, one matrix of each operand's batch (the broadcast one's only matrix),
+/// with gemm's `dst = alpha·dst + beta·L·R`, written row-major into `m·n` elements at `dst`.
+///
+/// # Safety
+/// `dst` points to `m·n` elements that nothing else touches during the call, initialised when
+/// `accumulate` (otherwise only written); `lhs` and `rhs` are the storages `l` and `r` describe.
+pub(super) unsafe fn product_into<T: HostFloat>(
+    dst: SendPtr<T>,
+    (l, lhs): (&Operand, &[T]),
+    (r, rhs): (&Operand, &[T]),
+    b: usize,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k, n) = (l.rows, l.cols, r.cols);
+    // SAFETY: the offsets and strides are those of the operands' own layouts (within their
+    // storage), and dst holds m·n elements laid out row-major (the caller's contract).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.get(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr()
+                .add(l.offset)
+                .offset(b as isize * l.batch_stride),
+            l.col_stride,
+            l.row_stride,
+            rhs.as_ptr()
+                .add(r.offset)
+                .offset(b as isize * r.batch_stride),
+            r.col_stride,
+            r.row_stride,
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// How one product of `multiply_adds` is run: split over the worker threads by gemm itself from
+/// burn-flex's threshold on, else on the calling thread.
+pub(super) fn gemm_parallelism(multiply_adds: usize) -> gemm::Parallelism {
+    match multiply_adds >= PARALLEL_PRODUCT {
+        true => gemm::Parallelism::Rayon(0),
+        false => gemm::Parallelism::None,
+    }
+}
+
+/// Runs `one(b, parallelism)` for each of the `batch` independent products of `multiply_adds`
+/// each (burn-flex's rule): one product per worker thread when the batch is large enough, in
+/// turn (each split by gemm when large) otherwise.
+pub(super) fn for_each_product(
+    batch: usize,
+    multiply_adds: usize,
+    one: impl Fn(usize, gemm::Parallelism) + Sync,
+) {
+    if batch > 1
+        && batch * multiply_adds >= PARALLEL_BATCH
+        && (batch >= 4 || multiply_adds < PARALLEL_PRODUCT)
+    {
+        use rayon::prelude::*;
+        (0..batch)
+            .into_par_iter()
+            .for_each(|b| one(b, gemm::Parallelism::None));
+    } else {
+        for b in 0..batch {
+            one(b, gemm_parallelism(multiply_adds));
+        }
     }
 }
 
@@ -177,72 +270,19 @@ where
     if k == 0 || len == 0 {
         return flex_tensor(vec![T::ZERO; len], shape);
     }
-    let (lhs_data, rhs_data) = (lhs.storage::<T>(), rhs.storage::<T>());
-    // One product `dst (+)= L_b · R_b` with gemm's `dst = alpha·dst + beta·L·R`; `accumulate`
-    // reads dst, otherwise it is only written (so it may start uninitialised).
-    let one = |dst: SendPtr<T>, b: usize, accumulate: bool, parallelism: gemm::Parallelism| {
-        // SAFETY: the offsets and strides are those of the operands' own layouts (within their
-        // storage), and dst holds m·n elements laid out row-major.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.get(),
-                1,
-                n as isize,
-                accumulate,
-                lhs_data
-                    .as_ptr()
-                    .add(l.offset)
-                    .offset(b as isize * l.batch_stride),
-                l.col_stride,
-                l.row_stride,
-                rhs_data
-                    .as_ptr()
-                    .add(r.offset)
-                    .offset(b as isize * r.batch_stride),
-                r.col_stride,
-                r.row_stride,
-                if accumulate { T::ONE } else { T::ZERO },
-                T::ONE,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
-    };
-    let per_product = m * n * k;
-    let split_by_gemm = match per_product >= PARALLEL_PRODUCT {
-        true => gemm::Parallelism::Rayon(0),
-        false => gemm::Parallelism::None,
-    };
+    let (lhs, rhs) = ((&l, lhs.storage::<T>()), (&r, rhs.storage::<T>()));
     let mut out: Vec<T> = Vec::with_capacity(len);
     let dst = SendPtr(out.as_mut_ptr());
     if sum_batch {
         for b in 0..batch {
-            one(dst, b, b > 0, split_by_gemm);
+            // SAFETY: the one output matrix, written by the first product and then accumulated.
+            unsafe { product_into(dst, lhs, rhs, b, b > 0, gemm_parallelism(m * n * k)) };
         }
-    } else if batch > 1
-        && batch * per_product >= PARALLEL_BATCH
-        && (batch >= 4 || per_product < PARALLEL_PRODUCT)
-    {
-        use rayon::prelude::*;
-        (0..batch).into_par_iter().for_each(|b| {
-            // SAFETY: matrix b of the output, m·n elements from b·m·n, written by this call only.
-            one(
-                unsafe { dst.add(b * m * n) },
-                b,
-                false,
-                gemm::Parallelism::None,
-            );
-        });
     } else {
-        for b in 0..batch {
-            // SAFETY: as above.
-            one(unsafe { dst.add(b * m * n) }, b, false, split_by_gemm);
-        }
+        for_each_product(batch, m * n * k, |b, parallelism| {
+            // SAFETY: matrix b of the output, m·n elements from b·m·n, written by this call only.
+            unsafe { product_into(dst.add(b * m * n), lhs, rhs, b, false, parallelism) };
+        });
     }
     // SAFETY: every one of the `len` elements was written by a product above.
     unsafe { out.set_len(len) };

@@ -23,6 +23,7 @@ pub mod coupling;
 pub mod host_float;
 pub mod host_gemm;
 pub mod permute;
+pub mod pointwise_relu;
 pub mod prior;
 pub mod split;
 pub mod squeeze;
