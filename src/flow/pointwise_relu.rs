@@ -105,10 +105,38 @@ fn forward_by_dtype(
     }
 }
 
+/// Row `c` of the `[O, P]` matrix `values` (`p` values each) activated in place with
+/// channel `c`'s `(b, s)`.
+#[multiversion(targets = "simd")]
+fn activate_rows_in_place<T: HostFloat>(values: &mut [T], p: usize, bias: &[T], scale: &[T]) {
+    for (values, c) in values.chunks_exact_mut(p.max(1)).zip(0..bias.len()) {
+        activate_in_place(values, (bias[c], scale[c]));
+    }
+}
+
+/// Row `c` of the `[O, P]` matrix `products` activated with channel `c`'s `(b, s)` into `out`.
+#[multiversion(targets = "simd")]
+fn activate_rows_into<T: HostFloat>(
+    products: &[T],
+    out: &mut [MaybeUninit<T>],
+    p: usize,
+    bias: &[T],
+    scale: &[T],
+) {
+    let rows = products
+        .chunks_exact(p.max(1))
+        .zip(out.chunks_exact_mut(p.max(1)));
+    for ((products, out), c) in rows.zip(0..bias.len()) {
+        let (b, s) = (bias[c], scale[c]);
+        for (out, &v) in out.iter_mut().zip(products) {
+            out.write(activation(b, s, v));
+        }
+    }
+}
+
 /// `z` and, with `keep_products` (for the backward pass), the products `a`: each image's
 /// product and activation in turn, the images spread over the worker threads as
 /// [`super::host_gemm`] spreads a batch of products.
-#[multiversion(targets = "simd")]
 fn forward<T: HostFloat>(
     w: FlexTensor,
     x: FlexTensor,
@@ -146,21 +174,10 @@ fn forward<T: HostFloat>(
                     matrix,
                 )
             };
-            for ((products, out), c) in products
-                .chunks_exact(p.max(1))
-                .zip(out.chunks_exact_mut(p.max(1)))
-                .zip(0..o)
-            {
-                let (b, s) = (bias[c], scale[c]);
-                for (out, &v) in out.iter_mut().zip(products) {
-                    out.write(activation(b, s, v));
-                }
-            }
+            activate_rows_into(products, out, p, &bias, &scale);
         } else {
             let values = unsafe { std::slice::from_raw_parts_mut(target.get(), matrix) };
-            for (values, c) in values.chunks_exact_mut(p.max(1)).zip(0..o) {
-                activate_in_place(values, (bias[c], scale[c]));
-            }
+            activate_rows_in_place(values, p, &bias, &scale);
         }
     });
     // SAFETY: every matrix of each buffer was written above.
