@@ -37,16 +37,18 @@ pub fn worker_threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// Whether this thread is running a shard of a batch ([`map_ranges`]), beside the other shards
+/// on the other worker threads.
+pub fn in_shard() -> bool {
+    IN_SHARD.get()
+}
+
 /// A batch of `n` in `count` contiguous ranges (at most `n`, at least one) whose sizes differ by
 /// at most one. The ranges, not the threads that run them, fix the arithmetic: the same `count`
 /// gives the same results on any number of threads. Inside a shard there is one range (a shard
 /// is not split again).
 pub fn split(n: usize, count: usize) -> Vec<Range<usize>> {
-    let count = if IN_SHARD.get() {
-        1
-    } else {
-        count.min(n).max(1)
-    };
+    let count = if in_shard() { 1 } else { count.min(n).max(1) };
     (0..count)
         .map(|i| i * n / count..(i + 1) * n / count)
         .collect()

@@ -218,9 +218,13 @@ pub(super) unsafe fn product_into<T: HostFloat>(
 }
 
 /// How one product of `multiply_adds` is run: split over the worker threads by gemm itself from
-/// burn-flex's threshold on, else on the calling thread.
+/// burn-flex's threshold on, else on the calling thread. Inside a batch shard, whose neighbours
+/// keep the other threads busy, always on the calling thread: gemm would still cut the product
+/// into one part per worker thread, each packing its own copy of the left operand's panels, and
+/// run the parts one after the other. The split changes which thread computes an element, not
+/// the order of its sums, so the results are the same either way.
 pub(super) fn gemm_parallelism(multiply_adds: usize) -> gemm::Parallelism {
-    match multiply_adds >= PARALLEL_PRODUCT {
+    match multiply_adds >= PARALLEL_PRODUCT && !crate::parallel::in_shard() {
         true => gemm::Parallelism::Rayon(0),
         false => gemm::Parallelism::None,
     }
