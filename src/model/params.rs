@@ -13,14 +13,41 @@ pub fn flat_params<M: Module>(module: &M) -> Vec<Tensor<1>> {
     struct Collect(Vec<Tensor<1>>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let value = param.val().detach();
-            let n = value.shape().num_elements();
-            self.0.push(value.reshape([n]).inner());
+            self.0.push(flattened(param.val()));
         }
     }
     let mut collect = Collect(Vec::new());
     module.visit(&mut collect);
     collect.0
+}
+
+/// A parameter's value flattened to 1-D, without autodiff tracking.
+fn flattened<const D: usize>(value: Tensor<D>) -> Tensor<1> {
+    let n = value.shape().num_elements();
+    value.detach().reshape([n]).inner()
+}
+
+/// [`flat_params`] moved out of `module` instead of shared with it: each float parameter's value,
+/// flattened, and `module` with each one replaced by a one-element placeholder broadcast to its
+/// shape (identity and trainability kept), for [`with_flat_params`] to refill. A value nothing
+/// else holds can then be rewritten in place instead of copied first (the optimiser's update).
+pub fn take_flat_params<M: Module>(module: M) -> (M, Vec<Tensor<1>>) {
+    struct Take(Vec<Tensor<1>>);
+    impl ModuleMapper for Take {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|value| {
+                let (shape, device) = (value.dims(), value.device());
+                let trained = value.is_require_grad();
+                self.0.push(flattened(value));
+                Tensor::<D>::zeros([1; D], &device)
+                    .expand(shape)
+                    .set_require_grad(trained)
+            })
+        }
+    }
+    let mut take = Take(Vec::new());
+    let module = module.map(&mut take);
+    (module, take.0)
 }
 
 /// Each float parameter's gradient, flattened (`None` for parameters that are not trained).

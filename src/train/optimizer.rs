@@ -98,13 +98,15 @@ impl OptimizerState {
     /// spread over the worker threads (burn's CPU backend runs each tensor operation as its own
     /// pass on the calling thread: about ten of them per parameter); on a GPU the same rule runs
     /// as tensor operations. Both evaluate the one update rule (`rule`, below) with the same
-    /// roundings: on the CPU's backend they agree bit for bit.
+    /// roundings: on the CPU's backend they agree bit for bit. The parameters are taken by value:
+    /// one that nothing else holds ([`crate::model::params::take_flat_params`]) is rewritten in
+    /// place, any other copied first.
     pub fn update(
         &mut self,
         settings: &OptimizerSettings,
         lr: f64,
         grad_scale: f64,
-        params: &[Tensor<1>],
+        params: Vec<Tensor<1>>,
         grads: Vec<Option<Tensor<1>>>,
     ) -> Vec<Option<Tensor<1>>> {
         self.step += 1;
@@ -117,15 +119,15 @@ impl OptimizerState {
         let moments = std::mem::take(&mut self.first)
             .into_iter()
             .zip(std::mem::take(&mut self.second));
-        let work: Vec<_> = params.iter().zip(grads).zip(moments).collect();
-        let update_one = |((param, grad), (m, s)): ((&Tensor<1>, Option<Tensor<1>>), _)| {
+        let work: Vec<_> = params.into_iter().zip(grads).zip(moments).collect();
+        let update_one = |((param, grad), (m, s)): ((Tensor<1>, Option<Tensor<1>>), _)| {
             let Some(g) = grad else {
                 return (None, m, s);
             };
             let (p, m, s) = if on_host {
-                update_on_host(&coefficients, param.clone(), g, m, s)
+                update_on_host(&coefficients, param, g, m, s)
             } else {
-                rule(&coefficients, param.clone(), g, m, s)
+                rule(&coefficients, param, g, m, s)
             };
             (Some(p), m, s)
         };
@@ -134,7 +136,7 @@ impl OptimizerState {
         } else {
             work.into_iter().map(update_one).collect()
         };
-        let mut updated = Vec::with_capacity(params.len());
+        let mut updated = Vec::with_capacity(results.len());
         for (p, m, s) in results {
             updated.push(p);
             self.first.push(m);
@@ -364,7 +366,7 @@ mod tests {
                     &settings(kind),
                     0.1,
                     1.0,
-                    &current,
+                    current.clone(),
                     vec![Some(one(&[g as f32])), None],
                 );
                 assert!(
@@ -414,7 +416,7 @@ mod tests {
                     }
                     let grads = grads.into_iter().map(Some).collect();
                     params = state
-                        .update(&settings(kind), 0.01, grad_scale, &params, grads)
+                        .update(&settings(kind), 0.01, grad_scale, params.clone(), grads)
                         .into_iter()
                         .map(|p| p.expect("every parameter has a gradient"))
                         .collect();
@@ -447,7 +449,13 @@ mod tests {
         // scales m and sqrt(v) alike.
         let params = vec![one(&[0.0]), one(&[0.0]), one(&[0.0, 0.0])];
         let mut clipped = OptimizerState::new(&params);
-        clipped.update(&settings(OptimizerKind::Adam), 0.1, 0.5, &params, grads);
+        clipped.update(
+            &settings(OptimizerKind::Adam),
+            0.1,
+            0.5,
+            params.clone(),
+            grads,
+        );
         assert_eq!(read(&clipped.first[0]), vec![0.1 * 3.0 * 0.5]);
         assert_eq!(read(&clipped.first[2]), vec![0.0, 0.1 * 4.0 * 0.5]);
     }

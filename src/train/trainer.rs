@@ -41,7 +41,7 @@ use crate::io::sample_grid::{write_sample_grids, SAMPLE_GRID_IMAGES};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
-use crate::model::params::{flat_params, with_flat_params};
+use crate::model::params::{flat_params, take_flat_params, with_flat_params};
 use crate::parallel::{split, worker_threads};
 
 /// What the loop reports as it goes (the command line turns these into a progress bar or log
@@ -339,9 +339,17 @@ pub fn apply_gradients(
     clip: f64,
     grads: Vec<Option<Tensor<1>>>,
 ) -> (Glow, Vec<Option<Tensor<1>>>) {
-    let params = flat_params(&model);
-    let updated = optimizer.update(settings, lr, clip, &params, grads);
-    (with_flat_params(model, updated.clone()), updated)
+    let (model, params) = take_flat_params(model);
+    // A parameter without a gradient keeps its value; sharing it costs nothing (it is not
+    // rewritten). Every other value goes to the update unshared.
+    let kept: Vec<Option<Tensor<1>>> = params
+        .iter()
+        .zip(&grads)
+        .map(|(p, g)| g.is_none().then(|| p.clone()))
+        .collect();
+    let updated = optimizer.update(settings, lr, clip, params, grads);
+    let values = updated.iter().zip(kept).map(|(u, k)| u.clone().or(k));
+    (with_flat_params(model, values.collect()), updated)
 }
 
 /// Trains the model `model` describes on `train.data`, on the CPU in one process ([`train_on`]
