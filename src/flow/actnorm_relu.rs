@@ -36,8 +36,8 @@ use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
 
 use super::host_float::{
-    dense_plane_order, dims4, extend_mapped, host_values, plane_order, planes_tensor, HostFloat,
-    Planes,
+    dense_plane_order, dims4, extend_mapped, host_values, per_channel, plane_order, planes_tensor,
+    HostFloat, Planes,
 };
 use crate::device::runs_on_host;
 
@@ -200,15 +200,10 @@ fn backward<T: HostFloat>(
         db[c] += sum_b;
         ds[c] += sum_s;
     }
-    let per_channel = |sums: Vec<f64>| {
-        FlexTensor::from_data(
-            burn::tensor::TensorData::new(sums, [channels]).convert_dtype(x.dtype()),
-        )
-    };
     [
         planes_tensor(dx, dims, x_planes.channel_major()),
-        per_channel(db),
-        per_channel(ds),
+        per_channel(db, x.dtype()),
+        per_channel(ds, x.dtype()),
     ]
 }
 

@@ -72,6 +72,13 @@ pub fn flex_tensor<T: HostFloat, const D: usize>(values: Vec<T>, shape: [usize; 
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// Per-channel sums accumulated in f64 as a `[C]` tensor of `dtype` (the gradients of per-channel
+/// parameters).
+pub fn per_channel(sums: Vec<f64>, dtype: burn::tensor::DType) -> FlexTensor {
+    let channels = sums.len();
+    FlexTensor::from_data(TensorData::new(sums, [channels]).convert_dtype(dtype))
+}
+
 /// The `[N, C, H, W]` of a 4-d tensor.
 pub fn dims4(x: &FlexTensor) -> [usize; 4] {
     let shape = x.shape();

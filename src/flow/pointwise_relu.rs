@@ -37,7 +37,7 @@ use burn::tensor::{DType, Tensor};
 use multiversion::multiversion;
 
 use super::actnorm_relu::{activate_in_place, activation, plane_backward};
-use super::host_float::{flex_tensor, host_values, HostFloat};
+use super::host_float::{flex_tensor, host_values, per_channel, HostFloat};
 use super::host_gemm::{
     for_each_product, gemm_parallelism, in_row_order, matmul, product_into, Operand, SendPtr,
 };
@@ -277,17 +277,14 @@ fn backward<T: HostFloat>(
             dx.set_len(batch * k * p);
         }
     }
-    let per_channel = |sums: Vec<f64>| {
-        FlexTensor::from_data(burn::tensor::TensorData::new(sums, [o]).convert_dtype(x.dtype()))
-    };
     [
         want_w.then(|| match batch {
             0 => flex_tensor(vec![T::ZERO; o * k], [1, o, k]),
             _ => flex_tensor(dw, [1, o, k]),
         }),
         want_x.then(|| flex_tensor(dx, [batch, k, p])),
-        Some(per_channel(db)),
-        Some(per_channel(ds)),
+        Some(per_channel(db, x.dtype())),
+        Some(per_channel(ds, x.dtype())),
     ]
 }
 
