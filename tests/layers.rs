@@ -736,14 +736,18 @@ fn fused_actnorm_relu_equals_its_composition_in_value_and_gradients() {
 
 #[test]
 fn fused_hidden_layer_equals_its_product_then_activation_bit_for_bit() {
+    use burn::tensor::activation::relu;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
     use glowflow::flow::actnorm_relu::actnorm_relu;
     use glowflow::flow::conv_matmul::{pointwise, pointwise_relu};
     // One product per image (20 channels < 8 · 35 pixels: planes of 35, two 16-wide blocks and
     // a tail) and the batch folded into the columns (40 channels ≥ 8 · 4: planes of 4, a tail
-    // only), each against the composition it replaces: the product, then the fused activation.
+    // only), each against the composition it replaces (the product, then the fused activation)
+    // bit for bit, and in f64 against burn's own conv2d and elementwise operations.
     for (form, x_dims) in [("per image", [3, 20, 5, 7]), ("folded", [3, 40, 2, 2])] {
         let [n, c, h, w] = x_dims;
-        for device in [f64_device(), f32_device()] {
+        for (device, burn_tolerance) in [(f64_device(), Some(1e-12)), (f32_device(), None)] {
             let ad = device.clone().autodiff();
             let x = normal(x_dims, 1.0, 60, &ad).require_grad();
             let weight = normal([6, c], 0.3, 61, &ad).require_grad();
@@ -752,47 +756,64 @@ fn fused_hidden_layer_equals_its_product_then_activation_bit_for_bit() {
             let s = normal([6], 1.0, 63, &ad).require_grad();
             let g = normal([n, 6, h, w], 1.0, 64, &ad);
             let ours = pointwise_relu(x.clone(), weight.clone(), b.clone(), s.clone());
-            let reference =
-                actnorm_relu(pointwise(x.clone(), weight.clone()), b.clone(), s.clone());
-            assert_eq!(
-                to_f64_vec(ours.clone()),
-                to_f64_vec(reference.clone()),
-                "values ({form})"
+            let composed = actnorm_relu(pointwise(x.clone(), weight.clone()), b.clone(), s.clone());
+            let by_burn = relu(
+                (conv2d(
+                    x.clone(),
+                    weight.clone().reshape([6, c, 1, 1]),
+                    None,
+                    ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+                ) + b.clone().reshape([1, 6, 1, 1]))
+                    * s.clone().reshape([1, 6, 1, 1]),
             );
-            let g_ours = (ours * g.clone()).sum().backward();
-            let g_ref = (reference * g).sum().backward();
-            let grads = |grads: &burn::tensor::Gradients| {
+            let (ours_values, by_burn_values) =
+                (to_f64_vec(ours.clone()), to_f64_vec(by_burn.clone()));
+            assert_eq!(ours_values, to_f64_vec(composed.clone()), "values ({form})");
+            let grads = |z: Tensor<4>| {
+                let grads = (z * g.clone()).sum().backward();
                 [
-                    to_f64_vec(x.grad(grads).unwrap()),
-                    to_f64_vec(weight.grad(grads).unwrap()),
-                    to_f64_vec(b.grad(grads).unwrap()),
-                    to_f64_vec(s.grad(grads).unwrap()),
+                    to_f64_vec(x.grad(&grads).expect("dx")),
+                    to_f64_vec(weight.grad(&grads).expect("dW")),
+                    to_f64_vec(b.grad(&grads).expect("db")),
+                    to_f64_vec(s.grad(&grads).expect("ds")),
                 ]
             };
-            for (name, a, r) in ["dx", "dW", "db", "ds"]
-                .into_iter()
-                .zip(grads(&g_ours))
-                .zip(grads(&g_ref))
-                .map(|((name, a), r)| (name, a, r))
+            let (g_ours, g_composed) = (grads(ours), grads(composed));
+            for ((name, a), r) in ["dx", "dW", "db", "ds"]
+                .iter()
+                .zip(&g_ours)
+                .zip(&g_composed)
             {
                 assert_eq!(a, r, "{name} ({form})");
             }
+            if let Some(tolerance) = burn_tolerance {
+                assert!(
+                    max_abs_gap(&ours_values, &by_burn_values) < tolerance,
+                    "values against burn ({form})"
+                );
+                for ((name, a), r) in ["dx", "dW", "db", "ds"]
+                    .iter()
+                    .zip(&g_ours)
+                    .zip(&grads(by_burn))
+                {
+                    assert!(
+                        max_abs_gap(a, r) < tolerance,
+                        "{name} against burn ({form})"
+                    );
+                }
+            }
             // Without a graph: the activation in place after each product.
-            let plain = |x: Tensor<4>| {
-                let x = x.inner();
-                let (weight, b, s) = (weight.clone().inner(), b.clone().inner(), s.clone().inner());
-                (
-                    to_f64_vec(pointwise_relu(
-                        x.clone(),
-                        weight.clone(),
-                        b.clone(),
-                        s.clone(),
-                    )),
-                    to_f64_vec(actnorm_relu(pointwise(x, weight), b, s)),
-                )
-            };
-            let (a, r) = plain(x.clone());
-            assert_eq!(a, r, "values without a graph ({form})");
+            let (x, weight, b, s) = (x.inner(), weight.inner(), b.inner(), s.inner());
+            assert_eq!(
+                to_f64_vec(pointwise_relu(
+                    x.clone(),
+                    weight.clone(),
+                    b.clone(),
+                    s.clone()
+                )),
+                to_f64_vec(actnorm_relu(pointwise(x, weight), b, s)),
+                "values without a graph ({form})"
+            );
         }
     }
 }
