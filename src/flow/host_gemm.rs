@@ -84,9 +84,9 @@ impl HostGemm for Flex {
 /// gradients take their operands) and holds at most `limit` elements, the product's output size,
 /// so that the copy costs no more than writing the output once. gemm's kernel reads both operands
 /// in row order fastest: on this project's 2-core Xeon, a single-threaded product of a 512 x 512
-/// weight's transpose by 512 x 128-512 ran at 123-140 GFLOP/s against 162-175 with the weight in
-/// row order, and two such products side by side (as two batch shards run them) at 106 against
-/// 162 per thread (512 x 256).
+/// weight's transpose by 512 x 256 ran at 164 GFLOP/s against 190 with the weight in row order,
+/// two such products side by side (as two batch shards run them) at 145 against 188-189 per
+/// thread (`examples/gemm_side_by_side.rs`).
 pub(super) fn in_row_order(operand: FlexTensor, limit: usize) -> FlexTensor {
     let layout = operand.layout();
     let column_major = layout.strides()[1] == 1 && layout.shape()[1] > 1;
