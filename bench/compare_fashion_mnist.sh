@@ -21,6 +21,9 @@ data=/usr/share/datasets/fashion-mnist
 mkdir -p "$out"
 
 cargo build --release
+# glowflow backs glibc's heaps with transparent huge pages by itself (src/main.rs); the PyTorch
+# peers get the same setting here, so that no ratio comes from the page size.
+export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 # The same architecture as the reference: zero padding, ActNorm without openai's x3 log-scale factor.
 RAYON_NUM_THREADS=2 /usr/bin/time -v "${CARGO_TARGET_DIR:-target}/release/glowflow" train --data "$data" --out "$out/glowflow$tag" \
   --config bench/fashion_mnist_matched.json --steps 700 --batch-size 64 --lr 5e-4 --warmup-steps 100 --lr-decay constant \

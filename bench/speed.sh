@@ -29,6 +29,9 @@ rosinality=${4:-}
 mkdir -p "$out"
 cargo build --release
 export RAYON_NUM_THREADS=2
+# glowflow backs glibc's heaps with transparent huge pages by itself (src/main.rs); the PyTorch
+# peers get the same setting here, so that no ratio comes from the page size.
+export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 glowflow() { "${CARGO_TARGET_DIR:-target}/release/glowflow" bench --config bench/fashion_mnist_matched.json --lu true "$@"; }
 # Both take Adam steps at 1e-4 (glowflow bench's fixed recipe) so that random-image training stays finite.
 torch_ref() { python3 bench/torch_reference.py --glow-src "$src" --mode speed --threads 2 --lu --coupling affine \

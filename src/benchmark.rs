@@ -97,6 +97,10 @@ pub struct BenchResult {
     pub threads: usize,
     /// The device, as burn describes it.
     pub device: String,
+    /// glibc's tunables this process ran with (`GLIBC_TUNABLES`), if any: the `glowflow`
+    /// program adds `glibc.malloc.hugetlb=1` itself where the kernel gives transparent huge pages
+    /// only on request, and the peers of `bench/speed.sh` run with it too.
+    pub glibc_tunables: Option<String>,
 }
 
 /// `(VmRSS, VmHWM)` of this process in MiB (zeros where /proc is not available).
@@ -299,5 +303,6 @@ pub fn run_benchmark(
         sample,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         device: format!("{device:?}"),
+        glibc_tunables: std::env::var("GLIBC_TUNABLES").ok(),
     })
 }

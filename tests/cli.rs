@@ -382,3 +382,60 @@ fn a_build_without_mpi_refuses_to_train_as_several_processes() {
     );
     assert!(!run.exists(), "nothing written");
 }
+
+/// The program restarts itself once with glibc's huge-page tunable where the kernel gives
+/// transparent huge pages only on request (`[madvise]`), and keeps what its caller set: its
+/// tunable goes after the caller's, and a caller's own `glibc.malloc.hugetlb` stands. `bench`
+/// records the tunables the measuring process ran with.
+#[test]
+fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
+    let on_request = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|modes| modes.contains("[madvise]"));
+    let dir = scratch_dir("cli_huge_page_heaps");
+    let out = dir.join("bench.json");
+    let ran_with = |preset: Option<&str>| -> Option<String> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_glowflow"));
+        command.args([
+            "bench",
+            "--image",
+            "1x8x8",
+            "--levels",
+            "1",
+            "--depth",
+            "1",
+            "--width",
+            "8",
+            "--batch-size",
+            "2",
+            "--phases",
+            "eval",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--out",
+        ]);
+        command.arg(&out);
+        match preset {
+            Some(tunables) => command.env("GLIBC_TUNABLES", tunables),
+            None => command.env_remove("GLIBC_TUNABLES"),
+        };
+        let status = command.output().expect("the glowflow binary runs");
+        assert!(status.status.success(), "{status:?}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("bench.json"))
+                .expect("json");
+        json["glibc_tunables"].as_str().map(str::to_string)
+    };
+    let huge = "glibc.malloc.hugetlb=1";
+    let callers = "glibc.malloc.perturb=0";
+    if on_request {
+        assert_eq!(ran_with(None).as_deref(), Some(huge));
+        assert_eq!(ran_with(Some(callers)), Some(format!("{callers}:{huge}")));
+    } else {
+        assert_eq!(ran_with(None), None);
+        assert_eq!(ran_with(Some(callers)).as_deref(), Some(callers));
+    }
+    let opted_out = "glibc.malloc.hugetlb=0";
+    assert_eq!(ran_with(Some(opted_out)).as_deref(), Some(opted_out));
+}
