@@ -48,6 +48,11 @@ shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --lev
 
 step "0. the machine"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  # The CUDA the driver supports and the toolkit's NVRTC: a cuda build's bindings must not be
+  # newer (scripts/gpu-build.sh, CUDARC_CUDA_VERSION).
+  nvidia-smi 2>&1 | grep -o "CUDA Version: [0-9.]*"
+  command -v nvcc > /dev/null && nvcc --version | tail -n 2
+  ldconfig -p | grep -E "libnvrtc\.so|libcuda\.so"
   # Without this extension cubecl 0.11.3 compiles shared memory to invalid SPIR-V (README,
   # "Training on a GPU"): whether the Vulkan route can work on this driver.
   command -v vulkaninfo > /dev/null &&

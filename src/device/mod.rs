@@ -115,10 +115,12 @@ impl DeviceName {
         devices.into_iter().nth(index).ok_or_else(|| {
             GlowError::Device(format!(
                 "{self}: this machine's {feature} driver reports {count} device(s){hint}",
-                hint = match count {
-                    0 =>
-                        " (is the GPU driver installed, and for Vulkan its loader libvulkan.so.1 \
-                          and ICD file?)",
+                hint = match (count, self) {
+                    (0, DeviceName::Cuda(_)) =>
+                        " (is the NVIDIA driver, libcuda.so.1, installed and the GPU visible?)",
+                    (0, _) =>
+                        " (is the GPU driver installed, with the Vulkan loader libvulkan.so.1 \
+                          and the driver's ICD file?)",
                     _ => "; count from 0",
                 }
             ))
