@@ -3,7 +3,9 @@
 #
 #   bench/gpu_check.sh GLOWFLOW DEVICE OUT_DIR [Y0AST_SRC ROSINALITY_SRC [FASHION_MNIST_DIR]]
 #
-# GLOWFLOW is a glowflow binary built with the GPU backend (scripts/gpu-build.sh), DEVICE its
+# GLOWFLOW is a glowflow binary built with the GPU backend (scripts/gpu-build.sh), or its
+# compressed copy `dist/glowflow-BACKEND.xz`, which the script unpacks with Python's lzma (a GPU
+# machine's image need not have xz or zstd, but this script needs python3 anyway), DEVICE its
 # device (wgpu, wgpu:N, vulkan, vulkan:N, cuda, cuda:N). Y0AST_SRC and ROSINALITY_SRC are work
 # trees of the PyTorch peers (their code is fetched, never committed), run with torch on `cuda`;
 # FASHION_MNIST_DIR holds the IDX files for the short training run. In order, each step bounded
@@ -35,6 +37,12 @@ rosinality=${5:-}
 data=${6:-}
 mkdir -p "$out"
 log=$out/gpu_check.log
+if [[ $glowflow == *.xz ]]; then
+  unpacked=$(mktemp -d)/glowflow
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$glowflow" "$unpacked" && chmod +x "$unpacked" || { echo "cannot unpack $glowflow" >&2; exit 1; }
+  glowflow=$unpacked
+fi
 step() { echo "== $(date +%T) $*" | tee -a "$log"; }
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
 # `bounded CAP COMMAND...`: COMMAND under a timeout of CAP seconds or what is left, if 10 or more.

@@ -22,13 +22,17 @@
 #         ($CUDA_PATH/include or /usr/local/cuda/include), and libstdc++, zlib and libzstd.
 #         The CUDA version of the driver and NVRTC bindings (cudarc's, loaded at run time) is
 #         fixed at build time: $CUDARC_CUDA_VERSION where set (e.g. 12080 for CUDA 12.8), else
-#         the toolkit's (`nvcc --version`) where nvcc is on the PATH, else the newest cudarc
-#         knows (13.4). Set it to the GPU machine's CUDA where that is older; the script prints
-#         the version it built for.
+#         the toolkit's (`nvcc --version`) where nvcc is on the PATH, else 13.0 (13000). A
+#         program built for CUDA 13.0 runs on every driver of the 13 series (R580 and later),
+#         the lent H100/H200 machines' included (driver 580.159, nvcc 13.0); cudarc's own
+#         fallback, its newest (13.4), would ask a 13.0 driver for what it may not have. Set it
+#         to the GPU machine's CUDA where that is older; the script prints the version it
+#         built for.
 #
 # Each backend builds in its own target directory, target/gpu-BACKEND, so the CPU build in
 # target/release stays as it is. The binary is target/gpu-BACKEND/release/glowflow; a stripped,
-# zstd-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.zst.
+# xz-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.xz (xz,
+# not zstd: Python's lzma unpacks it where neither program is installed, bench/gpu_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: scripts/gpu-build.sh wgpu|vulkan|cuda [lint]"
@@ -38,6 +42,9 @@ mode=${2:-build}
 case $backend in
   wgpu | vulkan) ;;
   cuda)
+    if [[ -z ${CUDARC_CUDA_VERSION:-} ]] && ! command -v nvcc > /dev/null; then
+      export CUDARC_CUDA_VERSION=13000
+    fi
     llvm_config=/usr/lib/llvm-22/bin/llvm-config
     if ! dpkg -s llvm-22-dev libpolly-22-dev libzstd-dev > /dev/null 2>&1; then
       echo "the cuda build needs Debian's LLVM 22: apt-get install llvm-22-dev libpolly-22-dev libzstd-dev" >&2
@@ -73,9 +80,8 @@ CARGO_TARGET_DIR=target/gpu-$backend cargo build --release --features "$backend"
 binary=target/gpu-$backend/release/glowflow
 mkdir -p dist
 strip -o "dist/glowflow-$backend" "$binary"
-zstd -q -f -19 -T0 "dist/glowflow-$backend" -o "dist/glowflow-$backend.zst"
-rm "dist/glowflow-$backend"
-ls -l "$binary" "dist/glowflow-$backend.zst"
+xz -9 -T0 -f "dist/glowflow-$backend"
+ls -l "$binary" "dist/glowflow-$backend.xz"
 if [[ $backend == cuda ]]; then
   echo "CUDA bindings built for: $(grep -ho 'feature="cuda-[0-9]*"' target/gpu-cuda/release/build/cudarc-*/output | sort -u | tr '\n' ' ')"
 fi

@@ -17,6 +17,8 @@
 //! lacks is an error naming the feature.
 
 pub mod check;
+#[cfg(any(feature = "cuda", test))]
+pub mod cuda_runtime;
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,7 +97,8 @@ impl DeviceName {
 
     /// The device, if this build has its backend and this machine has the device. Opening a GPU
     /// asks its backend for the devices it reports, so a missing driver or an index past the
-    /// last device is an error here, not a panic at the first tensor.
+    /// last device is an error here, not a panic at the first tensor; a CUDA GPU's driver, NVRTC
+    /// and headers are checked too (`cuda_runtime`, in CUDA builds).
     pub fn open(&self) -> Result<Device> {
         let index = match self {
             DeviceName::Cpu => return Ok(Device::flex()),
@@ -112,7 +115,7 @@ impl DeviceName {
             )));
         };
         let count = devices.len();
-        devices.into_iter().nth(index).ok_or_else(|| {
+        let device = devices.into_iter().nth(index).ok_or_else(|| {
             GlowError::Device(format!(
                 "{self}: this machine's {feature} driver reports {count} device(s){hint}",
                 hint = match (count, self) {
@@ -124,7 +127,12 @@ impl DeviceName {
                     _ => "; count from 0",
                 }
             ))
-        })
+        })?;
+        #[cfg(feature = "cuda")]
+        if let DeviceName::Cuda(_) = self {
+            cuda_runtime::check(&self.to_string())?;
+        }
+        Ok(device)
     }
 
     /// The devices this name's backend reports on this machine, in its order; `None` where this
