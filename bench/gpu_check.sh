@@ -43,6 +43,15 @@ if [[ $glowflow == *.xz ]]; then
     "$glowflow" "$unpacked" && chmod +x "$unpacked" || { echo "cannot unpack $glowflow" >&2; exit 1; }
   glowflow=$unpacked
 fi
+# cubecl's on-disk cache of compiled kernels (the PTX that NVRTC writes for the cuda build; the
+# wgpu builds have none), off unless a cubecl.toml turns it on: with it, each of the processes
+# below loads the kernels an earlier one compiled instead of compiling them again within its own
+# time bound. It lives in target/environment beside cubecl's autotune results. Exactness runs
+# first, on an empty cache; step 3 runs on the cached kernels. A cubecl.toml already here stays.
+if [[ ! -e cubecl.toml ]]; then
+  printf '[compilation]\ncache = true\n' > cubecl.toml
+  trap 'rm -f cubecl.toml' EXIT
+fi
 step() { echo "== $(date +%T) $*" | tee -a "$log"; }
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
 # `bounded CAP COMMAND...`: COMMAND under a timeout of CAP seconds or what is left, if 10 or more.
