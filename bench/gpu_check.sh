@@ -63,13 +63,24 @@ bounded() {
 # Config 3 with the peers' architecture (bench/fashion_mnist_matched.json, as in bench/speed.sh).
 shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --levels 3 --width 512)
 
+# The cuda build's NVRTC needs the toolkit's headers and libnvrtc. Where the toolkit is not at
+# cubecl's default places (/usr/local/cuda, /opt/cuda; a pip-installed one, say), take both from
+# the nvcc on the PATH: its directory's parent holds include/ and lib/ (or lib64/) in either layout.
+if [[ $device == cuda* && -z ${CUDA_PATH:-} && ! -d /usr/local/cuda && ! -d /opt/cuda ]] &&
+  command -v nvcc > /dev/null; then
+  CUDA_PATH=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+  export CUDA_PATH LD_LIBRARY_PATH=$CUDA_PATH/lib64:$CUDA_PATH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
 step "0. the machine"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
-  # The CUDA the driver supports and the toolkit's NVRTC: a cuda build's bindings must not be
-  # newer (scripts/gpu-build.sh, CUDARC_CUDA_VERSION).
+  # The CUDA the driver supports and the toolkit's NVRTC: a cuda build's NVRTC must not be newer
+  # than the driver, nor the driver of an older major version than its bindings (glowflow checks
+  # both when it opens the device; scripts/gpu-build.sh, CUDARC_CUDA_VERSION).
   nvidia-smi 2>&1 | grep -o "CUDA Version: [0-9.]*"
   command -v nvcc > /dev/null && nvcc --version | tail -n 2
   ldconfig -p | grep -E "libnvrtc\.so|libcuda\.so"
+  echo "CUDA_PATH=${CUDA_PATH:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
   # Without this extension cubecl 0.11.3 compiles shared memory to invalid SPIR-V (README,
   # "Training on a GPU"): whether the Vulkan route can work on this driver.
   command -v vulkaninfo > /dev/null &&
