@@ -55,10 +55,12 @@ fi
 step() { echo "== $(date +%T) $*" | tee -a "$log"; }
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
 # `bounded CAP COMMAND...`: COMMAND under a timeout of CAP seconds or what is left, if 10 or more.
+# SIGTERM first, SIGKILL 10 s later: `glowflow train` takes SIGTERM as a request to stop at the
+# next step with a checkpoint, which on a slow device can come minutes later.
 bounded() {
   local cap=$1 left=$((deadline - SECONDS)); shift
   if ((left < 10)); then echo "skipped (time is up): $*" >> "$log"; return 125; fi
-  timeout $((cap < left ? cap : left)) "$@"
+  timeout --kill-after=10 $((cap < left ? cap : left)) "$@"
 }
 # Config 3 with the peers' architecture (bench/fashion_mnist_matched.json, as in bench/speed.sh).
 shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --levels 3 --width 512)
