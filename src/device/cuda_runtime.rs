@@ -100,7 +100,8 @@ pub fn check(device: &str) -> crate::error::Result<()> {
     if cubecl::cuda::install::cuda_path().is_none() {
         return Err(GlowError::Device(format!(
             "{device}: NVRTC needs the CUDA toolkit's headers, and none was found at $CUDA_PATH, \
-             /usr/local/cuda or /opt/cuda: install the toolkit or set CUDA_PATH to its directory"
+             /usr/local/cuda, /opt/cuda or /usr (with /usr/bin/nvcc): install the toolkit or set \
+             CUDA_PATH to its directory"
         )));
     }
     Ok(())
