@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds glowflow with a GPU backend, on a machine that reaches only the package registries:
 #
-#   scripts/gpu-build.sh wgpu|vulkan|cuda [lint]
+#   scripts/gpu-build.sh wgpu|vulkan|cuda [mpi] [lint]
 #
 # With `lint` it runs `cargo clippy --features BACKEND --all-targets -- -D warnings` in the same
-# environment instead of the release build (what .ci/run does for each backend).
+# environment instead of the release build (what .ci/run does for each backend). With `mpi` the
+# build also has the `mpi` feature, for training on several GPUs (`mpirun -np 8 glowflow --device
+# cuda train ...`, a GPU per local rank; README, "Training on several processes"); that binary
+# needs Open MPI's libmpi.so.40 where it runs.
 #
 # wgpu:   burn's wgpu backend with WGSL kernels, which wgpu (naga) translates for the adapter's
 #         graphics API (Vulkan first on Linux): a plain `cargo build --features wgpu`, no LLVM. At
@@ -31,14 +34,22 @@
 #
 # Each backend builds in its own target directory, target/gpu-BACKEND, so the CPU build in
 # target/release stays as it is. The binary is target/gpu-BACKEND/release/glowflow; a stripped,
-# xz-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.xz (xz,
-# not zstd: Python's lzma unpacks it where neither program is installed, bench/gpu_check.sh).
+# xz-compressed copy for carrying to a GPU machine is written to dist/glowflow-BACKEND.xz
+# (dist/glowflow-BACKEND-mpi.xz with `mpi`; xz, not zstd: Python's lzma unpacks it where neither
+# program is installed, bench/gpu_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: scripts/gpu-build.sh wgpu|vulkan|cuda [lint]"
+usage="usage: scripts/gpu-build.sh wgpu|vulkan|cuda [mpi] [lint]"
 backend=${1:?$usage}
-mode=${2:-build}
-[[ $mode == build || $mode == lint ]] || { echo "$usage" >&2; exit 1; }
+shift
+mode=build features=$backend name=$backend
+for word in "$@"; do
+  case $word in
+    lint) mode=lint ;;
+    mpi) features=$backend,mpi name=$backend-mpi ;;
+    *) echo "$usage" >&2; exit 1 ;;
+  esac
+done
 case $backend in
   wgpu | vulkan) ;;
   cuda)
@@ -74,14 +85,14 @@ SHIM
     ;;
 esac
 if [[ $mode == lint ]]; then
-  exec cargo clippy --features "$backend" --all-targets -- -D warnings
+  exec cargo clippy --features "$features" --all-targets -- -D warnings
 fi
-CARGO_TARGET_DIR=target/gpu-$backend cargo build --release --features "$backend"
+CARGO_TARGET_DIR=target/gpu-$backend cargo build --release --features "$features"
 binary=target/gpu-$backend/release/glowflow
 mkdir -p dist
-strip -o "dist/glowflow-$backend" "$binary"
-xz -9 -T0 -f "dist/glowflow-$backend"
-ls -l "$binary" "dist/glowflow-$backend.xz"
+strip -o "dist/glowflow-$name" "$binary"
+xz -9 -T0 -f "dist/glowflow-$name"
+ls -l "$binary" "dist/glowflow-$name.xz"
 if [[ $backend == cuda ]]; then
   echo "CUDA bindings built for: $(grep -ho 'feature="cuda-[0-9]*"' target/gpu-cuda/release/build/cudarc-*/output | sort -u | tr '\n' ' ')"
 fi

@@ -10,6 +10,7 @@ mod train;
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
+use glowflow::cluster::launched_local_rank;
 use glowflow::device::DeviceName;
 use glowflow::GlowError;
 
@@ -26,7 +27,8 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 1)]
     zoom: usize,
     /// Where the tensors live: cpu, wgpu[:N], vulkan[:N] or cuda[:N] (N counts that backend's GPUs
-    /// from 0).
+    /// from 0; left out, each process a launcher starts on a machine takes the GPU of its local
+    /// rank).
     /// A GPU needs a build with its cargo feature (README: "Training on a GPU").
     #[arg(long, global = true, default_value = "cpu")]
     device: DeviceName,
@@ -97,7 +99,7 @@ pub struct Context {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), GlowError> {
     let ctx = Context {
-        device: cli.device.open()?,
+        device: cli.device.open(launched_local_rank().unwrap_or(0))?,
         zoom: cli.zoom,
     };
     match cli.command {

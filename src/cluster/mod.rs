@@ -53,13 +53,47 @@ enum Transport {
 /// The number of processes the launcher (mpirun, mpiexec or srun) started, read from the variables
 /// each sets in every process's environment; `None` without a launcher.
 pub fn launched_processes() -> Option<usize> {
-    let read = |name: &str| std::env::var(name).ok()?.parse::<usize>().ok();
+    launched_processes_in(&environment)
+}
+
+/// This process's rank among those the launcher started on the same machine (its local rank,
+/// from 0), read from the variable each launcher sets: Open MPI's `OMPI_COMM_WORLD_LOCAL_RANK`,
+/// MPICH's `MPI_LOCALRANKID`, or Slurm's `SLURM_LOCALID` inside `srun`; `None` without a
+/// launcher. GPUs are handed out by it ([`crate::device::DeviceName::open`]).
+pub fn launched_local_rank() -> Option<usize> {
+    launched_local_rank_in(&environment)
+}
+
+/// A variable of this process's environment, where it is set and Unicode.
+fn environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The whole number in the variable `name` of the environment `var` reads.
+fn number_in(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<usize> {
+    var(name)?.parse().ok()
+}
+
+/// [`launched_processes`] in the environment `var` reads.
+fn launched_processes_in(var: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    let read = |name| number_in(var, name);
     read("OMPI_COMM_WORLD_SIZE")
         .or_else(|| read("PMI_SIZE"))
         .or_else(|| read("PMIX_SIZE"))
         .or_else(|| {
-            std::env::var_os("SLURM_PROCID")?;
+            var("SLURM_PROCID")?;
             read("SLURM_STEP_NUM_TASKS")
+        })
+}
+
+/// [`launched_local_rank`] in the environment `var` reads.
+fn launched_local_rank_in(var: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    let read = |name| number_in(var, name);
+    read("OMPI_COMM_WORLD_LOCAL_RANK")
+        .or_else(|| read("MPI_LOCALRANKID"))
+        .or_else(|| {
+            var("SLURM_PROCID")?;
+            read("SLURM_LOCALID")
         })
 }
 
@@ -278,4 +312,60 @@ fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]> {
 fn take_u64(bytes: &mut &[u8], what: &str) -> Result<u64> {
     let head = take(bytes, 8, what)?;
     Ok(u64::from_le_bytes(head.try_into().expect("8 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment of the given variables only.
+    fn with<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn each_launcher_s_local_rank_is_read() {
+        for (vars, local_rank) in [
+            (&[][..], None),
+            (&[("OMPI_COMM_WORLD_LOCAL_RANK", "3")][..], Some(3)),
+            (&[("MPI_LOCALRANKID", "1")][..], Some(1)),
+            (
+                &[("SLURM_PROCID", "9"), ("SLURM_LOCALID", "2")][..],
+                Some(2),
+            ),
+            // Slurm's variables count only inside a job step (SLURM_PROCID set), as for the size.
+            (&[("SLURM_LOCALID", "0")][..], None),
+            (&[("OMPI_COMM_WORLD_LOCAL_RANK", "x")][..], None),
+            (
+                &[
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+                    ("MPI_LOCALRANKID", "0"),
+                ][..],
+                Some(1),
+            ),
+        ] {
+            assert_eq!(launched_local_rank_in(&with(vars)), local_rank, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn each_launcher_s_process_count_is_read() {
+        for (vars, processes) in [
+            (&[][..], None),
+            (&[("OMPI_COMM_WORLD_SIZE", "4")][..], Some(4)),
+            (&[("PMI_SIZE", "2")][..], Some(2)),
+            (&[("PMIX_SIZE", "8")][..], Some(8)),
+            (
+                &[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "16")][..],
+                Some(16),
+            ),
+            (&[("SLURM_STEP_NUM_TASKS", "16")][..], None),
+        ] {
+            assert_eq!(launched_processes_in(&with(vars)), processes, "{vars:?}");
+        }
+    }
 }

@@ -28,8 +28,10 @@ use burn::tensor::Device;
 
 use crate::error::{GlowError, Result};
 
-/// A device as a command names it: `cpu`, `wgpu[:N]`, `vulkan[:N]` or `cuda[:N]` (N counts from 0
-/// over the devices that backend reports on this machine; 0 when left out).
+/// A device as a command names it: `cpu`, `wgpu[:N]`, `vulkan[:N]` or `cuda[:N]`. N counts from 0
+/// over the devices that backend reports on this machine; left out, it is the process's local
+/// rank ([`DeviceName::open`]), so the processes a launcher starts on one machine take one GPU
+/// each, and a process started alone takes device 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceName {
     /// The CPU, through burn's `flex` backend.
@@ -37,12 +39,12 @@ pub enum DeviceName {
     Cpu,
     /// The `N`-th adapter wgpu reports, on any graphics API, with WGSL kernels (burn's wgpu
     /// backend).
-    Wgpu(usize),
+    Wgpu(Option<usize>),
     /// The `N`-th adapter Vulkan reports (burn's wgpu backend pinned to Vulkan, with cubecl's own
     /// SPIR-V kernels).
-    Vulkan(usize),
+    Vulkan(Option<usize>),
     /// The `N`-th GPU CUDA reports.
-    Cuda(usize),
+    Cuda(Option<usize>),
 }
 
 impl FromStr for DeviceName {
@@ -60,8 +62,8 @@ impl FromStr for DeviceName {
             None => (text, None),
         };
         let index = match index {
-            None => 0,
-            Some(index) => index.parse::<usize>().map_err(|_| bad())?,
+            None => None,
+            Some(index) => Some(index.parse::<usize>().map_err(|_| bad())?),
         };
         match (backend.to_ascii_lowercase().as_str(), text.contains(':')) {
             ("cpu", false) => Ok(DeviceName::Cpu),
@@ -75,11 +77,10 @@ impl FromStr for DeviceName {
 
 impl fmt::Display for DeviceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceName::Cpu => write!(f, "cpu"),
-            DeviceName::Wgpu(index) => write!(f, "wgpu:{index}"),
-            DeviceName::Vulkan(index) => write!(f, "vulkan:{index}"),
-            DeviceName::Cuda(index) => write!(f, "cuda:{index}"),
+        match self.gpu() {
+            None => write!(f, "cpu"),
+            Some((backend, Some(index))) => write!(f, "{backend}:{index}"),
+            Some((backend, None)) => write!(f, "{backend}"),
         }
     }
 }
@@ -87,24 +88,30 @@ impl fmt::Display for DeviceName {
 impl DeviceName {
     /// The cargo feature that builds this device's backend (`None` for the CPU, always built).
     pub fn feature(&self) -> Option<&'static str> {
-        match self {
+        self.gpu().map(|(backend, _)| backend)
+    }
+
+    /// A GPU's backend (named as its cargo feature) and the index the name gives, if any; `None`
+    /// for the CPU.
+    fn gpu(&self) -> Option<(&'static str, Option<usize>)> {
+        match *self {
             DeviceName::Cpu => None,
-            DeviceName::Wgpu(_) => Some("wgpu"),
-            DeviceName::Vulkan(_) => Some("vulkan"),
-            DeviceName::Cuda(_) => Some("cuda"),
+            DeviceName::Wgpu(index) => Some(("wgpu", index)),
+            DeviceName::Vulkan(index) => Some(("vulkan", index)),
+            DeviceName::Cuda(index) => Some(("cuda", index)),
         }
     }
 
     /// The device, if this build has its backend and this machine has the device. Opening a GPU
     /// asks its backend for the devices it reports, so a missing driver or an index past the
     /// last device is an error here, not a panic at the first tensor; a CUDA GPU's driver, NVRTC
-    /// and headers are checked too (`cuda_runtime`, in CUDA builds).
-    pub fn open(&self) -> Result<Device> {
-        let index = match self {
-            DeviceName::Cpu => return Ok(Device::flex()),
-            DeviceName::Wgpu(index) | DeviceName::Vulkan(index) | DeviceName::Cuda(index) => *index,
+    /// and headers are checked too (`cuda_runtime`, in CUDA builds). `local_rank` is this
+    /// process's rank among the processes a launcher started on this machine (0 for a process
+    /// started alone): it picks the GPU where the name gives no index (`index_of` has the rule).
+    pub fn open(&self, local_rank: usize) -> Result<Device> {
+        let Some(gpu @ (feature, _)) = self.gpu() else {
+            return Ok(Device::flex());
         };
-        let feature = self.feature().expect("a GPU has a feature");
         // Some drivers' loaders panic when their library is missing: that is no device.
         let reported = std::panic::catch_unwind(|| self.reported_devices());
         let Some(devices) = reported.unwrap_or_else(|_| Some(Vec::new())) else {
@@ -114,25 +121,58 @@ impl DeviceName {
                  \"Training on a GPU\"), or leave out --device to use the CPU"
             )));
         };
-        let count = devices.len();
-        let device = devices.into_iter().nth(index).ok_or_else(|| {
-            GlowError::Device(format!(
-                "{self}: this machine's {feature} driver reports {count} device(s){hint}",
-                hint = match (count, self) {
-                    (0, DeviceName::Cuda(_)) =>
-                        " (is the NVIDIA driver, libcuda.so.1, installed and the GPU visible?)",
-                    (0, _) =>
-                        " (is the GPU driver installed, with the Vulkan loader libvulkan.so.1 \
-                          and the driver's ICD file?)",
-                    _ => "; count from 0",
-                }
-            ))
-        })?;
+        let index = self.index_of(gpu, local_rank, devices.len())?;
+        let device = devices
+            .into_iter()
+            .nth(index)
+            .expect("index_of counts the devices");
         #[cfg(feature = "cuda")]
         if let DeviceName::Cuda(_) = self {
-            cuda_runtime::check(&self.to_string())?;
+            cuda_runtime::check(&DeviceName::Cuda(Some(index)).to_string())?;
         }
         Ok(device)
+    }
+
+    /// Which of the `count` devices this GPU name's backend reports the process of `local_rank`
+    /// takes (`backend` and `given` as [`DeviceName::gpu`] returns them): the index the name
+    /// gives; else the local rank, so that the processes a launcher starts on one machine take a
+    /// GPU each, as Horovod's `local_rank()` pins them. Where the backend reports a single device,
+    /// every process takes it: a launcher that shows each process its own GPU (Slurm's
+    /// `--gpus-per-task`, which sets `CUDA_VISIBLE_DEVICES`), or processes that share one GPU. An
+    /// error where no device fits says what to change.
+    fn index_of(
+        &self,
+        (backend, given): (&str, Option<usize>),
+        local_rank: usize,
+        count: usize,
+    ) -> Result<usize> {
+        let no_device = |problem: String| GlowError::Device(format!("{self}: {problem}"));
+        let reports = format!("this machine's {backend} driver reports {count} device(s)");
+        match (given, count) {
+            (_, 0) => Err(no_device(format!(
+                "{reports} ({hint})",
+                hint = match self {
+                    DeviceName::Cuda(_) => {
+                        "is the NVIDIA driver, libcuda.so.1, installed and the GPU visible?"
+                    }
+                    _ => {
+                        "is the GPU driver installed, with the Vulkan loader libvulkan.so.1 and \
+                         the driver's ICD file?"
+                    }
+                }
+            ))),
+            (Some(index), _) if index < count => Ok(index),
+            (Some(_), _) => Err(no_device(format!("{reports}; count from 0"))),
+            (None, 1) => Ok(0),
+            (None, _) if local_rank < count => Ok(local_rank),
+            (None, _) => Err(no_device(format!(
+                "this process is local rank {local_rank} of the processes started on this machine, \
+                 and {reports}, one for each of local ranks 0 to {last}: start at most {count} \
+                 processes per machine (mpirun --map-by ppr:{count}:node), or name the one device \
+                 they all share (--device {backend}:N)",
+                last = count - 1
+            ))),
+        }
     }
 
     /// The devices this name's backend reports on this machine, in its order; `None` where this
@@ -181,16 +221,19 @@ mod tests {
     fn names_parse_and_print_back() {
         for (text, name) in [
             ("cpu", DeviceName::Cpu),
-            ("wgpu", DeviceName::Wgpu(0)),
-            ("WGPU:1", DeviceName::Wgpu(1)),
-            ("vulkan", DeviceName::Vulkan(0)),
-            ("vulkan:2", DeviceName::Vulkan(2)),
-            ("CUDA:1", DeviceName::Cuda(1)),
+            ("wgpu", DeviceName::Wgpu(None)),
+            ("WGPU:1", DeviceName::Wgpu(Some(1))),
+            ("vulkan", DeviceName::Vulkan(None)),
+            ("vulkan:0", DeviceName::Vulkan(Some(0))),
+            ("vulkan:2", DeviceName::Vulkan(Some(2))),
+            ("CUDA:1", DeviceName::Cuda(Some(1))),
+            ("cuda", DeviceName::Cuda(None)),
         ] {
             assert_eq!(text.parse::<DeviceName>().expect(text), name);
         }
-        assert_eq!(DeviceName::Vulkan(3).to_string(), "vulkan:3");
-        assert_eq!(DeviceName::Wgpu(2).to_string(), "wgpu:2");
+        assert_eq!(DeviceName::Vulkan(Some(3)).to_string(), "vulkan:3");
+        assert_eq!(DeviceName::Wgpu(Some(2)).to_string(), "wgpu:2");
+        assert_eq!(DeviceName::Cuda(None).to_string(), "cuda");
         assert_eq!(
             "cuda:1".parse::<DeviceName>().expect("parses").to_string(),
             "cuda:1"
@@ -210,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_cpu_opens_and_runs_on_the_host() {
-        let device = DeviceName::Cpu.open().expect("the CPU");
+        let device = DeviceName::Cpu.open(3).expect("the CPU, on any local rank");
         assert!(runs_on_host(&device));
         assert!(runs_on_host(&device.clone().autodiff()));
         assert_eq!(shards_on(&device, 4), 4);
@@ -220,19 +263,19 @@ mod tests {
     fn a_gpu_missing_from_the_build_names_the_feature() {
         for (name, built, named, fix) in [
             (
-                DeviceName::Wgpu(0),
+                DeviceName::Wgpu(None),
                 cfg!(feature = "wgpu"),
-                "wgpu:0",
+                "use wgpu:",
                 "--features wgpu",
             ),
             (
-                DeviceName::Vulkan(0),
+                DeviceName::Vulkan(Some(0)),
                 cfg!(feature = "vulkan"),
                 "vulkan:0",
                 "--features vulkan",
             ),
             (
-                DeviceName::Cuda(1),
+                DeviceName::Cuda(Some(1)),
                 cfg!(feature = "cuda"),
                 "cuda:1",
                 "--features cuda",
@@ -241,8 +284,68 @@ mod tests {
             if built {
                 continue;
             }
-            let err = name.open().expect_err("not built").to_string();
+            let err = name.open(0).expect_err("not built").to_string();
             assert!(err.contains(fix) && err.contains(named), "{err}");
+        }
+    }
+
+    /// `index_of` for a name on a machine whose backend reports `count` devices.
+    fn index(name: &str, local_rank: usize, count: usize) -> Result<usize> {
+        let name = name.parse::<DeviceName>().expect(name);
+        name.index_of(name.gpu().expect("a GPU"), local_rank, count)
+    }
+
+    #[test]
+    fn a_named_index_is_taken_on_every_local_rank() {
+        for local_rank in 0..4 {
+            assert_eq!(index("cuda:2", local_rank, 4).expect("on the machine"), 2);
+            assert_eq!(index("vulkan:0", local_rank, 1).expect("on the machine"), 0);
+        }
+        let err = index("cuda:4", 0, 4)
+            .expect_err("past the last")
+            .to_string();
+        assert!(
+            err.contains("cuda:4") && err.contains("reports 4 device(s); count from 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_an_index_each_local_rank_takes_its_own_gpu() {
+        for local_rank in 0..8 {
+            assert_eq!(index("cuda", local_rank, 8).expect("one each"), local_rank);
+        }
+        // One device reported: every process's (one GPU shown to each, or one GPU shared).
+        for local_rank in 0..3 {
+            assert_eq!(index("wgpu", local_rank, 1).expect("the one"), 0);
+        }
+        let err = index("cuda", 2, 2).expect_err("none left").to_string();
+        for part in [
+            "cuda: this process is local rank 2",
+            "reports 2 device(s)",
+            "at most 2 processes per machine",
+            "--map-by ppr:2:node",
+            "--device cuda:N",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+    }
+
+    #[test]
+    fn no_device_reported_names_the_driver_to_install() {
+        for (name, local_rank, driver) in [
+            ("cuda", 0, "libcuda.so.1"),
+            ("cuda:1", 0, "libcuda.so.1"),
+            ("vulkan", 3, "libvulkan.so.1"),
+            ("wgpu:0", 0, "libvulkan.so.1"),
+        ] {
+            let err = index(name, local_rank, 0).expect_err(name).to_string();
+            assert!(
+                err.contains(&format!("{name}: this machine's"))
+                    && err.contains("reports 0 device(s)"),
+                "{err}"
+            );
+            assert!(err.contains(driver), "{err}");
         }
     }
 }
