@@ -37,8 +37,12 @@ rosinality=${5:-}
 data=${6:-}
 mkdir -p "$out"
 log=$out/gpu_check.log
+# What the script made for itself (the unpacked binary, a cubecl.toml) goes when it ends.
+made=()
+trap 'rm -rf -- "${made[@]}"' EXIT
 if [[ $glowflow == *.xz ]]; then
-  unpacked=$(mktemp -d)/glowflow
+  made+=("$(mktemp -d)")
+  unpacked=${made[-1]}/glowflow
   python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
     "$glowflow" "$unpacked" && chmod +x "$unpacked" || { echo "cannot unpack $glowflow" >&2; exit 1; }
   glowflow=$unpacked
@@ -50,7 +54,7 @@ fi
 # first, on an empty cache; step 3 runs on the cached kernels. A cubecl.toml already here stays.
 if [[ ! -e cubecl.toml ]]; then
   printf '[compilation]\ncache = true\n' > cubecl.toml
-  trap 'rm -f cubecl.toml' EXIT
+  made+=("$PWD/cubecl.toml")
 fi
 step() { echo "== $(date +%T) $*" | tee -a "$log"; }
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
