@@ -293,6 +293,52 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     );
 }
 
+/// Starts `glowflow train ARGS` (writing the run `run`) with its output piped, and returns it once
+/// training is under way (a few metrics rows written).
+fn training_under_way(args: &[&str], run: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let metrics = run.join("metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+        < 4
+    {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+/// Sends SIGTERM to `child`, and returns once the signal has reached it (is no longer pending in
+/// /proc/PID/status), so that a second one is a second signal, not merged with the first.
+fn deliver_sigterm(child: &std::process::Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: sends SIGTERM to the child this test spawned and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    let bit = 1u64 << (libc::SIGTERM - 1);
+    let started = std::time::Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let pending = status
+            .lines()
+            .filter_map(|line| line.strip_prefix("ShdPnd:"))
+            .map(|mask| u64::from_str_radix(mask.trim(), 16).expect("a hex mask"))
+            .next()
+            .unwrap_or(0);
+        if pending & bit == 0 {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 30, "SIGTERM stayed pending");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
     let dir = scratch_dir("sigterm");
@@ -305,26 +351,8 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
         "train", "--data", data, "--out", run_arg, "--steps", "100000",
     ];
     args.extend(common_args);
-    let child = Command::new(env!("CARGO_BIN_EXE_glowflow"))
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait until training is under way (a few metrics rows), then ask it to stop.
-    let metrics = run.join("metrics.csv");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|m| m.lines().count())
-        .unwrap_or(0)
-        < 4
-    {
-        assert!(started.elapsed().as_secs() < 120, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
-    // SAFETY: sends SIGTERM to the child this test spawned and has not yet waited for.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    let child = training_under_way(&args, &run);
+    deliver_sigterm(&child);
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -357,6 +385,47 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
+}
+
+#[test]
+fn a_second_sigterm_ends_training_at_once_and_the_run_resumes() {
+    let dir = scratch_dir("sigterm-twice");
+    common::write_idx_dataset(&dir, 64, 16, 16);
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let data = dir.to_str().expect("utf-8");
+    // A model wide enough (about 5 million parameters) that finishing the step and writing the
+    // checkpoint the first signal asks for take far longer than sending the second one; a
+    // checkpoint every 2 steps to resume from.
+    let mut args = vec!["train", "--data", data, "--out", run_arg];
+    args.extend(
+        "--steps 100000 --image 1x16x16 --levels 2 --depth 8 --width 512 --batch-size 32 \
+         --init-images 32 --eval-every 0 --sample-every 0 --log-every 1 --checkpoint-every 2"
+            .split_whitespace(),
+    );
+    let child = training_under_way(&args, &run);
+    deliver_sigterm(&child);
+    deliver_sigterm(&child);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "ended by the second SIGTERM, not at the end of the step: {:?} {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("--resume"), "no clean stop: {stderr}");
+    // Past every step it logged (and so every checkpoint it wrote) before it was ended.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    let target = (metrics.lines().count() + 2).to_string();
+    let out = glowflow(&["train", "--resume", run_arg, "--steps", &target]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("{target} steps")),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Without the `mpi` feature, a launch of several processes (as mpirun or srun would start) is

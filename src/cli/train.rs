@@ -19,12 +19,18 @@ use super::args::{ArchArgs, TestImages, TrainArgs};
 use super::progress::Progress;
 use super::Context;
 
-/// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly.
+/// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly at the end of the
+/// step. A second Ctrl-C or SIGTERM ends the process at once, as the signal's default action does
+/// (for a step that would take long to end, on a slow device); the run then resumes from its last
+/// checkpoint, as after any kill.
 pub(crate) fn stop_on_signal() -> Result<Arc<AtomicBool>, GlowError> {
     let stop = Arc::new(AtomicBool::new(false));
+    let cannot =
+        |e: std::io::Error| GlowError::Config(format!("cannot install the signal handler: {e}"));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| GlowError::Config(format!("cannot install the signal handler: {e}")))?;
+        // The handlers run in this order: the first sees whether an earlier signal set the flag.
+        signal_hook::flag::register_conditional_default(signal, stop.clone()).map_err(cannot)?;
+        signal_hook::flag::register(signal, stop.clone()).map_err(cannot)?;
     }
     Ok(stop)
 }
