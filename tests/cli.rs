@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{glowflow, scratch_dir, TINY_RUN};
@@ -293,10 +293,19 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     );
 }
 
-/// Starts `glowflow train ARGS` (writing the run `run`) with its output piped, and returns it once
-/// training is under way (a few metrics rows written).
-fn training_under_way(args: &[&str], run: &Path) -> std::process::Child {
+/// Starts `glowflow train --steps 100000 ARGS` on a new synthetic dataset of `size`x`size`
+/// images (in the scratch directory `name`), with its output piped, and returns it and its run
+/// directory once training is under way (a few metrics rows written).
+fn training_under_way(name: &str, size: usize, args: &[&str]) -> (std::process::Child, PathBuf) {
+    let dir = scratch_dir(name);
+    common::write_idx_dataset(&dir, 64, 16, size);
+    let run = dir.join("run");
     let child = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        .args(["train", "--steps", "100000"])
+        .arg("--data")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&run)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -312,7 +321,25 @@ fn training_under_way(args: &[&str], run: &Path) -> std::process::Child {
         assert!(started.elapsed().as_secs() < 120, "training did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    child
+    (child, run)
+}
+
+/// Resumes `run` to `target` steps, asserting that it gets there.
+fn resumes_to(run: &Path, target: u64) {
+    let target = target.to_string();
+    let out = glowflow(&[
+        "train",
+        "--resume",
+        run.to_str().expect("utf-8"),
+        "--steps",
+        &target,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("{target} steps")),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sends SIGTERM to `child`, and returns once the signal has reached it (is no longer pending in
@@ -341,17 +368,11 @@ fn deliver_sigterm(child: &std::process::Child) {
 
 #[test]
 fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
-    let dir = scratch_dir("sigterm");
-    common::write_idx_dataset(&dir, 48, 16, 8);
-    let run = dir.join("run");
-    let run_arg = run.to_str().expect("utf-8");
-    let data = dir.to_str().expect("utf-8");
-    let common_args = TINY_RUN.into_iter().chain(["--checkpoint-every", "100000"]);
-    let mut args = vec![
-        "train", "--data", data, "--out", run_arg, "--steps", "100000",
-    ];
-    args.extend(common_args);
-    let child = training_under_way(&args, &run);
+    let args: Vec<_> = TINY_RUN
+        .into_iter()
+        .chain(["--checkpoint-every", "100000"])
+        .collect();
+    let (child, run) = training_under_way("sigterm", 8, &args);
     deliver_sigterm(&child);
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -375,35 +396,19 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
         "{stdout}"
     );
     assert!((3..100000).contains(&stopped_at), "{stopped_at}");
-
-    let target = (stopped_at + 2).to_string();
-    let out = glowflow(&["train", "--resume", run_arg, "--steps", &target]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
+    resumes_to(&run, stopped_at + 2);
 }
 
 #[test]
 fn a_second_sigterm_ends_training_at_once_and_the_run_resumes() {
-    let dir = scratch_dir("sigterm-twice");
-    common::write_idx_dataset(&dir, 64, 16, 16);
-    let run = dir.join("run");
-    let run_arg = run.to_str().expect("utf-8");
-    let data = dir.to_str().expect("utf-8");
     // A model wide enough (about 5 million parameters) that finishing the step and writing the
     // checkpoint the first signal asks for take far longer than sending the second one; a
     // checkpoint every 2 steps to resume from.
-    let mut args = vec!["train", "--data", data, "--out", run_arg];
-    args.extend(
-        "--steps 100000 --image 1x16x16 --levels 2 --depth 8 --width 512 --batch-size 32 \
+    let args: Vec<_> = "--image 1x16x16 --levels 2 --depth 8 --width 512 --batch-size 32 \
          --init-images 32 --eval-every 0 --sample-every 0 --log-every 1 --checkpoint-every 2"
-            .split_whitespace(),
-    );
-    let child = training_under_way(&args, &run);
+        .split_whitespace()
+        .collect();
+    let (child, run) = training_under_way("sigterm-twice", 16, &args);
     deliver_sigterm(&child);
     deliver_sigterm(&child);
     let out = child.wait_with_output().expect("wait");
@@ -418,14 +423,7 @@ fn a_second_sigterm_ends_training_at_once_and_the_run_resumes() {
     assert!(!stderr.contains("--resume"), "no clean stop: {stderr}");
     // Past every step it logged (and so every checkpoint it wrote) before it was ended.
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
-    let target = (metrics.lines().count() + 2).to_string();
-    let out = glowflow(&["train", "--resume", run_arg, "--steps", &target]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(&format!("{target} steps")),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resumes_to(&run, metrics.lines().count() as u64 + 2);
 }
 
 /// Without the `mpi` feature, a launch of several processes (as mpirun or srun would start) is
