@@ -814,8 +814,18 @@ async fn press(
     element.send_keys(&keys).await.expect("keys sent");
 }
 
-/// Saves the browser's window as `docs/serve-<view>.png` (shown in README).
-async fn screenshot(browser: &fantoccini::Client, view: &str) {
+/// Where the browser test saves its screenshots: the fixture's scratch directory `scratch`, or,
+/// with `GLOWFLOW_UPDATE_DOCS` set, `docs/` (the pictures in README). A plain test run leaves
+/// the checkout as it was: fonts render differently from machine to machine.
+fn screenshots_dir(scratch: &Path) -> PathBuf {
+    match std::env::var_os("GLOWFLOW_UPDATE_DOCS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"),
+        None => scratch.to_path_buf(),
+    }
+}
+
+/// Saves the browser's window as `serve-<view>.png` in `dir`.
+async fn screenshot(browser: &fantoccini::Client, view: &str, dir: &Path) {
     wait_until(
         browser,
         "(document.activeElement.blur(), true) && \
@@ -824,7 +834,7 @@ async fn screenshot(browser: &fantoccini::Client, view: &str) {
     )
     .await;
     let png = browser.screenshot().await.expect("a screenshot");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/serve-{view}.png"));
+    let path = dir.join(format!("serve-{view}.png"));
     std::fs::write(&path, png).expect("write the screenshot");
     println!("wrote {}", path.display());
 }
@@ -843,6 +853,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
         return;
     }
     let fixture = fixture("serve-browser");
+    let shots = screenshots_dir(&fixture.dir);
     let address = start(&fixture, 2, Limits::default()).await;
     let client = reqwest::Client::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -906,7 +917,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     )
     .await;
     assert_eq!(shown, "0.90");
-    screenshot(&browser, "sample").await;
+    screenshot(&browser, "sample", &shots).await;
 
     // Encode and reconstruct: moving `keep` from 2 levels to 1 redraws the lower level.
     open_tab(&browser, "encode").await;
@@ -919,7 +930,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
         "document.getElementById('encode-bpd').textContent",
     )
     .await;
-    screenshot(&browser, "encode").await;
+    screenshot(&browser, "encode", &shots).await;
 
     // Interpolate: scrubbing shows the strip's images one by one.
     open_tab(&browser, "interpolate").await;
@@ -934,7 +945,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
         "document.getElementById('interp-view').src === document.querySelectorAll('#interp-strip img')[3].src",
     )
     .await;
-    screenshot(&browser, "interpolate").await;
+    screenshot(&browser, "interpolate", &shots).await;
 
     // Manipulate: the slider of class 2 moves the image along its direction.
     open_tab(&browser, "manipulate").await;
@@ -952,7 +963,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     press(&browser, "#alpha-2", Key::Right, 4).await;
     // The page shows the API's test image 0 at alpha 1.
     wait_until(&browser, &format!("{result} === {}", expected["image"])).await;
-    screenshot(&browser, "manipulate").await;
+    screenshot(&browser, "manipulate", &shots).await;
 
     // Compare: both models' samples side by side.
     open_tab(&browser, "compare").await;
@@ -962,7 +973,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
          document.querySelectorAll('#cmp-grid-1 img').length === 16",
     )
     .await;
-    screenshot(&browser, "compare").await;
+    screenshot(&browser, "compare", &shots).await;
     browser.close().await.expect("the browser closes");
 }
 
