@@ -25,6 +25,12 @@
 # 5. constant-memory mode: device memory of a training step at K = 8, 16, 32, 64 (batch 16), with
 #    stored and with recomputed activations, each in its own process.
 #
+# With GPU_CHECK_FALLBACK="GLOWFLOW2 DEVICE2" (say "dist/glowflow-wgpu.xz wgpu"), a first route
+# that cannot run at all (step 1 ends without a report: the device does not open, a kernel does
+# not compile, the process crashes) is logged and every step runs on the second one instead, so
+# that one call on a lent machine can try both routes. A report whose checks fail is a result,
+# not a reason to switch.
+#
 # Everything lands in OUT_DIR (JSON, the runs' metrics.csv, the comparison and the log);
 # `python3 bench/gpu_report.py OUT_DIR` turns it into the tables of BENCHMARKS.md.
 set -uo pipefail
@@ -37,16 +43,19 @@ rosinality=${5:-}
 data=${6:-}
 mkdir -p "$out"
 log=$out/gpu_check.log
-# What the script made for itself (the unpacked binary, a cubecl.toml) goes when it ends.
-made=()
+# What the script makes for itself (the unpacked binaries, a cubecl.toml) goes when it ends.
+unpacked_dir=$(mktemp -d)
+made=("$unpacked_dir")
 trap 'rm -rf -- "${made[@]}"' EXIT
-if [[ $glowflow == *.xz ]]; then
-  made+=("$(mktemp -d)")
-  unpacked=${made[-1]}/glowflow
+# `runnable BINARY`: prints the path of BINARY, unpacked first where it is a `.xz`.
+runnable() {
+  [[ $1 == *.xz ]] || { echo "$1"; return; }
+  local unpacked
+  unpacked=$unpacked_dir/$(basename "$1" .xz)
   python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-    "$glowflow" "$unpacked" && chmod +x "$unpacked" || { echo "cannot unpack $glowflow" >&2; exit 1; }
-  glowflow=$unpacked
-fi
+    "$1" "$unpacked" && chmod +x "$unpacked" && echo "$unpacked"
+}
+glowflow=$(runnable "$glowflow") || { echo "cannot unpack $1" >&2; exit 1; }
 # cubecl's on-disk cache of compiled kernels (the PTX that NVRTC writes for the cuda build; the
 # wgpu builds have none), off unless a cubecl.toml turns it on: with it, each of the processes
 # below loads the kernels an earlier one compiled instead of compiling them again within its own
@@ -72,7 +81,8 @@ shape=(--config bench/fashion_mnist_matched.json --lu true --image 3x32x32 --lev
 # The cuda build's NVRTC needs the toolkit's headers and libnvrtc. Where the toolkit is not at
 # cubecl's default places (/usr/local/cuda, /opt/cuda; a pip-installed one, say), take both from
 # the nvcc on the PATH: its directory's parent holds include/ and lib/ (or lib64/) in either layout.
-if [[ $device == cuda* && -z ${CUDA_PATH:-} && ! -d /usr/local/cuda && ! -d /opt/cuda ]] &&
+# (Set for a cuda route, first or fallback; the wgpu builds do not read them.)
+if [[ "$device ${GPU_CHECK_FALLBACK:-}" == *cuda* && -z ${CUDA_PATH:-} && ! -d /usr/local/cuda && ! -d /opt/cuda ]] &&
   command -v nvcc > /dev/null; then
   CUDA_PATH=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
   export CUDA_PATH LD_LIBRARY_PATH=$CUDA_PATH/lib64:$CUDA_PATH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -95,6 +105,14 @@ step "0. the machine"
 step "1. exactness on $device"
 bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
 echo "check-device exit status $?" | tee -a "$log"
+if [[ ! -s $out/check.json && -n ${GPU_CHECK_FALLBACK:-} ]]; then
+  read -r fallback fallback_device <<< "$GPU_CHECK_FALLBACK"
+  step "1. $device cannot run (above); every step on the fallback, $fallback_device ($fallback)"
+  glowflow=$(runnable "$fallback") || { echo "cannot unpack $fallback" | tee -a "$log"; exit 1; }
+  device=$fallback_device
+  bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
+  echo "check-device exit status $?" | tee -a "$log"
+fi
 
 step "2. speed, config 3, batch 64"
 for conv in auto matrix-products; do
