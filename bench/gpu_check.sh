@@ -88,6 +88,14 @@ if [[ "$device ${GPU_CHECK_FALLBACK:-}" == *cuda* && -z ${CUDA_PATH:-} && ! -d /
   export CUDA_PATH LD_LIBRARY_PATH=$CUDA_PATH/lib64:$CUDA_PATH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
+# The lent machines mount the NVIDIA driver read-only at /usr/local/nvidia, where the Vulkan
+# loader does not look for its ICD file (the device tool's README): point the loader at it.
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [[ "$device ${GPU_CHECK_FALLBACK:-}" =~ wgpu|vulkan && -z ${VK_DRIVER_FILES:-} && -e $nvidia_icd ]] &&
+  ! ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* > /dev/null 2>&1; then
+  export VK_DRIVER_FILES=$nvidia_icd
+fi
+
 step "0. the machine"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   # The CUDA the driver supports and the toolkit's NVRTC: a cuda build's NVRTC must not be newer
@@ -96,7 +104,7 @@ step "0. the machine"
   nvidia-smi 2>&1 | grep -o "CUDA Version: [0-9.]*"
   command -v nvcc > /dev/null && nvcc --version | tail -n 2
   ldconfig -p | grep -E "libnvrtc\.so|libcuda\.so"
-  echo "CUDA_PATH=${CUDA_PATH:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+  echo "CUDA_PATH=${CUDA_PATH:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-} VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
   # Without this extension cubecl 0.11.3 compiles shared memory to invalid SPIR-V (README,
   # "Training on a GPU"): whether the Vulkan route can work on this driver.
   command -v vulkaninfo > /dev/null &&
