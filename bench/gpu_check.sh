@@ -93,7 +93,8 @@ fi
 nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [[ "$device ${GPU_CHECK_FALLBACK:-}" =~ wgpu|vulkan && -z ${VK_DRIVER_FILES:-} && -e $nvidia_icd ]] &&
   ! ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* > /dev/null 2>&1; then
-  export VK_DRIVER_FILES=$nvidia_icd
+  # (VK_ICD_FILENAMES: its name in Vulkan loaders before 1.3.207.)
+  export VK_DRIVER_FILES=$nvidia_icd VK_ICD_FILENAMES=$nvidia_icd
 fi
 
 step "0. the machine"
