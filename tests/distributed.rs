@@ -164,12 +164,33 @@ fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
     let run = |name: &str| root.join(name);
 
     trains(1, &new_run(&root, &config, &run("one"), "6"));
-    let stdout = trains(2, &new_run(&root, &config, &run("two"), "6"));
+    let two = train(2, &new_run(&root, &config, &run("two"), "6"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&two.stdout),
+        String::from_utf8_lossy(&two.stderr),
+    );
+    assert!(two.status.success(), "{stderr}");
     assert_eq!(
         stdout.matches("run ").count(),
         1,
         "rank 0 alone reports: {stdout}"
     );
+    // Rank 0 tells where each rank computes: both on this machine, as local ranks 0 and 1 (read
+    // from mpirun's variables), on the CPU.
+    let hosts: Vec<&str> = (0..2)
+        .map(|rank| {
+            let line = stderr
+                .lines()
+                .find(|line| line.starts_with(&format!("rank {rank} on ")))
+                .unwrap_or_else(|| panic!("no placement of rank {rank}: {stderr}"));
+            let (host, device) = line[format!("rank {rank} on ").len()..]
+                .split_once(&format!(" (local rank {rank}): "))
+                .unwrap_or_else(|| panic!("rank {rank} is not local rank {rank}: {line}"));
+            assert_eq!(device, "Device<Flex(Cpu)>", "{line}");
+            host
+        })
+        .collect();
+    assert_eq!(hosts[0], hosts[1], "one machine: {stderr}");
     trains(2, &new_run(&root, &config, &run("two-then-one"), "3"));
     trains(
         1,

@@ -1,6 +1,7 @@
 //! The checks of a run launched on several ranks, made before any training so that a bad launch
 //! is one clear error instead of a hang or silently different weights: the ranks divide the
 //! run's shards, run the same glowflow with the same configs, and see the same run directory.
+//! Also where each rank computes ([`placements`]), for rank 0 to tell.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -8,8 +9,10 @@ use std::path::Path;
 
 use rand::Rng;
 
+use burn::tensor::Device;
+
 use super::config::TrainConfig;
-use crate::cluster::Cluster;
+use crate::cluster::{launched_local_rank, Cluster};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::model::config::GlowConfig;
@@ -56,6 +59,25 @@ pub fn check_launch(
         },
     )?;
     check_shared_directory(cluster, run)
+}
+
+/// Where each rank of `cluster` computes, in rank order, as `rank R on HOST (local rank L):
+/// DEVICE` (burn's description of the device, which names the GPU's index): the machine and the
+/// GPU each process took ([`crate::device::DeviceName::open`]).
+pub fn placements(cluster: &Cluster, device: &Device) -> Result<Vec<String>> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "this machine".into());
+    let local_rank = launched_local_rank().unwrap_or(0);
+    let mine = format!(
+        "rank {} on {host} (local rank {local_rank}): {device:?}",
+        cluster.rank()
+    );
+    let all = cluster.all_gather("where the ranks compute", mine.into_bytes())?;
+    Ok(all
+        .iter()
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .collect())
 }
 
 /// Fails on every rank, naming the ranks whose `mine` differs from rank 0's; `fix(rank 0's,

@@ -22,7 +22,7 @@ use super::checkpoint::{
 use super::config::{read_run_configs, TrainConfig};
 use super::eval::evaluate_bpd;
 use super::gradients::{loss_and_gradients, FlatGrads};
-use super::launch::check_launch;
+use super::launch::{check_launch, placements};
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
 use super::schedule::{
@@ -406,6 +406,11 @@ pub fn train_on(
     let cluster = on.cluster;
     let mut train = fixed_at_start(train, on);
     check_launch(cluster, run, model_config, &train)?;
+    if cluster.size() > 1 {
+        for placement in placements(cluster, on.device)? {
+            report(TrainEvent::Note(placement));
+        }
+    }
     let writes = cluster.writes();
     let _lock = match writes {
         true => Some(lock_run(run, report)?),
