@@ -7,9 +7,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
-use rand::Rng;
-
 use burn::tensor::Device;
+use rand::Rng;
 
 use super::config::TrainConfig;
 use crate::cluster::{launched_local_rank, Cluster};
