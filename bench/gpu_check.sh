@@ -111,16 +111,19 @@ step "0. the machine"
   command -v vulkaninfo > /dev/null &&
     vulkaninfo 2>/dev/null | grep -E "deviceName|driverInfo|VK_KHR_workgroup_memory_explicit_layout"
 } >> "$log" 2>&1
+# `exactness`: step 1 on $glowflow and $device, its report in check.json.
+exactness() {
+  bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
+  echo "check-device exit status $?" | tee -a "$log"
+}
 step "1. exactness on $device"
-bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
-echo "check-device exit status $?" | tee -a "$log"
+exactness
 if [[ ! -s $out/check.json && -n ${GPU_CHECK_FALLBACK:-} ]]; then
   read -r fallback fallback_device <<< "$GPU_CHECK_FALLBACK"
   step "1. $device cannot run (above); every step on the fallback, $fallback_device ($fallback)"
   glowflow=$(runnable "$fallback") || { echo "cannot unpack $fallback" | tee -a "$log"; exit 1; }
   device=$fallback_device
-  bounded 120 "$glowflow" --device "$device" check-device --out "$out/check.json" >> "$log" 2>&1
-  echo "check-device exit status $?" | tee -a "$log"
+  exactness
 fi
 
 step "2. speed, config 3, batch 64"
