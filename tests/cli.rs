@@ -381,6 +381,11 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes_to_the_end() {
         "a stopped run exits cleanly: {stderr}"
     );
     assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("stopping at the end of this step")
+            && stderr.contains("Ctrl-C again stops at once"),
+        "the signal is acknowledged: {stderr}"
+    );
     let checkpoints = std::fs::read_dir(run.join("checkpoints"))
         .expect("checkpoints")
         .count();

@@ -6,6 +6,7 @@ mod latent;
 mod model;
 mod progress;
 mod serve;
+mod stop_signal;
 mod train;
 
 use burn::tensor::Device;

@@ -2,31 +2,51 @@
 //! not a terminal.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 
 use glowflow::train::trainer::TrainEvent;
+use indicatif::ProgressBar;
 
 /// Training progress: a bar with ETA and images/s on a terminal, plain lines otherwise.
 pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+    /// The bar, once training has started on a terminal; shared with [`Progress::printer`].
+    bar: Arc<OnceLock<ProgressBar>>,
+}
+
+/// Prints a line above the bar where there is one, else to stderr.
+fn say(bar: Option<&ProgressBar>, line: &str) {
+    match bar {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    }
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
-        Progress { bar: None }
+        Progress {
+            bar: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Prints a line from another thread, as [`TrainEvent::Note`] does.
+    pub(crate) fn printer(&self) -> impl Fn(&str) + Send + 'static {
+        let bar = self.bar.clone();
+        move |line| say(bar.get(), line)
     }
 
     pub(crate) fn show(&mut self, event: TrainEvent) {
         match event {
             TrainEvent::Started { step, total } => {
                 if std::io::stderr().is_terminal() {
-                    let bar = indicatif::ProgressBar::new(total).with_position(step);
+                    let bar = ProgressBar::new(total).with_position(step);
                     bar.set_style(
                         indicatif::ProgressStyle::with_template(
                             "{bar:40} {pos}/{len} steps  ETA {eta}  {msg}",
                         )
                         .expect("a valid template"),
                     );
-                    self.bar = Some(bar);
+                    // Started comes once per run.
+                    let _ = self.bar.set(bar);
                 } else {
                     eprintln!("training from step {step} to {total}");
                 }
@@ -47,7 +67,7 @@ impl Progress {
                     cell(row.grad_norm, 2),
                     cell(row.images_per_s, 1)
                 );
-                match &self.bar {
+                match self.bar.get() {
                     Some(bar) => {
                         bar.set_position(row.step);
                         bar.set_message(format!(
@@ -62,15 +82,12 @@ impl Progress {
                     None => eprintln!("{line}"),
                 }
             }
-            TrainEvent::Note(note) => match &self.bar {
-                Some(bar) => bar.println(note),
-                None => eprintln!("{note}"),
-            },
+            TrainEvent::Note(note) => say(self.bar.get(), &note),
         }
     }
 
     pub(crate) fn finish(self) {
-        if let Some(bar) = self.bar {
+        if let Some(bar) = self.bar.get() {
             bar.finish_and_clear();
         }
     }

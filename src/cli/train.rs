@@ -1,8 +1,6 @@
 //! Training, evaluation and the permutation ablation.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -17,23 +15,8 @@ use glowflow::GlowError;
 
 use super::args::{ArchArgs, TestImages, TrainArgs};
 use super::progress::Progress;
+use super::stop_signal::StopOnSignal;
 use super::Context;
-
-/// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly at the end of the
-/// step. A second Ctrl-C or SIGTERM ends the process at once, as the signal's default action does
-/// (for a step that would take long to end, on a slow device); the run then resumes from its last
-/// checkpoint, as after any kill.
-pub(crate) fn stop_on_signal() -> Result<Arc<AtomicBool>, GlowError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let cannot =
-        |e: std::io::Error| GlowError::Config(format!("cannot install the signal handler: {e}"));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The handlers run in this order: the first sees whether an earlier signal set the flag.
-        signal_hook::flag::register_conditional_default(signal, stop.clone()).map_err(cannot)?;
-        signal_hook::flag::register(signal, stop.clone()).map_err(cannot)?;
-    }
-    Ok(stop)
-}
 
 /// The preset `glowflow train` starts from when none is given.
 const DEFAULT_PRESET: &str = "fashion-mnist";
@@ -128,9 +111,12 @@ impl Train {
         {
             *skip |= skip_bad_images;
         }
-        let stop = stop_on_signal()?;
         // Rank 0 alone reports; the others train silently.
         let mut progress = cluster.writes().then(Progress::new);
+        let stop = match &progress {
+            Some(progress) => StopOnSignal::install(progress.printer())?,
+            None => StopOnSignal::install(|_: &str| {})?,
+        };
         let on = Placement {
             cluster: &cluster,
             device: &ctx.device,
@@ -141,13 +127,15 @@ impl Train {
             &model_config,
             &train,
             resume.is_some(),
-            &stop,
+            stop.flag(),
             &mut |event| {
                 if let Some(progress) = &mut progress {
                     progress.show(event)
                 }
             },
         );
+        // The stop notice, if a signal came, before the run's last lines.
+        drop(stop);
         let summary = match summary {
             Ok(summary) => summary,
             Err(error) => {
@@ -243,7 +231,7 @@ impl Ablate {
                 .map(|v| ablation::Variant::parse(v))
                 .collect::<Result<_, _>>()?
         };
-        let stop = stop_on_signal()?;
+        let stop = StopOnSignal::install(|line: &str| eprintln!("{line}"))?;
         let mut current = PathBuf::new();
         let points = ablation::run_ablation(
             &out,
@@ -252,7 +240,7 @@ impl Ablate {
             &model,
             &train,
             &ctx.device,
-            &stop,
+            stop.flag(),
             &mut |run, event| {
                 if run != current {
                     eprintln!("== {}", run.display());
@@ -269,6 +257,7 @@ impl Ablate {
                 }
             },
         )?;
+        drop(stop);
         for row in ablation::summarise(&points) {
             println!(
                 "{:<22} test {:.4} ± {:.4} bits/dim at step {} ({} seeds)",
