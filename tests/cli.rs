@@ -293,6 +293,76 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     );
 }
 
+#[test]
+fn eval_of_a_class_conditional_run_adds_the_marginal_bpd_and_the_bayes_error() {
+    let dir = scratch_dir("eval-classes");
+    // Four classes of images; IDX labels are read as ten classes.
+    common::write_idx_dataset(&dir, 64, 16, 8);
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let args: Vec<&str> = [
+        "train",
+        "--data",
+        dir.to_str().expect("utf-8"),
+        "--out",
+        run_arg,
+    ]
+    .into_iter()
+    .chain(["--steps", "40", "--n-classes", "10"])
+    .chain(TINY_RUN)
+    .collect();
+    common::succeeds(&args);
+    // Batches of 6 (6 + 6 + 4 images), so that the figures add up over batches.
+    set_eval_batch_size(&run, 6);
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
+
+    // By hand: log p(x | k) of every test image under every class k from the model's
+    // `log_prob` with the one-hot label k, the uniform class prior, and eval's noise.
+    let (own, labels, to_bits) = common::test_log_probs_by_hand(&run, 0, None);
+    let per_class: Vec<Vec<f64>> = (0..10)
+        .map(|k| common::test_log_probs_by_hand(&run, 0, Some(k)).0)
+        .collect();
+    let n = own.len() as f64;
+    let mut marginal = 0.0;
+    let (mut errors, mut ambiguous) = (0, 0);
+    for (i, &label) in labels.iter().enumerate() {
+        let column: Vec<f64> = per_class.iter().map(|lp| lp[i]).collect();
+        assert_eq!(column[label], own[i], "the own label's column, image {i}");
+        let max = column.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_p = max + column.iter().map(|lp| (lp - max).exp()).sum::<f64>().ln() - 10f64.ln();
+        marginal += to_bits(log_p) / n;
+        // Bayes' rule errs where another class has the higher likelihood. Where the label's
+        // and another class's are within 1e-3 nats, f32 rounding may decide either way.
+        let rival = (0..10)
+            .filter(|&k| k != label)
+            .map(|k| column[k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        if (rival - column[label]).abs() < 1e-3 {
+            ambiguous += 1;
+        } else if rival > column[label] {
+            errors += 1;
+        }
+    }
+    let conditional = own.iter().map(|&lp| to_bits(lp)).sum::<f64>() / n;
+    assert!(2 * ambiguous < labels.len(), "{ambiguous} near ties");
+    let wrong = number_after(&printed, "classification error:") / 100.0 * n;
+    assert!(
+        (errors as f64 - 1e-9..=(errors + ambiguous) as f64 + 1e-9).contains(&wrong),
+        "{wrong} errors printed, {errors} by hand and {ambiguous} near ties: {printed}"
+    );
+    for (label, expected, tolerance) in [
+        ("test bits/dim:", conditional, 2e-5),
+        ("marginal test bits/dim:", marginal, 2e-5),
+    ] {
+        let shown = number_after(&printed, label);
+        println!("{label} CLI {shown}, by hand {expected}");
+        assert!(
+            (shown - expected).abs() < tolerance,
+            "`glowflow eval` printed {shown} for {label:?}, by hand {expected:.6}: {printed}"
+        );
+    }
+}
+
 /// Starts `glowflow train --steps 100000 ARGS` on a new synthetic dataset of `size`x`size`
 /// images (in the scratch directory `name`), with its output piped, and returns it and its run
 /// directory once training is under way (a few metrics rows written).

@@ -247,3 +247,30 @@ fn data_init_on_an_autodiff_device_matches_the_plain_one_and_keeps_parameters_tr
         .count();
     assert!(trained > 10, "parameters still get gradients ({trained})");
 }
+
+#[test]
+fn log_prob_per_class_is_log_prob_given_each_label() {
+    let device = f64_device();
+    for levels in [1, 2] {
+        let mut config = tiny_config(levels, CouplingKind::Affine, PermutationKind::InvConv, true);
+        config.n_classes = 3;
+        let (model, x) = tiny_model(&config, &device);
+        let per_class = to_f64_vec(model.log_prob_per_class(x.clone()).expect("per class"));
+        let mut columns = Vec::new();
+        for k in 0..3 {
+            let y = glowflow::flow::prior::one_hot(&[k; 3], 3, &device).expect("labels");
+            let given_k = values(model.log_prob(x.clone(), Some(&y)).expect("log_prob"));
+            for (i, expected) in given_k.iter().enumerate() {
+                let what = format!("L = {levels}, image {i}, class {k}");
+                assert_rel_close(per_class[i * 3 + k], *expected, 1e-12, &what);
+            }
+            columns.push(given_k);
+        }
+        // The perturbed class bias makes the labels matter, so the columns must differ.
+        assert!(max_abs_gap(&columns[0], &columns[1]) > 1e-3, "{columns:?}");
+    }
+    let unconditional = tiny_config(1, CouplingKind::Affine, PermutationKind::InvConv, true);
+    let (model, x) = tiny_model(&unconditional, &device);
+    let error = model.log_prob_per_class(x).expect_err("no classes");
+    assert!(error.to_string().contains("unconditional"), "{error}");
+}

@@ -43,7 +43,9 @@ enum Command {
     New(model::New),
     /// Train on a dataset (Fashion-MNIST by default), evaluating and sampling as it goes.
     Train(train::Train),
-    /// Test-set bits per dimension of a trained model (every test image, seeded noise).
+    /// Test-set bits per dimension of a trained model (every test image, seeded noise); for a
+    /// class-conditional model also the marginal bits/dim (uniform class prior) and the
+    /// classification error of Bayes' rule.
     Eval(train::Eval),
     /// Samples from the same noise at several temperatures, one column per temperature.
     TemperatureSweep(latent::TemperatureSweep),

@@ -8,7 +8,7 @@ use glowflow::cluster::Cluster;
 use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
 use glowflow::train::config::{read_run_configs, TrainConfig};
-use glowflow::train::eval::evaluate_bpd;
+use glowflow::train::eval::evaluate;
 use glowflow::train::presets::preset;
 use glowflow::train::trainer::{train_on, Placement, TrainEvent};
 use glowflow::GlowError;
@@ -289,7 +289,7 @@ impl Eval {
         let device = &ctx.device;
         let Eval { source, seed } = self;
         let (glow, test, batch_size) = source.load(device)?;
-        let bpd = evaluate_bpd(
+        let figures = evaluate(
             &Cluster::single(),
             &glow,
             &test,
@@ -298,10 +298,28 @@ impl Eval {
             seed,
             device,
         )?;
+        let given = if figures.classes.is_some() {
+            ", given each image's label"
+        } else {
+            ""
+        };
         println!(
-            "test bits/dim: {bpd:.5} ({} images, noise seed {seed})",
+            "test bits/dim: {:.5} ({} images, noise seed {seed}{given})",
+            figures.bpd,
             test.len()
         );
+        if let Some(classes) = figures.classes {
+            println!(
+                "marginal test bits/dim: {:.5} (p(x) = mean over the {} classes of p(x | class); \
+                 the figure to compare with an unconditional model's)",
+                classes.marginal_bpd,
+                glow.config().n_classes
+            );
+            println!(
+                "classification error: {:.2}% (Bayes' rule: the class of highest p(x | class))",
+                100.0 * classes.error
+            );
+        }
         Ok(())
     }
 }

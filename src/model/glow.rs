@@ -264,6 +264,11 @@ impl Glow {
     }
 
     fn check_input(&self, x: &Tensor<4>, classes: Condition) -> Result<()> {
+        self.check_images(x)?;
+        self.check_classes(x.dims()[0], classes)
+    }
+
+    fn check_images(&self, x: &Tensor<4>) -> Result<()> {
         let [n, c, h, w] = x.dims();
         check_not_empty(n, "Glow input")?;
         let image = self.config.image;
@@ -277,8 +282,7 @@ impl Glow {
                 ),
             ));
         }
-        check_finite(x, "Glow input", "images")?;
-        self.check_classes(n, classes)
+        check_finite(x, "Glow input", "images")
     }
 
     fn check_classes(&self, n: usize, classes: Condition) -> Result<()> {
@@ -331,10 +335,20 @@ impl Glow {
         ranges: &[Range<usize>],
     ) -> Result<Walked> {
         self.check_input(&x, classes)?;
+        self.walk_in_ranges(x, classes, ranges, |map, z, c| map.as_map().forward(z, c))
+    }
+
+    /// The forward walk of `x` in the shards `ranges` (concurrently, without autodiff), each map
+    /// applied by `apply(map, input, the shard's labels)`.
+    fn walk_in_ranges(
+        &self,
+        x: Tensor<4>,
+        classes: Condition,
+        ranges: &[Range<usize>],
+        apply: impl Fn(&GlowMap, Tensor<4>, Condition) -> (Tensor<4>, Tensor<1>) + Sync,
+    ) -> Result<Walked> {
         let maps = self.maps();
-        let encode = |x: Tensor<4>, c: Condition| {
-            walk_forward(&maps, x, |map, z| map.as_map().forward(z, c))
-        };
+        let encode = |x: Tensor<4>, c: Condition| walk_forward(&maps, x, |map, z| apply(map, z, c));
         if x.device().is_autodiff() {
             return Ok(encode(x, classes));
         }
@@ -410,6 +424,55 @@ impl Glow {
     pub fn log_prob(&self, x: Tensor<4>, classes: Condition) -> Result<Tensor<1>> {
         let (latents, log_det) = self.encode(x, classes)?;
         Ok(latents.log_standard_normal() + log_det)
+    }
+
+    /// Exact `log p(x | y = k)` (nats) of each preprocessed image under each class `k` of a
+    /// class-conditional model, `[N, n_classes]`. Only the top prior sees the label, so the flow
+    /// runs once and the top prior once per class:
+    ///
+    /// ```text
+    /// log p(x | k) = Σ_{l<L} log N(ε_l; 0, I) + log|det ∂z_L/∂x| + log N(ε_L^k; 0, I) - Σ log σ_k
+    /// ε_L^k = (z_L - μ_k) / σ_k
+    /// ```
+    ///
+    /// Bayes' rule turns it into `p(y | x)` ([`crate::train::eval`]).
+    pub fn log_prob_per_class(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        let k = self.config.n_classes;
+        if k == 0 {
+            return Err(GlowError::Label(
+                "the model is unconditional (n_classes = 0): it has no log p(x | y) per class"
+                    .into(),
+            ));
+        }
+        self.check_images(&x)?;
+        let n = x.dims()[0];
+        let device = x.device();
+        let ranges = split(n, shards_on(&device, self.shards));
+        // The top prior is left out of the walk: its input `z_L` leaves as the last latent.
+        let walked = self.walk_in_ranges(x, None, &ranges, |map, z, c| match map {
+            GlowMap::Top(_) => {
+                let zeros = Tensor::zeros([z.dims()[0]], &z.device());
+                (z, zeros)
+            }
+            other => other.as_map().forward(z, c),
+        })?;
+        let mut levels = walked.latents.levels;
+        let z_top = levels.pop().expect("a model has a top level");
+        let below = walked.log_det
+            + if levels.is_empty() {
+                Tensor::zeros([n], &device)
+            } else {
+                Latents { levels }.log_standard_normal()
+            };
+        let columns = (0..k)
+            .map(|class| {
+                let y = one_hot(&vec![class; n], k, &device)?;
+                let (eps, log_det) = self.top.forward(z_top.clone(), Some(&y));
+                let top = Latents { levels: vec![eps] }.log_standard_normal() + log_det;
+                Ok((below.clone() + top).reshape([n, 1]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(columns, 1))
     }
 
     /// 8-bit images (values 0..=255 as floats) with uniform dequantisation noise in `[0, 1)` as

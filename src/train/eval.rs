@@ -1,14 +1,45 @@
-//! Test-set bits per dimension: every image (or the first `limit`), in batches, with seeded
-//! dequantisation noise so that the figure is reproducible. On several ranks the batches are
-//! shared out and their sums added in batch order, which gives one process's figure exactly.
+//! Test-set figures: every image (or the first `limit`), in batches, with seeded dequantisation
+//! noise so that each figure is reproducible. On several ranks the batches are shared out and
+//! their sums added in batch order, which gives one process's figures exactly.
+//!
+//! Beside the mean bits/dim, a class-conditional model gets two figures from `log p(x | k)` of
+//! every class `k` ([`Glow::log_prob_per_class`]), with the uniform label prior `p(k) = 1/K`:
+//!
+//! ```text
+//! marginal   log p(x) = log Σ_k p(k) p(x | k) = logsumexp_k log p(x | k) - log K
+//! Bayes      ŷ(x) = argmax_k p(k | x) = argmax_k log p(x | k)
+//! ```
+//!
+//! The marginal bits/dim is the one to compare with an unconditional model's: the conditional
+//! figure is given the label, which an unconditional model is not.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, EVAL_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::model::glow::Glow;
+use crate::tensor_ops::{from_f64, to_f64_vec};
+
+/// What a class-conditional model's test set gives beside its bits/dim (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassFigures {
+    /// Mean bits/dim of the marginal `p(x) = (1/K) Σ_k p(x | k)`.
+    pub marginal_bpd: f64,
+    /// Fraction of the images whose label is not `argmax_k log p(x | k)` (Bayes' rule).
+    pub error: f64,
+}
+
+/// The test figures of `glowflow eval`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestFigures {
+    /// Mean bits/dim of `log p(x)`, or of `log p(x | y)` at each image's label for a
+    /// class-conditional model.
+    pub bpd: f64,
+    /// The class figures, for a class-conditional model.
+    pub classes: Option<ClassFigures>,
+}
 
 /// Mean bits/dim of `model` over the first `limit` images of `data` (all if `limit` is 0); rank
 /// `r` of `cluster` evaluates the batches `r, r + P, r + 2P, …`.
@@ -21,6 +52,93 @@ pub fn evaluate_bpd(
     seed: u64,
     device: &Device,
 ) -> Result<f64> {
+    let means = batch_means(
+        cluster,
+        (model, data),
+        (limit, batch_size, seed),
+        device,
+        1,
+        |images, noise, classes, _| {
+            let bpd = model.bits_per_dim(images, noise, classes.as_ref())?;
+            Ok(vec![bpd.sum().into_scalar::<f64>()])
+        },
+    )?;
+    Ok(means[0])
+}
+
+/// [`evaluate_bpd`], and for a class-conditional model its [`ClassFigures`] from the same pass.
+pub fn evaluate(
+    cluster: &Cluster,
+    model: &Glow,
+    data: &ImageDataset,
+    limit: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<TestFigures> {
+    let k = model.config().n_classes;
+    if k == 0 {
+        let bpd = evaluate_bpd(cluster, model, data, limit, batch_size, seed, device)?;
+        return Ok(TestFigures { bpd, classes: None });
+    }
+    let log_k = (k as f64).ln();
+    let means = batch_means(
+        cluster,
+        (model, data),
+        (limit, batch_size, seed),
+        device,
+        3,
+        |images, noise, _, labels| {
+            let labels = labels.ok_or_else(|| {
+                GlowError::Label(format!(
+                    "the model is class-conditional (n_classes = {k}) but the dataset has no \
+                     labels"
+                ))
+            })?;
+            let n = labels.len();
+            let per_class = to_f64_vec(model.log_prob_per_class(model.preprocess(images, noise))?);
+            let mut conditional = Vec::with_capacity(n);
+            let mut marginal = Vec::with_capacity(n);
+            let mut errors = 0.0;
+            for (row, &label) in per_class.chunks(k).zip(labels) {
+                let (best, max) = row
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                let sum: f64 = row.iter().map(|lp| (lp - max).exp()).sum();
+                conditional.push(row[label]);
+                marginal.push(max + sum.ln() - log_k);
+                errors += f64::from(u8::from(best != label));
+            }
+            let bits = |log_prob: Vec<f64>| {
+                model
+                    .to_bits_per_dim(from_f64(log_prob, [n], device))
+                    .sum()
+                    .into_scalar::<f64>()
+            };
+            Ok(vec![bits(conditional), bits(marginal), errors])
+        },
+    )?;
+    Ok(TestFigures {
+        bpd: means[0],
+        classes: Some(ClassFigures {
+            marginal_bpd: means[1],
+            error: means[2],
+        }),
+    })
+}
+
+/// The means over the evaluated images of `figures` sums that `per_batch(images, noise,
+/// one-hot classes, labels)` gives for each batch.
+fn batch_means(
+    cluster: &Cluster,
+    (model, data): (&Glow, &ImageDataset),
+    (limit, batch_size, seed): (usize, usize, u64),
+    device: &Device,
+    figures: usize,
+    per_batch: impl Fn(Tensor<4>, Tensor<4>, Option<Tensor<2>>, Option<&[usize]>) -> Result<Vec<f64>>,
+) -> Result<Vec<f64>> {
     let expected = model.config().image;
     if data.shape != [expected.channels, expected.height, expected.width] {
         return Err(GlowError::shape(
@@ -49,13 +167,18 @@ pub fn evaluate_bpd(
         let batch = gather(data, &indices, &mut rng, index as u64);
         let (images, noise, classes) =
             batch.to_tensors(data.shape, model.config().n_classes, device)?;
-        let bpd = model.bits_per_dim(images, noise, classes.as_ref())?;
-        mine.push(bpd.sum().into_scalar::<f64>());
+        mine.extend(per_batch(images, noise, classes, batch.labels.as_deref())?);
     }
-    // Batch `i` is the `i / P`-th of rank `i % P`.
+    // Batch `i` is the `i / P`-th of rank `i % P`, its sums `figures` values from there.
     let sums = cluster.all_gather_f64("evaluation", &mine)?;
-    let sum = (0..batches)
-        .map(|index| sums[index % cluster.size()][index / cluster.size()])
-        .fold(0.0, |sum, batch| sum + batch);
-    Ok(sum / total as f64)
+    Ok((0..figures)
+        .map(|figure| {
+            (0..batches)
+                .map(|index| {
+                    sums[index % cluster.size()][index / cluster.size() * figures + figure]
+                })
+                .fold(0.0, |sum, batch| sum + batch)
+                / total as f64
+        })
+        .collect())
 }

@@ -445,6 +445,18 @@ pub fn recompute_vs_backprop(
 /// `x = (floor(v / 2^(8-n)) + u) / 2^n - 0.5`, and `n - log p(x) / (D log 2)` averaged over
 /// the images (`n` = the model's `n_bits`).
 pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
+    let (log_probs, _, to_bits) = test_log_probs_by_hand(run, seed, None);
+    log_probs.iter().map(|&lp| to_bits(lp)).sum::<f64>() / log_probs.len() as f64
+}
+
+/// `log p(x)` (nats) of each test image of the model saved in `run`, dequantised as
+/// [`test_bpd_by_hand`] says, given each image's own label or (with `class`) the label `class`
+/// for every image; also the images' labels and the map from `log p(x)` to bits/dim.
+pub fn test_log_probs_by_hand(
+    run: &std::path::Path,
+    seed: u64,
+    class: Option<usize>,
+) -> (Vec<f64>, Vec<usize>, impl Fn(f64) -> f64) {
     use glowflow::data::batches::{gather, stream_rng, EVAL_STREAM};
     let device = f32_device();
     let model = glowflow::load_model(run, &device).expect("load the run");
@@ -461,21 +473,28 @@ pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
     let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
     let dims = test.image_size() as f64;
     let indices: Vec<usize> = (0..test.len()).collect();
-    let mut total = 0.0;
+    let mut log_probs = Vec::new();
     for (b, batch) in indices.chunks(train.eval_batch_size).enumerate() {
         let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
         let batch = gather(&test, batch, &mut noise_rng, b as u64);
-        let (images, noise, classes) = batch
+        let (images, noise, own) = batch
             .to_tensors(test.shape, model.config().n_classes, &device)
             .expect("tensors");
+        let classes = match class {
+            Some(k) => Some(
+                model
+                    .one_hot(&vec![k; batch.pixels.len() / test.image_size()], &device)
+                    .expect("labels"),
+            ),
+            None => own,
+        };
         let x = ((images / reduce).floor() + noise) / bins - 0.5;
         let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
-        total += to_f64_vec(log_prob)
-            .iter()
-            .map(|lp| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2))
-            .sum::<f64>();
+        log_probs.extend(to_f64_vec(log_prob));
     }
-    total / test.len() as f64
+    let labels = test.labels.clone().unwrap_or_default();
+    let to_bits = move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2);
+    (log_probs, labels, to_bits)
 }
 
 /// The `glowflow` binary of this build, run with `args`.
