@@ -1,7 +1,8 @@
 //! Training on several MPI processes (`mpirun -np N glowflow train`): the weights of any cluster
 //! size are those of one process, bit for bit, also when a run stops on one size and resumes on
 //! another; bad launches are refused before training; a rank that dies or hangs stops the others
-//! with an error naming it. Needs the `mpi` feature and Open MPI's `mpirun`.
+//! with an error naming it. `glowflow eval` on any cluster size prints one process's figures.
+//! Needs the `mpi` feature and Open MPI's `mpirun`.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -50,8 +51,8 @@ fn mpirun(processes: usize) -> Command {
     command
 }
 
-/// Runs `glowflow train ARGS` on `processes` ranks (1: without mpirun).
-fn train(processes: usize, args: &[&str]) -> Output {
+/// Runs `glowflow COMMAND ARGS` on `processes` ranks (1: without mpirun).
+fn glowflow_on(processes: usize, command_name: &str, args: &[&str]) -> Output {
     let mut command = if processes == 1 {
         Command::new(env!("CARGO_BIN_EXE_glowflow"))
     } else {
@@ -60,21 +61,31 @@ fn train(processes: usize, args: &[&str]) -> Output {
         command
     };
     command
-        .arg("train")
+        .arg(command_name)
         .args(args)
         .output()
         .expect("the command runs")
 }
 
-/// Like [`train`], asserting success; returns stdout.
-fn trains(processes: usize, args: &[&str]) -> String {
-    let out = train(processes, args);
+/// Runs `glowflow train ARGS` on `processes` ranks (1: without mpirun).
+fn train(processes: usize, args: &[&str]) -> Output {
+    glowflow_on(processes, "train", args)
+}
+
+/// Like [`glowflow_on`], asserting success; returns stdout.
+fn succeeds_on(processes: usize, command_name: &str, args: &[&str]) -> String {
+    let out = glowflow_on(processes, command_name, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{processes} ranks, {args:?}: {stderr}"
+        "{processes} ranks, {command_name} {args:?}: {stderr}"
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`train`], asserting success; returns stdout.
+fn trains(processes: usize, args: &[&str]) -> String {
+    succeeds_on(processes, "train", args)
 }
 
 /// A new run's arguments.
@@ -281,14 +292,56 @@ fn a_rank_count_that_does_not_divide_the_shards_is_refused_before_training() {
 
 /// `mpirun` running `first` as rank 0 and `second` as rank 1 (MPMD), each `glowflow train`.
 fn two_programs(first: (&Path, &[&str]), second: (&Path, &[&str])) -> Output {
+    two_commands("train", first, second)
+}
+
+/// `mpirun` running `first` as rank 0 and `second` as rank 1 (MPMD), each `glowflow COMMAND`.
+fn two_commands(command_name: &str, first: (&Path, &[&str]), second: (&Path, &[&str])) -> Output {
     let mut command = mpirun(1);
-    command.arg(first.0).arg("train").args(first.1);
+    command.arg(first.0).arg(command_name).args(first.1);
     command
         .args([":", "-np", "1"])
         .arg(second.0)
-        .arg("train")
+        .arg(command_name)
         .args(second.1);
     command.output().expect("mpirun runs")
+}
+
+#[test]
+fn evaluation_on_any_cluster_size_prints_the_figures_of_one_process() {
+    // A class-conditional run (its evaluation adds the marginal bits/dim and the Bayes error),
+    // evaluated in 4 batches of 4: rank 0 of 3 takes two of them.
+    let (root, config) = setup("mpi-eval", false);
+    let run = root.join("run");
+    let mut args = new_run(&root, &config, &run, "3");
+    args.extend(["--n-classes", "10"]);
+    trains(1, &args);
+    let model = ["--model", run.to_str().expect("utf-8")];
+    let one = succeeds_on(1, "eval", &model);
+    assert!(
+        one.contains("16 images") && one.contains("classification error"),
+        "{one}"
+    );
+    for processes in [2, 3] {
+        let many = succeeds_on(processes, "eval", &model);
+        assert_eq!(many, one, "{processes} ranks print what one process does");
+    }
+
+    // Ranks evaluating different weights are refused (rank 1's model: one more step).
+    let other = root.join("other");
+    let mut other_args = new_run(&root, &config, &other, "4");
+    other_args.extend(["--n-classes", "10"]);
+    trains(1, &other_args);
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_glowflow"));
+    let other_model = ["--model", other.to_str().expect("utf-8")];
+    let out = two_commands("eval", (&binary, &model), (&binary, &other_model));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank(s) 1 run with a different model"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! its test images.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use burn::tensor::Device;
 use clap::Args;
+use glowflow::cluster::Cluster;
 use glowflow::data::dataset::{ImageDataset, Split};
 use glowflow::data::source::load_split;
 use glowflow::flow::actnorm::ActNormScale;
@@ -71,6 +73,24 @@ fn test_split(glow: &glowflow::Glow, train: &TrainConfig) -> Result<ImageDataset
         &mut |w| eprintln!("{w}"),
     )?;
     Ok(test)
+}
+
+/// How long a rank of a multi-process launch waits for another.
+#[derive(Args)]
+pub(crate) struct RankTimeout {
+    /// Launched on several processes (mpirun, srun): how long a rank waits for another before
+    /// it declares it dead or hung and stops every rank, in seconds (1 to 604800, a week). It
+    /// must exceed the longest pause of rank 0 alone (in training, writing samples and
+    /// checkpoints).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    rank_timeout: u64,
+}
+
+impl RankTimeout {
+    /// The cluster this process was launched into ([`Cluster::launch`]).
+    pub(crate) fn launch(&self) -> Result<Cluster, GlowError> {
+        Cluster::launch(Duration::from_secs(self.rank_timeout))
+    }
 }
 
 /// Training options; each overrides the preset (or the training config file).

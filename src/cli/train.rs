@@ -1,19 +1,18 @@
 //! Training, evaluation and the permutation ablation.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
-use glowflow::cluster::Cluster;
 use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
 use glowflow::train::config::{read_run_configs, TrainConfig};
 use glowflow::train::eval::evaluate;
+use glowflow::train::launch::check_evaluation_launch;
 use glowflow::train::presets::preset;
 use glowflow::train::trainer::{train_on, Placement, TrainEvent};
 use glowflow::GlowError;
 
-use super::args::{ArchArgs, TestImages, TrainArgs};
+use super::args::{ArchArgs, RankTimeout, TestImages, TrainArgs};
 use super::progress::Progress;
 use super::stop_signal::StopOnSignal;
 use super::Context;
@@ -51,11 +50,8 @@ pub struct Train {
     /// For image folders: skip unreadable or unusable images with a warning.
     #[arg(long)]
     skip_bad_images: bool,
-    /// Launched on several processes (mpirun, srun): how long a rank waits for another before
-    /// it declares it dead or hung and stops every rank, in seconds (1 to 604800, a week). It
-    /// must exceed the longest pause of rank 0 alone (writing samples and checkpoints).
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
-    rank_timeout: u64,
+    #[command(flatten)]
+    rank_timeout: RankTimeout,
     #[command(flatten)]
     training: TrainArgs,
     #[command(flatten)]
@@ -76,7 +72,7 @@ impl Train {
             training,
             arch,
         } = self;
-        let cluster = Cluster::launch(Duration::from_secs(rank_timeout))?;
+        let cluster = rank_timeout.launch()?;
         let (run_dir, model_config, mut train) = match &resume {
             Some(run_dir) => {
                 if let Some(flag) = arch.given().first() {
@@ -281,23 +277,37 @@ pub struct Eval {
     /// Seed of the dequantisation noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    rank_timeout: RankTimeout,
 }
 
 impl Eval {
     /// Runs the command.
     pub fn run(self, ctx: &Context) -> Result<(), GlowError> {
         let device = &ctx.device;
-        let Eval { source, seed } = self;
-        let (glow, test, batch_size) = source.load(device)?;
-        let figures = evaluate(
-            &Cluster::single(),
-            &glow,
-            &test,
-            0,
-            batch_size,
+        let Eval {
+            source,
             seed,
-            device,
-        )?;
+            rank_timeout,
+        } = self;
+        let cluster = rank_timeout.launch()?;
+        // On several ranks the test batches are shared out; rank 0 alone reports.
+        let evaluated = source.load(device).and_then(|(glow, test, batch_size)| {
+            check_evaluation_launch(&cluster, &glow, &test, batch_size, seed)?;
+            let figures = evaluate(&cluster, &glow, &test, 0, batch_size, seed, device)?;
+            Ok((glow, test, figures))
+        });
+        let (glow, test, figures) = match evaluated {
+            Ok(evaluated) => evaluated,
+            Err(error) => {
+                // One rank's error ends them all (the others would wait for it).
+                cluster.abort(&error);
+                return Err(error);
+            }
+        };
+        if !cluster.writes() {
+            return Ok(());
+        }
         let given = if figures.classes.is_some() {
             ", given each image's label"
         } else {

@@ -1,6 +1,7 @@
 //! The checks of a run launched on several ranks, made before any training so that a bad launch
 //! is one clear error instead of a hang or silently different weights: the ranks divide the
 //! run's shards, run the same glowflow with the same configs, and see the same run directory.
+//! An evaluation's ranks must hold the same weights and test images.
 //! Also where each rank computes ([`placements`]), for rank 0 to tell.
 
 use std::collections::hash_map::DefaultHasher;
@@ -12,9 +13,12 @@ use rand::Rng;
 
 use super::config::TrainConfig;
 use crate::cluster::{launched_local_rank, Cluster};
+use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
+use crate::io::latent_file::model_fingerprint;
 use crate::model::config::GlowConfig;
+use crate::model::glow::Glow;
 
 /// The file rank 0 writes into the run directory for the others to find.
 const TOKEN_FILE: &str = ".launch-token";
@@ -58,6 +62,44 @@ pub fn check_launch(
         },
     )?;
     check_shared_directory(cluster, run)
+}
+
+/// Checks the launch of an evaluation of `model` on `test` (in batches of `batch_size`, noise
+/// seed `seed`) on `cluster`: every rank must run the same glowflow on the same weights and the
+/// same test images, or the figures would mix models or datasets. Nothing to check on one rank.
+pub fn check_evaluation_launch(
+    cluster: &Cluster,
+    model: &Glow,
+    test: &ImageDataset,
+    batch_size: usize,
+    seed: u64,
+) -> Result<()> {
+    if cluster.size() == 1 {
+        return Ok(());
+    }
+    check_same_everywhere(
+        cluster,
+        "glowflow binary",
+        binary_fingerprint()?,
+        |_, _, _| "install the same glowflow build on every machine".to_string(),
+    )?;
+    check_same_everywhere(
+        cluster,
+        "model",
+        model_fingerprint(model).into_bytes(),
+        |_, _, _| "give every rank the same --model (on a shared file system)".to_string(),
+    )?;
+    let mut hasher = DefaultHasher::new();
+    (&test.shape, &test.pixels, &test.labels, batch_size, seed).hash(&mut hasher);
+    check_same_everywhere(
+        cluster,
+        "test set",
+        hasher.finish().to_le_bytes().to_vec(),
+        |_, _, _| {
+            "give every rank the same dataset (--data), evaluation batch size and --seed"
+                .to_string()
+        },
+    )
 }
 
 /// Where each rank of `cluster` computes, in rank order, as `rank R on HOST (local rank L):
