@@ -233,6 +233,24 @@ fn train_then_sample_and_eval_from_the_run_directory() {
             );
         }
     }
+    // The first 11 images in batches of 5 (5 + 5 + 1), from the command line.
+    let (printed, _) = common::succeeds(&[
+        "eval",
+        "--model",
+        run_arg,
+        "--images",
+        "11",
+        "--batch-size",
+        "5",
+    ]);
+    assert!(printed.contains("(11 images in batches of 5,"), "{printed}");
+    let (log_probs, _, to_bits) = common::test_log_probs_by_hand(&run, 0, None, Some((11, 5)));
+    let expected = log_probs.iter().map(|&lp| to_bits(lp)).sum::<f64>() / 11.0;
+    let bpd = number_after(&printed, "test bits/dim:");
+    assert!(
+        (bpd - expected).abs() < 2e-5,
+        "`glowflow eval --images 11 --batch-size 5` printed {bpd}, by hand {expected:.6}"
+    );
 
     // The latent-space tools read the run and its test images.
     let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
@@ -318,9 +336,9 @@ fn eval_of_a_class_conditional_run_adds_the_marginal_bpd_and_the_bayes_error() {
 
     // By hand: log p(x | k) of every test image under every class k from the model's
     // `log_prob` with the one-hot label k, the uniform class prior, and eval's noise.
-    let (own, labels, to_bits) = common::test_log_probs_by_hand(&run, 0, None);
+    let (own, labels, to_bits) = common::test_log_probs_by_hand(&run, 0, None, None);
     let per_class: Vec<Vec<f64>> = (0..10)
-        .map(|k| common::test_log_probs_by_hand(&run, 0, Some(k)).0)
+        .map(|k| common::test_log_probs_by_hand(&run, 0, Some(k), None).0)
         .collect();
     let n = own.len() as f64;
     let mut marginal = 0.0;

@@ -277,6 +277,13 @@ pub struct Eval {
     /// Seed of the dequantisation noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Evaluate the first N test images only (default: all of them).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    images: Option<u64>,
+    /// Images per batch (default: the run's eval_batch_size, RUN/train.json). Each batch draws
+    /// its own noise, so the figure depends on it as on --seed; a smaller batch needs less memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: Option<u64>,
     #[command(flatten)]
     rank_timeout: RankTimeout,
 }
@@ -288,16 +295,24 @@ impl Eval {
         let Eval {
             source,
             seed,
+            images,
+            batch_size,
             rank_timeout,
         } = self;
         let cluster = rank_timeout.launch()?;
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         // On several ranks the test batches are shared out; rank 0 alone reports.
-        let evaluated = source.load(device).and_then(|(glow, test, batch_size)| {
-            check_evaluation_launch(&cluster, &glow, &test, batch_size, seed)?;
-            let figures = evaluate(&cluster, &glow, &test, 0, batch_size, seed, device)?;
-            Ok((glow, test, figures))
-        });
-        let (glow, test, figures) = match evaluated {
+        let evaluated = source
+            .load(device)
+            .and_then(|(glow, test, run_batch_size)| {
+                let batch_size = batch_size.map_or(run_batch_size, count);
+                let images = images.map_or(test.len(), count).min(test.len());
+                let sizes = (images, batch_size, seed);
+                check_evaluation_launch(&cluster, &glow, &test, sizes)?;
+                let figures = evaluate(&cluster, &glow, &test, images, batch_size, seed, device)?;
+                Ok((glow, sizes, figures))
+            });
+        let (glow, (images, batch_size, _), figures) = match evaluated {
             Ok(evaluated) => evaluated,
             Err(error) => {
                 // One rank's error ends them all (the others would wait for it).
@@ -314,9 +329,9 @@ impl Eval {
             ""
         };
         println!(
-            "test bits/dim: {:.5} ({} images, noise seed {seed}{given})",
-            figures.bpd,
-            test.len()
+            "test bits/dim: {:.5} ({images} images in batches of {batch_size}, noise seed \
+             {seed}{given})",
+            figures.bpd
         );
         if let Some(classes) = figures.classes {
             println!(

@@ -64,15 +64,15 @@ pub fn check_launch(
     check_shared_directory(cluster, run)
 }
 
-/// Checks the launch of an evaluation of `model` on `test` (in batches of `batch_size`, noise
-/// seed `seed`) on `cluster`: every rank must run the same glowflow on the same weights and the
-/// same test images, or the figures would mix models or datasets. Nothing to check on one rank.
+/// Checks the launch of an evaluation of `model` on the first `images` of `test` (in batches of
+/// `batch_size`, noise seed `seed`) on `cluster`: every rank must run the same glowflow on the
+/// same weights and the same test images, or the figures would mix models or datasets. Nothing
+/// to check on one rank.
 pub fn check_evaluation_launch(
     cluster: &Cluster,
     model: &Glow,
     test: &ImageDataset,
-    batch_size: usize,
-    seed: u64,
+    (images, batch_size, seed): (usize, usize, u64),
 ) -> Result<()> {
     if cluster.size() == 1 {
         return Ok(());
@@ -90,13 +90,14 @@ pub fn check_evaluation_launch(
         |_, _, _| "give every rank the same --model (on a shared file system)".to_string(),
     )?;
     let mut hasher = DefaultHasher::new();
-    (&test.shape, &test.pixels, &test.labels, batch_size, seed).hash(&mut hasher);
+    (&test.shape, &test.pixels, &test.labels).hash(&mut hasher);
+    (images, batch_size, seed).hash(&mut hasher);
     check_same_everywhere(
         cluster,
         "test set",
         hasher.finish().to_le_bytes().to_vec(),
         |_, _, _| {
-            "give every rank the same dataset (--data), evaluation batch size and --seed"
+            "give every rank the same dataset (--data), --images, --batch-size and --seed"
                 .to_string()
         },
     )

@@ -445,17 +445,19 @@ pub fn recompute_vs_backprop(
 /// `x = (floor(v / 2^(8-n)) + u) / 2^n - 0.5`, and `n - log p(x) / (D log 2)` averaged over
 /// the images (`n` = the model's `n_bits`).
 pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
-    let (log_probs, _, to_bits) = test_log_probs_by_hand(run, seed, None);
+    let (log_probs, _, to_bits) = test_log_probs_by_hand(run, seed, None, None);
     log_probs.iter().map(|&lp| to_bits(lp)).sum::<f64>() / log_probs.len() as f64
 }
 
 /// `log p(x)` (nats) of each test image of the model saved in `run`, dequantised as
 /// [`test_bpd_by_hand`] says, given each image's own label or (with `class`) the label `class`
-/// for every image; also the images' labels and the map from `log p(x)` to bits/dim.
+/// for every image; also the images' labels and the map from `log p(x)` to bits/dim. `sizes`,
+/// `(n, b)`: only the first `n` images, in batches of `b` instead of the run's.
 pub fn test_log_probs_by_hand(
     run: &std::path::Path,
     seed: u64,
     class: Option<usize>,
+    sizes: Option<(usize, usize)>,
 ) -> (Vec<f64>, Vec<usize>, impl Fn(f64) -> f64) {
     use glowflow::data::batches::{gather, stream_rng, EVAL_STREAM};
     let device = f32_device();
@@ -472,9 +474,10 @@ pub fn test_log_probs_by_hand(
     let n_bits = model.config().n_bits;
     let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
     let dims = test.image_size() as f64;
-    let indices: Vec<usize> = (0..test.len()).collect();
+    let (images, batch_size) = sizes.unwrap_or((test.len(), train.eval_batch_size));
+    let indices: Vec<usize> = (0..images).collect();
     let mut log_probs = Vec::new();
-    for (b, batch) in indices.chunks(train.eval_batch_size).enumerate() {
+    for (b, batch) in indices.chunks(batch_size).enumerate() {
         let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
         let batch = gather(&test, batch, &mut noise_rng, b as u64);
         let (images, noise, own) = batch
@@ -492,7 +495,8 @@ pub fn test_log_probs_by_hand(
         let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
         log_probs.extend(to_f64_vec(log_prob));
     }
-    let labels = test.labels.clone().unwrap_or_default();
+    let mut labels = test.labels.clone().unwrap_or_default();
+    labels.truncate(images);
     let to_bits = move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2);
     (log_probs, labels, to_bits)
 }
