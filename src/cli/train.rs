@@ -6,7 +6,7 @@ use clap::Args;
 use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
 use glowflow::train::config::{read_run_configs, TrainConfig};
-use glowflow::train::eval::evaluate;
+use glowflow::train::eval::{evaluate, TestBatches};
 use glowflow::train::launch::check_evaluation_launch;
 use glowflow::train::presets::preset;
 use glowflow::train::trainer::{train_on, Placement, TrainEvent};
@@ -307,12 +307,17 @@ impl Eval {
             .and_then(|(glow, test, run_batch_size)| {
                 let batch_size = batch_size.map_or(run_batch_size, count);
                 let images = images.map_or(test.len(), count).min(test.len());
-                let sizes = (images, batch_size, seed);
-                check_evaluation_launch(&cluster, &glow, &test, sizes)?;
-                let figures = evaluate(&cluster, &glow, &test, images, batch_size, seed, device)?;
-                Ok((glow, sizes, figures))
+                let batches = TestBatches {
+                    data: &test,
+                    limit: images,
+                    batch_size,
+                    seed,
+                };
+                check_evaluation_launch(&cluster, &glow, batches)?;
+                let figures = evaluate(&cluster, &glow, batches, device)?;
+                Ok((glow, images, batch_size, figures))
             });
-        let (glow, (images, batch_size, _), figures) = match evaluated {
+        let (glow, images, batch_size, figures) = match evaluated {
             Ok(evaluated) => evaluated,
             Err(error) => {
                 // One rank's error ends them all (the others would wait for it).

@@ -41,21 +41,33 @@ pub struct TestFigures {
     pub classes: Option<ClassFigures>,
 }
 
-/// Mean bits/dim of `model` over the first `limit` images of `data` (all if `limit` is 0); rank
-/// `r` of `cluster` evaluates the batches `r, r + P, r + 2P, …`.
+/// The images an evaluation reads and how: the first `limit` images of `data` (all if `limit` is
+/// 0) in batches of `batch_size`, batch `b` dequantised with the noise of evaluation stream `b`
+/// of `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct TestBatches<'a> {
+    /// The test set.
+    pub data: &'a ImageDataset,
+    /// How many of its first images (0: all).
+    pub limit: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Seed of the dequantisation noise.
+    pub seed: u64,
+}
+
+/// Mean bits/dim of `model` over `test`; rank `r` of `cluster` evaluates the batches
+/// `r, r + P, r + 2P, …`.
 pub fn evaluate_bpd(
     cluster: &Cluster,
     model: &Glow,
-    data: &ImageDataset,
-    limit: usize,
-    batch_size: usize,
-    seed: u64,
+    test: TestBatches,
     device: &Device,
 ) -> Result<f64> {
     let means = batch_means(
         cluster,
-        (model, data),
-        (limit, batch_size, seed),
+        model,
+        test,
         device,
         1,
         |images, noise, classes, _| {
@@ -70,30 +82,26 @@ pub fn evaluate_bpd(
 pub fn evaluate(
     cluster: &Cluster,
     model: &Glow,
-    data: &ImageDataset,
-    limit: usize,
-    batch_size: usize,
-    seed: u64,
+    test: TestBatches,
     device: &Device,
 ) -> Result<TestFigures> {
     let k = model.config().n_classes;
     if k == 0 {
-        let bpd = evaluate_bpd(cluster, model, data, limit, batch_size, seed, device)?;
+        let bpd = evaluate_bpd(cluster, model, test, device)?;
         return Ok(TestFigures { bpd, classes: None });
     }
     let log_k = (k as f64).ln();
     let means = batch_means(
         cluster,
-        (model, data),
-        (limit, batch_size, seed),
+        model,
+        test,
         device,
         3,
         |images, noise, _, labels| {
             let labels = labels.ok_or_else(|| {
                 GlowError::Label(format!(
-                    "the model is class-conditional (n_classes = {k}) but the dataset has no \
-                     labels"
-                ))
+                "the model is class-conditional (n_classes = {k}) but the dataset has no labels"
+            ))
             })?;
             let n = labels.len();
             let per_class = to_f64_vec(model.log_prob_per_class(model.preprocess(images, noise))?);
@@ -133,12 +141,18 @@ pub fn evaluate(
 /// one-hot classes, labels)` gives for each batch.
 fn batch_means(
     cluster: &Cluster,
-    (model, data): (&Glow, &ImageDataset),
-    (limit, batch_size, seed): (usize, usize, u64),
+    model: &Glow,
+    test: TestBatches,
     device: &Device,
     figures: usize,
     per_batch: impl Fn(Tensor<4>, Tensor<4>, Option<Tensor<2>>, Option<&[usize]>) -> Result<Vec<f64>>,
 ) -> Result<Vec<f64>> {
+    let TestBatches {
+        data,
+        limit,
+        batch_size,
+        seed,
+    } = test;
     let expected = model.config().image;
     if data.shape != [expected.channels, expected.height, expected.width] {
         return Err(GlowError::shape(

@@ -12,8 +12,8 @@ use burn::tensor::Device;
 use rand::Rng;
 
 use super::config::TrainConfig;
+use super::eval::TestBatches;
 use crate::cluster::{launched_local_rank, Cluster};
-use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::latent_file::model_fingerprint;
@@ -43,12 +43,7 @@ pub fn check_launch(
             train.batch_shards
         )));
     }
-    check_same_everywhere(
-        cluster,
-        "glowflow binary",
-        binary_fingerprint()?,
-        |_, _, _| "install the same glowflow build on every machine".to_string(),
-    )?;
+    check_same_binary(cluster)?;
     check_same_everywhere(
         cluster,
         "model and training config",
@@ -64,25 +59,14 @@ pub fn check_launch(
     check_shared_directory(cluster, run)
 }
 
-/// Checks the launch of an evaluation of `model` on the first `images` of `test` (in batches of
-/// `batch_size`, noise seed `seed`) on `cluster`: every rank must run the same glowflow on the
-/// same weights and the same test images, or the figures would mix models or datasets. Nothing
-/// to check on one rank.
-pub fn check_evaluation_launch(
-    cluster: &Cluster,
-    model: &Glow,
-    test: &ImageDataset,
-    (images, batch_size, seed): (usize, usize, u64),
-) -> Result<()> {
+/// Checks the launch of an evaluation of `model` on `test` on `cluster`: every rank must run the
+/// same glowflow on the same weights and the same test images, batches and noise, or the figures
+/// would mix models or datasets. Nothing to check on one rank.
+pub fn check_evaluation_launch(cluster: &Cluster, model: &Glow, test: TestBatches) -> Result<()> {
     if cluster.size() == 1 {
         return Ok(());
     }
-    check_same_everywhere(
-        cluster,
-        "glowflow binary",
-        binary_fingerprint()?,
-        |_, _, _| "install the same glowflow build on every machine".to_string(),
-    )?;
+    check_same_binary(cluster)?;
     check_same_everywhere(
         cluster,
         "model",
@@ -90,8 +74,9 @@ pub fn check_evaluation_launch(
         |_, _, _| "give every rank the same --model (on a shared file system)".to_string(),
     )?;
     let mut hasher = DefaultHasher::new();
-    (&test.shape, &test.pixels, &test.labels).hash(&mut hasher);
-    (images, batch_size, seed).hash(&mut hasher);
+    let data = test.data;
+    (&data.shape, &data.pixels, &data.labels).hash(&mut hasher);
+    (test.limit, test.batch_size, test.seed).hash(&mut hasher);
     check_same_everywhere(
         cluster,
         "test set",
@@ -141,6 +126,16 @@ fn check_same_everywhere(
         ranks.join(", "),
         fix(&all[0], first, &all[first])
     )))
+}
+
+/// Fails on every rank where some rank runs another glowflow build than rank 0.
+fn check_same_binary(cluster: &Cluster) -> Result<()> {
+    check_same_everywhere(
+        cluster,
+        "glowflow binary",
+        binary_fingerprint()?,
+        |_, _, _| "install the same glowflow build on every machine".to_string(),
+    )
 }
 
 /// A hash of this process's executable, so that ranks running different builds are caught.

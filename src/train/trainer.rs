@@ -20,7 +20,7 @@ use super::checkpoint::{
     TrainingState,
 };
 use super::config::{read_run_configs, TrainConfig};
-use super::eval::evaluate_bpd;
+use super::eval::{evaluate_bpd, TestBatches};
 use super::gradients::{loss_and_gradients, FlatGrads};
 use super::launch::{check_launch, placements};
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
@@ -435,6 +435,13 @@ pub fn train_on(
         load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
             report(TrainEvent::Note(warning))
         })?;
+    // The first `limit` test images (0: all), as every evaluation of the run reads them.
+    let test_batches = |limit| TestBatches {
+        data: &test_set,
+        limit,
+        batch_size: train.eval_batch_size,
+        seed: train.seed,
+    };
     let mut checkpoint_seconds = 0.0;
     let mut checkpoint = if let Some(checkpoint) = resumed {
         checkpoint
@@ -488,18 +495,7 @@ pub fn train_on(
                 }
                 Ok(())
             },
-            &mut |n| {
-                evaluate_bpd(
-                    cluster,
-                    &checkpoint.ema,
-                    &test_set,
-                    n,
-                    train.eval_batch_size,
-                    train.seed,
-                    &device,
-                )
-                .map(|_| ())
-            },
+            &mut |n| evaluate_bpd(cluster, &checkpoint.ema, test_batches(n), &device).map(|_| ()),
         )?;
         // Every rank takes rank 0's count, so that all stop at the same step.
         let mine = fitting_steps(&costs) as f64;
@@ -595,10 +591,7 @@ pub fn train_on(
                 row.test_bpd = Some(evaluate_bpd(
                     cluster,
                     &checkpoint.ema,
-                    &test_set,
-                    train.eval_images,
-                    train.eval_batch_size,
-                    train.seed,
+                    test_batches(train.eval_images),
                     &device,
                 )?);
             }
@@ -630,15 +623,7 @@ pub fn train_on(
         )));
         None
     } else {
-        let bpd = evaluate_bpd(
-            cluster,
-            &checkpoint.ema,
-            &test_set,
-            0,
-            train.eval_batch_size,
-            train.seed,
-            &device,
-        )?;
+        let bpd = evaluate_bpd(cluster, &checkpoint.ema, test_batches(0), &device)?;
         // The rate of the last step taken, as every row logs.
         let lr = learning_rate(train, &checkpoint.state, step.saturating_sub(1));
         let mut row = interval.row(step, lr);
