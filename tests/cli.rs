@@ -312,7 +312,8 @@ fn train_then_sample_and_eval_from_the_run_directory() {
 }
 
 #[test]
-fn eval_of_a_class_conditional_run_adds_the_marginal_bpd_and_the_bayes_error() {
+fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_its_latent_tools_take_labels(
+) {
     let dir = scratch_dir("eval-classes");
     // Four classes of images; IDX labels are read as ten classes.
     common::write_idx_dataset(&dir, 64, 16, 8);
@@ -379,6 +380,50 @@ fn eval_of_a_class_conditional_run_adds_the_marginal_bpd_and_the_bayes_error() {
             "`glowflow eval` printed {shown} for {label:?}, by hand {expected:.6}: {printed}"
         );
     }
+
+    // The latent tools sample a given class, and encode test images under their own labels.
+    let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    let cases: [(Vec<&str>, &str, (u32, u32)); 3] = [
+        (
+            vec![
+                "temperature-sweep",
+                "--n",
+                "2",
+                "--temperatures",
+                "0,1",
+                "--class",
+                "2",
+            ],
+            "sweep.png",
+            (2 * 9 + 1, 2 * 9 + 1),
+        ),
+        (
+            vec!["interpolate", "0", "5", "--steps", "4"],
+            "line.png",
+            (4 * 9 + 1, 9 + 1),
+        ),
+        (
+            vec!["reconstruct", "--index", "0", "1"],
+            "levels.png",
+            (3 * 9 + 1, 2 * 9 + 1),
+        ),
+    ];
+    for (args, name, size) in cases {
+        let out_path = png(name);
+        let mut all = args.clone();
+        all.extend(["--model", run_arg, "--out", &out_path]);
+        common::succeeds(&all);
+        let (w, h, _) = png_header(&std::fs::read(&out_path).expect("grid"));
+        assert_eq!((w, h), size, "{args:?}");
+    }
+    let stderr = common::fails(&[
+        "temperature-sweep",
+        "--model",
+        run_arg,
+        "--out",
+        &png("x.png"),
+    ]);
+    assert!(stderr.contains("--class"), "{stderr}");
 }
 
 /// Starts `glowflow train --steps 100000 ARGS` on a new synthetic dataset of `size`x`size`

@@ -160,7 +160,7 @@ fn reconstructions_start_with_the_images_and_keeping_every_level_gives_them_back
     let glow = model(0);
     let x = normal([2, 1, 4, 4], 0.3, 7, &glow.device());
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let all = reconstructions(&glow, x.clone(), 0.7, &mut rng).expect("reconstruct");
+    let all = reconstructions(&glow, x.clone(), None, 0.7, &mut rng).expect("reconstruct");
     let levels = glow.config().levels;
     assert_eq!(all.dims(), [2 * (levels + 1), 1, 4, 4]);
     let block = |v: usize| all.clone().narrow(0, 2 * v, 2);

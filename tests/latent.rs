@@ -43,7 +43,7 @@ fn rng() -> rand::rngs::StdRng {
 fn interpolation_starts_and_ends_at_the_inputs() {
     let (model, x) = model_and_images();
     let (a, b) = (sample(&x, 0), sample(&x, 1));
-    let path = interpolate(&model, a.clone(), b.clone(), 5).expect("interpolate");
+    let path = interpolate(&model, a.clone(), b.clone(), None, 5).expect("interpolate");
     assert_eq!(path.dims(), [5, 1, 4, 4]);
     assert!(max_abs_diff(sample(&path, 0), a.clone()) < 1e-10);
     assert!(max_abs_diff(sample(&path, 4), b.clone()) < 1e-10);
@@ -51,16 +51,16 @@ fn interpolation_starts_and_ends_at_the_inputs() {
         max_abs_diff(sample(&path, 2), a.clone()) > 1e-3,
         "the middle is neither endpoint"
     );
-    assert!(interpolate(&model, a.clone(), b.clone(), 1).is_err());
-    let err =
-        interpolate(&model, x.clone().narrow(0, 0, 2), b, 3).expect_err("a batch is not one image");
+    assert!(interpolate(&model, a.clone(), b.clone(), None, 1).is_err());
+    let err = interpolate(&model, x.clone().narrow(0, 0, 2), b, None, 3)
+        .expect_err("a batch is not one image");
     assert!(err.to_string().contains("one image"), "{err}");
 }
 
 #[test]
 fn temperature_sweep_scales_one_noise() {
     let (model, _) = model_and_images();
-    let grid = temperature_sweep(&model, 2, &[0.0, 0.5, 1.0], &mut rng()).expect("sweep");
+    let grid = temperature_sweep(&model, 2, &[0.0, 0.5, 1.0], None, &mut rng()).expect("sweep");
     assert_eq!(grid.dims(), [6, 1, 4, 4]);
     let (latents, _) = model.encode(grid, None).expect("encode");
     for eps in &latents.levels {
@@ -76,18 +76,124 @@ fn temperature_sweep_scales_one_noise() {
             "T = 0.5 is half the T = 1 noise"
         );
     }
-    assert!(temperature_sweep(&model, 2, &[-1.0], &mut rng()).is_err());
+    assert!(temperature_sweep(&model, 2, &[-1.0], None, &mut rng()).is_err());
+    let err = temperature_sweep(&model, 2, &[1.0], Some(0), &mut rng()).expect_err("no classes");
+    assert!(err.to_string().contains("unconditional"), "{err}");
+}
+
+/// One-hot rows of `labels` among 3 classes.
+fn three_classes(labels: &[usize]) -> Tensor<2> {
+    glowflow::flow::prior::one_hot(labels, 3, &f64_device()).expect("labels")
+}
+
+/// [`model_and_images`] for a model conditioned on 3 classes; the images' labels are 0, 1, 2,
+/// 0, 1, 2.
+fn conditional_model_and_images() -> (Glow, Tensor<4>, Tensor<2>) {
+    let device = f64_device();
+    let mut config = tiny_grey_config();
+    config.n_classes = 3;
+    let x = normal([6, 1, 4, 4], 0.3, 1, &device);
+    let labels = three_classes(&[0, 1, 2, 0, 1, 2]);
+    let model = config
+        .init(&device)
+        .expect("valid")
+        .data_init(x.clone(), Some(&labels))
+        .expect("init");
+    (perturb(model, 0.02, 2), x, labels)
+}
+
+#[test]
+fn class_conditional_interpolation_and_reconstruction_keep_each_image_under_its_label() {
+    let (model, x, labels) = conditional_model_and_images();
+    let (a, b) = (sample(&x, 0), sample(&x, 1));
+    let (ya, yb) = (three_classes(&[0]), three_classes(&[1]));
+    let path = interpolate(&model, a.clone(), b.clone(), Some((&ya, &yb)), 5).expect("path");
+    assert!(
+        max_abs_diff(sample(&path, 0), a.clone()) < 1e-10,
+        "starts at a"
+    );
+    assert!(
+        max_abs_diff(sample(&path, 4), b.clone()) < 1e-10,
+        "ends at b"
+    );
+    // The middle decodes the mean of the two ends' latents under the mean of their labels.
+    let (za, _) = model.encode(a.clone(), Some(&ya)).expect("encode a");
+    let (zb, _) = model.encode(b.clone(), Some(&yb)).expect("encode b");
+    let middle = Latents {
+        levels: za
+            .levels
+            .iter()
+            .zip(&zb.levels)
+            .map(|(p, q)| (p.clone() + q.clone()) * 0.5)
+            .collect(),
+    };
+    let half = (ya.clone() + yb.clone()) * 0.5;
+    let (expected, _) = model.decode(&middle, Some(&half)).expect("decode");
+    assert!(
+        max_abs_diff(sample(&path, 2), expected) < 1e-10,
+        "the middle"
+    );
+    let err = interpolate(&model, a, b, None, 5).expect_err("labels are needed");
+    assert!(err.to_string().contains("class-conditional"), "{err}");
+
+    let all = reconstruct_keeping_top(&model, x.clone(), Some(&labels), 2, 1.0, &mut rng())
+        .expect("keep all");
+    assert!(
+        max_abs_diff(all, x.clone()) < 1e-10,
+        "decode(encode(x)) under the labels"
+    );
+    let top = reconstruct_keeping_top(&model, x.clone(), Some(&labels), 1, 1.0, &mut rng())
+        .expect("keep top");
+    let (original, _) = model.encode(x, Some(&labels)).expect("encode");
+    let (rebuilt, _) = model.encode(top, Some(&labels)).expect("encode");
+    assert!(
+        max_abs_diff(original.levels[1].clone(), rebuilt.levels[1].clone()) < 1e-9,
+        "top kept under the labels"
+    );
+}
+
+#[test]
+fn a_class_conditional_sweep_samples_the_class_from_one_noise() {
+    let (model, _, _) = conditional_model_and_images();
+    let sweep = |class| temperature_sweep(&model, 2, &[0.0, 0.5, 1.0], class, &mut rng());
+    let err = sweep(None).expect_err("a class-conditional model needs the class");
+    assert!(err.to_string().contains("--class"), "{err}");
+    let mut at_zero = Vec::new();
+    for class in 0..3 {
+        let grid = sweep(Some(class)).expect("sweep");
+        // Encoded under the class's prior, the images give back 0, 0.5 and 1 times one noise.
+        let classes = three_classes(&[class; 6]);
+        let (latents, _) = model.encode(grid.clone(), Some(&classes)).expect("encode");
+        for eps in &latents.levels {
+            let zero = eps.clone().narrow(0, 0, 2);
+            let half = eps.clone().narrow(0, 2, 2);
+            let full = eps.clone().narrow(0, 4, 2);
+            assert!(
+                max_abs_diff(zero.clone(), zero.zeros_like()) < 1e-9,
+                "T = 0, class {class}"
+            );
+            assert!(
+                max_abs_diff(half * 2.0, full) < 1e-9,
+                "T = 0.5, class {class}"
+            );
+        }
+        at_zero.push(grid.narrow(0, 0, 1));
+    }
+    // The classes' priors differ (perturbed), so their means decode to different images.
+    assert!(max_abs_diff(at_zero[0].clone(), at_zero[1].clone()) > 1e-4);
 }
 
 #[test]
 fn reconstruction_keeps_exactly_the_top_levels() {
     let (model, x) = model_and_images();
-    let all = reconstruct_keeping_top(&model, x.clone(), 2, 1.0, &mut rng()).expect("keep all");
+    let all =
+        reconstruct_keeping_top(&model, x.clone(), None, 2, 1.0, &mut rng()).expect("keep all");
     assert!(
         max_abs_diff(all, x.clone()) < 1e-10,
         "keeping every level is decode(encode(x))"
     );
-    let top = reconstruct_keeping_top(&model, x.clone(), 1, 1.0, &mut rng()).expect("keep top");
+    let top =
+        reconstruct_keeping_top(&model, x.clone(), None, 1, 1.0, &mut rng()).expect("keep top");
     let (original, _) = model.encode(x.clone(), None).expect("encode");
     let (rebuilt, _) = model.encode(top, None).expect("encode");
     assert!(
@@ -98,7 +204,7 @@ fn reconstruction_keeps_exactly_the_top_levels() {
         max_abs_diff(original.levels[0].clone(), rebuilt.levels[0].clone()) > 1e-3,
         "lower redrawn"
     );
-    assert!(reconstruct_keeping_top(&model, x, 3, 1.0, &mut rng()).is_err());
+    assert!(reconstruct_keeping_top(&model, x, None, 3, 1.0, &mut rng()).is_err());
 }
 
 /// Which of the six images of [`model_and_images`] have the attribute.

@@ -294,7 +294,7 @@ async fn the_api_returns_what_the_library_computes() {
     )
     .await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    let x = reconstruct_keeping_top(&glow, x_of(3), 1, 0.5, &mut rng).expect("reconstruct");
+    let x = reconstruct_keeping_top(&glow, x_of(3), None, 1, 0.5, &mut rng).expect("reconstruct");
     assert_same_images(&json!([top["image"]]), x, "keep the top level");
     assert_ne!(png_pixels(&top["image"]).2, test.image(3));
 
@@ -308,7 +308,7 @@ async fn the_api_returns_what_the_library_computes() {
         json!({"a": a["latents"], "b": b["latents"], "steps": 5}),
     )
     .await;
-    let x = interpolate(&glow, x_of(0), x_of(1), 5).expect("interpolate");
+    let x = interpolate(&glow, x_of(0), x_of(1), None, 5).expect("interpolate");
     assert_same_images(&line["images"], x, "interpolation");
     assert_eq!(png_pixels(&line["images"][0]).2, test.image(0));
     assert_eq!(png_pixels(&line["images"][4]).2, test.image(1));

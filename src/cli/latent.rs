@@ -10,8 +10,7 @@ use glowflow::io::png_grid::{rows_per_image, write_png_grid};
 use glowflow::latent::attribute::{training_set_direction, DirectionRequest};
 use glowflow::latent::inputs::{image_file_inputs, test_set_inputs, ModelInputs};
 use glowflow::latent::{
-    along_direction, encode_with_bits_per_dim, images_at_bin_centres, interpolate, reconstructions,
-    temperature_sweep,
+    along_direction, encode_with_bits_per_dim, interpolate, reconstructions, temperature_sweep,
 };
 use glowflow::likelihood::to_pixels;
 use glowflow::{load_model, GlowError};
@@ -85,11 +84,9 @@ impl Encode {
             out,
         } = self;
         let glow = load_model(&source.model, device)?;
-        let ModelInputs { x, names, labels } = inputs.load(&glow, &source)?;
-        let classes = labels
-            .as_ref()
-            .map(|l| glow.one_hot(l, device))
-            .transpose()?;
+        let inputs = inputs.load(&glow, &source)?;
+        let classes = inputs.one_hot(&glow, device)?;
+        let ModelInputs { x, names, labels } = inputs;
         let (latents, bpd) = encode_with_bits_per_dim(&glow, x, classes.as_ref())?;
         let bpd: Vec<String> = bpd.iter().map(|b| format!("{b:.6}")).collect();
         let mut meta = std::collections::BTreeMap::new();
@@ -291,11 +288,15 @@ impl Interpolate {
             out,
         } = self;
         let (glow, test, _) = source.load(device)?;
-        let ends = images_at_bin_centres(&glow, &test, &[a, b])?;
+        let ends = test_set_inputs(&glow, &test, &[a, b])?;
+        let classes = ends.one_hot(&glow, device)?;
+        let row = |x: &Tensor<2>, i| x.clone().narrow(0, i, 1);
+        let labels = classes.as_ref().map(|y| (row(y, 0), row(y, 1)));
         let path = interpolate(
             &glow,
-            ends.clone().narrow(0, 0, 1),
-            ends.narrow(0, 1, 1),
+            ends.x.clone().narrow(0, 0, 1),
+            ends.x.narrow(0, 1, 1),
+            labels.as_ref().map(|(ya, yb)| (ya, yb)),
             steps,
         )?;
         write_grid(&glow, path, steps, zoom, &out)?;
@@ -335,9 +336,10 @@ impl Reconstruct {
             out,
         } = self;
         let (glow, test, _) = source.load(device)?;
-        let x = images_at_bin_centres(&glow, &test, &index)?;
+        let inputs = test_set_inputs(&glow, &test, &index)?;
+        let classes = inputs.one_hot(&glow, device)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let variants = reconstructions(&glow, x, temperature, &mut rng)?;
+        let variants = reconstructions(&glow, inputs.x, classes.as_ref(), temperature, &mut rng)?;
         // Row r: the original, then the reconstructions keeping L, L-1, ..., 1 levels.
         let columns = glow.config().levels + 1;
         write_grid(
@@ -370,6 +372,9 @@ pub struct TemperatureSweep {
     /// Seed of the noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Class of every sample, for class-conditional models.
+    #[arg(long)]
+    class: Option<usize>,
     /// PNG file to write.
     #[arg(long)]
     out: PathBuf,
@@ -385,11 +390,12 @@ impl TemperatureSweep {
             n,
             temperatures,
             seed,
+            class,
             out,
         } = self;
         let glow = load_model(&model, device)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let x = temperature_sweep(&glow, n, &temperatures, &mut rng)?;
+        let x = temperature_sweep(&glow, n, &temperatures, class, &mut rng)?;
         // One column per temperature: row i holds sample i at every temperature.
         let grid = rows_per_image(x, temperatures.len())?;
         write_grid(&glow, grid, temperatures.len(), zoom, &out)?;

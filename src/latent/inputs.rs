@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use super::images_at_bin_centres;
 use crate::data::dataset::ImageDataset;
@@ -22,6 +22,16 @@ pub struct ModelInputs {
     pub names: Vec<String>,
     /// Their labels when the model is class-conditional and the labels are known.
     pub labels: Option<Vec<usize>>,
+}
+
+impl ModelInputs {
+    /// The labels as one-hot rows `[N, n_classes]`, where there are labels.
+    pub fn one_hot(&self, model: &Glow, device: &Device) -> Result<Option<Tensor<2>>> {
+        self.labels
+            .as_ref()
+            .map(|labels| model.one_hot(labels, device))
+            .transpose()
+    }
 }
 
 /// Test images `indices` of `test`, with their labels when the model is class-conditional; an

@@ -13,6 +13,7 @@ use rand::Rng;
 use crate::data::batches::gather;
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
+use crate::flow::Condition;
 use crate::likelihood::preprocess;
 use crate::model::glow::{Glow, Latents};
 
@@ -73,22 +74,39 @@ fn single_image(x: &Tensor<4>, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The one-hot labels `[1, K]` of the two ends of an interpolation, for a class-conditional
+/// model.
+pub type EndLabels<'a> = Option<(&'a Tensor<2>, &'a Tensor<2>)>;
+
 /// Decodes `steps` points evenly spaced on the straight line between the latents of the
 /// preprocessed images `a` and `b` (each `[1, C, H, W]`); the first and last are `a` and `b`.
-pub fn interpolate(model: &Glow, a: Tensor<4>, b: Tensor<4>, steps: usize) -> Result<Tensor<4>> {
+/// A class-conditional model takes the labels of both ends (`labels`): each image is encoded
+/// under its own, and the label moves along the line with the latents,
+/// `y(t) = (1 - t)·y_a + t·y_b` (the class prior is linear in the one-hot label), so that the
+/// ends are still the images.
+pub fn interpolate(
+    model: &Glow,
+    a: Tensor<4>,
+    b: Tensor<4>,
+    labels: EndLabels,
+    steps: usize,
+) -> Result<Tensor<4>> {
     single_image(&a, "interpolate: first image")?;
     single_image(&b, "interpolate: second image")?;
-    let (za, _) = model.encode(a, None)?;
-    let (zb, _) = model.encode(b, None)?;
-    interpolate_latents(model, &za, &zb, steps)
+    let (ya, yb) = labels.unzip();
+    let (za, _) = model.encode(a, ya)?;
+    let (zb, _) = model.encode(b, yb)?;
+    interpolate_latents(model, &za, &zb, labels, steps)
 }
 
 /// Decodes `steps` points evenly spaced on the straight line from the latents `za` to `zb` (one
-/// image each), `za` and `zb` included.
+/// image each, with their `labels` for a class-conditional model, as in [`interpolate`]), `za`
+/// and `zb` included.
 pub fn interpolate_latents(
     model: &Glow,
     za: &Latents,
     zb: &Latents,
+    labels: EndLabels,
     steps: usize,
 ) -> Result<Tensor<4>> {
     if steps < 2 {
@@ -96,10 +114,16 @@ pub fn interpolate_latents(
             "interpolation needs at least 2 steps (the two endpoints), got {steps}"
         )));
     }
-    let path: Vec<Latents> = (0..steps)
-        .map(|i| lerp(za, zb, i as f64 / (steps - 1) as f64))
-        .collect();
-    Ok(model.decode(&Latents::join(path), None)?.0)
+    let points: Vec<f64> = (0..steps).map(|i| i as f64 / (steps - 1) as f64).collect();
+    let path: Vec<Latents> = points.iter().map(|&t| lerp(za, zb, t)).collect();
+    let classes = labels.map(|(ya, yb)| {
+        let rows = points
+            .iter()
+            .map(|&t| ya.clone() * (1.0 - t) + yb.clone() * t)
+            .collect();
+        Tensor::cat(rows, 0)
+    });
+    Ok(model.decode(&Latents::join(path), classes.as_ref())?.0)
 }
 
 /// The latents of the preprocessed images `x` and their bits per dimension (the log-density of
@@ -117,11 +141,13 @@ pub fn encode_with_bits_per_dim(
 }
 
 /// Samples from the same noise at each temperature: `n` images per temperature, temperature by
-/// temperature (the `i`-th image of every temperature shares its noise).
+/// temperature (the `i`-th image of every temperature shares its noise). A class-conditional
+/// model samples every image of `class`; an unconditional one takes no class.
 pub fn temperature_sweep(
     model: &Glow,
     n: usize,
     temperatures: &[f64],
+    class: Option<usize>,
     rng: &mut impl Rng,
 ) -> Result<Tensor<4>> {
     if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
@@ -136,34 +162,42 @@ pub fn temperature_sweep(
             temperatures.len()
         )));
     }
-    if model.config().n_classes > 0 {
-        return Err(GlowError::Label(
-            "temperature sweeps of class-conditional models are not supported yet".into(),
-        ));
-    }
-    let noise = model.random_latents(n, 1.0, rng, &model.device());
+    let device = model.device();
+    let classes = match (model.config().n_classes, class) {
+        (k, None) if k > 0 => {
+            return Err(GlowError::Label(format!(
+                "the model is class-conditional ({k} classes): give the class to sample (--class)"
+            )))
+        }
+        (_, class) => class
+            .map(|k| model.one_hot(&vec![k; n * temperatures.len()], &device))
+            .transpose()?,
+    };
+    let noise = model.random_latents(n, 1.0, rng, &device);
     let scaled = temperatures
         .iter()
         .map(|&t| Latents {
             levels: noise.levels.iter().map(|e| e.clone() * t).collect(),
         })
         .collect();
-    Ok(model.decode(&Latents::join(scaled), None)?.0)
+    Ok(model.decode(&Latents::join(scaled), classes.as_ref())?.0)
 }
 
-/// Encodes `x` and decodes it again keeping only the latents of the top `keep` levels; the
-/// latents of the levels below are redrawn at `temperature`. With `keep` equal to the number of
-/// levels this is `decode(encode(x))`.
+/// Encodes `x` (with its one-hot `classes`, for a class-conditional model) and decodes it again
+/// keeping only the latents of the top `keep` levels; the latents of the levels below are
+/// redrawn at `temperature`. With `keep` equal to the number of levels this is
+/// `decode(encode(x))`.
 pub fn reconstruct_keeping_top(
     model: &Glow,
     x: Tensor<4>,
+    classes: Condition,
     keep: usize,
     temperature: f64,
     rng: &mut impl Rng,
 ) -> Result<Tensor<4>> {
-    let (latents, _) = model.encode(x, None)?;
+    let (latents, _) = model.encode(x, classes)?;
     let mixed = keep_top_levels(model, latents, keep, temperature, rng)?;
-    Ok(model.decode(&mixed, None)?.0)
+    Ok(model.decode(&mixed, classes)?.0)
 }
 
 /// `latents` with the levels below the top `keep` redrawn at `temperature` from `rng` (what
@@ -222,6 +256,7 @@ pub fn along_direction(
 pub fn reconstructions(
     model: &Glow,
     x: Tensor<4>,
+    classes: Condition,
     temperature: f64,
     rng: &mut impl Rng,
 ) -> Result<Tensor<4>> {
@@ -230,6 +265,7 @@ pub fn reconstructions(
         variants.push(reconstruct_keeping_top(
             model,
             x.clone(),
+            classes,
             keep,
             temperature,
             rng,

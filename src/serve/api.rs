@@ -563,7 +563,7 @@ impl Job for InterpolateRequest {
         let model = model_at(explorer, self.model)?;
         let a = latents_param(model, "a", &self.a)?;
         let b = latents_param(model, "b", &self.b)?;
-        let x = interpolate_latents(&model.glow, &a, &b, self.steps)?;
+        let x = interpolate_latents(&model.glow, &a, &b, None, self.steps)?;
         Ok(ImagesResponse {
             images: png_data_urls(x, model.glow.config().n_bits)?,
         })
