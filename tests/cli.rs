@@ -254,36 +254,7 @@ fn train_then_sample_and_eval_from_the_run_directory() {
 
     // The latent-space tools read the run and its test images.
     let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
-    let cases: [(Vec<&str>, &str, (u32, u32)); 3] = [
-        (
-            vec!["temperature-sweep", "--n", "2", "--temperatures", "0,0.7,1"],
-            "sweep.png",
-            (3 * 9 + 1, 2 * 9 + 1),
-        ),
-        (
-            vec!["interpolate", "0", "5", "--steps", "4"],
-            "line.png",
-            (4 * 9 + 1, 9 + 1),
-        ),
-        (
-            vec!["reconstruct", "--index", "0", "1"],
-            "levels.png",
-            (3 * 9 + 1, 2 * 9 + 1),
-        ),
-    ];
-    for (args, name, size) in cases {
-        let out_path = png(name);
-        let mut all = args.clone();
-        all.extend(["--model", run_arg, "--out", &out_path]);
-        let out = glowflow(&all);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (w, h, _) = png_header(&std::fs::read(&out_path).expect("grid"));
-        assert_eq!((w, h), size, "{args:?}");
-    }
+    latent_tools_write_their_grids(run_arg, &dir, &["--temperatures", "0,0.7,1"], 3);
     let out = glowflow(&[
         "interpolate",
         "0",
@@ -382,21 +353,27 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
     }
 
     // The latent tools sample a given class, and encode test images under their own labels.
+    latent_tools_write_their_grids(run_arg, &dir, &["--temperatures", "0,1", "--class", "2"], 2);
     let png = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
-    let cases: [(Vec<&str>, &str, (u32, u32)); 3] = [
-        (
-            vec![
-                "temperature-sweep",
-                "--n",
-                "2",
-                "--temperatures",
-                "0,1",
-                "--class",
-                "2",
-            ],
-            "sweep.png",
-            (2 * 9 + 1, 2 * 9 + 1),
-        ),
+    let stderr = common::fails(&[
+        "temperature-sweep",
+        "--model",
+        run_arg,
+        "--out",
+        &png("x.png"),
+    ]);
+    assert!(stderr.contains("--class"), "{stderr}");
+}
+
+/// Runs `temperature-sweep` (2 samples, `sweep` its temperatures in `columns` columns and any
+/// class), `interpolate` (test images 0 and 5, 4 steps) and `reconstruct` (test images 0 and 1)
+/// on the run `run_arg` of 8x8 images, each writing its grid into `dir`, and checks the grids'
+/// sizes.
+fn latent_tools_write_their_grids(run_arg: &str, dir: &Path, sweep: &[&str], columns: u32) {
+    let mut sweep_args = vec!["temperature-sweep", "--n", "2"];
+    sweep_args.extend(sweep);
+    let cases = [
+        (sweep_args, "sweep.png", (columns * 9 + 1, 2 * 9 + 1)),
         (
             vec!["interpolate", "0", "5", "--steps", "4"],
             "line.png",
@@ -409,21 +386,14 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
         ),
     ];
     for (args, name, size) in cases {
-        let out_path = png(name);
+        let out_path = dir.join(name);
+        let out_arg = out_path.to_str().expect("utf-8");
         let mut all = args.clone();
-        all.extend(["--model", run_arg, "--out", &out_path]);
+        all.extend(["--model", run_arg, "--out", out_arg]);
         common::succeeds(&all);
         let (w, h, _) = png_header(&std::fs::read(&out_path).expect("grid"));
         assert_eq!((w, h), size, "{args:?}");
     }
-    let stderr = common::fails(&[
-        "temperature-sweep",
-        "--model",
-        run_arg,
-        "--out",
-        &png("x.png"),
-    ]);
-    assert!(stderr.contains("--class"), "{stderr}");
 }
 
 /// Starts `glowflow train --steps 100000 ARGS` on a new synthetic dataset of `size`x`size`

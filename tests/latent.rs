@@ -57,25 +57,31 @@ fn interpolation_starts_and_ends_at_the_inputs() {
     assert!(err.to_string().contains("one image"), "{err}");
 }
 
-#[test]
-fn temperature_sweep_scales_one_noise() {
-    let (model, _) = model_and_images();
-    let grid = temperature_sweep(&model, 2, &[0.0, 0.5, 1.0], None, &mut rng()).expect("sweep");
-    assert_eq!(grid.dims(), [6, 1, 4, 4]);
-    let (latents, _) = model.encode(grid, None).expect("encode");
+/// Asserts that the latents of a sweep over T = 0, 0.5, 1 (two images each) are 0, 0.5 and 1
+/// times one noise.
+fn assert_scales_one_noise(latents: &Latents, what: &str) {
     for eps in &latents.levels {
         let zero = eps.clone().narrow(0, 0, 2);
         let half = eps.clone().narrow(0, 2, 2);
         let full = eps.clone().narrow(0, 4, 2);
         assert!(
             max_abs_diff(zero.clone(), zero.zeros_like()) < 1e-9,
-            "T = 0 is the prior mean"
+            "T = 0 is the prior mean ({what})"
         );
         assert!(
             max_abs_diff(half * 2.0, full) < 1e-9,
-            "T = 0.5 is half the T = 1 noise"
+            "T = 0.5 is half the T = 1 noise ({what})"
         );
     }
+}
+
+#[test]
+fn temperature_sweep_scales_one_noise() {
+    let (model, _) = model_and_images();
+    let grid = temperature_sweep(&model, 2, &[0.0, 0.5, 1.0], None, &mut rng()).expect("sweep");
+    assert_eq!(grid.dims(), [6, 1, 4, 4]);
+    let (latents, _) = model.encode(grid, None).expect("encode");
+    assert_scales_one_noise(&latents, "unconditional");
     assert!(temperature_sweep(&model, 2, &[-1.0], None, &mut rng()).is_err());
     let err = temperature_sweep(&model, 2, &[1.0], Some(0), &mut rng()).expect_err("no classes");
     assert!(err.to_string().contains("unconditional"), "{err}");
@@ -164,19 +170,7 @@ fn a_class_conditional_sweep_samples_the_class_from_one_noise() {
         // Encoded under the class's prior, the images give back 0, 0.5 and 1 times one noise.
         let classes = three_classes(&[class; 6]);
         let (latents, _) = model.encode(grid.clone(), Some(&classes)).expect("encode");
-        for eps in &latents.levels {
-            let zero = eps.clone().narrow(0, 0, 2);
-            let half = eps.clone().narrow(0, 2, 2);
-            let full = eps.clone().narrow(0, 4, 2);
-            assert!(
-                max_abs_diff(zero.clone(), zero.zeros_like()) < 1e-9,
-                "T = 0, class {class}"
-            );
-            assert!(
-                max_abs_diff(half * 2.0, full) < 1e-9,
-                "T = 0.5, class {class}"
-            );
-        }
+        assert_scales_one_noise(&latents, &format!("class {class}"));
         at_zero.push(grid.narrow(0, 0, 1));
     }
     // The classes' priors differ (perturbed), so their means decode to different images.

@@ -2,8 +2,9 @@
 //! the synthetic 8x8 dataset, driven over HTTP. Every image the API returns is checked against
 //! what the library computes here for the same inputs (`Glow::sample`, `encode`,
 //! `reconstruct_keeping_top`, `interpolate`, `along_direction` with a direction computed here);
-//! bad uploads and parameters get a 4xx naming the problem; 200 requests from 8 concurrent
-//! clients all succeed (latency percentiles printed, never asserted).
+//! bad uploads and parameters get a 4xx naming the problem; a class-conditional model is served
+//! under its labels; 200 requests from 8 concurrent clients all succeed (latency percentiles
+//! printed, never asserted).
 
 mod common;
 
@@ -55,9 +56,15 @@ fn fixture(name: &str) -> Fixture {
 
 /// Serves `models` of `fixture` with `limits` on a free loopback port; returns its address.
 async fn start(fixture: &Fixture, models: usize, limits: Limits) -> SocketAddr {
+    start_models(&fixture.dir, fixture.models[..models].to_vec(), limits).await
+}
+
+/// Serves the model directories `models` over the dataset in `dir` with `limits` on a free
+/// loopback port; returns its address.
+async fn start_models(dir: &Path, models: Vec<PathBuf>, limits: Limits) -> SocketAddr {
     let options = ServeOptions {
-        models: fixture.models[..models].to_vec(),
-        data: Some(fixture.dir.clone()),
+        models,
+        data: Some(dir.to_path_buf()),
         preset: "fashion-mnist".into(),
         attributes_file: None,
         direction_images: 0,
@@ -412,6 +419,154 @@ async fn the_api_returns_what_the_library_computes() {
     assert!(from_jpeg["bits_per_dim"]
         .as_f64()
         .is_some_and(f64::is_finite));
+}
+
+/// A perturbed 1x8x8 model conditioned on the dataset's 10 classes, saved in `fixture`'s
+/// directory; returns its path.
+fn conditional_model(fixture: &Fixture) -> PathBuf {
+    let mut config = grey8_config(8);
+    config.n_classes = 10;
+    let path = fixture.dir.join("tiny-conditional");
+    let model = config.init(&f32_device()).expect("valid config");
+    save_model(&perturb(model, 0.05, 13), &path).expect("save model");
+    path
+}
+
+/// The API's interpolation in `steps` between test images 0 (class 0) and 1 (class 1) of a
+/// class-conditional model, each encoded under its label.
+async fn interpolation_between_classes(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    steps: usize,
+) -> Value {
+    let a = ok(client, address, "/api/encode", json!({"index": 0})).await;
+    let b = ok(client, address, "/api/encode", json!({"index": 1})).await;
+    let body =
+        json!({"a": a["latents"], "b": b["latents"], "steps": steps, "class_a": 0, "class_b": 1});
+    ok(client, address, "/api/interpolate", body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_conditional_model_is_served_under_its_labels() {
+    // Served beside an unconditional model.
+    let fixture = fixture("serve-classes");
+    let device = f32_device();
+    let conditional = conditional_model(&fixture);
+    let models = vec![conditional.clone(), fixture.models[0].clone()];
+    let address = start_models(&fixture.dir, models, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let glow = load_model(&conditional, &device).expect("model");
+    let test = test_set(&fixture.dir, &glow);
+    let x_of = |i: usize| images_at_bin_centres(&glow, &test, &[i]).expect("test image");
+    let class = |k: usize, n: usize| glow.one_hot(&vec![k; n], &device).expect("one-hot");
+
+    // Samples of a class: Glow::sample under that class, from the same seed.
+    let answer = ok(
+        &client,
+        address,
+        "/api/sample",
+        json!({"n": 4, "temperature": 0.8, "seed": 5, "class": 6}),
+    )
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let x = glow
+        .sample(4, 0.8, Some(&class(6, 4)), &mut rng)
+        .expect("sample");
+    assert_same_images(&answer["images"], x, "samples of class 6");
+
+    // A test image is encoded under its own label, and decodes back under it.
+    let encoded = ok(&client, address, "/api/encode", json!({"index": 2})).await;
+    assert_eq!(encoded["label"], 2, "test image 2 is of class 2 % 4");
+    let (latents, _) = glow.encode(x_of(2), Some(&class(2, 1))).expect("encode");
+    assert_eq!(latent_values(&encoded["latents"]), flat(&latents));
+    let full = ok(
+        &client,
+        address,
+        "/api/reconstruct",
+        json!({"latents": encoded["latents"], "keep": 2, "class": 2}),
+    )
+    .await;
+    assert_eq!(png_pixels(&full["image"]).2, test.image(2));
+    let top = ok(
+        &client,
+        address,
+        "/api/reconstruct",
+        json!({"latents": encoded["latents"], "keep": 1, "temperature": 0.5, "seed": 9, "class": 2}),
+    )
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let x = reconstruct_keeping_top(&glow, x_of(2), Some(&class(2, 1)), 1, 0.5, &mut rng)
+        .expect("reconstruct");
+    assert_same_images(
+        &json!([top["image"]]),
+        x,
+        "keep the top level under class 2",
+    );
+
+    // An upload is encoded under the class given.
+    let upload = STANDARD.encode(grey_png(8, 8, test.image(1)));
+    let encoded = ok(
+        &client,
+        address,
+        "/api/encode",
+        json!({"image": upload, "class": 7}),
+    )
+    .await;
+    assert_eq!(encoded["label"], 7);
+    let (latents, _) = glow.encode(x_of(1), Some(&class(7, 1))).expect("encode");
+    assert_eq!(latent_values(&encoded["latents"]), flat(&latents));
+
+    // Interpolation from a test image of class 0 to one of class 1 moves the label too.
+    let line = interpolation_between_classes(&client, address, 5).await;
+    let (ya, yb) = (class(0, 1), class(1, 1));
+    let x = interpolate(&glow, x_of(0), x_of(1), Some((&ya, &yb)), 5).expect("interpolate");
+    assert_same_images(&line["images"], x, "interpolation between classes");
+    assert_eq!(png_pixels(&line["images"][0]).2, test.image(0));
+    assert_eq!(png_pixels(&line["images"][4]).2, test.image(1));
+
+    // What needs a class without one, a class out of range, a class for the unconditional
+    // model, and attribute directions are refused, naming the parameter.
+    let latents = &encoded["latents"];
+    let refused = [
+        (
+            "/api/sample",
+            json!({"n": 2}),
+            &["`class` is needed", "10 classes"][..],
+        ),
+        (
+            "/api/sample",
+            json!({"n": 2, "class": 10}),
+            &["`class` = 10", "between 0 and 9"],
+        ),
+        (
+            "/api/encode",
+            json!({"image": upload}),
+            &["`class` is needed"],
+        ),
+        (
+            "/api/reconstruct",
+            json!({"latents": latents, "keep": 2}),
+            &["`class` is needed"],
+        ),
+        (
+            "/api/interpolate",
+            json!({"a": latents, "b": latents, "class_a": 1}),
+            &["`class_b` is needed"],
+        ),
+        (
+            "/api/sample",
+            json!({"model": 1, "n": 2, "class": 1}),
+            &["`class` is for class-conditional models", "unconditional"],
+        ),
+        (
+            "/api/manipulate",
+            json!({"latents": latents, "alphas": {"3": 1.0}}),
+            &["attribute directions need an unconditional model"],
+        ),
+    ];
+    for (path, body, facts) in refused {
+        fails(&client, address, path, body, 400, facts).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -839,8 +994,10 @@ async fn screenshot(browser: &fantoccini::Client, view: &str, dir: &Path) {
     println!("wrote {}", path.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_in_headless_chromium_follows_its_sliders() {
+/// The explorer's page at `address` in headless Chromium, with its WebDriver server (killed when
+/// dropped); `None`, saying so, where they are not installed (an error under
+/// `GLOWFLOW_REQUIRE_BROWSER`, as `.ci/run` sets).
+async fn page_in_chromium(address: SocketAddr) -> Option<(fantoccini::Client, Child)> {
     if !installed("chromedriver") || !installed("chromium") {
         assert!(
             std::env::var_os("GLOWFLOW_REQUIRE_BROWSER").is_none(),
@@ -850,17 +1007,13 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
             "SKIPPED: the browser test needs Debian's chromium and chromium-driver \
              (apt-get install -y chromium chromium-driver; .ci/run installs them)"
         );
-        return;
+        return None;
     }
-    let fixture = fixture("serve-browser");
-    let shots = screenshots_dir(&fixture.dir);
-    let address = start(&fixture, 2, Limits::default()).await;
-    let client = reqwest::Client::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let _driver = Child(
+    let driver = Child(
         std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
@@ -891,11 +1044,23 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
             Err(e) => panic!("chromedriver did not start a browser: {e}"),
         }
     };
-    use fantoccini::key::Key;
     browser
         .goto(&format!("http://{address}/"))
         .await
         .expect("the page opens");
+    Some((browser, driver))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_headless_chromium_follows_its_sliders() {
+    let fixture = fixture("serve-browser");
+    let shots = screenshots_dir(&fixture.dir);
+    let address = start(&fixture, 2, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let Some((browser, _driver)) = page_in_chromium(address).await else {
+        return;
+    };
+    use fantoccini::key::Key;
 
     // Sample: the temperature slider re-decodes the same noise at its new value.
     let first = "document.querySelector('#sample-grid img')?.src";
@@ -974,6 +1139,101 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     )
     .await;
     screenshot(&browser, "compare", &shots).await;
+    browser.close().await.expect("the browser closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
+    let fixture = fixture("serve-browser-classes");
+    let conditional = conditional_model(&fixture);
+    let address = start_models(&fixture.dir, vec![conditional], Limits::default()).await;
+    let client = reqwest::Client::new();
+    let Some((browser, _driver)) = page_in_chromium(address).await else {
+        return;
+    };
+    // Sample: the class chooser lists the 10 classes; the page shows the API's samples of the
+    // chosen class, first class 0, then class 6.
+    wait_until(
+        &browser,
+        "!document.getElementById('class-choice').hidden && \
+         document.getElementById('class-select').options.length === 10",
+    )
+    .await;
+    let first = "document.querySelector('#sample-grid img')?.src";
+    for class in [0, 6] {
+        if class > 0 {
+            browser
+                .execute(
+                    &format!(
+                        "const s = document.getElementById('class-select'); s.value = '{class}'; \
+                         s.dispatchEvent(new Event('change'));"
+                    ),
+                    vec![],
+                )
+                .await
+                .expect("the class is chosen");
+        }
+        let expected = ok(
+            &client,
+            address,
+            "/api/sample",
+            json!({"n": 16, "temperature": 0.7, "seed": 0, "class": class}),
+        )
+        .await;
+        wait_until(&browser, &format!("{first} === {}", expected["images"][0])).await;
+    }
+
+    // Encode: test image 0 under its own label, decoded back under it.
+    open_tab(&browser, "encode").await;
+    let encoded = ok(&client, address, "/api/encode", json!({"index": 0})).await;
+    let full = ok(
+        &client,
+        address,
+        "/api/reconstruct",
+        json!({"latents": encoded["latents"], "keep": 2, "class": encoded["label"]}),
+    )
+    .await;
+    wait_until(
+        &browser,
+        &format!(
+            "document.getElementById('encode-full').src === {}",
+            full["image"]
+        ),
+    )
+    .await;
+    wait_until(
+        &browser,
+        "document.getElementById('encode-bpd').textContent.includes('(class 0)')",
+    )
+    .await;
+
+    // Interpolate: from test image 0 (class 0) to 1 (class 1), the label moving too.
+    open_tab(&browser, "interpolate").await;
+    let line = interpolation_between_classes(&client, address, 8).await;
+    wait_until(
+        &browser,
+        &format!(
+            "document.querySelectorAll('#interp-strip img')[3]?.src === {}",
+            line["images"][3]
+        ),
+    )
+    .await;
+
+    // Manipulate says why it has no sliders; no view reported an error.
+    open_tab(&browser, "manipulate").await;
+    wait_until(
+        &browser,
+        "document.getElementById('manip-sliders').textContent.includes('need an unconditional model')",
+    )
+    .await;
+    let status = browser
+        .execute(
+            "return document.getElementById('status').textContent;",
+            vec![],
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(status, "", "no view failed");
     browser.close().await.expect("the browser closes");
 }
 

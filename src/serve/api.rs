@@ -14,6 +14,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use burn::tensor::Tensor;
 use rand::SeedableRng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -216,18 +217,48 @@ fn in_range<T: PartialOrd + std::fmt::Display>(
     }
 }
 
-/// Latent-space edits need an unconditional model (a conditional model's latents depend on the
-/// label, which the API does not carry yet).
+/// Attribute directions need an unconditional model (a conditional model's latents depend on the
+/// label).
 fn unconditional(model: &ServedModel) -> Result<(), ApiError> {
     match model.glow.config().n_classes {
         0 => Ok(()),
         k => Err(ApiError::bad(format!(
-            "{} is class-conditional ({k} classes): the explorer only samples from it \
-             (POST /api/sample with `class`); encoding and editing latents need an \
-             unconditional model",
+            "{} is class-conditional ({k} classes): attribute directions need an unconditional \
+             model, since a conditional model's latents depend on the label",
             model.dir.display()
         ))),
     }
+}
+
+/// The class parameter `name` of a request for `model`: required by a class-conditional model
+/// (its latents are those under that class), refused by an unconditional one.
+fn check_class(model: &ServedModel, name: &str, class: Option<usize>) -> Result<(), ApiError> {
+    match (model.glow.config().n_classes, class) {
+        (0, None) => Ok(()),
+        (0, Some(_)) => Err(ApiError::bad(format!(
+            "`{name}` is for class-conditional models; {} is unconditional",
+            model.dir.display()
+        ))),
+        (k, None) => Err(ApiError::bad(format!(
+            "`{name}` is needed: {} is class-conditional ({k} classes); give a class from 0 to {}",
+            model.dir.display(),
+            k - 1
+        ))),
+        (k, Some(class)) => in_range(name, class, 0, k - 1),
+    }
+}
+
+/// One-hot rows of `class` for `n` images of `model` (none for an unconditional model); the class
+/// was checked by [`check_class`].
+fn class_rows(
+    model: &ServedModel,
+    class: Option<usize>,
+    n: usize,
+) -> Result<Option<Tensor<2>>, ApiError> {
+    let glow = &model.glow;
+    Ok(class
+        .map(|k| glow.one_hot(&vec![k; n], &glow.device()))
+        .transpose()?)
 }
 
 /// The latents parameter `name` of a request for `model`.
@@ -241,8 +272,12 @@ fn latents_param(model: &ServedModel, name: &str, text: &str) -> Result<Latents,
 }
 
 /// Decodes `latents` with `model` to PNG data URLs.
-fn decoded(model: &ServedModel, latents: &Latents) -> Result<Vec<String>, ApiError> {
-    let (x, _) = model.glow.decode(latents, None)?;
+fn decoded(
+    model: &ServedModel,
+    latents: &Latents,
+    classes: Option<&Tensor<2>>,
+) -> Result<Vec<String>, ApiError> {
+    let (x, _) = model.glow.decode(latents, classes)?;
     Ok(png_data_urls(x, model.glow.config().n_bits)?)
 }
 
@@ -369,7 +404,7 @@ impl Job for SampleRequest {
     type Output = SampleResponse;
 
     fn check(&self, explorer: &Explorer) -> Result<(), ApiError> {
-        model_at(explorer, self.model)?;
+        check_class(model_at(explorer, self.model)?, "class", self.class)?;
         let limits = &explorer.limits;
         in_range("n", self.n, 1, limits.max_samples)?;
         if !self.temperature.is_finite() {
@@ -382,10 +417,7 @@ impl Job for SampleRequest {
         let model = model_at(explorer, self.model)?;
         let glow = &model.glow;
         let device = glow.device();
-        let classes = self
-            .class
-            .map(|k| glow.one_hot(&vec![k; self.n], &device))
-            .transpose()?;
+        let classes = class_rows(model, self.class, self.n)?;
         // What `Glow::sample` decodes, kept to return it.
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let latents = glow.random_latents(self.n, self.temperature, &mut rng, &device);
@@ -400,7 +432,8 @@ impl Job for SampleRequest {
 }
 
 /// `POST /api/encode`: the latents and bits/dim of test image `index` or of an uploaded
-/// `image` (base64 PNG/JPEG, resized and cropped as training folders are).
+/// `image` (base64 PNG/JPEG, resized and cropped as training folders are). A class-conditional
+/// model encodes under `class`: a test image's own label unless given, an upload's is needed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncodeRequest {
@@ -410,6 +443,23 @@ pub struct EncodeRequest {
     index: Option<usize>,
     #[serde(default)]
     image: Option<String>,
+    #[serde(default)]
+    class: Option<usize>,
+}
+
+impl EncodeRequest {
+    /// The class to encode under: `class`, else a test image's label (none for an unconditional
+    /// model, whose check refuses a `class`).
+    fn label(&self, model: &ServedModel) -> Option<usize> {
+        let own = || {
+            let test = model.test.as_ref().ok()?;
+            test.labels.as_ref()?.get(self.index?).copied()
+        };
+        match model.glow.config().n_classes {
+            0 => self.class,
+            _ => self.class.or_else(own),
+        }
+    }
 }
 
 /// The body of an encoding.
@@ -421,7 +471,8 @@ pub struct EncodeResponse {
     pub latents: String,
     /// Its bits per dimension (pixel values at the centres of their bins).
     pub bits_per_dim: f64,
-    /// Its class, for a test image of a labelled dataset.
+    /// Its class: a test image's label in a labelled dataset, or (for a class-conditional model)
+    /// the class it was encoded under.
     pub label: Option<usize>,
 }
 
@@ -430,7 +481,7 @@ impl Job for EncodeRequest {
 
     fn check(&self, explorer: &Explorer) -> Result<(), ApiError> {
         let model = model_at(explorer, self.model)?;
-        unconditional(model)?;
+        check_class(model, "class", self.label(model))?;
         match (&self.index, &self.image) {
             (Some(index), None) => {
                 let test = model
@@ -452,6 +503,8 @@ impl Job for EncodeRequest {
     fn run(self, explorer: &Explorer) -> Result<EncodeResponse, ApiError> {
         let model = model_at(explorer, self.model)?;
         let glow = &model.glow;
+        let class = self.label(model);
+        let classes = class_rows(model, class, 1)?;
         let (inputs, label) = match (self.index, self.image) {
             (Some(index), _) => {
                 let test = model
@@ -459,18 +512,19 @@ impl Job for EncodeRequest {
                     .as_ref()
                     .map_err(|why| ApiError::bad(why.clone()))?;
                 let label = test.labels.as_ref().and_then(|l| l.get(index).copied());
-                (test_set_inputs(glow, test, &[index])?, label)
+                (test_set_inputs(glow, test, &[index])?, class.or(label))
             }
             (None, Some(text)) => {
                 let bytes =
                     upload_bytes(&text).map_err(|why| ApiError::bad(format!("`image` {why}")))?;
                 let max_side = explorer.limits.max_image_side;
-                let inputs = image_bytes_input(glow, &bytes, "the uploaded image", None, max_side)?;
-                (inputs, None)
+                let inputs =
+                    image_bytes_input(glow, &bytes, "the uploaded image", class, max_side)?;
+                (inputs, class)
             }
             (None, None) => return Err(ApiError::bad("give `index` or `image`")),
         };
-        let (latents, bpd) = encode_with_bits_per_dim(glow, inputs.x.clone(), None)?;
+        let (latents, bpd) = encode_with_bits_per_dim(glow, inputs.x.clone(), classes.as_ref())?;
         let image = png_data_urls(inputs.x, glow.config().n_bits)?.remove(0);
         Ok(EncodeResponse {
             image,
@@ -482,7 +536,8 @@ impl Job for EncodeRequest {
 }
 
 /// `POST /api/reconstruct`: decodes `latents` keeping the top `keep` levels, the levels below
-/// redrawn at `temperature` from the noise seeded by `seed` (`keep` = L gives the image back).
+/// redrawn at `temperature` from the noise seeded by `seed` (`keep` = L gives the image back);
+/// a class-conditional model decodes under `class`, the one the latents were encoded under.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconstructRequest {
@@ -494,6 +549,8 @@ pub struct ReconstructRequest {
     temperature: f64,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    class: Option<usize>,
 }
 
 /// The body of a decode to one image.
@@ -508,7 +565,7 @@ impl Job for ReconstructRequest {
 
     fn check(&self, explorer: &Explorer) -> Result<(), ApiError> {
         let model = model_at(explorer, self.model)?;
-        unconditional(model)?;
+        check_class(model, "class", self.class)?;
         in_range("keep", self.keep, 1, model.glow.config().levels)?;
         if !self.temperature.is_finite() {
             return Err(ApiError::bad("`temperature` must be a finite number"));
@@ -526,13 +583,16 @@ impl Job for ReconstructRequest {
         let latents = latents_param(model, "latents", &self.latents)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let mixed = keep_top_levels(&model.glow, latents, self.keep, self.temperature, &mut rng)?;
+        let classes = class_rows(model, self.class, 1)?;
         Ok(ImageResponse {
-            image: decoded(model, &mixed)?.remove(0),
+            image: decoded(model, &mixed, classes.as_ref())?.remove(0),
         })
     }
 }
 
-/// `POST /api/interpolate`: `steps` images on the straight line from latents `a` to `b`.
+/// `POST /api/interpolate`: `steps` images on the straight line from latents `a` to `b`; a
+/// class-conditional model takes their classes `class_a` and `class_b`, and the label moves
+/// along the line with the latents ([`interpolate_latents`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterpolateRequest {
@@ -542,6 +602,10 @@ pub struct InterpolateRequest {
     b: String,
     #[serde(default = "default_steps")]
     steps: usize,
+    #[serde(default)]
+    class_a: Option<usize>,
+    #[serde(default)]
+    class_b: Option<usize>,
 }
 
 /// The body of a decode to several images.
@@ -555,7 +619,9 @@ impl Job for InterpolateRequest {
     type Output = ImagesResponse;
 
     fn check(&self, explorer: &Explorer) -> Result<(), ApiError> {
-        unconditional(model_at(explorer, self.model)?)?;
+        let model = model_at(explorer, self.model)?;
+        check_class(model, "class_a", self.class_a)?;
+        check_class(model, "class_b", self.class_b)?;
         in_range("steps", self.steps, 2, explorer.limits.max_steps)
     }
 
@@ -563,7 +629,15 @@ impl Job for InterpolateRequest {
         let model = model_at(explorer, self.model)?;
         let a = latents_param(model, "a", &self.a)?;
         let b = latents_param(model, "b", &self.b)?;
-        let x = interpolate_latents(&model.glow, &a, &b, None, self.steps)?;
+        let ya = class_rows(model, self.class_a, 1)?;
+        let yb = class_rows(model, self.class_b, 1)?;
+        let x = interpolate_latents(
+            &model.glow,
+            &a,
+            &b,
+            ya.as_ref().zip(yb.as_ref()),
+            self.steps,
+        )?;
         Ok(ImagesResponse {
             images: png_data_urls(x, model.glow.config().n_bits)?,
         })
@@ -624,7 +698,7 @@ impl Job for ManipulateRequest {
             }
         }
         Ok(ImageResponse {
-            image: decoded(model, &latents)?.remove(0),
+            image: decoded(model, &latents, None)?.remove(0),
         })
     }
 }
