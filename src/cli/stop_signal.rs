@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 /// What the first signal prints, as soon as it arrives.
-pub(crate) const STOP_NOTICE: &str = "stopping at the end of this step, after a checkpoint; \
+const STOP_NOTICE: &str = "stopping at the end of this step, after a checkpoint; \
      Ctrl-C again stops at once (the run then resumes from its last checkpoint)";
 
 /// A flag set by Ctrl-C or SIGTERM, so training can checkpoint and stop cleanly at the end of the

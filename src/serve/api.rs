@@ -448,16 +448,18 @@ pub struct EncodeRequest {
 }
 
 impl EncodeRequest {
+    /// The label of the test image `index`, where the dataset has labels.
+    fn own_label(&self, model: &ServedModel) -> Option<usize> {
+        let test = model.test.as_ref().ok()?;
+        test.labels.as_ref()?.get(self.index?).copied()
+    }
+
     /// The class to encode under: `class`, else a test image's label (none for an unconditional
     /// model, whose check refuses a `class`).
     fn label(&self, model: &ServedModel) -> Option<usize> {
-        let own = || {
-            let test = model.test.as_ref().ok()?;
-            test.labels.as_ref()?.get(self.index?).copied()
-        };
         match model.glow.config().n_classes {
             0 => self.class,
-            _ => self.class.or_else(own),
+            _ => self.class.or_else(|| self.own_label(model)),
         }
     }
 }
@@ -505,22 +507,20 @@ impl Job for EncodeRequest {
         let glow = &model.glow;
         let class = self.label(model);
         let classes = class_rows(model, class, 1)?;
-        let (inputs, label) = match (self.index, self.image) {
+        let label = class.or_else(|| self.own_label(model));
+        let inputs = match (self.index, self.image) {
             (Some(index), _) => {
                 let test = model
                     .test
                     .as_ref()
                     .map_err(|why| ApiError::bad(why.clone()))?;
-                let label = test.labels.as_ref().and_then(|l| l.get(index).copied());
-                (test_set_inputs(glow, test, &[index])?, class.or(label))
+                test_set_inputs(glow, test, &[index])?
             }
             (None, Some(text)) => {
                 let bytes =
                     upload_bytes(&text).map_err(|why| ApiError::bad(format!("`image` {why}")))?;
                 let max_side = explorer.limits.max_image_side;
-                let inputs =
-                    image_bytes_input(glow, &bytes, "the uploaded image", class, max_side)?;
-                (inputs, class)
+                image_bytes_input(glow, &bytes, "the uploaded image", class, max_side)?
             }
             (None, None) => return Err(ApiError::bad("give `index` or `image`")),
         };

@@ -98,11 +98,8 @@ pub fn evaluate(
         device,
         3,
         |images, noise, _, labels| {
-            let labels = labels.ok_or_else(|| {
-                GlowError::Label(format!(
-                "the model is class-conditional (n_classes = {k}) but the dataset has no labels"
-            ))
-            })?;
+            // `Batch::to_tensors` has refused a class-conditional model's batch without labels.
+            let labels = labels.expect("a class-conditional model's batches have labels");
             let n = labels.len();
             let per_class = to_f64_vec(model.log_prob_per_class(model.preprocess(images, noise))?);
             let mut conditional = Vec::with_capacity(n);

@@ -73,14 +73,12 @@ pub fn check_evaluation_launch(cluster: &Cluster, model: &Glow, test: TestBatche
         model_fingerprint(model).into_bytes(),
         |_, _, _| "give every rank the same --model (on a shared file system)".to_string(),
     )?;
-    let mut hasher = DefaultHasher::new();
     let data = test.data;
-    (&data.shape, &data.pixels, &data.labels).hash(&mut hasher);
-    (test.limit, test.batch_size, test.seed).hash(&mut hasher);
+    let read = (test.limit, test.batch_size, test.seed);
     check_same_everywhere(
         cluster,
         "test set",
-        hasher.finish().to_le_bytes().to_vec(),
+        fingerprint((&data.shape, &data.pixels, &data.labels, read)),
         |_, _, _| {
             "give every rank the same dataset (--data), --images, --batch-size and --seed"
                 .to_string()
@@ -143,9 +141,14 @@ fn binary_fingerprint() -> Result<Vec<u8>> {
     let path = std::env::current_exe()
         .map_err(|e| GlowError::Config(format!("cannot locate the glowflow executable: {e}")))?;
     let bytes = std::fs::read(&path).map_err(|e| GlowError::io(&path, e))?;
+    Ok(fingerprint(bytes))
+}
+
+/// A hash of `value`, as the bytes the ranks compare.
+fn fingerprint(value: impl Hash) -> Vec<u8> {
     let mut hasher = DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    Ok(hasher.finish().to_le_bytes().to_vec())
+    value.hash(&mut hasher);
+    hasher.finish().to_le_bytes().to_vec()
 }
 
 /// The configs as one line of JSON each.
