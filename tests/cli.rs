@@ -363,6 +363,31 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
         &png("x.png"),
     ]);
     assert!(stderr.contains("--class"), "{stderr}");
+    let out = png("x.png");
+    let stderr = common::fails(&[
+        "temperature-sweep",
+        "--model",
+        run_arg,
+        "--class",
+        "10",
+        "--out",
+        &out,
+    ]);
+    assert!(
+        stderr.contains("label 10") && stderr.contains("0..10"),
+        "{stderr}"
+    );
+
+    // More images than the test set holds is all of them; none, or batches of none, are refused.
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg, "--images", "1000000"]);
+    assert!(printed.contains("(16 images in batches of 6,"), "{printed}");
+    for option in ["--images", "--batch-size"] {
+        let stderr = common::fails(&["eval", "--model", run_arg, option, "0"]);
+        assert!(
+            stderr.contains(option) && stderr.contains("not in 1.."),
+            "{stderr}"
+        );
+    }
 }
 
 /// Runs `temperature-sweep` (2 samples, `sweep` its temperatures in `columns` columns and any
