@@ -28,7 +28,8 @@ use crate::flow::conv::{set_conv_route, ConvRoute};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::params::flat_params;
-use crate::train::gradients::loss_and_gradients;
+use crate::train::config::DEFAULT_WEIGHT_Y;
+use crate::train::gradients::{loss_and_gradients, GradientPass};
 use crate::train::optimizer::{OptimizerSettings, OptimizerState};
 use crate::train::trainer::apply_gradients;
 
@@ -236,17 +237,20 @@ pub fn run_benchmark(
             let current = model.take().expect("a model between steps");
             let before = resident_mib().0;
             reset_peak();
-            let (loss, grads) = loss_and_gradients(
+            let pass = GradientPass {
+                recompute: options.recompute_activations,
+                shards,
+                weight_y: DEFAULT_WEIGHT_Y,
+            };
+            // The loss is read back, so the gradient pass has finished when this returns.
+            let (_, grads) = loss_and_gradients(
                 &current,
                 images,
                 dequantise,
                 classes.as_ref(),
-                options.recompute_activations,
-                shards,
+                pass,
                 &Cluster::single(),
             )?;
-            // Reading the loss waits for the gradient pass to finish.
-            let _ = loss.into_scalar::<f64>();
             let activation = resident_mib().1 - before - gradients_mib;
             activation_mib = Some(activation_mib.map_or(activation, |a| a.max(activation)));
             let (updated, _) =

@@ -54,3 +54,41 @@ pub fn to_pixels(x: Tensor<4>, n_bits: u32) -> Tensor<4> {
     let reduce = f64::from(1u32 << (8 - n_bits));
     ((x + 0.5) * bins).floor().clamp(0.0, bins - 1.0) * reduce
 }
+
+/// The cross-entropy `-log₂ softmax(l)_y` of each row `l` of `logits` (`[N, K]`) at the one-hot
+/// label row `y` of `labels`, in bits (openai/glow's `bits_y`):
+///
+/// ```text
+/// (log Σ_k exp(l_k) - Σ_k y_k l_k) / ln 2
+/// ```
+///
+/// computed with the row's largest logit taken out of the exponentials.
+pub fn cross_entropy_bits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+    let n = logits.dims()[0];
+    let max = logits.clone().detach().max_dim(1);
+    let log_sum_exp = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let at_label = (labels * logits).sum_dim(1);
+    ((log_sum_exp - at_label) / std::f64::consts::LN_2).reshape([n])
+}
+
+/// The index of the largest entry of `row` (the first of equal ones) and `log Σ exp(row)`.
+pub fn argmax_and_log_sum_exp(row: &[f64]) -> (usize, f64) {
+    let (best, max) = row
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+    let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+    (best, max + sum.ln())
+}
+
+/// A classifier's figures for one row of `logits` whose class is `label`: its cross-entropy in
+/// bits (as [`cross_entropy_bits`], in f64) and 1 if its largest logit (the first of equal
+/// ones) is not the label's, else 0.
+pub fn classifier_row(logits: &[f64], label: usize) -> [f64; 2] {
+    let (best, log_sum_exp) = argmax_and_log_sum_exp(logits);
+    [
+        (log_sum_exp - logits[label]) / std::f64::consts::LN_2,
+        f64::from(u8::from(best != label)),
+    ]
+}

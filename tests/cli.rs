@@ -176,7 +176,9 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
     assert_eq!(
         metrics.lines().next(),
-        Some("step,train_bpd,test_bpd,lr,grad_norm,images_per_s")
+        Some(
+            "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error"
+        )
     );
     assert!(run.join("samples/step-00000003-t0.7.png").is_file());
 
@@ -282,6 +284,119 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     );
 }
 
+/// `log Σ_k exp(row_k)`, and whether the largest of the other entries beats `row[label]`
+/// (`None` where the two are within `tie`, which f32 rounding may decide either way).
+fn scored_by_hand(row: &[f64], label: usize, tie: f64) -> (f64, Option<bool>) {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_sum_exp = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+    let rival = (0..row.len())
+        .filter(|&k| k != label)
+        .map(|k| row[k])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let wrong = ((rival - row[label]).abs() >= tie).then_some(rival > row[label]);
+    (log_sum_exp, wrong)
+}
+
+#[test]
+fn a_classifier_head_trains_on_its_loss_and_evaluates_as_computed_by_hand() {
+    let dir = scratch_dir("class-head");
+    // Four classes of images; IDX labels are read as ten classes.
+    common::write_idx_dataset(&dir, 64, 16, 8);
+    let data = dir.to_str().expect("utf-8").to_string();
+    let train_args = |run: &Path, extra: &[&str]| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            &data,
+            "--out",
+            run.to_str().expect("utf-8"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(TINY_RUN)
+        .map(String::from)
+        .collect()
+    };
+
+    // A head needs classes, and a loss weight needs a head.
+    let refused = dir.join("refused");
+    let stderr = common::fails(&common::as_strs(&train_args(
+        &refused,
+        &["--class-head", "true"],
+    )));
+    assert!(stderr.contains("n_classes"), "{stderr}");
+    let no_head = ["--n-classes", "10", "--weight-y", "0.5"];
+    let stderr = common::fails(&common::as_strs(&train_args(&refused, &no_head)));
+    assert!(stderr.contains("--class-head"), "{stderr}");
+
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let head = [
+        "--steps",
+        "40",
+        "--n-classes",
+        "10",
+        "--class-head",
+        "true",
+        "--weight-y",
+        "0.5",
+    ];
+    common::succeeds(&common::as_strs(&train_args(&run, &head)));
+    let (model, train) = glowflow::train::config::read_run_configs(&run).expect("configs");
+    assert!(model.class_head);
+    assert_eq!(train.weight_y, 0.5);
+    // Every training row logs the head's figures, and the head learns: at its zero
+    // initialisation every logit is equal, log2(10) bits.
+    let rows = glowflow::train::metrics::MetricsFile::read(&run.join("metrics.csv")).expect("rows");
+    let training = rows.iter().filter(|r| r.train_bpd.is_some()).count();
+    let bits: Vec<f64> = rows.iter().filter_map(|r| r.train_class_bits).collect();
+    let errors: Vec<f64> = rows.iter().filter_map(|r| r.train_class_error).collect();
+    assert_eq!((bits.len(), errors.len()), (40, 40), "{rows:?}");
+    assert_eq!(training, 40, "{rows:?}");
+    assert!(errors.iter().all(|e| (0.0..=1.0).contains(e)), "{errors:?}");
+    assert!(
+        (bits[0] - 10f64.log2()).abs() < 1e-5,
+        "first step: {}",
+        bits[0]
+    );
+    assert!(bits[39] < bits[0] - 0.02, "{bits:?}");
+
+    // eval prints the head's mean cross-entropy and error over the test set, as computed here
+    // from the model's parameters.
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
+    let (logits, labels) = common::head_logits_by_hand(&run, 0);
+    let n = labels.len() as f64;
+    let (mut cross_entropy, mut errors, mut ambiguous) = (0.0, 0, 0);
+    for (row, &label) in logits.iter().zip(&labels) {
+        let (log_sum_exp, wrong) = scored_by_hand(row, label, 1e-5);
+        cross_entropy += (log_sum_exp - row[label]) / std::f64::consts::LN_2 / n;
+        match wrong {
+            None => ambiguous += 1,
+            Some(wrong) => errors += usize::from(wrong),
+        }
+    }
+    let shown = number_after(&printed, "cross-entropy");
+    assert!(
+        (shown - cross_entropy).abs() < 1e-3,
+        "printed {shown} bits, by hand {cross_entropy}: {printed}"
+    );
+    let wrong = number_after(&printed, "classifier head:") / 100.0 * n;
+    assert!(
+        (errors as f64 - 1e-9..=(errors + ambiguous) as f64 + 1e-9).contains(&wrong),
+        "{wrong} errors printed, {errors} by hand and {ambiguous} near ties: {printed}"
+    );
+
+    // The weight is fixed for the run: a resume may not change it.
+    let stderr = common::fails(&["train", "--resume", run_arg, "--weight-y", "0.1"]);
+    assert!(stderr.contains("weight_y"), "{stderr}");
+    // Without --weight-y a head gets openai/glow's 0.01.
+    let default = dir.join("default");
+    let args = ["--steps", "1", "--n-classes", "10", "--class-head", "true"];
+    common::succeeds(&common::as_strs(&train_args(&default, &args)));
+    let (_, train) = glowflow::train::config::read_run_configs(&default).expect("configs");
+    assert_eq!(train.weight_y, 0.01);
+}
+
 #[test]
 fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_its_latent_tools_take_labels(
 ) {
@@ -318,19 +433,13 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
     for (i, &label) in labels.iter().enumerate() {
         let column: Vec<f64> = per_class.iter().map(|lp| lp[i]).collect();
         assert_eq!(column[label], own[i], "the own label's column, image {i}");
-        let max = column.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let log_p = max + column.iter().map(|lp| (lp - max).exp()).sum::<f64>().ln() - 10f64.ln();
-        marginal += to_bits(log_p) / n;
         // Bayes' rule errs where another class has the higher likelihood. Where the label's
         // and another class's are within 1e-3 nats, f32 rounding may decide either way.
-        let rival = (0..10)
-            .filter(|&k| k != label)
-            .map(|k| column[k])
-            .fold(f64::NEG_INFINITY, f64::max);
-        if (rival - column[label]).abs() < 1e-3 {
-            ambiguous += 1;
-        } else if rival > column[label] {
-            errors += 1;
+        let (log_sum_exp, wrong) = scored_by_hand(&column, label, 1e-3);
+        marginal += to_bits(log_sum_exp - 10f64.ln()) / n;
+        match wrong {
+            None => ambiguous += 1,
+            Some(wrong) => errors += usize::from(wrong),
         }
     }
     let conditional = own.iter().map(|&lp| to_bits(lp)).sum::<f64>() / n;

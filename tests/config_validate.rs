@@ -30,7 +30,7 @@ fn every_preset_is_valid() {
 #[test]
 fn each_invalid_field_is_an_error_that_names_it() {
     // (what is wrong, the edit, what the message must contain)
-    let cases: [(&str, Edit, &[&str]); 24] = [
+    let cases: [(&str, Edit, &[&str]); 26] = [
         (
             "batch_size 0",
             |t| t.batch_size = 0,
@@ -111,6 +111,16 @@ fn each_invalid_field_is_an_error_that_names_it() {
             &["time_budget_minutes", "1e7"],
         ),
         (
+            "weight_y < 0",
+            |t| t.weight_y = -0.01,
+            &["weight_y = -0.01", ">= 0"],
+        ),
+        (
+            "weight_y NaN",
+            |t| t.weight_y = f64::NAN,
+            &["weight_y = NaN"],
+        ),
+        (
             "steps past the cosine decay's end",
             |t| (t.lr_decay, t.decay_steps, t.steps) = (LrDecay::Cosine, 100, 101),
             &["steps = 101", "decay_steps = 100", "at most 100"],
@@ -132,13 +142,14 @@ fn each_invalid_field_is_an_error_that_names_it() {
 
 #[test]
 fn boundary_values_that_make_sense_are_accepted() {
-    let cases: [(&str, Edit); 10] = [
+    let cases: [(&str, Edit); 11] = [
         ("batches of 1", |t| {
             (t.batch_size, t.eval_batch_size) = (1, 1)
         }),
         ("no EMA", |t| t.ema_decay = 0.0),
         ("EMA just below 1", |t| t.ema_decay = 0.999_999),
         ("no clipping", |t| t.grad_clip_norm = 0.0),
+        ("no classifier loss", |t| t.weight_y = 0.0),
         ("beta1 0 (no momentum)", |t| t.optimizer.beta1 = 0.0),
         ("a tiny learning rate", |t| t.lr = 1e-12),
         ("the longest time budget", |t| t.time_budget_minutes = 1e7),

@@ -140,29 +140,39 @@ fn outcome(run: &Path) -> (Vec<Tensors>, Vec<String>) {
         .into_iter()
         .map(|r| {
             format!(
-                "{} {:?} {:?} {:?} {:?}",
-                r.step, r.train_bpd, r.test_bpd, r.lr, r.grad_norm
+                "{} {:?} {:?} {:?} {:?} {:?} {:?}",
+                r.step,
+                r.train_bpd,
+                r.test_bpd,
+                r.lr,
+                r.grad_norm,
+                r.train_class_bits,
+                r.train_class_error
             )
         })
         .collect();
     (files.iter().map(|f| tensors(f)).collect(), rows)
 }
 
-/// The rows of training steps without their test figure ("step train test lr norm" -> "step
-/// train lr norm"), and the last row.
+/// The rows of training steps without their test figure ("step train test lr norm bits error"
+/// -> "step train lr norm bits error"), and the last row.
 fn training_rows(rows: &[String]) -> Vec<String> {
     let mut kept: Vec<String> = rows
         .iter()
         .map(|row| row.split(' ').collect::<Vec<_>>())
         .filter(|fields| fields[1] != "None")
-        .map(|fields| format!("{} {} {} {}", fields[0], fields[1], fields[3], fields[4]))
+        .map(|fields| {
+            let kept = [0, 1, 3, 4, 5, 6].map(|i| fields[i]);
+            kept.join(" ")
+        })
         .collect();
     kept.push(rows.last().expect("a row").clone());
     kept
 }
 
 /// One process, two, stopped on two and resumed on one, and stopped on one and resumed on four:
-/// the same weights, optimiser state and metrics, bit for bit.
+/// the same weights, optimiser state and metrics, bit for bit. The recompute runs train a
+/// class-conditional model with a classifier head (its loss term and figures cross the ranks too).
 fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
     let (root, config) = setup(
         if recompute {
@@ -173,9 +183,23 @@ fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
         recompute,
     );
     let run = |name: &str| root.join(name);
+    let runs: Vec<PathBuf> = ["one", "two", "two-then-one", "one-then-four"]
+        .iter()
+        .map(|name| run(name))
+        .collect();
+    let fresh = |run: &Path, steps: &str| -> Vec<String> {
+        let mut args: Vec<String> = new_run(&root, &config, run, steps)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if recompute {
+            args.extend(["--n-classes", "10", "--class-head", "true"].map(String::from));
+        }
+        args
+    };
 
-    trains(1, &new_run(&root, &config, &run("one"), "6"));
-    let two = train(2, &new_run(&root, &config, &run("two"), "6"));
+    trains(1, &as_strs(&fresh(&runs[0], "6")));
+    let two = train(2, &as_strs(&fresh(&runs[1], "6")));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&two.stdout),
         String::from_utf8_lossy(&two.stderr),
@@ -202,7 +226,7 @@ fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
         })
         .collect();
     assert_eq!(hosts[0], hosts[1], "one machine: {stderr}");
-    trains(2, &new_run(&root, &config, &run("two-then-one"), "3"));
+    trains(2, &as_strs(&fresh(&runs[2], "3")));
     trains(
         1,
         &[
@@ -212,7 +236,7 @@ fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
             "6",
         ],
     );
-    trains(1, &new_run(&root, &config, &run("one-then-four"), "3"));
+    trains(1, &as_strs(&fresh(&runs[3], "3")));
     trains(
         4,
         &[
@@ -230,6 +254,12 @@ fn every_cluster_size_gives_the_weights_of_one_process(recompute: bool) {
         "six steps and the final evaluation: {:?}",
         reference.1
     );
+    let head_rows = MetricsFile::read(&run("one").join("metrics.csv"))
+        .expect("metrics")
+        .iter()
+        .filter(|row| row.train_class_error.is_some())
+        .count();
+    assert_eq!(head_rows, if recompute { 6 } else { 0 }, "head figures");
     let files = [
         "EMA model",
         "training weights",
@@ -309,17 +339,20 @@ fn two_commands(command_name: &str, first: (&Path, &[&str]), second: (&Path, &[&
 
 #[test]
 fn evaluation_on_any_cluster_size_prints_the_figures_of_one_process() {
-    // A class-conditional run (its evaluation adds the marginal bits/dim and the Bayes error),
-    // evaluated in 4 batches of 4: rank 0 of 3 takes two of them.
+    // A class-conditional run with a classifier head (its evaluation adds the marginal
+    // bits/dim, the Bayes error and the head's figures), evaluated in 4 batches of 4: rank 0 of 3
+    // takes two of them.
     let (root, config) = setup("mpi-eval", false);
     let run = root.join("run");
     let mut args = new_run(&root, &config, &run, "3");
-    args.extend(["--n-classes", "10"]);
+    args.extend(["--n-classes", "10", "--class-head", "true"]);
     trains(1, &args);
     let model = ["--model", run.to_str().expect("utf-8")];
     let one = succeeds_on(1, "eval", &model);
     assert!(
-        one.contains("16 images") && one.contains("classification error"),
+        one.contains("16 images")
+            && one.contains("classification error")
+            && one.contains("classifier head"),
         "{one}"
     );
     for processes in [2, 3] {

@@ -249,13 +249,15 @@ fn data_init_on_an_autodiff_device_matches_the_plain_one_and_keeps_parameters_tr
 }
 
 #[test]
-fn log_prob_per_class_is_log_prob_given_each_label() {
+fn class_scores_are_log_prob_given_each_label() {
     let device = f64_device();
     for levels in [1, 2] {
         let mut config = tiny_config(levels, CouplingKind::Affine, PermutationKind::InvConv, true);
         config.n_classes = 3;
         let (model, x) = tiny_model(&config, &device);
-        let per_class = to_f64_vec(model.log_prob_per_class(x.clone()).expect("per class"));
+        let scores = model.class_scores(x.clone()).expect("per class");
+        assert!(scores.head_logits.is_none(), "no head, no logits");
+        let per_class = to_f64_vec(scores.log_prob);
         let mut columns = Vec::new();
         for k in 0..3 {
             let y = glowflow::flow::prior::one_hot(&[k; 3], 3, &device).expect("labels");
@@ -271,6 +273,6 @@ fn log_prob_per_class_is_log_prob_given_each_label() {
     }
     let unconditional = tiny_config(1, CouplingKind::Affine, PermutationKind::InvConv, true);
     let (model, x) = tiny_model(&unconditional, &device);
-    let error = model.log_prob_per_class(x).expect_err("no classes");
+    let error = model.class_scores(x).expect_err("no classes");
     assert!(error.to_string().contains("unconditional"), "{error}");
 }

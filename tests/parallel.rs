@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use common::*;
 use glowflow::cluster::Cluster;
 use glowflow::parallel::{map_ranges, split};
-use glowflow::train::gradients::{loss_and_gradients, FlatGrads};
+use glowflow::train::gradients::{loss_and_gradients, FlatGrads, GradientPass};
 use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 
 /// `f` run in a rayon pool of `threads` worker threads (so `threads` shards at most).
@@ -45,10 +45,12 @@ fn shards_cover_the_batch_in_contiguous_near_equal_pieces() {
     assert_eq!(nested, vec![1, 1, 1]);
 }
 
-/// A perturbed, data-initialised class-conditional model and a batch of 5 with labels, in f64.
+/// A perturbed, data-initialised class-conditional model with a classifier head and a batch of 5
+/// with labels, in f64.
 fn model_and_batch(device: &Device) -> (Glow, Tensor<4>, Tensor<4>, Tensor<2>) {
     let config = GlowConfig {
         n_classes: 3,
+        class_head: true,
         ..tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true)
     };
     let ad = device.clone().autodiff();
@@ -108,21 +110,26 @@ fn encoding_and_decoding_in_shards_equal_one_piece() {
     }
 }
 
-/// Loss and gradients of the batch in `shards` shards in a pool of `threads`.
+/// Loss (bits/dim plus the head's term) and gradients of the batch in `shards` shards in a pool
+/// of `threads`.
 fn gradients_with(threads: usize, shards: usize, recompute: bool) -> (f64, FlatGrads) {
     let (model, images, noise, classes) = model_and_batch(&f64_device());
+    let pass = GradientPass {
+        recompute,
+        shards,
+        weight_y: 0.5,
+    };
     with_threads(threads, || {
         let (loss, grads) = loss_and_gradients(
             &model,
             images,
             noise,
             Some(&classes),
-            recompute,
-            shards,
+            pass,
             &Cluster::single(),
         )
         .expect("runs");
-        (loss.into_scalar::<f64>(), grads)
+        (loss.objective(pass.weight_y), grads)
     })
 }
 

@@ -31,13 +31,23 @@ fn recomputed_gradients_equal_backprop_for_every_layer_option_in_f64() {
         ..tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true)
     });
     cases.push(GlowConfig {
+        n_classes: 3,
+        class_head: true,
+        ..tiny_config(2, CouplingKind::Additive, PermutationKind::Reverse, false)
+    });
+    cases.push(GlowConfig {
         learn_top: false,
         ..tiny_config(2, CouplingKind::Additive, PermutationKind::InvConv, false)
     });
     for config in cases {
         let what = format!(
-            "{:?} {:?} lu={} classes={} learn_top={}",
-            config.coupling, config.permutation, config.lu, config.n_classes, config.learn_top
+            "{:?} {:?} lu={} classes={} head={} learn_top={}",
+            config.coupling,
+            config.permutation,
+            config.lu,
+            config.n_classes,
+            config.class_head,
+            config.learn_top
         );
         // Measured: 1.3e-8 for every parameter alike, a uniform factor (a constant of the
         // backprop path's loss rounded once in f32 inside burn's scalar ops), not drift.

@@ -158,6 +158,11 @@ pub(crate) struct TrainArgs {
     /// fixed in train.json so that a resumed run is bit-exact on any machine).
     #[arg(long)]
     pub(crate) batch_shards: Option<usize>,
+    /// Weight of the classifier head's cross-entropy (bits per image) in the loss, bits/dim +
+    /// weight * bits_y (openai/glow's --weight_y; default 0.01 for a model with --class-head
+    /// true, 0 without one).
+    #[arg(long, value_parser = parse_finite)]
+    pub(crate) weight_y: Option<f64>,
 }
 
 impl TrainArgs {
@@ -179,7 +184,8 @@ impl TrainArgs {
             sample_every,
             log_every,
             recompute_activations,
-            batch_shards
+            batch_shards,
+            weight_y
         );
         if let Some(seed) = self.seed {
             config.seed = seed;
@@ -236,6 +242,10 @@ pub(crate) struct ArchArgs {
     /// Number of classes to condition on (0 = unconditional).
     #[arg(long)]
     pub(crate) n_classes: Option<usize>,
+    /// A classifier head on the top latent (true/false; needs --n-classes), trained with the
+    /// loss weight --weight-y (openai/glow's --ycond --weight_y).
+    #[arg(long)]
+    pub(crate) class_head: Option<bool>,
     /// Padding of the 3x3 convolutions.
     #[arg(long, value_enum)]
     pub(crate) padding: Option<Padding>,
@@ -298,6 +308,7 @@ impl ArchArgs {
             ("--n-bits", self.n_bits.is_some()),
             ("--learn-top", self.learn_top.is_some()),
             ("--n-classes", self.n_classes.is_some()),
+            ("--class-head", self.class_head.is_some()),
             ("--padding", self.padding.is_some()),
             ("--hidden-norm", self.hidden_norm.is_some()),
             ("--zero-conv-padding", self.zero_conv_padding.is_some()),
@@ -330,6 +341,7 @@ impl ArchArgs {
             n_bits,
             learn_top,
             n_classes,
+            class_head,
             padding,
             hidden_norm,
             actnorm_scale

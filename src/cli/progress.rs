@@ -56,8 +56,15 @@ impl Progress {
                     v.map(|x| format!("{x:.digits$}"))
                         .unwrap_or_else(|| "-".into())
                 };
+                let head = match (row.train_class_bits, row.train_class_error) {
+                    (Some(bits), Some(error)) => format!(
+                        ", classifier head {bits:.3} bits, {:.1}% error",
+                        100.0 * error
+                    ),
+                    _ => String::new(),
+                };
                 let line = format!(
-                    "step {}: train {} bits/dim, test {}, lr {}, grad norm {}, {} images/s",
+                    "step {}: train {} bits/dim{head}, test {}, lr {}, grad norm {}, {} images/s",
                     row.step,
                     cell(row.train_bpd, 4),
                     cell(row.test_bpd, 4),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use glowflow::data::source::DataSource;
 use glowflow::experiments::ablation;
-use glowflow::train::config::{read_run_configs, TrainConfig};
+use glowflow::train::config::{read_run_configs, TrainConfig, DEFAULT_WEIGHT_Y};
 use glowflow::train::eval::{evaluate, TestBatches};
 use glowflow::train::launch::check_evaluation_launch;
 use glowflow::train::presets::preset;
@@ -38,7 +38,7 @@ pub struct Train {
     /// and so are training flags that would change what the remaining steps compute (--seed,
     /// --batch-size, --lr, --warmup-steps, --lr-decay, --time-budget, --grad-clip-norm,
     /// --ema-decay, --init-images, --pad-to, --optimizer, --recompute-activations,
-    /// --batch-shards). --steps (up to a cosine decay's end),
+    /// --batch-shards, --weight-y). --steps (up to a cosine decay's end),
     /// --checkpoint-every, --eval-every, --eval-images, --sample-every, --log-every, --data and
     /// --skip-bad-images may change; they are written to RUN/train.json, so a later resume keeps
     /// them.
@@ -96,6 +96,10 @@ impl Train {
                 (out, arch.apply(model)?, train)
             }
         };
+        let new_head = resume.is_none() && train_config.is_none() && model_config.class_head;
+        if new_head && training.weight_y.is_none() {
+            train.weight_y = DEFAULT_WEIGHT_Y;
+        }
         training.apply(&mut train);
         if let Some(path) = data {
             train.data = train.data.at(&path);
@@ -348,6 +352,13 @@ impl Eval {
             println!(
                 "classification error: {:.2}% (Bayes' rule: the class of highest p(x | class))",
                 100.0 * classes.error
+            );
+        }
+        if let Some(head) = figures.head {
+            println!(
+                "classifier head: {:.2}% error, cross-entropy {:.4} bits per image",
+                100.0 * head.error,
+                head.bits
             );
         }
         Ok(())

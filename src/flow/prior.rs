@@ -11,6 +11,17 @@
 //! mean and log-std plus a border correction, exactly as openai/glow's. `ClassBias` is a zero
 //! linear map of the one-hot label, broadcast over positions. As a map, the prior is the
 //! standardisation `z -> ε` conditioned on the labels.
+//!
+//! A class-conditional model may also carry a classifier head on the same latent (openai/glow's
+//! `classifier` under `--weight_y`, y0ast's `project_class`): a zero linear map of the latent's
+//! mean over positions,
+//!
+//! ```text
+//! logits = Classifier(mean_{h,w} z)        [N, K]
+//! ```
+//!
+//! which is no part of the density: training adds its cross-entropy to the loss
+//! ([`crate::train::gradients`]).
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -27,6 +38,8 @@ pub struct TopPrior {
     pub learned: Option<ZeroConv2d>,
     /// Class-conditional mean and log-std offsets, when the model has classes.
     pub class_bias: Option<ZeroLinear>,
+    /// The classifier head `C -> K` on the latent's mean over positions, when the model has one.
+    pub classifier: Option<ZeroLinear>,
     /// `[C, H, W]` of the top latent.
     pub shape: [usize; 3],
 }
@@ -47,8 +60,30 @@ impl TopPrior {
                 .then(|| ZeroConv2d::new([c2, c2], 3, padding, logscale_factor, device)),
             class_bias: (n_classes > 0)
                 .then(|| ZeroLinear::new(n_classes, c2, logscale_factor, device)),
+            classifier: None,
             shape,
         }
+    }
+
+    /// The prior with a zero-initialised classifier head over `n_classes` classes.
+    pub fn with_classifier(self, n_classes: usize, logscale_factor: f64, device: &Device) -> Self {
+        TopPrior {
+            classifier: Some(ZeroLinear::new(
+                self.shape[0],
+                n_classes,
+                logscale_factor,
+                device,
+            )),
+            ..self
+        }
+    }
+
+    /// The classifier head's logits `[N, K]` for top latents `z` (`[N, C, H, W]`, the prior's
+    /// input), when the model has a head.
+    pub fn class_logits(&self, z: Tensor<4>) -> Option<Tensor<2>> {
+        let head = self.classifier.as_ref()?;
+        let [n, c, _, _] = z.dims();
+        Some(head.forward(z.mean_dim(2).mean_dim(3).reshape([n, c])))
     }
 
     /// `(μ, log σ)` for a batch of `n`, each `[n, C, H, W]`.

@@ -75,6 +75,11 @@ pub struct GlowConfig {
     pub learn_top: bool,
     /// Number of classes the top prior is conditioned on; 0 for an unconditional model.
     pub n_classes: usize,
+    /// A classifier head on the top latent (openai/glow's `classifier` of `--ycond
+    /// --weight_y`, y0ast's `project_class`), trained with the loss weight `weight_y` of
+    /// [`crate::train::config::TrainConfig`]; needs `n_classes > 0`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub class_head: bool,
     /// Padding of the 3x3 convolutions.
     pub padding: Padding,
     /// Padding of the zero-initialised convolutions (the couplings' output, the split priors and
@@ -113,6 +118,7 @@ impl Default for GlowConfig {
             n_bits: 8,
             learn_top: true,
             n_classes: 0,
+            class_head: false,
             padding: Padding::Edge,
             zero_conv_padding: None,
             hidden_norm: HiddenNorm::Actnorm,
@@ -122,6 +128,11 @@ impl Default for GlowConfig {
             seed: 0,
         }
     }
+}
+
+/// Whether a model has no classifier head (left out of saved configs, as for the scale floor).
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Whether a scale floor is openai/glow's none (left out of saved configs, so that models
@@ -191,6 +202,13 @@ impl GlowConfig {
                  or scale_floor = 0",
                 self.scale_floor
             ));
+        }
+        if self.class_head && self.n_classes == 0 {
+            return bad(
+                "class_head = true needs classes to predict; set n_classes (--n-classes) or \
+                 leave the head out"
+                    .into(),
+            );
         }
         if self.actnorm_logscale_factor == 0.0 {
             return bad(

@@ -88,6 +88,15 @@ impl Latents {
     }
 }
 
+/// A class-conditional model's scores of the classes of a batch ([`Glow::class_scores`]).
+#[derive(Debug, Clone)]
+pub struct ClassScores {
+    /// `log p(x | y = k)` (nats) of each image under each class, `[N, n_classes]`.
+    pub log_prob: Tensor<2>,
+    /// The classifier head's logits, `[N, n_classes]`, where the model has a head.
+    pub head_logits: Option<Tensor<2>>,
+}
+
 /// A batch of `n` must hold at least one image: an empty batch has no latents to encode or
 /// decode, and a mean over it would be NaN.
 fn check_not_empty(n: usize, entry: &str) -> Result<()> {
@@ -207,6 +216,11 @@ impl Glow {
             config.zero_logscale_factor,
             device,
         );
+        let top = if config.class_head {
+            top.with_classifier(config.n_classes, config.zero_logscale_factor, device)
+        } else {
+            top
+        };
         Ok(Glow {
             levels,
             top,
@@ -426,17 +440,18 @@ impl Glow {
         Ok(latents.log_standard_normal() + log_det)
     }
 
-    /// Exact `log p(x | y = k)` (nats) of each preprocessed image under each class `k` of a
-    /// class-conditional model, `[N, n_classes]`. Only the top prior sees the label, so the flow
-    /// runs once and the top prior once per class:
+    /// What a class-conditional model says about the class of each preprocessed image, from one
+    /// pass of the flow ([`ClassScores`]). Only the top prior sees the label, so the flow runs
+    /// once and the top prior once per class:
     ///
     /// ```text
     /// log p(x | k) = Σ_{l<L} log N(ε_l; 0, I) + log|det ∂z_L/∂x| + log N(ε_L^k; 0, I) - Σ log σ_k
     /// ε_L^k = (z_L - μ_k) / σ_k
     /// ```
     ///
-    /// Bayes' rule turns it into `p(y | x)` ([`crate::train::eval`]).
-    pub fn log_prob_per_class(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+    /// and the classifier head, where the model has one, reads the same `z_L`. Bayes' rule turns
+    /// `log p(x | k)` into `p(y | x)` ([`crate::train::eval`]).
+    pub fn class_scores(&self, x: Tensor<4>) -> Result<ClassScores> {
         let k = self.config.n_classes;
         if k == 0 {
             return Err(GlowError::Label(
@@ -472,7 +487,10 @@ impl Glow {
                 Ok((below.clone() + top).reshape([n, 1]))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::cat(columns, 1))
+        Ok(ClassScores {
+            log_prob: Tensor::cat(columns, 1),
+            head_logits: self.top.class_logits(z_top),
+        })
     }
 
     /// 8-bit images (values 0..=255 as floats) with uniform dequantisation noise in `[0, 1)` as

@@ -81,7 +81,17 @@ pub struct TrainConfig {
     /// number of threads.
     #[serde(default)]
     pub batch_shards: usize,
+    /// Weight of the classifier head's cross-entropy (bits per image) in the loss,
+    /// `bpd + weight_y · bits_y` (openai/glow's `--weight_y`; y0ast's `y_weight` weighs nats, so
+    /// it is `weight_y / ln 2`). Needs a model with `class_head` when above 0; a head trained
+    /// at 0 keeps its weights.
+    #[serde(default)]
+    pub weight_y: f64,
 }
+
+/// `weight_y` of a model with a classifier head when none is given: openai/glow's conditional
+/// CIFAR-10 and ImageNet runs (`--ycond --weight_y=0.01`).
+pub const DEFAULT_WEIGHT_Y: f64 = 0.01;
 
 impl TrainConfig {
     /// Checks values that would make training meaningless; the error says what to change.
@@ -129,6 +139,12 @@ impl TrainConfig {
                 self.grad_clip_norm
             ));
         }
+        if !(self.weight_y.is_finite() && self.weight_y >= 0.0) {
+            return bad(format!(
+                "weight_y = {} must be a number >= 0 (openai/glow's conditional runs: {DEFAULT_WEIGHT_Y})",
+                self.weight_y
+            ));
+        }
         if self.init_images == 0
             || self.checkpoint_every == 0
             || self.log_every == 0
@@ -164,6 +180,19 @@ pub const CHANGEABLE_ON_RESUME: [&str; 11] = [
 ];
 
 impl TrainConfig {
+    /// Checks the settings that depend on the model trained: a positive `weight_y` needs a
+    /// classifier head to weigh.
+    pub fn check_model(&self, model: &GlowConfig) -> Result<()> {
+        if self.weight_y > 0.0 && !model.class_head {
+            return Err(GlowError::Config(format!(
+                "weight_y = {} weighs a classifier head's loss, but the model has none; give it \
+                 one (--class-head, with --n-classes) or leave weight_y at 0",
+                self.weight_y
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads a training config file (a run's `train.json`); an unreadable file, unknown keys and
     /// bad values are errors naming the file.
     pub fn load(path: &Path) -> Result<Self> {

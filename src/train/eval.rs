@@ -3,7 +3,7 @@
 //! their sums added in batch order, which gives one process's figures exactly.
 //!
 //! Beside the mean bits/dim, a class-conditional model gets two figures from `log p(x | k)` of
-//! every class `k` ([`Glow::log_prob_per_class`]), with the uniform label prior `p(k) = 1/K`:
+//! every class `k` ([`Glow::class_scores`]), with the uniform label prior `p(k) = 1/K`:
 //!
 //! ```text
 //! marginal   log p(x) = log Σ_k p(k) p(x | k) = logsumexp_k log p(x | k) - log K
@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The marginal bits/dim is the one to compare with an unconditional model's: the conditional
-//! figure is given the label, which an unconditional model is not.
+//! figure is given the label, which an unconditional model is not. A model with a classifier
+//! head also gets the head's cross-entropy and error ([`HeadFigures`]), from the same pass.
 
 use burn::tensor::{Device, Tensor};
 
@@ -19,6 +20,7 @@ use crate::cluster::Cluster;
 use crate::data::batches::{gather, stream_rng, EVAL_STREAM};
 use crate::data::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
+use crate::likelihood::{argmax_and_log_sum_exp, classifier_row};
 use crate::model::glow::Glow;
 use crate::tensor_ops::{from_f64, to_f64_vec};
 
@@ -31,6 +33,16 @@ pub struct ClassFigures {
     pub error: f64,
 }
 
+/// A classifier head's figures over a set of images, as openai/glow logs them under
+/// `--weight_y`: the mean cross-entropy `bits_y` and the error rate of its largest logit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadFigures {
+    /// Mean cross-entropy of the head's softmax at the labels, in bits per image.
+    pub bits: f64,
+    /// Fraction of the images whose largest logit (the first of equal ones) is not the label.
+    pub error: f64,
+}
+
 /// The test figures of `glowflow eval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TestFigures {
@@ -39,6 +51,8 @@ pub struct TestFigures {
     pub bpd: f64,
     /// The class figures, for a class-conditional model.
     pub classes: Option<ClassFigures>,
+    /// The classifier head's figures, for a model with a head.
+    pub head: Option<HeadFigures>,
 }
 
 /// The images an evaluation reads and how: the first `limit` images of `data` (all if `limit` is
@@ -88,32 +102,33 @@ pub fn evaluate(
     let k = model.config().n_classes;
     if k == 0 {
         let bpd = evaluate_bpd(cluster, model, test, device)?;
-        return Ok(TestFigures { bpd, classes: None });
+        return Ok(TestFigures {
+            bpd,
+            classes: None,
+            head: None,
+        });
     }
     let log_k = (k as f64).ln();
+    let has_head = model.config().class_head;
     let means = batch_means(
         cluster,
         model,
         test,
         device,
-        3,
+        if has_head { 5 } else { 3 },
         |images, noise, _, labels| {
             // `Batch::to_tensors` has refused a class-conditional model's batch without labels.
             let labels = labels.expect("a class-conditional model's batches have labels");
             let n = labels.len();
-            let per_class = to_f64_vec(model.log_prob_per_class(model.preprocess(images, noise))?);
+            let scores = model.class_scores(model.preprocess(images, noise))?;
+            let per_class = to_f64_vec(scores.log_prob);
             let mut conditional = Vec::with_capacity(n);
             let mut marginal = Vec::with_capacity(n);
             let mut errors = 0.0;
             for (row, &label) in per_class.chunks(k).zip(labels) {
-                let (best, max) = row
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
-                let sum: f64 = row.iter().map(|lp| (lp - max).exp()).sum();
+                let (best, log_sum_exp) = argmax_and_log_sum_exp(row);
                 conditional.push(row[label]);
-                marginal.push(max + sum.ln() - log_k);
+                marginal.push(log_sum_exp - log_k);
                 errors += f64::from(u8::from(best != label));
             }
             let bits = |log_prob: Vec<f64>| {
@@ -122,7 +137,16 @@ pub fn evaluate(
                     .sum()
                     .into_scalar::<f64>()
             };
-            Ok(vec![bits(conditional), bits(marginal), errors])
+            let mut sums = vec![bits(conditional), bits(marginal), errors];
+            if let Some(logits) = scores.head_logits {
+                let head = to_f64_vec(logits)
+                    .chunks(k)
+                    .zip(labels)
+                    .map(|(row, &label)| classifier_row(row, label))
+                    .fold([0.0; 2], |sum, row| [sum[0] + row[0], sum[1] + row[1]]);
+                sums.extend(head);
+            }
+            Ok(sums)
         },
     )?;
     Ok(TestFigures {
@@ -130,6 +154,10 @@ pub fn evaluate(
         classes: Some(ClassFigures {
             marginal_bpd: means[1],
             error: means[2],
+        }),
+        head: has_head.then(|| HeadFigures {
+            bits: means[3],
+            error: means[4],
         }),
     })
 }

@@ -32,7 +32,11 @@
 //! adds its shards' gradients at once, so that it holds one set of gradients and one map's graph
 //! per shard. On several ranks ([`crate::cluster`]) each computes its block of shards and the
 //! gradients are added in shard order along the ranks: `((g₀ + g₁) + g₂) + …` on any cluster.
-//! The loss is the mean of the batch's per-image bits/dim.
+//! The loss is the mean of the batch's per-image bits/dim, plus, for a model with a classifier
+//! head, `weight_y` times the mean of its cross-entropy in bits (openai/glow's
+//! `bits_x + weight_y · bits_y`, [`crate::likelihood::cross_entropy_bits`]). The head reads the
+//! top latent `z_L`, so in the recompute pass it joins the top prior's local backward pass, its
+//! term `weight_y/N · Σ bits_y` added to that surrogate.
 //!
 //! [`Coupling::invert_and_rerun`]: crate::flow::coupling::Coupling::invert_and_rerun
 
@@ -42,23 +46,80 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::eval::HeadFigures;
 use crate::cluster::Cluster;
 use crate::error::Result;
+use crate::flow::actnorm::ActNorm;
+use crate::flow::permute::Permutation;
+use crate::flow::prior::TopPrior;
+use crate::flow::split::Split;
 use crate::flow::step::FlowStep;
 use crate::flow::{Condition, InvertibleMap};
+use crate::likelihood::{classifier_row, cross_entropy_bits};
 use crate::model::glow::Glow;
 use crate::model::params::{flat_grads, flat_params, with_flat_params};
 use crate::model::walk::{GlowMap, Leaves};
 use crate::parallel::{join_rows, map_ranges, rows, split};
-use crate::tensor_ops::{from_f64, sum_per_sample, to_f64_vec};
+use crate::tensor_ops::{sum_per_sample, to_f64_vec};
 
 /// One parameter gradient per float parameter of the model, in [`flat_grads`] order.
 pub type FlatGrads = Vec<Option<Tensor<1>>>;
 
-/// Mean bits/dim of a batch of 8-bit `images` with dequantisation `noise` (and optional one-hot
-/// `classes`) under `model` (on an autodiff device), and the gradient of every parameter.
-/// `recompute` selects the constant-memory backward pass (see the module doc); both give the same
-/// gradients up to rounding. The batch runs in `shards` concurrent shards
+/// How a training step computes its gradients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientPass {
+    /// The constant-memory backward pass (see the module doc) instead of backprop; both give
+    /// the same gradients up to rounding.
+    pub recompute: bool,
+    /// Concurrent shards of the batch ([`crate::parallel::split`]).
+    pub shards: usize,
+    /// Weight of the classifier head's mean cross-entropy (bits per image) in the loss; 0, or a
+    /// model without a head, trains on bits/dim alone.
+    pub weight_y: f64,
+}
+
+/// A batch's loss figures, means over its images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchLoss {
+    /// Mean bits/dim.
+    pub bpd: f64,
+    /// The classifier head's figures, for a model with a head.
+    pub head: Option<HeadFigures>,
+}
+
+impl BatchLoss {
+    /// What the step minimises: `bpd + weight_y · bits_y`.
+    pub fn objective(&self, weight_y: f64) -> f64 {
+        match self.head {
+            Some(head) if weight_y > 0.0 => self.bpd + weight_y * head.bits,
+            _ => self.bpd,
+        }
+    }
+
+    /// The means of per-image rows `[bpd]`, or `[bpd, bits_y, miss]` with a head.
+    fn of_rows(rows: &[f64], with_head: bool) -> Self {
+        let stride = if with_head { 3 } else { 1 };
+        let images = (rows.len() / stride) as f64;
+        let mean = |column: usize| {
+            rows.iter()
+                .skip(column)
+                .step_by(stride)
+                .fold(0.0, |sum, v| sum + v)
+                / images
+        };
+        BatchLoss {
+            bpd: mean(0),
+            head: with_head.then(|| HeadFigures {
+                bits: mean(1),
+                error: mean(2),
+            }),
+        }
+    }
+}
+
+/// The loss figures of a batch of 8-bit `images` with dequantisation `noise` (and optional
+/// one-hot `classes`) under `model` (on an autodiff device), and the gradient of every parameter
+/// of the loss `pass.weight_y` sets. The batch runs in `pass.shards` concurrent shards
 /// ([`crate::parallel::split`]), of which this rank of `cluster` computes its block
 /// ([`Cluster::shard_block`]); the shards' gradients are added in shard order across the ranks
 /// ([`Cluster::add_in_rank_order`]). A fixed count gives the same loss and gradients, bit for bit, on any
@@ -68,17 +129,17 @@ pub fn loss_and_gradients(
     images: Tensor<4>,
     noise: Tensor<4>,
     classes: Option<&Tensor<2>>,
-    recompute: bool,
-    shards: usize,
+    pass: GradientPass,
     cluster: &Cluster,
-) -> Result<(Tensor<1>, FlatGrads)> {
+) -> Result<(BatchLoss, FlatGrads)> {
     let n = images.dims()[0];
-    let ranges = split(n, shards);
+    let ranges = split(n, pass.shards);
     let mine = &ranges[cluster.shard_block(ranges.len())];
     // The first rank starts the fold, so it may add its shards at once; the others keep each
     // shard's gradients to add them onto the sum they receive.
     let starts_fold = cluster.rank() == 0;
-    let local = if recompute {
+    let weights = LossWeights::new(model, n, pass.weight_y);
+    let local = if pass.recompute {
         let block = mine[0].start..mine[mine.len() - 1].end;
         let local_ranges: Vec<_> = mine
             .iter()
@@ -91,68 +152,134 @@ pub fn loss_and_gradients(
             x,
             block_classes.as_ref(),
             &local_ranges,
-            n,
+            weights,
             starts_fold,
         )?
     } else {
-        backprop_gradients(model, &images, &noise, classes, mine, n)?
+        backprop_gradients(model, &images, &noise, classes, mine, weights)?
     };
-    let (bpd, grads) = if cluster.size() == 1 {
-        (local.bpd, add_in_order(local.shards))
+    let (rows, grads) = if cluster.size() == 1 {
+        (local.rows, add_in_order(local.shards))
     } else {
         local.added_across(cluster, &images.device().inner())?
     };
-    let bpd_len = bpd.len();
-    let bpd = from_f64(bpd, [bpd_len], &images.device().inner());
-    Ok((bpd.mean(), grads))
+    let with_head = model.top.classifier.is_some();
+    Ok((BatchLoss::of_rows(&rows, with_head), grads))
 }
 
-/// The backprop pass over the shards `ranges` of a batch of `n`: each shard differentiates the
-/// sum of its rows' bits/dim over `n` (its mean weighted by its share of the batch).
+/// The weights of a batch's loss terms, summed over its `n` images: `∂L/∂log p(x_i)` and, where
+/// the head is trained, `∂L/∂bits_y(x_i)`.
+#[derive(Debug, Clone, Copy)]
+struct LossWeights {
+    /// `1 / N`, each image's share of the batch's mean.
+    per_image: f64,
+    /// `-1 / (N·D·ln 2)`, the same for every image.
+    log_prob: f64,
+    /// `weight_y / N` for a model with a head and `weight_y > 0`.
+    head: Option<f64>,
+}
+
+impl LossWeights {
+    fn new(model: &Glow, n: usize, weight_y: f64) -> Self {
+        let dims = model.config().image.dims();
+        LossWeights {
+            per_image: 1.0 / n as f64,
+            log_prob: -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2),
+            head: (model.top.classifier.is_some() && weight_y > 0.0).then(|| weight_y / n as f64),
+        }
+    }
+
+    /// The head's term of the loss for its `logits` of images with one-hot `classes`:
+    /// `weight_y/N · Σ bits_y`, where the head is trained.
+    fn head_term(&self, logits: Option<Tensor<2>>, classes: Condition) -> Option<Tensor<1>> {
+        let weight = self.head?;
+        let logits = logits?;
+        let labels = classes.expect("a model with a classifier head has labels");
+        Some(cross_entropy_bits(logits, labels.clone()).sum() * weight)
+    }
+}
+
+/// Per-image loss rows of a shard: `[bpd]`, or `[bpd, bits_y, miss]` where the head's logits are
+/// given (with the one-hot `classes` they are scored against).
+fn loss_rows(bpd: Tensor<1>, logits: Option<Tensor<2>>, classes: Condition) -> Vec<f64> {
+    let bpd = to_f64_vec(bpd);
+    let Some(logits) = logits else {
+        return bpd;
+    };
+    let k = logits.dims()[1];
+    let labels = to_f64_vec(
+        classes
+            .expect("a model with a classifier head has labels")
+            .clone(),
+    );
+    let logits = to_f64_vec(logits);
+    bpd.iter()
+        .zip(logits.chunks(k).zip(labels.chunks(k)))
+        .flat_map(|(&bpd, (row, one_hot))| {
+            let label = one_hot.iter().position(|&v| v == 1.0).unwrap_or(0);
+            let [bits, miss] = classifier_row(row, label);
+            [bpd, bits, miss]
+        })
+        .collect()
+}
+
+/// The backprop pass over the shards `ranges` of a batch: each shard differentiates its rows'
+/// share of the loss, `Σ_shard (bpd + weight_y · bits_y) / N`.
 fn backprop_gradients(
     model: &Glow,
     images: &Tensor<4>,
     noise: &Tensor<4>,
     classes: Option<&Tensor<2>>,
     ranges: &[Range<usize>],
-    n: usize,
+    weights: LossWeights,
 ) -> Result<LocalGradients> {
     let parts = map_ranges(ranges.to_vec(), |r| {
         let copy = own_copy(model);
         let on_device = |t: Tensor<4>| t.inner().autodiff();
         let shard_classes = classes.map(|c| rows(c, &r));
-        let bpd = copy.bits_per_dim(
-            on_device(rows(images, &r)),
-            on_device(rows(noise, &r)),
-            shard_classes.as_ref(),
-        )?;
-        // Σ_shard bpd / n: the shard's mean weighted by its share of the batch, so that its
+        let x = copy.preprocess(on_device(rows(images, &r)), on_device(rows(noise, &r)));
+        let walked = copy.encode_in_shards(x, shard_classes.as_ref(), 1)?;
+        let bpd = copy.to_bits_per_dim(walked.latents.log_standard_normal() + walked.log_det);
+        let z_top = walked
+            .level_outputs
+            .last()
+            .expect("a model has a top level")
+            .clone();
+        // Σ_shard bpd / N: the shard's mean weighted by its share of the batch, so that its
         // gradients need no pass of their own to be weighted.
-        let grads = (bpd.clone().sum() / n as f64).backward();
-        Ok((bpd.inner(), flat_grads(&copy, &grads)))
+        let mut loss = bpd.clone().sum() * weights.per_image;
+        let logits = copy.top.class_logits(z_top);
+        if let Some(head) = weights.head_term(logits.clone(), shard_classes.as_ref()) {
+            loss = loss + head;
+        }
+        let grads = loss.backward();
+        let plain_classes = shard_classes.map(|c| c.inner());
+        let logits = logits.map(|l| l.inner());
+        let rows = loss_rows(bpd.inner(), logits, plain_classes.as_ref());
+        Ok((rows, flat_grads(&copy, &grads)))
     })?;
-    let (bpd, shards): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let (rows, shards): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
     Ok(LocalGradients {
-        bpd: to_f64_vec(join_rows(bpd)),
+        rows: rows.concat(),
         shards,
     })
 }
 
-/// What one rank computed of a batch: its images' bits/dim and its shards' gradients, to be
-/// added in order onto the previous ranks' sum.
+/// What one rank computed of a batch: its images' loss rows ([`loss_rows`]) and its shards'
+/// gradients, to be added in order onto the previous ranks' sum.
 struct LocalGradients {
-    bpd: Vec<f64>,
+    rows: Vec<f64>,
     /// One entry per shard, or (on the rank that starts the fold) the shards already added.
     shards: Vec<FlatGrads>,
 }
 
 impl LocalGradients {
-    /// The batch's per-image bits/dim (in rank order) and its gradients: every rank's shards
+    /// The batch's per-image loss rows (in rank order) and its gradients: every rank's shards
     /// added in shard order ([`Cluster::add_in_rank_order`]). The gradients travel as f32 (the
     /// training device's type, so exactly); a parameter without a gradient has none on every
     /// rank.
     fn added_across(self, cluster: &Cluster, device: &Device) -> Result<(Vec<f64>, FlatGrads)> {
-        let bpd = cluster.all_gather_f64("bits/dim", &self.bpd)?.concat();
+        let rows = cluster.all_gather_f64("loss", &self.rows)?.concat();
         let sizes: Vec<Option<usize>> = self.shards[0]
             .iter()
             .map(|g| g.as_ref().map(|g| g.dims()[0]))
@@ -182,7 +309,7 @@ impl LocalGradients {
                 })
             })
             .collect();
-        Ok((bpd, grads))
+        Ok((rows, grads))
     }
 }
 
@@ -289,19 +416,24 @@ fn recomputed_gradients(
     x: Tensor<4>,
     classes: Condition,
     ranges: &[Range<usize>],
-    n: usize,
+    weights: LossWeights,
     add_now: bool,
 ) -> Result<LocalGradients> {
-    let dims = model.config().image.dims();
     let plain = model.valid();
     let plain_classes = classes.map(|c| c.clone().inner());
     let walked = plain.encode_in_ranges(x, plain_classes.as_ref(), ranges)?;
     let bpd = plain.to_bits_per_dim(walked.latents.log_standard_normal() + walked.log_det);
+    let z_top = walked
+        .level_outputs
+        .last()
+        .expect("a model has a top level");
+    let logits = plain.top.class_logits(z_top.clone());
+    let rows = loss_rows(bpd, logits, plain_classes.as_ref());
     let pass = LocalPass {
         ranges,
         classes,
         add_now,
-        w: -1.0 / (n as f64 * dims as f64 * std::f64::consts::LN_2),
+        weights,
     };
     let mut level_outputs = walked.level_outputs.into_iter().rev();
     // The value and the gradient dL/dy of the output of the map at hand; nothing flows out of
@@ -350,10 +482,36 @@ fn recomputed_gradients(
             shard.extend(map_grads);
         }
     }
-    Ok(LocalGradients {
-        bpd: to_f64_vec(bpd),
-        shards,
-    })
+    Ok(LocalGradients { rows, shards })
+}
+
+/// A loss term that a map's input feeds beside the map itself: the classifier head reads the top
+/// prior's input `z_L`, so its term joins the top prior's local backward pass.
+trait ReadOut {
+    /// The term for the map's input `x` (a shard's, with its one-hot `classes`), if any.
+    fn read_out(
+        &self,
+        _weights: &LossWeights,
+        _x: Tensor<4>,
+        _classes: Condition,
+    ) -> Option<Tensor<1>> {
+        None
+    }
+}
+
+impl ReadOut for Split {}
+impl ReadOut for Permutation {}
+impl ReadOut for ActNorm {}
+
+impl ReadOut for TopPrior {
+    fn read_out(
+        &self,
+        weights: &LossWeights,
+        x: Tensor<4>,
+        classes: Condition,
+    ) -> Option<Tensor<1>> {
+        weights.head_term(self.class_logits(x), classes)
+    }
 }
 
 /// What every map's local backward pass of one recompute pass shares.
@@ -364,15 +522,15 @@ struct LocalPass<'a> {
     classes: Condition<'a>,
     /// Whether the shards' gradients are added at once ([`local_backward`]).
     add_now: bool,
-    /// `∂L/∂log p(x_i)`, the same for every image.
-    w: f64,
+    /// The weights of the loss's terms.
+    weights: LossWeights,
 }
 
 impl LocalPass<'_> {
     /// The local backward pass of one map `map` (its plain copy `plain` inverts without a graph):
     /// its input `x` (the `stored` level output, else `plain⁻¹(y)`), its parameter gradients and
     /// `∂L/∂x`, from the forward pass re-run on `x` with a graph ([`Self::surrogate`]).
-    fn backward<M: InvertibleMap + Module + Sync>(
+    fn backward<M: InvertibleMap + Module + Sync + ReadOut>(
         &self,
         map: &M,
         plain: &M,
@@ -394,10 +552,16 @@ impl LocalPass<'_> {
             let leaf = tracked(input.clone());
             let shard_classes = self.classes.map(|c| rows(c, r));
             let rerun = map.forward(leaf.clone(), shard_classes.as_ref());
+            let surrogate = self.surrogate(rerun, leaves, g, r);
+            let surrogate = match map.read_out(&self.weights, leaf.clone(), shard_classes.as_ref())
+            {
+                Some(term) => surrogate + term,
+                None => surrogate,
+            };
             Rerun {
                 input,
                 leaves: vec![leaf],
-                surrogate: self.surrogate(rerun, leaves, g, r),
+                surrogate,
             }
         })
     }
@@ -467,7 +631,7 @@ impl LocalPass<'_> {
             Some(eps) => log_normal(eps) + ld,
             None => ld,
         };
-        let prior_and_log_det = (log_terms * self.w).sum();
+        let prior_and_log_det = (log_terms * self.weights.log_prob).sum();
         match (kept, g) {
             // dL/dy · y' summed over the shard's rows: the link from the map's recomputed
             // output to the rest of the loss.

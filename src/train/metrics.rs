@@ -1,10 +1,11 @@
 //! `metrics.csv`: one row per logged or evaluated step.
 //!
 //! ```text
-//! step,train_bpd,test_bpd,lr,grad_norm,images_per_s
+//! step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error
 //! ```
 //!
-//! Empty cells mean "not measured at this step". Rows are appended as training goes; on resume,
+//! Empty cells mean "not measured at this step"; the classifier head's columns are empty for a
+//! model without one (and missing from files written before they were added). Rows are appended as training goes; on resume,
 //! rows past the checkpoint's step are dropped so the file matches the run that continues.
 
 use std::fs::OpenOptions;
@@ -15,7 +16,8 @@ use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::plot::{write_line_chart, Series};
 
-const HEADER: &str = "step,train_bpd,test_bpd,lr,grad_norm,images_per_s";
+const HEADER: &str =
+    "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error";
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,13 +34,17 @@ pub struct MetricsRow {
     pub grad_norm: Option<f64>,
     /// Training throughput since the previous row.
     pub images_per_s: Option<f64>,
+    /// Mean cross-entropy of the classifier head (bits per image) since the previous row.
+    pub train_class_bits: Option<f64>,
+    /// Mean error of the classifier head since the previous row.
+    pub train_class_error: Option<f64>,
 }
 
 impl MetricsRow {
     fn to_csv(&self) -> String {
         let cell = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         format!(
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             self.step,
             cell(self.train_bpd),
             cell(self.test_bpd),
@@ -47,6 +53,8 @@ impl MetricsRow {
             self.images_per_s
                 .map(|x| format!("{x:.1}"))
                 .unwrap_or_default(),
+            cell(self.train_class_bits),
+            cell(self.train_class_error),
         )
     }
 
@@ -60,6 +68,8 @@ impl MetricsRow {
             lr: num(3),
             grad_norm: num(4),
             images_per_s: num(5),
+            train_class_bits: num(6),
+            train_class_error: num(7),
         })
     }
 }

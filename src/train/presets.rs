@@ -47,6 +47,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         max_rollbacks: 3,
         recompute_activations: false,
         batch_shards: 0,
+        weight_y: 0.0,
     };
     let grey28 = GlowConfig {
         image: ImageShape {

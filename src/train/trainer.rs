@@ -21,7 +21,7 @@ use super::checkpoint::{
 };
 use super::config::{read_run_configs, TrainConfig};
 use super::eval::{evaluate_bpd, TestBatches};
-use super::gradients::{loss_and_gradients, FlatGrads};
+use super::gradients::{loss_and_gradients, BatchLoss, FlatGrads, GradientPass};
 use super::launch::{check_launch, placements};
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
 use super::optimizer::{global_norm, OptimizerSettings, OptimizerState};
@@ -268,8 +268,9 @@ fn update_ema(ema: Glow, updated: &[Option<Tensor<1>>], decay: f64, t: u64) -> G
     with_flat_params(ema, averaged)
 }
 
-/// The loss of `model` on `batch` (images of `shape`, `n_classes` classes), its gradients and
-/// their global norm, as [`loss_and_gradients`] computes them over `train`'s batch shards.
+/// The loss figures of `model` on `batch` (images of `shape`, `n_classes` classes), its
+/// gradients and their global norm, as [`loss_and_gradients`] computes them over `train`'s batch
+/// shards.
 fn batch_gradients(
     model: &Glow,
     batch: &Batch,
@@ -278,19 +279,16 @@ fn batch_gradients(
     train: &TrainConfig,
     device: &Device,
     cluster: &Cluster,
-) -> Result<(f64, f64, FlatGrads)> {
+) -> Result<(BatchLoss, f64, FlatGrads)> {
     let (images, noise, classes) = batch.to_tensors(shape, n_classes, device)?;
-    let (loss, grads) = loss_and_gradients(
-        model,
-        images,
-        noise,
-        classes.as_ref(),
-        train.recompute_activations,
-        train.batch_shards,
-        cluster,
-    )?;
+    let pass = GradientPass {
+        recompute: train.recompute_activations,
+        shards: train.batch_shards,
+        weight_y: train.weight_y,
+    };
+    let (loss, grads) = loss_and_gradients(model, images, noise, classes.as_ref(), pass, cluster)?;
     let norm = global_norm(&grads).into_scalar::<f64>();
-    Ok((loss.into_scalar::<f64>(), norm, grads))
+    Ok((loss, norm, grads))
 }
 
 /// `checkpoint` after the optimiser update of rate `lr` from `grads` (of global norm `norm`,
@@ -402,6 +400,7 @@ pub fn train_on(
 ) -> Result<TrainSummary> {
     model_config.validate()?;
     train.validate()?;
+    train.check_model(model_config)?;
     let started = Instant::now();
     let cluster = on.cluster;
     let mut train = fixed_at_start(train, on);
@@ -549,11 +548,12 @@ pub fn train_on(
             cluster,
         )?;
         checkpoint.state.step += 1;
-        if !(loss.is_finite() && norm.is_finite()) {
+        let objective = loss.objective(train.weight_y);
+        if !(objective.is_finite() && norm.is_finite()) {
             checkpoint.state.skipped_steps += 1;
             consecutive_bad += 1;
             report(TrainEvent::Note(format!(
-                "step {}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped",
+                "step {}: non-finite loss ({objective}) or gradient norm ({norm}); step skipped",
                 checkpoint.state.step
             )));
             if consecutive_bad > train.max_bad_steps {
@@ -718,7 +718,9 @@ fn roll_back(
 /// Running sums between two metrics rows.
 #[derive(Default)]
 struct Interval {
-    loss: f64,
+    bpd: f64,
+    /// The classifier head's cross-entropy and error, for a model with a head.
+    head: Option<[f64; 2]>,
     norm: f64,
     steps: u64,
     images: usize,
@@ -726,8 +728,12 @@ struct Interval {
 }
 
 impl Interval {
-    fn add(&mut self, loss: f64, norm: f64, images: usize, seconds: f64) {
-        self.loss += loss;
+    fn add(&mut self, loss: BatchLoss, norm: f64, images: usize, seconds: f64) {
+        self.bpd += loss.bpd;
+        if let Some(head) = loss.head {
+            let [bits, error] = self.head.unwrap_or_default();
+            self.head = Some([bits + head.bits, error + head.error]);
+        }
         self.norm += norm;
         self.steps += 1;
         self.images += images;
@@ -738,7 +744,9 @@ impl Interval {
         let per_step = |v: f64| (self.steps > 0).then(|| v / self.steps as f64);
         MetricsRow {
             step,
-            train_bpd: per_step(self.loss),
+            train_bpd: per_step(self.bpd),
+            train_class_bits: self.head.and_then(|[bits, _]| per_step(bits)),
+            train_class_error: self.head.and_then(|[_, error]| per_step(error)),
             test_bpd: None,
             lr: Some(lr),
             grad_norm: per_step(self.norm),

@@ -50,6 +50,23 @@ impl Reference {
         from_f64(values.clone(), shape, device)
     }
 
+    /// The values of tensor `key`, flattened.
+    pub fn values(&self, key: &str) -> &[f64] {
+        &self.0[key].1
+    }
+
+    /// The names after `prefix` of the tensors whose key starts with it (e.g. the parameters
+    /// of the `grad.` tensors).
+    pub fn names_under(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The class labels of a class-conditional fixture.
     pub fn labels(&self) -> Option<Vec<usize>> {
         self.0

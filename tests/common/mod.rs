@@ -394,6 +394,8 @@ pub fn worst_relative_error(a: &[Option<Tensor<1>>], b: &[Option<Tensor<1>>]) ->
 
 /// Worst relative gradient error of the recompute mode against ordinary backpropagation for a
 /// perturbed, data-initialised model of `config` on a random batch of `n` (losses checked equal).
+/// A model with a classifier head trains it with `weight_y = 0.5`, and its last three parameters
+/// (the head's) must have gradients.
 pub fn recompute_vs_backprop(
     config: glowflow::GlowConfig,
     device: &Device,
@@ -415,27 +417,45 @@ pub fn recompute_vs_backprop(
             )
             .expect("labels")
     });
+    let weight_y = if config.class_head { 0.5 } else { 0.0 };
     let gradients = |recompute| {
+        let pass = glowflow::train::gradients::GradientPass {
+            recompute,
+            shards: 1,
+            weight_y,
+        };
         let (loss, grads) = glowflow::train::gradients::loss_and_gradients(
             &model,
             images.clone(),
             noise.clone(),
             classes.as_ref(),
-            recompute,
-            1,
+            pass,
             &glowflow::cluster::Cluster::single(),
         )
         .expect("a gradient pass");
-        (loss.into_scalar::<f64>(), grads)
+        (loss, grads)
     };
     let (loss_bp, grads_bp) = gradients(false);
     let (loss_rc, grads_rc) = gradients(true);
+    let (objective_bp, objective_rc) = (loss_bp.objective(weight_y), loss_rc.objective(weight_y));
     assert!(
-        (loss_bp - loss_rc).abs() <= 1e-6 * loss_bp.abs(),
-        "{what}: loss {loss_bp} vs {loss_rc}"
+        (objective_bp - objective_rc).abs() <= 1e-6 * objective_bp.abs(),
+        "{what}: loss {loss_bp:?} vs {loss_rc:?}"
+    );
+    assert_eq!(
+        loss_bp.head.is_some(),
+        config.class_head,
+        "{what}: head figures"
     );
     let trained = grads_bp.iter().filter(|g| g.is_some()).count();
     assert!(trained > 10, "{what}: only {trained} trained parameters");
+    if config.class_head {
+        let head = &grads_bp[grads_bp.len() - 3..];
+        assert!(
+            head.iter().all(Option::is_some),
+            "{what}: the head is trained"
+        );
+    }
     worst_relative_error(&grads_rc, &grads_bp)
 }
 
@@ -459,6 +479,78 @@ pub fn test_log_probs_by_hand(
     class: Option<usize>,
     sizes: Option<(usize, usize)>,
 ) -> (Vec<f64>, Vec<usize>, impl Fn(f64) -> f64) {
+    let device = f32_device();
+    let by_batch = by_eval_batch(run, seed, sizes, |model, x, own| {
+        let n = x.dims()[0];
+        let classes = match class {
+            Some(k) => Some(model.one_hot(&vec![k; n], &device).expect("labels")),
+            None => own,
+        };
+        to_f64_vec(model.log_prob(x, classes.as_ref()).expect("log p"))
+    });
+    let (n_bits, dims) = (by_batch.n_bits, by_batch.dims);
+    let to_bits = move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2);
+    (by_batch.values, by_batch.labels, to_bits)
+}
+
+/// The classifier head's logits (one row per test image) of the model saved in `run`, by hand
+/// from its parameters: each image dequantised as [`test_bpd_by_hand`] says and encoded under
+/// its label, the top latent rebuilt from the top's `ε` as `z = μ + σ·ε`, then
+/// `(mean_{h,w} z · W + b) · exp(s · logs)` in f64. Also the images' labels.
+pub fn head_logits_by_hand(run: &std::path::Path, seed: u64) -> (Vec<Vec<f64>>, Vec<usize>) {
+    let device = f32_device();
+    let by_batch = by_eval_batch(run, seed, None, |model, x, own| {
+        let n = x.dims()[0];
+        let (latents, _) = model.encode(x, own.as_ref()).expect("encode");
+        let eps = latents.levels.last().expect("a top level").clone();
+        let (mean, log_std) = model.top.mean_log_std(n, own.as_ref(), &device);
+        let [_, c, h, w] = eps.dims();
+        let z = to_f64_vec(mean + log_std.exp() * eps);
+        let head = model.top.classifier.as_ref().expect("a head");
+        let weight = to_f64_vec(head.weight.val());
+        let k = weight.len() / c;
+        let bias = to_f64_vec(head.bias.val());
+        let logs = to_f64_vec(head.logs.val());
+        let factor = model.config().zero_logscale_factor;
+        z.chunks(c * h * w)
+            .map(|image| {
+                let means: Vec<f64> = image
+                    .chunks(h * w)
+                    .map(|channel| channel.iter().sum::<f64>() / (h * w) as f64)
+                    .collect();
+                (0..k)
+                    .map(|j| {
+                        let dot: f64 = (0..c).map(|i| means[i] * weight[i * k + j]).sum();
+                        (dot + bias[j]) * (factor * logs[j]).exp()
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    (by_batch.values, by_batch.labels)
+}
+
+/// What [`by_eval_batch`] gives.
+pub struct ByBatch<T> {
+    /// The values of every image, in order.
+    pub values: Vec<T>,
+    /// The images' labels (empty for an unlabelled dataset).
+    pub labels: Vec<usize>,
+    /// The model's bits per colour channel.
+    pub n_bits: u32,
+    /// Dimensions of one image.
+    pub dims: f64,
+}
+
+/// `per_image(model, x, own one-hot labels)` over the test images of the model saved in `run`,
+/// batched and dequantised as `glowflow eval` does (see [`test_log_probs_by_hand`], `sizes`
+/// included), in f32.
+fn by_eval_batch<T>(
+    run: &std::path::Path,
+    seed: u64,
+    sizes: Option<(usize, usize)>,
+    mut per_image: impl FnMut(&glowflow::Glow, Tensor<4>, Option<Tensor<2>>) -> Vec<T>,
+) -> ByBatch<T> {
     use glowflow::data::batches::{gather, stream_rng, EVAL_STREAM};
     let device = f32_device();
     let model = glowflow::load_model(run, &device).expect("load the run");
@@ -473,32 +565,31 @@ pub fn test_log_probs_by_hand(
         .expect("test set");
     let n_bits = model.config().n_bits;
     let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
-    let dims = test.image_size() as f64;
     let (images, batch_size) = sizes.unwrap_or((test.len(), train.eval_batch_size));
     let indices: Vec<usize> = (0..images).collect();
-    let mut log_probs = Vec::new();
+    let mut values = Vec::new();
     for (b, batch) in indices.chunks(batch_size).enumerate() {
         let mut noise_rng = stream_rng(seed, EVAL_STREAM, b as u64);
         let batch = gather(&test, batch, &mut noise_rng, b as u64);
         let (images, noise, own) = batch
             .to_tensors(test.shape, model.config().n_classes, &device)
             .expect("tensors");
-        let classes = match class {
-            Some(k) => Some(
-                model
-                    .one_hot(&vec![k; batch.pixels.len() / test.image_size()], &device)
-                    .expect("labels"),
-            ),
-            None => own,
-        };
         let x = ((images / reduce).floor() + noise) / bins - 0.5;
-        let log_prob = model.log_prob(x, classes.as_ref()).expect("log p");
-        log_probs.extend(to_f64_vec(log_prob));
+        values.extend(per_image(&model, x, own));
     }
     let mut labels = test.labels.clone().unwrap_or_default();
     labels.truncate(images);
-    let to_bits = move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2);
-    (log_probs, labels, to_bits)
+    ByBatch {
+        values,
+        labels,
+        n_bits,
+        dims: test.image_size() as f64,
+    }
+}
+
+/// Owned arguments as the `&str`s the command helpers take.
+pub fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// The `glowflow` binary of this build, run with `args`.

@@ -174,6 +174,7 @@ pub fn to_glow(
             n_bits: options.n_bits.unwrap_or(Peer::Rosinality.default_n_bits()),
             learn_top: true,
             n_classes: 0,
+            class_head: false,
             padding: Padding::Zero,
             zero_conv_padding: Some(Padding::Ones),
             hidden_norm: HiddenNorm::Bias,

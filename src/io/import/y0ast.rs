@@ -14,12 +14,14 @@
 //! Split2d           mean, logs = Conv2dZeros(z1)[:, 0::2], [:, 1::2]         = ours
 //! learn_top_fn      mean, logs = Conv2dZeros(2C → 2C)(prior_h = 0) halves   = ours (learn_top)
 //! project_ycond     (y Wᵀ + b) · exp(3 · logs) added to the top's h          = ours (n_classes), W transposed
+//! project_class     (mean_hw(z) Wᵀ + b) · exp(3 · logs), the classifier head = ours (class_head), W transposed
 //! log p(x)          -log(256) · D + logdet + log N(z), x = v/256 - 0.5 + U/256   = ours (n_bits 8)
 //! ```
 //!
 //! The shapes say everything but the bits: `prior_h` is `[1, 2C, H/2^L, W/2^L]`, so the image
-//! size comes from the checkpoint. `project_class` (the classifier head of `y_condition`, which no
-//! density uses) is not imported; an export writes it as zeros, as y0ast initialises it.
+//! size comes from the checkpoint. `project_class`, the classifier head of `y_condition`, is
+//! ours (`class_head`, W transposed): y0ast's conditional model always has one, so an export of
+//! a conditional model without a head writes it as zeros, as y0ast initialises it.
 //! ActNorm's `inited` flag is not in y0ast's `state_dict` (its loaders call
 //! `set_actnorm_init()`); an imported model counts as initialised. The shuffle and reverse
 //! permutations are not in the `state_dict` either, so only `invconv` checkpoints are imported.
@@ -127,26 +129,20 @@ pub fn to_glow(
     }
     if config.n_classes > 0 {
         let n = config.n_classes;
-        let weight = ckpt.take("project_ycond.linear.weight", &[c2, n])?;
-        let transposed = (0..n * c2)
-            .map(|ij| weight[(ij % c2) * n + ij / c2])
-            .collect();
-        out.insert(
-            "top.class_bias.weight".into(),
-            f32_tensor(&[n, c2], transposed),
-        );
-        out.insert(
-            "top.class_bias.bias".into(),
-            f32_tensor(&[c2], ckpt.take("project_ycond.linear.bias", &[c2])?),
-        );
-        out.insert(
-            "top.class_bias.logs".into(),
-            f32_tensor(&[c2], ckpt.take("project_ycond.logs", &[c2])?),
-        );
-        // The classifier head is checked and dropped (see the module doc).
-        ckpt.take("project_class.linear.weight", &[n, c_top])?;
-        ckpt.take("project_class.linear.bias", &[n])?;
-        ckpt.take("project_class.logs", &[n])?;
+        take_linear(
+            &mut ckpt,
+            "project_ycond.",
+            "top.class_bias.",
+            [n, c2],
+            &mut out,
+        )?;
+        take_linear(
+            &mut ckpt,
+            "project_class.",
+            "top.classifier.",
+            [c_top, n],
+            &mut out,
+        )?;
     }
     ckpt.finish()?;
     Ok((config, out))
@@ -273,6 +269,7 @@ fn config_of(ckpt: &mut Checkpoint, options: &ImportOptions) -> Result<GlowConfi
         n_bits: options.n_bits.unwrap_or(Peer::Y0ast.default_n_bits()),
         learn_top: ckpt.has("learn_top_fn.conv.weight"),
         n_classes,
+        class_head: n_classes > 0,
         padding: Padding::Zero,
         zero_conv_padding: None,
         hidden_norm: HiddenNorm::Actnorm,
@@ -480,43 +477,78 @@ pub fn from_glow(config: &GlowConfig, ours_state: &StateDict) -> Result<StateDic
     }
     if config.n_classes > 0 {
         let n = config.n_classes;
-        let weight = get("top.class_bias.weight")?;
-        let transposed = (0..c2 * n)
-            .map(|ij| weight[(ij % n) * c2 + ij / n])
-            .collect();
-        put(
+        let linear = |mine: &str| -> Result<[Vec<f32>; 3]> {
+            Ok([
+                get(&format!("{mine}weight"))?,
+                get(&format!("{mine}bias"))?,
+                scaled(&format!("{mine}logs"), zero)?,
+            ])
+        };
+        put_linear(
             &mut theirs,
-            "project_ycond.linear.weight".into(),
-            &[c2, n],
-            transposed,
+            "project_ycond.",
+            [n, c2],
+            linear("top.class_bias.")?,
         );
-        put(
-            &mut theirs,
-            "project_ycond.linear.bias".into(),
-            &[c2],
-            get("top.class_bias.bias")?,
-        );
-        put(
-            &mut theirs,
-            "project_ycond.logs".into(),
-            &[c2],
-            scaled("top.class_bias.logs", zero)?,
-        );
-        put(
-            &mut theirs,
-            "project_class.linear.weight".into(),
-            &[n, c],
-            vec![0.0; n * c],
-        );
-        put(
-            &mut theirs,
-            "project_class.linear.bias".into(),
-            &[n],
-            vec![0.0; n],
-        );
-        put(&mut theirs, "project_class.logs".into(), &[n], vec![0.0; n]);
+        // y0ast's conditional model always has the head; a model without one gets its zero
+        // initialisation.
+        let head = if config.class_head {
+            linear("top.classifier.")?
+        } else {
+            [vec![0.0; c * n], vec![0.0; n], vec![0.0; n]]
+        };
+        put_linear(&mut theirs, "project_class.", [c, n], head);
     }
     Ok(theirs)
+}
+
+/// y0ast's `LinearZeros(inputs, outputs)` at `prefix` as our zero linear map at `mine` (its
+/// weight transposed).
+fn take_linear(
+    ckpt: &mut Checkpoint,
+    prefix: &str,
+    mine: &str,
+    [inputs, outputs]: [usize; 2],
+    out: &mut StateDict,
+) -> Result<()> {
+    let weight = ckpt.take(&format!("{prefix}linear.weight"), &[outputs, inputs])?;
+    let bias = ckpt.take(&format!("{prefix}linear.bias"), &[outputs])?;
+    let logs = ckpt.take(&format!("{prefix}logs"), &[outputs])?;
+    let weight = transposed(&weight, outputs, inputs);
+    out.insert(
+        format!("{mine}weight"),
+        f32_tensor(&[inputs, outputs], weight),
+    );
+    out.insert(format!("{mine}bias"), f32_tensor(&[outputs], bias));
+    out.insert(format!("{mine}logs"), f32_tensor(&[outputs], logs));
+    Ok(())
+}
+
+/// Our zero linear map `[inputs, outputs]` (weight, bias and log-scales in y0ast's factor) as
+/// y0ast's `LinearZeros` at `prefix`.
+fn put_linear(
+    theirs: &mut StateDict,
+    prefix: &str,
+    [inputs, outputs]: [usize; 2],
+    [weight, bias, logs]: [Vec<f32>; 3],
+) {
+    let weight = transposed(&weight, inputs, outputs);
+    put(
+        theirs,
+        format!("{prefix}linear.weight"),
+        &[outputs, inputs],
+        weight,
+    );
+    put(theirs, format!("{prefix}linear.bias"), &[outputs], bias);
+    put(theirs, format!("{prefix}logs"), &[outputs], logs);
+}
+
+/// A row-major `rows × cols` matrix transposed (PyTorch's `Linear` stores `[out, in]`, ours
+/// `[in, out]`).
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|ij| values[(ij % rows) * cols + ij / rows])
+        .collect()
 }
 
 /// Our zero convolution at `mine` as y0ast's `Conv2dZeros(c_in, c_out)` at `prefix`, its
