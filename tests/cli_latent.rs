@@ -1,6 +1,7 @@
 //! The latent-space subcommands end to end on a small model and the synthetic 8x8 dataset:
 //! `encode` / `decode` reproduce the images through the files they write, `manipulate` moves
-//! images along a cached class direction, and bad inputs fail with clear messages.
+//! images along a cached class direction, a class-conditional model encodes image files under
+//! their most likely class unless given one, and bad inputs fail with clear messages.
 
 mod common;
 
@@ -379,4 +380,80 @@ fn two_manipulates_at_once_write_one_cache_that_both_agree_with() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn encode_labels_each_image_with_its_most_likely_class_unless_given_one() {
+    let dir = scratch_dir("encode-likely-class");
+    let model = dir.join("conditional");
+    let model_arg = model.to_str().expect("utf-8");
+    // The tiny architecture (the first 8 arguments of a tiny run).
+    let mut args = vec!["new"];
+    args.extend(&common::TINY_RUN[..8]);
+    args.extend([
+        "--n-classes",
+        "3",
+        "--class-head",
+        "true",
+        "--out",
+        model_arg,
+    ]);
+    succeeds(&args);
+    let device = f32_device();
+    let glow = perturb(load_model(&model, &device).expect("load"), 0.3, 5);
+    save_model(&glow, &model).expect("save the perturbed model");
+    // Six images, and the model's inputs for them (pixels at their bin centres).
+    let pixels: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| (0..64u8).map(|p| i * 45 + p % 8).collect())
+        .collect();
+    let files: Vec<String> = pixels
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let path = dir.join(format!("image-{i}.png"));
+            write_png(&path, 8, image);
+            path.to_str().expect("utf-8").to_string()
+        })
+        .collect();
+    let centres: Vec<f64> = pixels
+        .iter()
+        .flatten()
+        .map(|&v| (f64::from(v) + 0.5) / 256.0 - 0.5)
+        .collect();
+    let x = from_f64(centres, [6, 1, 8, 8], &device);
+    let likely = glow.predicted_classes(x.clone()).expect("classes").bayes;
+    println!("the model's classes of the six images: {likely:?}");
+    assert!(likely.iter().any(|&k| k != likely[0]), "{likely:?}");
+
+    for (class, expected) in [(None, likely.clone()), (Some("1"), vec![1; 6])] {
+        let out = dir.join("z.safetensors");
+        let mut args = vec![
+            "encode",
+            "--model",
+            model_arg,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ];
+        args.push("--image");
+        args.extend(files.iter().map(String::as_str));
+        if let Some(class) = class {
+            args.extend(["--class", class]);
+        }
+        let (stdout, _) = succeeds(&args);
+        for (file, label) in files.iter().zip(&expected) {
+            assert!(
+                stdout.contains(&format!("{file}: "))
+                    && stdout.contains(&format!("class {label})")),
+                "{file} as class {label}: {stdout}"
+            );
+        }
+        let (latents, meta) = load_latents(&out, &glow, &device).expect("latents");
+        let labels: Vec<String> = expected.iter().map(usize::to_string).collect();
+        assert_eq!(meta["labels"], labels.join(","), "{class:?}");
+        let classes = glow.one_hot(&expected, &device).expect("one-hot");
+        let (mine, _) = glow.encode(x.clone(), Some(&classes)).expect("encode");
+        for (a, b) in latents.levels.iter().zip(&mine.levels) {
+            assert!(max_abs_diff(a.clone(), b.clone()) < 1e-6, "{class:?}");
+        }
+    }
 }

@@ -276,3 +276,49 @@ fn class_scores_are_log_prob_given_each_label() {
     let error = model.class_scores(x).expect_err("no classes");
     assert!(error.to_string().contains("unconditional"), "{error}");
 }
+
+#[test]
+fn predicted_classes_are_bayes_rule_and_the_heads_largest_logit() {
+    let device = f64_device();
+    let config = GlowConfig {
+        n_classes: 3,
+        class_head: true,
+        ..tiny_config(2, CouplingKind::Affine, PermutationKind::InvConv, true)
+    };
+    let (model, x) = tiny_model(&config, &device);
+    let predicted = model.predicted_classes(x.clone()).expect("classes");
+    let argmax = |row: &[f64]| {
+        (0..row.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .expect("a class")
+    };
+    // Bayes' rule from `log_prob` under each label.
+    let given: Vec<Vec<f64>> = (0..3)
+        .map(|k| {
+            let y = glowflow::flow::prior::one_hot(&[k; 3], 3, &device).expect("labels");
+            values(model.log_prob(x.clone(), Some(&y)).expect("log_prob"))
+        })
+        .collect();
+    let bayes: Vec<usize> = (0..3)
+        .map(|i| argmax(&[given[0][i], given[1][i], given[2][i]]))
+        .collect();
+    assert_eq!(predicted.bayes, bayes);
+    // The head by hand, from the encoding under label 0 (the head does not see the label).
+    let y0 = glowflow::flow::prior::one_hot(&[0; 3], 3, &device).expect("labels");
+    let by_hand = head_logits_of(&model, x.clone(), Some(&y0));
+    let logits = to_f64_vec(
+        model
+            .class_scores(x)
+            .expect("scores")
+            .head_logits
+            .expect("logits"),
+    );
+    for (row, expected) in logits.chunks(3).zip(&by_hand) {
+        for (got, want) in row.iter().zip(expected) {
+            assert_rel_close(*got, *want, 1e-10, "head logit");
+        }
+        assert!(expected.iter().any(|l| l.abs() > 1e-3), "{expected:?}");
+    }
+    let head: Vec<usize> = by_hand.iter().map(|row| argmax(row)).collect();
+    assert_eq!(predicted.head, Some(head));
+}

@@ -104,6 +104,18 @@ async fn ok(client: &reqwest::Client, address: SocketAddr, path: &str, body: Val
     answer
 }
 
+/// `GET /api/models`: the served models as the page sees them.
+async fn models_info(client: &reqwest::Client, address: SocketAddr) -> Value {
+    client
+        .get(format!("http://{address}/api/models"))
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// `POST path` that must fail with `status` and an error mentioning every one of `facts`.
 async fn fails(
     client: &reqwest::Client,
@@ -211,14 +223,7 @@ async fn the_api_returns_what_the_library_computes() {
     let x_of = |i: usize| images_at_bin_centres(&glow, &test, &[i]).expect("test image");
 
     // The models, as the page sees them.
-    let info: Value = client
-        .get(format!("http://{address}/api/models"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("JSON");
+    let info = models_info(&client, address).await;
     let first = &info["models"][0];
     assert_eq!(first["levels"], 2);
     assert_eq!(first["latent_length"], 64);
@@ -426,6 +431,7 @@ async fn the_api_returns_what_the_library_computes() {
 fn conditional_model(fixture: &Fixture) -> PathBuf {
     let mut config = grey8_config(8);
     config.n_classes = 10;
+    config.class_head = true;
     let path = fixture.dir.join("tiny-conditional");
     let model = config.init(&f32_device()).expect("valid config");
     save_model(&perturb(model, 0.05, 13), &path).expect("save model");
@@ -474,11 +480,15 @@ async fn a_class_conditional_model_is_served_under_its_labels() {
         .expect("sample");
     assert_same_images(&answer["images"], x, "samples of class 6");
 
-    // A test image is encoded under its own label, and decodes back under it.
+    // A test image is encoded under its own label, and decodes back under it; the answer says
+    // which class the model reads it as, by Bayes' rule and by its classifier head.
     let encoded = ok(&client, address, "/api/encode", json!({"index": 2})).await;
     assert_eq!(encoded["label"], 2, "test image 2 is of class 2 % 4");
     let (latents, _) = glow.encode(x_of(2), Some(&class(2, 1))).expect("encode");
     assert_eq!(latent_values(&encoded["latents"]), flat(&latents));
+    let predicted = glow.predicted_classes(x_of(2)).expect("classes");
+    assert_eq!(encoded["predicted_class"], predicted.bayes[0]);
+    assert_eq!(encoded["head_class"], predicted.head.expect("a head")[0]);
     let full = ok(
         &client,
         address,
@@ -515,6 +525,15 @@ async fn a_class_conditional_model_is_served_under_its_labels() {
     assert_eq!(encoded["label"], 7);
     let (latents, _) = glow.encode(x_of(1), Some(&class(7, 1))).expect("encode");
     assert_eq!(latent_values(&encoded["latents"]), flat(&latents));
+    // Without a class, under the class the model finds most likely.
+    let guessed = ok(&client, address, "/api/encode", json!({"image": upload})).await;
+    let likely = glow.predicted_classes(x_of(1)).expect("classes").bayes[0];
+    assert_eq!(guessed["label"], likely);
+    assert_eq!(guessed["predicted_class"], likely);
+    let (latents, _) = glow
+        .encode(x_of(1), Some(&class(likely, 1)))
+        .expect("encode");
+    assert_eq!(latent_values(&guessed["latents"]), flat(&latents));
 
     // Interpolation from a test image of class 0 to one of class 1 moves the label too.
     let line = interpolation_between_classes(&client, address, 5).await;
@@ -540,8 +559,8 @@ async fn a_class_conditional_model_is_served_under_its_labels() {
         ),
         (
             "/api/encode",
-            json!({"image": upload}),
-            &["`class` is needed"],
+            json!({"image": upload, "class": 10}),
+            &["`class` = 10", "between 0 and 9"],
         ),
         (
             "/api/reconstruct",
@@ -1201,9 +1220,25 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
         ),
     )
     .await;
+    // It names the image's class and the classes the model reads it as, as the chooser names
+    // classes.
+    let models = models_info(&client, address).await;
+    let name = |k: &Value| {
+        let k = k.as_u64().expect("a class") as usize;
+        match models["models"][0]["attributes"].as_array() {
+            Some(names) if names.len() == 10 => names[k].as_str().expect("a name").to_string(),
+            _ => k.to_string(),
+        }
+    };
+    let text = format!(
+        "(class {}); the model reads it as {} (its classifier head: {})",
+        name(&encoded["label"]),
+        name(&encoded["predicted_class"]),
+        name(&encoded["head_class"])
+    );
     wait_until(
         &browser,
-        "document.getElementById('encode-bpd').textContent.includes('(class 0)')",
+        &format!("document.getElementById('encode-bpd').textContent.includes({text:?})"),
     )
     .await;
 

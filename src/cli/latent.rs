@@ -28,7 +28,8 @@ pub(crate) struct Inputs {
     /// Indices of test-set images (the default when no --image is given: image 0).
     #[arg(long, num_args = 1.., conflicts_with = "image")]
     index: Vec<usize>,
-    /// Class label of every --image, for class-conditional models.
+    /// Class label of every --image, for class-conditional models (default: each image's most
+    /// likely class, argmax_k p(image | k)).
     #[arg(long)]
     class: Option<usize>,
 }
@@ -97,8 +98,12 @@ impl Encode {
             meta.insert("labels".to_string(), labels.join(","));
         }
         save_latents(&out, &glow, &latents, &meta)?;
-        for (name, b) in names.iter().zip(&bpd) {
-            println!("{name}: {b} bits/dim (pixel values at bin centres)");
+        for (i, (name, b)) in names.iter().zip(&bpd).enumerate() {
+            let class = match &labels {
+                Some(labels) => format!(", class {}", labels[i]),
+                None => String::new(),
+            };
+            println!("{name}: {b} bits/dim (pixel values at bin centres{class})");
         }
         println!(
             "wrote the latents of {} images ({} levels) to {}",

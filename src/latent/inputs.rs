@@ -1,7 +1,8 @@
 //! The images a latent-space operation starts from, as model inputs at the centres of their
-//! pixel bins: test-set images by index, image files of the model's size (with one class label
-//! for all of them when the model is class-conditional), or an image sent as bytes (an upload),
-//! resized and cropped as folder datasets are.
+//! pixel bins: test-set images by index, image files of the model's size, or an image sent as
+//! bytes (an upload), resized and cropped as folder datasets are. A class-conditional model
+//! encodes files and uploads under the class given for all of them or, without one, each under
+//! the class it finds most likely (Bayes' rule, [`Glow::predicted_classes`]).
 
 use std::path::PathBuf;
 
@@ -51,15 +52,15 @@ pub fn test_set_inputs(
 }
 
 /// The image files `files` (PNG/JPEG), converted to the model's channel count; each must have
-/// the model's height and width. A class-conditional model needs `class` (the label of every
-/// image), an unconditional one must get none.
+/// the model's height and width. A class-conditional model labels them `class`, or each with its
+/// most likely class without one; an unconditional one must get none.
 pub fn image_file_inputs(
     model: &Glow,
     files: &[PathBuf],
     class: Option<usize>,
 ) -> Result<ModelInputs> {
     let image = model.config().image;
-    let labels = labels_of(model, class, files.len())?;
+    check_class(model, class)?;
     let loaded = load_image_files(
         files,
         &FolderOptions {
@@ -79,6 +80,7 @@ pub fn image_file_inputs(
     }
     let all: Vec<usize> = (0..files.len()).collect();
     let x = images_at_bin_centres(model, &loaded.dataset, &all)?;
+    let labels = labels_of(model, class, &x)?;
     let names = files.iter().map(|p| p.display().to_string()).collect();
     Ok(ModelInputs { x, names, labels })
 }
@@ -96,7 +98,7 @@ pub fn image_bytes_input(
     max_side: u32,
 ) -> Result<ModelInputs> {
     let image = model.config().image;
-    let labels = labels_of(model, class, 1)?;
+    check_class(model, class)?;
     let options = FolderOptions {
         size: (image.height == image.width).then_some(image.height),
         channels: Some(image.channels),
@@ -113,17 +115,16 @@ pub fn image_bytes_input(
     }
     let x = images_at_bin_centres(model, &data, &[0])?;
     Ok(ModelInputs {
+        labels: labels_of(model, class, &x)?,
         x,
         names: vec![name.to_string()],
-        labels,
     })
 }
 
-/// The labels of `n` images given `class`: none for an unconditional model (which must get no
-/// class), `n` copies of `class` for a class-conditional one (which needs one, in range).
-fn labels_of(model: &Glow, class: Option<usize>, n: usize) -> Result<Option<Vec<usize>>> {
+/// A class given for images of `model`: refused by an unconditional model, within range for a
+/// class-conditional one.
+fn check_class(model: &Glow, class: Option<usize>) -> Result<()> {
     match (model.config().n_classes, class) {
-        (0, None) => Ok(None),
         (0, Some(_)) => Err(GlowError::Label(
             "the model is unconditional; give the images no class (--class)".into(),
         )),
@@ -131,9 +132,18 @@ fn labels_of(model: &Glow, class: Option<usize>, n: usize) -> Result<Option<Vec<
             "class {c} is out of range: the model has {k} classes (0..{})",
             k - 1
         ))),
+        _ => Ok(()),
+    }
+}
+
+/// The labels of images `x` given `class` (checked by [`check_class`]): none for an
+/// unconditional model, `class` for every image of a class-conditional one, or without a class
+/// each image's most likely class.
+fn labels_of(model: &Glow, class: Option<usize>, x: &Tensor<4>) -> Result<Option<Vec<usize>>> {
+    let n = x.dims()[0];
+    match (model.config().n_classes, class) {
+        (0, _) => Ok(None),
         (_, Some(c)) => Ok(Some(vec![c; n])),
-        (k, None) => Err(GlowError::Label(format!(
-            "the model is class-conditional ({k} classes); give the images a class (--class K)"
-        ))),
+        (_, None) => Ok(Some(model.predicted_classes(x.clone())?.bayes)),
     }
 }

@@ -39,9 +39,9 @@ use crate::flow::prior::{one_hot, TopPrior};
 use crate::flow::split::Split;
 use crate::flow::step::FlowStep;
 use crate::flow::{Condition, InvertibleMap};
-use crate::likelihood;
+use crate::likelihood::{self, argmax_and_log_sum_exp};
 use crate::parallel::{join_rows, map_ranges, rows, split, DEFAULT_SHARDS};
-use crate::tensor_ops::{random_normal, sum_per_sample};
+use crate::tensor_ops::{random_normal, sum_per_sample, to_f64_vec};
 
 /// One level: K steps of flow on the squeezed input, then (except at the top) a split.
 #[derive(Module, Debug)]
@@ -95,6 +95,15 @@ pub struct ClassScores {
     pub log_prob: Tensor<2>,
     /// The classifier head's logits, `[N, n_classes]`, where the model has a head.
     pub head_logits: Option<Tensor<2>>,
+}
+
+/// The classes a class-conditional model gives a batch ([`Glow::predicted_classes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictedClasses {
+    /// Bayes' rule, `argmax_k log p(x | k)`, per image.
+    pub bayes: Vec<usize>,
+    /// The classifier head's largest logit per image, where the model has a head.
+    pub head: Option<Vec<usize>>,
 }
 
 /// A batch of `n` must hold at least one image: an empty batch has no latents to encode or
@@ -490,6 +499,25 @@ impl Glow {
         Ok(ClassScores {
             log_prob: Tensor::cat(columns, 1),
             head_logits: self.top.class_logits(z_top),
+        })
+    }
+
+    /// The class a class-conditional model gives each preprocessed image: by Bayes' rule under a
+    /// uniform class prior, `argmax_k log p(x | k)`, and, where the model has a classifier head,
+    /// by the head's largest logit (the first of equal scores, both), from one
+    /// [`Glow::class_scores`] pass.
+    pub fn predicted_classes(&self, x: Tensor<4>) -> Result<PredictedClasses> {
+        let k = self.config.n_classes;
+        let scores = self.class_scores(x)?;
+        let argmax = |scores: Tensor<2>| -> Vec<usize> {
+            to_f64_vec(scores)
+                .chunks(k)
+                .map(|row| argmax_and_log_sum_exp(row).0)
+                .collect()
+        };
+        Ok(PredictedClasses {
+            bayes: argmax(scores.log_prob),
+            head: scores.head_logits.map(argmax),
         })
     }
 

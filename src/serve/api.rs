@@ -433,7 +433,9 @@ impl Job for SampleRequest {
 
 /// `POST /api/encode`: the latents and bits/dim of test image `index` or of an uploaded
 /// `image` (base64 PNG/JPEG, resized and cropped as training folders are). A class-conditional
-/// model encodes under `class`: a test image's own label unless given, an upload's is needed.
+/// model encodes under `class`: unless given, a test image's own label, else (an upload, an
+/// unlabelled test set) the class it finds most likely; it also says which class it reads
+/// the image as ([`EncodeResponse::predicted_class`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncodeRequest {
@@ -455,7 +457,7 @@ impl EncodeRequest {
     }
 
     /// The class to encode under: `class`, else a test image's label (none for an unconditional
-    /// model, whose check refuses a `class`).
+    /// model, whose check refuses a `class`; none where the model is to find it).
     fn label(&self, model: &ServedModel) -> Option<usize> {
         match model.glow.config().n_classes {
             0 => self.class,
@@ -476,6 +478,11 @@ pub struct EncodeResponse {
     /// Its class: a test image's label in a labelled dataset, or (for a class-conditional model)
     /// the class it was encoded under.
     pub label: Option<usize>,
+    /// The class a class-conditional model reads the image as: Bayes' rule,
+    /// `argmax_k p(x | k)` ([`crate::Glow::predicted_classes`]).
+    pub predicted_class: Option<usize>,
+    /// The class of the classifier head's largest logit, for a model with a head.
+    pub head_class: Option<usize>,
 }
 
 impl Job for EncodeRequest {
@@ -483,7 +490,9 @@ impl Job for EncodeRequest {
 
     fn check(&self, explorer: &Explorer) -> Result<(), ApiError> {
         let model = model_at(explorer, self.model)?;
-        check_class(model, "class", self.label(model))?;
+        if self.class.is_some() || model.glow.config().n_classes == 0 {
+            check_class(model, "class", self.class)?;
+        }
         match (&self.index, &self.image) {
             (Some(index), None) => {
                 let test = model
@@ -505,9 +514,8 @@ impl Job for EncodeRequest {
     fn run(self, explorer: &Explorer) -> Result<EncodeResponse, ApiError> {
         let model = model_at(explorer, self.model)?;
         let glow = &model.glow;
-        let class = self.label(model);
-        let classes = class_rows(model, class, 1)?;
-        let label = class.or_else(|| self.own_label(model));
+        let own = self.own_label(model);
+        let given = self.label(model);
         let inputs = match (self.index, self.image) {
             (Some(index), _) => {
                 let test = model
@@ -520,17 +528,26 @@ impl Job for EncodeRequest {
                 let bytes =
                     upload_bytes(&text).map_err(|why| ApiError::bad(format!("`image` {why}")))?;
                 let max_side = explorer.limits.max_image_side;
-                image_bytes_input(glow, &bytes, "the uploaded image", class, max_side)?
+                image_bytes_input(glow, &bytes, "the uploaded image", given, max_side)?
             }
             (None, None) => return Err(ApiError::bad("give `index` or `image`")),
         };
+        let predicted = match glow.config().n_classes {
+            0 => None,
+            _ => Some(glow.predicted_classes(inputs.x.clone())?),
+        };
+        // The class encoded under: the one given, a test image's own, else the most likely.
+        let class = given.or_else(|| predicted.as_ref().map(|p| p.bayes[0]));
+        let classes = class_rows(model, class, 1)?;
         let (latents, bpd) = encode_with_bits_per_dim(glow, inputs.x.clone(), classes.as_ref())?;
         let image = png_data_urls(inputs.x, glow.config().n_bits)?.remove(0);
         Ok(EncodeResponse {
             image,
             latents: latents_to_base64(&latents).remove(0),
             bits_per_dim: bpd[0],
-            label,
+            label: class.or(own),
+            predicted_class: predicted.as_ref().map(|p| p.bayes[0]),
+            head_class: predicted.and_then(|p| p.head).map(|head| head[0]),
         })
     }
 }

@@ -494,40 +494,49 @@ pub fn test_log_probs_by_hand(
 }
 
 /// The classifier head's logits (one row per test image) of the model saved in `run`, by hand
-/// from its parameters: each image dequantised as [`test_bpd_by_hand`] says and encoded under
-/// its label, the top latent rebuilt from the top's `ε` as `z = μ + σ·ε`, then
-/// `(mean_{h,w} z · W + b) · exp(s · logs)` in f64. Also the images' labels.
+/// ([`head_logits_of`], each image dequantised as [`test_bpd_by_hand`] says and encoded under
+/// its label). Also the images' labels.
 pub fn head_logits_by_hand(run: &std::path::Path, seed: u64) -> (Vec<Vec<f64>>, Vec<usize>) {
-    let device = f32_device();
     let by_batch = by_eval_batch(run, seed, None, |model, x, own| {
-        let n = x.dims()[0];
-        let (latents, _) = model.encode(x, own.as_ref()).expect("encode");
-        let eps = latents.levels.last().expect("a top level").clone();
-        let (mean, log_std) = model.top.mean_log_std(n, own.as_ref(), &device);
-        let [_, c, h, w] = eps.dims();
-        let z = to_f64_vec(mean + log_std.exp() * eps);
-        let head = model.top.classifier.as_ref().expect("a head");
-        let weight = to_f64_vec(head.weight.val());
-        let k = weight.len() / c;
-        let bias = to_f64_vec(head.bias.val());
-        let logs = to_f64_vec(head.logs.val());
-        let factor = model.config().zero_logscale_factor;
-        z.chunks(c * h * w)
-            .map(|image| {
-                let means: Vec<f64> = image
-                    .chunks(h * w)
-                    .map(|channel| channel.iter().sum::<f64>() / (h * w) as f64)
-                    .collect();
-                (0..k)
-                    .map(|j| {
-                        let dot: f64 = (0..c).map(|i| means[i] * weight[i * k + j]).sum();
-                        (dot + bias[j]) * (factor * logs[j]).exp()
-                    })
-                    .collect()
-            })
-            .collect()
+        head_logits_of(model, x, own.as_ref())
     });
     (by_batch.values, by_batch.labels)
+}
+
+/// The classifier head's logits (one row per image) of `model` for images `x`, by hand from its
+/// parameters: `x` encoded under the one-hot `classes`, the top latent rebuilt from the top's
+/// `ε` as `z = μ + σ·ε`, then `(mean_{h,w} z · W + b) · exp(s · logs)` in f64.
+pub fn head_logits_of(
+    model: &glowflow::Glow,
+    x: Tensor<4>,
+    classes: Option<&Tensor<2>>,
+) -> Vec<Vec<f64>> {
+    let n = x.dims()[0];
+    let (latents, _) = model.encode(x, classes).expect("encode");
+    let eps = latents.levels.last().expect("a top level").clone();
+    let (mean, log_std) = model.top.mean_log_std(n, classes, &eps.device());
+    let [_, c, h, w] = eps.dims();
+    let z = to_f64_vec(mean + log_std.exp() * eps);
+    let head = model.top.classifier.as_ref().expect("a head");
+    let weight = to_f64_vec(head.weight.val());
+    let k = weight.len() / c;
+    let bias = to_f64_vec(head.bias.val());
+    let logs = to_f64_vec(head.logs.val());
+    let factor = model.config().zero_logscale_factor;
+    z.chunks(c * h * w)
+        .map(|image| {
+            let means: Vec<f64> = image
+                .chunks(h * w)
+                .map(|channel| channel.iter().sum::<f64>() / (h * w) as f64)
+                .collect();
+            (0..k)
+                .map(|j| {
+                    let dot: f64 = (0..c).map(|i| means[i] * weight[i * k + j]).sum();
+                    (dot + bias[j]) * (factor * logs[j]).exp()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// What [`by_eval_batch`] gives.
