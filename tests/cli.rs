@@ -417,6 +417,10 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
     .chain(TINY_RUN)
     .collect();
     common::succeeds(&args);
+    // The run's sample grids show one class per column: 10 columns, 7 rows (70 samples).
+    let grid = std::fs::read(run.join("samples/step-00000040-t0.7.png")).expect("grid");
+    let (width, height, _) = png_header(&grid);
+    assert_eq!((width, height), (10 * 9 + 1, 7 * 9 + 1));
     // Batches of 6 (6 + 6 + 4 images), so that the figures add up over batches.
     set_eval_batch_size(&run, 6);
     let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);

@@ -11,6 +11,7 @@ use common::{f32_device, fails, max_abs_diff, perturb, scratch_dir, succeeds, wr
 use glowflow::io::latent_file::load_latents;
 use glowflow::tensor_ops::{from_f64, to_f64_vec};
 use glowflow::{load_model, save_model, Latents};
+use rand::SeedableRng;
 
 /// Runs a command that must fail, and checks that its message mentions every one of `facts`.
 fn fails_mentioning(args: &[&str], facts: &[&str]) {
@@ -382,11 +383,11 @@ fn two_manipulates_at_once_write_one_cache_that_both_agree_with() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
-fn encode_labels_each_image_with_its_most_likely_class_unless_given_one() {
-    let dir = scratch_dir("encode-likely-class");
+/// A class-conditional model of 3 classes with a classifier head, built by `glowflow new` in
+/// `dir` and perturbed so that its classes differ (saved over it), and its path.
+fn conditional_model(dir: &Path) -> (String, glowflow::Glow) {
     let model = dir.join("conditional");
-    let model_arg = model.to_str().expect("utf-8");
+    let model_arg = model.to_str().expect("utf-8").to_string();
     // The tiny architecture (the first 8 arguments of a tiny run).
     let mut args = vec!["new"];
     args.extend(&common::TINY_RUN[..8]);
@@ -396,12 +397,60 @@ fn encode_labels_each_image_with_its_most_likely_class_unless_given_one() {
         "--class-head",
         "true",
         "--out",
-        model_arg,
+        &model_arg,
     ]);
     succeeds(&args);
-    let device = f32_device();
-    let glow = perturb(load_model(&model, &device).expect("load"), 0.3, 5);
+    let glow = perturb(load_model(&model, &f32_device()).expect("load"), 0.3, 5);
     save_model(&glow, &model).expect("save the perturbed model");
+    (model_arg, glow)
+}
+
+#[test]
+fn sample_without_a_class_puts_one_class_in_each_column() {
+    let dir = scratch_dir("sample-classes");
+    let (model, glow) = conditional_model(&dir);
+    let out = dir.join("samples.png");
+    let (stdout, _) = succeeds(&[
+        "sample",
+        "--model",
+        &model,
+        "--n",
+        "16",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(stdout.contains("one class per column"), "{stdout}");
+    // 16 samples of 3 classes: 6 columns (the classes twice), rounded up to 3 whole rows.
+    let grid = read_png(&out);
+    assert_eq!((grid.0, grid.1), (6 * 9 + 1, 3 * 9 + 1));
+    let labels: Vec<usize> = (0..18).map(|i| i % 3).collect();
+    let classes = glow.one_hot(&labels, &f32_device()).expect("one-hot");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let x = glow
+        .sample(18, 0.8, Some(&classes), &mut rng)
+        .expect("samples");
+    let pixels = to_f64_vec(glowflow::likelihood::to_pixels(x, 8));
+    for (i, expected) in pixels.chunks(64).enumerate() {
+        let expected: Vec<u8> = expected.iter().map(|&v| v as u8).collect();
+        assert_eq!(
+            grid_cell(&grid, i / 6, i % 6),
+            expected,
+            "sample {i}, class {}",
+            i % 3
+        );
+    }
+}
+
+#[test]
+fn encode_labels_each_image_with_its_most_likely_class_unless_given_one() {
+    let dir = scratch_dir("encode-likely-class");
+    let (model, glow) = conditional_model(&dir);
+    let model_arg = model.as_str();
+    let device = f32_device();
     // Six images, and the model's inputs for them (pixels at their bin centres).
     let pixels: Vec<Vec<u8>> = (0..6u8)
         .map(|i| (0..64u8).map(|p| i * 45 + p % 8).collect())

@@ -1,5 +1,6 @@
 //! The library functions behind the latent-space commands' grids and inputs: laying variants out
-//! one row per image, padding to whole rows, picking test images or image files as model inputs,
+//! one row per image, padding to whole rows, a class-conditional model's samples one class per
+//! column, picking test images or image files as model inputs,
 //! reconstructions and moves along a direction, and the same-images check of `sample`.
 
 mod common;
@@ -9,11 +10,12 @@ use common::*;
 
 use glowflow::data::dataset::ImageDataset;
 use glowflow::io::png_grid::{pad_to_full_rows, rows_per_image};
+use glowflow::io::sample_grid::ClassGrid;
 use glowflow::latent::inputs::{image_file_inputs, test_set_inputs};
 use glowflow::latent::{along_direction, reconstructions};
 use glowflow::model::compatible::check_same_images;
 use glowflow::tensor_ops::to_f64_vec;
-use glowflow::{CouplingKind, Glow, GlowConfig, GlowError, Latents, PermutationKind};
+use glowflow::{CouplingKind, Glow, GlowConfig, Latents, PermutationKind};
 use rand::SeedableRng;
 
 /// `count` 1x2x2 images, image `k` filled with the value `k`.
@@ -25,6 +27,54 @@ fn numbered_images(count: usize) -> Tensor<4> {
 /// The value of each image of a batch of constant images.
 fn image_values(x: Tensor<4>) -> Vec<f64> {
     to_f64_vec(x).chunks(4).map(|c| c[0]).collect()
+}
+
+#[test]
+fn class_grids_hold_one_class_per_column_in_whole_rows() {
+    for k in 1..=40 {
+        let grid = ClassGrid::new(k, 64, 8);
+        let n = grid.labels.len();
+        assert!(
+            n >= 64 && n.is_multiple_of(grid.columns),
+            "{k} classes: {n} samples in rows of {}",
+            grid.columns
+        );
+        assert!(
+            n < 64 + grid.columns,
+            "{k} classes: {n} samples, one row at most past 64"
+        );
+        assert!(grid
+            .labels
+            .iter()
+            .enumerate()
+            .all(|(i, &label)| label == i % k));
+        if k <= 16 {
+            // Every column one class, every class in a column, at least 8 columns where the
+            // classes are fewer.
+            assert_eq!(
+                grid.columns % k,
+                0,
+                "{k} classes in {} columns",
+                grid.columns
+            );
+            assert!(
+                grid.columns <= 16,
+                "{k} classes in {} columns",
+                grid.columns
+            );
+            for (i, &label) in grid.labels.iter().enumerate() {
+                assert_eq!(label, (i % grid.columns) % k, "{k} classes: sample {i}");
+            }
+        } else {
+            assert_eq!(
+                grid.columns, 8,
+                "{k} classes cycle in the grid's own columns"
+            );
+        }
+    }
+    assert_eq!(ClassGrid::new(10, 64, 8).columns, 10);
+    assert_eq!(ClassGrid::new(3, 64, 8).columns, 6);
+    assert_eq!(ClassGrid::new(10, 16, 8).labels.len(), 20);
 }
 
 #[test]
@@ -145,9 +195,13 @@ fn image_file_inputs_check_size_and_class_and_read_the_pixels() {
     let conditional =
         image_file_inputs(&model(3), std::slice::from_ref(&good), Some(1)).expect("class 1");
     assert_eq!(conditional.labels, Some(vec![1]));
-    let missing =
-        image_file_inputs(&model(3), std::slice::from_ref(&good), None).expect_err("needs a class");
-    assert!(matches!(missing, GlowError::Label(_)), "{missing}");
+    // Without a class, each image's most likely one.
+    let guessed = image_file_inputs(&model(3), std::slice::from_ref(&good), None)
+        .expect("its most likely class");
+    let likely = model(3)
+        .predicted_classes(guessed.x.clone())
+        .expect("classes");
+    assert_eq!(guessed.labels, Some(likely.bayes));
     let too_big =
         image_file_inputs(&model(3), std::slice::from_ref(&good), Some(3)).expect_err("3 classes");
     assert!(too_big.to_string().contains("class 3"), "{too_big}");

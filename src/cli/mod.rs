@@ -45,7 +45,8 @@ enum Command {
     Train(train::Train),
     /// Test-set bits per dimension of a trained model (every test image, seeded noise); for a
     /// class-conditional model also the marginal bits/dim (uniform class prior) and the
-    /// classification error of Bayes' rule.
+    /// classification error of Bayes' rule, and for one with a classifier head its error and
+    /// cross-entropy.
     Eval(train::Eval),
     /// Samples from the same noise at several temperatures, one column per temperature.
     TemperatureSweep(latent::TemperatureSweep),

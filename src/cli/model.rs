@@ -10,6 +10,7 @@ use glowflow::flow::conv::ConvRoute;
 use glowflow::io::import::{export_checkpoint, import_checkpoint, ImportOptions, Peer};
 use glowflow::io::model_dir::CONFIG_FILE;
 use glowflow::io::png_grid::{pad_to_full_rows, write_png_grid};
+use glowflow::io::sample_grid::ClassGrid;
 use glowflow::likelihood::to_pixels;
 use glowflow::model::compatible::check_same_images;
 use glowflow::{load_model, save_model, GlowError};
@@ -146,10 +147,12 @@ pub struct Sample {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Images per row of the grid.
-    #[arg(long, default_value_t = 8)]
-    columns: usize,
-    /// Class of every sample, for class-conditional models.
+    /// Images per row of the grid (default 8; for a class-conditional model sampled without
+    /// --class, one class per column).
+    #[arg(long, value_parser = at_least_one())]
+    columns: Option<usize>,
+    /// Class of every sample, for class-conditional models (default: the classes in turn, the
+    /// samples rounded up to whole rows of classes).
     #[arg(long)]
     class: Option<usize>,
     /// PNG file to write.
@@ -173,6 +176,9 @@ impl Sample {
         } = self;
         let mut grids: Vec<Tensor<4>> = Vec::new();
         let mut first: Option<glowflow::GlowConfig> = None;
+        // The grid's columns: the first model's.
+        let mut grid_columns: Option<usize> = None;
+        let mut counts = Vec::new();
         for dir in &models {
             let model = load_model(dir, device)?;
             match &first {
@@ -181,11 +187,25 @@ impl Sample {
                 }
                 None => first = Some(model.config().clone()),
             }
-            let classes = class
-                .map(|k| model.one_hot(&vec![k; n], device))
+            let (labels, model_columns) = match (model.config().n_classes, class) {
+                (0, _) => (None, columns.unwrap_or(8)),
+                (_, Some(k)) => (Some(vec![k; n]), columns.unwrap_or(8)),
+                (k, None) => match columns {
+                    Some(c) => (Some((0..n).map(|i| i % k).collect()), c),
+                    None => {
+                        let grid = ClassGrid::new(k, n, 8);
+                        (Some(grid.labels), grid.columns)
+                    }
+                },
+            };
+            let columns = *grid_columns.get_or_insert(model_columns);
+            let count = labels.as_ref().map_or(n, Vec::len);
+            counts.push(count);
+            let classes = labels
+                .map(|labels: Vec<usize>| model.one_hot(&labels, device))
                 .transpose()?;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let x = model.sample(n, temperature, classes.as_ref(), &mut rng)?;
+            let x = model.sample(count, temperature, classes.as_ref(), &mut rng)?;
             let overflowed = glowflow::tensor_ops::non_finite_samples(&x);
             if overflowed > 0 {
                 eprintln!(
@@ -197,11 +217,17 @@ impl Sample {
             // Each model's samples start a new row of the grid (grey padding).
             grids.push(pad_to_full_rows(x, columns));
         }
-        let n_bits = first.map_or(8, |c| c.n_bits);
+        let n_bits = first.as_ref().map_or(8, |c| c.n_bits);
         let pixels = to_pixels(Tensor::cat(grids, 0), n_bits);
-        write_png_grid(&out, pixels, columns, zoom)?;
+        write_png_grid(&out, pixels, grid_columns.unwrap_or(8), zoom)?;
+        let per_class = match (first.map_or(0, |c| c.n_classes), class, columns) {
+            (k, None, None) if k > 0 => " (one class per column, the classes in turn)",
+            _ => "",
+        };
+        let counts: Vec<String> = counts.iter().map(usize::to_string).collect();
         println!(
-            "wrote {n} samples per model at temperature {temperature} to {}",
+            "wrote {} samples per model at temperature {temperature}{per_class} to {}",
+            counts.join(", "),
             out.display()
         );
         Ok(())

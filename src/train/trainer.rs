@@ -37,7 +37,7 @@ use crate::device::shards_on;
 use crate::error::{GlowError, Result};
 use crate::io::run_dir::{samples_dir, train_config_path, write_run_configs};
 use crate::io::run_lock::RunLock;
-use crate::io::sample_grid::{write_sample_grids, SAMPLE_GRID_IMAGES};
+use crate::io::sample_grid::{sample_grid_images, write_sample_grids};
 use crate::likelihood::preprocess;
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
@@ -188,10 +188,12 @@ fn fixed_at_start(train: &TrainConfig, on: &Placement) -> TrainConfig {
 /// The costs of a time-budgeted run on this machine, measured before its first step: `step`
 /// runs one training step (on the run's first batch, leaving the run's state as it was),
 /// `evaluate(n)` evaluates `n` test images; `started` is when the run started, which the budget
-/// counts from, and `checkpoint_seconds` what writing its first checkpoint took.
+/// counts from, `checkpoint_seconds` what writing its first checkpoint took and `sample_images`
+/// how many samples a set of sample grids decodes.
 fn measure_run_costs(
     train: &TrainConfig,
     test_images: usize,
+    sample_images: usize,
     started: Instant,
     checkpoint_seconds: f64,
     step: &mut dyn FnMut() -> Result<()>,
@@ -219,7 +221,7 @@ fn measure_run_costs(
         },
         eval_every: train.eval_every,
         final_eval_images: test_images,
-        sample_images: SAMPLE_GRID_IMAGES,
+        sample_images,
         sample_every: train.sample_every,
         checkpoint_seconds,
         checkpoint_every: train.checkpoint_every,
@@ -474,6 +476,7 @@ pub fn train_on(
         let costs = measure_run_costs(
             &train,
             test_set.len(),
+            sample_grid_images(&checkpoint.ema),
             started,
             checkpoint_seconds,
             &mut || {
