@@ -529,6 +529,43 @@ fn truncated_and_foreign_files_are_errors_that_name_the_file() {
 }
 
 #[test]
+fn a_conditional_model_without_a_head_exports_the_heads_zero_initialisation_to_y0ast() {
+    // The conditional fixture without its head: y0ast's conditional model always has one, so the
+    // export writes project_class as y0ast initialises it and every other tensor as before.
+    let model = import(Peer::Y0ast, "y0ast_additive_cond", None, None);
+    let mut config = model.config().clone();
+    config.class_head = false;
+    let state = without(&glow_state(&model).expect("weights"), |k| {
+        k.starts_with("top.classifier.")
+    });
+    let headless = glowflow::io::import::glow_state::glow_from_state(
+        &config,
+        &state,
+        std::path::Path::new("headless"),
+        &common::f32_device(),
+    )
+    .expect("the model without its head");
+    let path = scratch_dir("import-headless").join("headless.pt");
+    export_checkpoint(Peer::Y0ast, &headless, &path).expect("export");
+    let back = read_state_dict(&path).expect("our file reads");
+    let original =
+        read_state_dict(&fixtures().join("y0ast_additive_cond.pt")).expect("the fixture");
+    let head = |k: &str| k.starts_with("project_class.");
+    assert_eq!(without(&back, head), without(&original, head));
+    for key in [
+        "project_class.linear.weight",
+        "project_class.linear.bias",
+        "project_class.logs",
+    ] {
+        assert_eq!(back[key].shape, original[key].shape, "{key}");
+        assert!(
+            back[key].to_f32().iter().all(|&v| v == 0.0),
+            "{key} is zero"
+        );
+    }
+}
+
+#[test]
 fn models_a_peer_cannot_represent_are_export_errors_naming_the_option() {
     let device = common::f32_device();
     let path = scratch_dir("import-unsupported").join("x.pt");
