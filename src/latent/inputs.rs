@@ -1,8 +1,9 @@
 //! The images a latent-space operation starts from, as model inputs at the centres of their
 //! pixel bins: test-set images by index, image files of the model's size, or an image sent as
 //! bytes (an upload), resized and cropped as folder datasets are. A class-conditional model
-//! encodes files and uploads under the class given for all of them or, without one, each under
-//! the class it finds most likely (Bayes' rule, [`Glow::predicted_classes`]).
+//! encodes files under the class given for all of them or, without one, each under the class it
+//! finds most likely (Bayes' rule, [`Glow::predicted_classes`]); an upload comes unlabelled, for
+//! its caller to choose the class.
 
 use std::path::PathBuf;
 
@@ -89,16 +90,15 @@ pub fn image_file_inputs(
 /// for a model of square images, resized and centre-cropped to its size as folder datasets are
 /// ([`FolderOptions::size`]); `name` names it. A model of non-square images needs an image of
 /// its exact size. An image wider or taller than `max_side` pixels is refused before it is
-/// decoded. Labels as for [`image_file_inputs`].
+/// decoded. It has no label: the caller chooses the class it is encoded under (the explorer:
+/// the request's, else the most likely).
 pub fn image_bytes_input(
     model: &Glow,
     bytes: &[u8],
     name: &str,
-    class: Option<usize>,
     max_side: u32,
 ) -> Result<ModelInputs> {
     let image = model.config().image;
-    check_class(model, class)?;
     let options = FolderOptions {
         size: (image.height == image.width).then_some(image.height),
         channels: Some(image.channels),
@@ -113,11 +113,10 @@ pub fn image_bytes_input(
             image.height, image.width
         )));
     }
-    let x = images_at_bin_centres(model, &data, &[0])?;
     Ok(ModelInputs {
-        labels: labels_of(model, class, &x)?,
-        x,
+        x: images_at_bin_centres(model, &data, &[0])?,
         names: vec![name.to_string()],
+        labels: None,
     })
 }
 

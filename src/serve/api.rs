@@ -528,7 +528,7 @@ impl Job for EncodeRequest {
                 let bytes =
                     upload_bytes(&text).map_err(|why| ApiError::bad(format!("`image` {why}")))?;
                 let max_side = explorer.limits.max_image_side;
-                image_bytes_input(glow, &bytes, "the uploaded image", given, max_side)?
+                image_bytes_input(glow, &bytes, "the uploaded image", max_side)?
             }
             (None, None) => return Err(ApiError::bad("give `index` or `image`")),
         };
