@@ -424,6 +424,18 @@ fn sample_without_a_class_puts_one_class_in_each_column() {
         out.to_str().expect("utf-8"),
     ]);
     assert!(stdout.contains("one class per column"), "{stdout}");
+    // A grid of no columns is refused, naming the option.
+    let out_arg = out.to_str().expect("utf-8");
+    let stderr = fails(&[
+        "sample",
+        "--model",
+        &model,
+        "--columns",
+        "0",
+        "--out",
+        out_arg,
+    ]);
+    assert!(stderr.contains("--columns"), "{stderr}");
     // 16 samples of 3 classes: 6 columns (the classes twice), rounded up to 3 whole rows.
     let grid = read_png(&out);
     assert_eq!((grid.0, grid.1), (6 * 9 + 1, 3 * 9 + 1));
