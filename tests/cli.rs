@@ -177,7 +177,8 @@ fn train_then_sample_and_eval_from_the_run_directory() {
     assert_eq!(
         metrics.lines().next(),
         Some(
-            "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error"
+            "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,\
+             train_class_error,test_marginal_bpd,test_bayes_error,test_class_bits,test_class_error"
         )
     );
     assert!(run.join("samples/step-00000003-t0.7.png").is_file());
@@ -297,6 +298,75 @@ fn scored_by_hand(row: &[f64], label: usize, tie: f64) -> (f64, Option<bool>) {
     (log_sum_exp, wrong)
 }
 
+/// A class-conditional model's test figures by hand ([`class_figures_by_hand`]).
+struct ClassFiguresByHand {
+    /// Mean bits/dim given each image's label.
+    conditional: f64,
+    /// Mean bits/dim of `(1/K) Σ_k p(x | k)`.
+    marginal: f64,
+    /// Images Bayes' rule puts in another class.
+    errors: usize,
+    /// Images whose label and best rival are within 1e-3 nats (f32 rounding may decide them
+    /// either way).
+    ambiguous: usize,
+}
+
+impl ClassFiguresByHand {
+    /// Asserts that figures shown by glowflow (the bits/dim within `tolerance`, `wrong` images)
+    /// are these.
+    fn assert_close(&self, conditional: f64, marginal: f64, wrong: f64, tolerance: f64) {
+        for (what, shown, expected) in [
+            ("bits/dim", conditional, self.conditional),
+            ("marginal bits/dim", marginal, self.marginal),
+        ] {
+            println!("{what}: shown {shown}, by hand {expected}");
+            assert!(
+                (shown - expected).abs() < tolerance,
+                "{what}: glowflow shows {shown}, by hand {expected:.6}"
+            );
+        }
+        assert!(
+            (self.errors as f64 - 1e-9..=(self.errors + self.ambiguous) as f64 + 1e-9)
+                .contains(&wrong),
+            "{wrong} errors shown, {} by hand and {} near ties",
+            self.errors,
+            self.ambiguous
+        );
+    }
+}
+
+/// The test figures of the class-conditional model of `run` by hand: `log p(x | k)` of every test
+/// image under every class `k` from the model's `log_prob` with the one-hot label `k`, the
+/// uniform class prior, and eval's noise (`sizes` as [`common::test_log_probs_by_hand`] takes
+/// them).
+fn class_figures_by_hand(run: &Path, sizes: Option<(usize, usize)>) -> ClassFiguresByHand {
+    let (own, labels, to_bits) = common::test_log_probs_by_hand(run, 0, None, sizes);
+    let per_class: Vec<Vec<f64>> = (0..10)
+        .map(|k| common::test_log_probs_by_hand(run, 0, Some(k), sizes).0)
+        .collect();
+    let n = own.len() as f64;
+    let mut marginal = 0.0;
+    let (mut errors, mut ambiguous) = (0, 0);
+    for (i, &label) in labels.iter().enumerate() {
+        let column: Vec<f64> = per_class.iter().map(|lp| lp[i]).collect();
+        assert_eq!(column[label], own[i], "the own label's column, image {i}");
+        // Bayes' rule errs where another class has the higher likelihood.
+        let (log_sum_exp, wrong) = scored_by_hand(&column, label, 1e-3);
+        marginal += to_bits(log_sum_exp - 10f64.ln()) / n;
+        match wrong {
+            None => ambiguous += 1,
+            Some(wrong) => errors += usize::from(wrong),
+        }
+    }
+    assert!(2 * ambiguous < labels.len(), "{ambiguous} near ties");
+    ClassFiguresByHand {
+        conditional: own.iter().map(|&lp| to_bits(lp)).sum::<f64>() / n,
+        marginal,
+        errors,
+        ambiguous,
+    }
+}
+
 #[test]
 fn a_classifier_head_trains_on_its_loss_and_evaluates_as_computed_by_hand() {
     let dir = scratch_dir("class-head");
@@ -375,16 +445,29 @@ fn a_classifier_head_trains_on_its_loss_and_evaluates_as_computed_by_hand() {
             Some(wrong) => errors += usize::from(wrong),
         }
     }
-    let shown = number_after(&printed, "cross-entropy");
-    assert!(
-        (shown - cross_entropy).abs() < 1e-3,
-        "printed {shown} bits, by hand {cross_entropy}: {printed}"
-    );
-    let wrong = number_after(&printed, "classifier head:") / 100.0 * n;
-    assert!(
-        (errors as f64 - 1e-9..=(errors + ambiguous) as f64 + 1e-9).contains(&wrong),
-        "{wrong} errors printed, {errors} by hand and {ambiguous} near ties: {printed}"
-    );
+    // So does training's final evaluation, over the same batches, into metrics.csv.
+    let last = rows.last().expect("a final row");
+    let logged = last
+        .test_head
+        .expect("the head's test figures in the final row");
+    assert!(last.test_classes.is_some(), "{last:?}");
+    for (shown, wrong, tolerance) in [
+        (
+            number_after(&printed, "cross-entropy"),
+            number_after(&printed, "classifier head:") / 100.0 * n,
+            1e-3,
+        ),
+        (logged.bits, logged.error * n, 1e-5),
+    ] {
+        assert!(
+            (shown - cross_entropy).abs() < tolerance,
+            "shown {shown} bits, by hand {cross_entropy}: {printed}"
+        );
+        assert!(
+            (errors as f64 - 1e-9..=(errors + ambiguous) as f64 + 1e-9).contains(&wrong),
+            "{wrong} errors shown, {errors} by hand and {ambiguous} near ties: {printed}"
+        );
+    }
 
     // The weight is fixed for the run: a resume may not change it.
     let stderr = common::fails(&["train", "--resume", run_arg, "--weight-y", "0.1"]);
@@ -416,54 +499,40 @@ fn a_class_conditional_run_evaluates_with_the_marginal_bpd_and_bayes_error_and_i
     .chain(["--steps", "40", "--n-classes", "10"])
     .chain(TINY_RUN)
     .collect();
-    common::succeeds(&args);
+    let (summary, _) = common::succeeds(&args);
     // The run's sample grids show one class per column: 10 columns, 7 rows (70 samples).
     let grid = std::fs::read(run.join("samples/step-00000040-t0.7.png")).expect("grid");
     let (width, height, _) = png_header(&grid);
     assert_eq!((width, height), (10 * 9 + 1, 7 * 9 + 1));
-    // Batches of 6 (6 + 6 + 4 images), so that the figures add up over batches.
+
+    // The run's final evaluation logs the class figures, computed here by hand over its batches
+    // (one of all 16 test images), and its summary line shows them.
+    let rows = glowflow::train::metrics::MetricsFile::read(&run.join("metrics.csv")).expect("rows");
+    let last = rows.last().expect("a final row");
+    assert_eq!(last.step, 40);
+    let classes = last.test_classes.expect("class figures in the final row");
+    let test_bpd = last.test_bpd.expect("a test figure");
+    assert!(
+        rows.iter().all(|r| r.test_head.is_none()),
+        "no head, no head figures"
+    );
+    let trained = class_figures_by_hand(&run, Some((16, 500)));
+    trained.assert_close(test_bpd, classes.marginal_bpd, classes.error * 16.0, 1e-5);
+    assert!(
+        summary.contains("given the label; marginal")
+            && (number_after(&summary, "marginal") - classes.marginal_bpd).abs() < 1e-4,
+        "{summary}"
+    );
+
+    // eval with batches of 6 (6 + 6 + 4 images), so that the figures add up over batches.
     set_eval_batch_size(&run, 6);
     let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
-
-    // By hand: log p(x | k) of every test image under every class k from the model's
-    // `log_prob` with the one-hot label k, the uniform class prior, and eval's noise.
-    let (own, labels, to_bits) = common::test_log_probs_by_hand(&run, 0, None, None);
-    let per_class: Vec<Vec<f64>> = (0..10)
-        .map(|k| common::test_log_probs_by_hand(&run, 0, Some(k), None).0)
-        .collect();
-    let n = own.len() as f64;
-    let mut marginal = 0.0;
-    let (mut errors, mut ambiguous) = (0, 0);
-    for (i, &label) in labels.iter().enumerate() {
-        let column: Vec<f64> = per_class.iter().map(|lp| lp[i]).collect();
-        assert_eq!(column[label], own[i], "the own label's column, image {i}");
-        // Bayes' rule errs where another class has the higher likelihood. Where the label's
-        // and another class's are within 1e-3 nats, f32 rounding may decide either way.
-        let (log_sum_exp, wrong) = scored_by_hand(&column, label, 1e-3);
-        marginal += to_bits(log_sum_exp - 10f64.ln()) / n;
-        match wrong {
-            None => ambiguous += 1,
-            Some(wrong) => errors += usize::from(wrong),
-        }
-    }
-    let conditional = own.iter().map(|&lp| to_bits(lp)).sum::<f64>() / n;
-    assert!(2 * ambiguous < labels.len(), "{ambiguous} near ties");
-    let wrong = number_after(&printed, "classification error:") / 100.0 * n;
-    assert!(
-        (errors as f64 - 1e-9..=(errors + ambiguous) as f64 + 1e-9).contains(&wrong),
-        "{wrong} errors printed, {errors} by hand and {ambiguous} near ties: {printed}"
+    class_figures_by_hand(&run, None).assert_close(
+        number_after(&printed, "test bits/dim:"),
+        number_after(&printed, "marginal test bits/dim:"),
+        number_after(&printed, "classification error:") / 100.0 * 16.0,
+        2e-5,
     );
-    for (label, expected, tolerance) in [
-        ("test bits/dim:", conditional, 2e-5),
-        ("marginal test bits/dim:", marginal, 2e-5),
-    ] {
-        let shown = number_after(&printed, label);
-        println!("{label} CLI {shown}, by hand {expected}");
-        assert!(
-            (shown - expected).abs() < tolerance,
-            "`glowflow eval` printed {shown} for {label:?}, by hand {expected:.6}: {printed}"
-        );
-    }
 
     // The latent tools sample a given class, and encode test images under their own labels.
     latent_tools_write_their_grids(run_arg, &dir, &["--temperatures", "0,1", "--class", "2"], 2);

@@ -140,22 +140,24 @@ fn outcome(run: &Path) -> (Vec<Tensors>, Vec<String>) {
         .into_iter()
         .map(|r| {
             format!(
-                "{} {:?} {:?} {:?} {:?} {:?} {:?}",
+                "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
                 r.step,
                 r.train_bpd,
                 r.test_bpd,
                 r.lr,
                 r.grad_norm,
                 r.train_class_bits,
-                r.train_class_error
+                r.train_class_error,
+                r.test_classes,
+                r.test_head
             )
         })
         .collect();
     (files.iter().map(|f| tensors(f)).collect(), rows)
 }
 
-/// The rows of training steps without their test figure ("step train test lr norm bits error"
-/// -> "step train lr norm bits error"), and the last row.
+/// The rows of training steps without their test figures ("step train test lr norm bits error
+/// classes head" -> "step train lr norm bits error"), and the last row.
 fn training_rows(rows: &[String]) -> Vec<String> {
     let mut kept: Vec<String> = rows
         .iter()

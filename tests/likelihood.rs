@@ -169,7 +169,7 @@ fn a_tiny_5_bit_run_reports_5_bit_test_bits_per_dim() {
         glowflow::train::trainer::train(&run, &model, &train_config, false, &never, &mut |_| {})
             .expect("a 5-bit run trains");
     assert_eq!(summary.step, train_config.steps);
-    let reported = summary.test_bpd.expect("a final evaluation");
+    let reported = summary.test.expect("a final evaluation").bpd;
     let by_hand = test_bpd_by_hand(&run, train_config.seed);
     println!("5-bit run: test {reported:.6} bits/dim reported, {by_hand:.6} computed here");
     assert!(

@@ -89,7 +89,7 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_on
     let summary =
         train(&straight, &model, &train_config, false, &never, &mut |_| {}).expect("train");
     assert_eq!((summary.step, summary.interrupted), (6, false));
-    assert!(summary.test_bpd.is_some_and(|b| b.is_finite()));
+    assert!(summary.test.is_some_and(|t| t.bpd.is_finite()));
 
     // Stop after step 3 (mid-way between checkpoints), as Ctrl-C would, then resume.
     let resumed = root.join("resumed");

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 
+use glowflow::train::eval::TestFigures;
 use glowflow::train::trainer::TrainEvent;
 use indicatif::ProgressBar;
 
@@ -19,6 +20,30 @@ fn say(bar: Option<&ProgressBar>, line: &str) {
         Some(bar) => bar.println(line),
         None => eprintln!("{line}"),
     }
+}
+
+/// What a class-conditional model's test bits/dim is followed by: that it was given each image's
+/// label, the marginal figure, Bayes' error and the classifier head's figures (empty for an
+/// unconditional model).
+pub(crate) fn class_note(figures: &TestFigures) -> String {
+    let Some(classes) = figures.classes else {
+        return String::new();
+    };
+    let head = figures
+        .head
+        .map(|head| {
+            format!(
+                ", classifier head {:.3} bits, {:.1}% error",
+                head.bits,
+                100.0 * head.error
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        " (given the label; marginal {:.4} bits/dim, Bayes error {:.1}%{head})",
+        classes.marginal_bpd,
+        100.0 * classes.error
+    )
 }
 
 impl Progress {
@@ -63,8 +88,10 @@ impl Progress {
                     ),
                     _ => String::new(),
                 };
+                let test = row.test().map(|t| class_note(&t)).unwrap_or_default();
                 let line = format!(
-                    "step {}: train {} bits/dim{head}, test {}, lr {}, grad norm {}, {} images/s",
+                    "step {}: train {} bits/dim{head}, test {}{test}, lr {}, grad norm {}, {} \
+                     images/s",
                     row.step,
                     cell(row.train_bpd, 4),
                     cell(row.test_bpd, 4),

@@ -13,7 +13,7 @@ use glowflow::train::trainer::{train_on, Placement, TrainEvent};
 use glowflow::GlowError;
 
 use super::args::{ArchArgs, RankTimeout, TestImages, TrainArgs};
-use super::progress::Progress;
+use super::progress::{class_note, Progress};
 use super::stop_signal::StopOnSignal;
 use super::Context;
 
@@ -157,13 +157,14 @@ impl Train {
             String::new()
         };
         println!(
-            "run {}: {} steps, {:.1} images/s over {:.0} s of training{exchange}, train {} bits/dim, test {} bits/dim{}",
+            "run {}: {} steps, {:.1} images/s over {:.0} s of training{exchange}, train {} bits/dim, test {} bits/dim{}{}",
             run_dir.display(),
             summary.step,
             summary.images_per_second,
             summary.train_seconds,
             summary.train_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
-            summary.test_bpd.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+            summary.test.map(|t| format!("{:.4}", t.bpd)).unwrap_or_else(|| "-".into()),
+            summary.test.map(|t| class_note(&t)).unwrap_or_default(),
             if summary.skipped_steps > 0 {
                 format!(" ({} steps skipped, {} roll-backs)", summary.skipped_steps, summary.rollbacks)
             } else {

@@ -1,23 +1,29 @@
 //! `metrics.csv`: one row per logged or evaluated step.
 //!
 //! ```text
-//! step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error
+//! step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error,
+//!     test_marginal_bpd,test_bayes_error,test_class_bits,test_class_error
 //! ```
 //!
-//! Empty cells mean "not measured at this step"; the classifier head's columns are empty for a
-//! model without one (and missing from files written before they were added). Rows are appended as training goes; on resume,
-//! rows past the checkpoint's step are dropped so the file matches the run that continues.
+//! (one line in the file). Empty cells mean "not measured at this step". A class-conditional
+//! model's evaluations also log the test set's [`ClassFigures`] (`test_bpd` is then given each
+//! image's label, `test_marginal_bpd` is not); the `*_class_*` columns are the classifier head's
+//! ([`HeadFigures`]), empty for a model without one. Files written before a column was added
+//! read with it empty. Rows are appended as training goes; on resume, rows past the
+//! checkpoint's step are dropped so the file matches the run that continues.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::eval::{ClassFigures, HeadFigures, TestFigures};
 use crate::error::{GlowError, Result};
 use crate::io::atomic::write_atomic;
 use crate::io::plot::{write_line_chart, Series};
 
-const HEADER: &str =
-    "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,train_class_error";
+const HEADER: &str = "step,train_bpd,test_bpd,lr,grad_norm,images_per_s,train_class_bits,\
+                      train_class_error,test_marginal_bpd,test_bayes_error,test_class_bits,\
+                      test_class_error";
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,7 +32,8 @@ pub struct MetricsRow {
     pub step: u64,
     /// Mean training bits/dim since the previous row.
     pub train_bpd: Option<f64>,
-    /// Test bits/dim of the EMA weights.
+    /// Test bits/dim of the EMA weights (given each image's label, for a class-conditional
+    /// model).
     pub test_bpd: Option<f64>,
     /// Learning rate of the last step.
     pub lr: Option<f64>,
@@ -38,13 +45,33 @@ pub struct MetricsRow {
     pub train_class_bits: Option<f64>,
     /// Mean error of the classifier head since the previous row.
     pub train_class_error: Option<f64>,
+    /// A class-conditional model's figures on the test set (EMA weights).
+    pub test_classes: Option<ClassFigures>,
+    /// The classifier head's figures on the test set (EMA weights).
+    pub test_head: Option<HeadFigures>,
 }
 
 impl MetricsRow {
+    /// Records an evaluation's figures.
+    pub fn set_test(&mut self, figures: TestFigures) {
+        self.test_bpd = Some(figures.bpd);
+        self.test_classes = figures.classes;
+        self.test_head = figures.head;
+    }
+
+    /// The evaluation's figures, where the row has one.
+    pub fn test(&self) -> Option<TestFigures> {
+        self.test_bpd.map(|bpd| TestFigures {
+            bpd,
+            classes: self.test_classes,
+            head: self.test_head,
+        })
+    }
+
     fn to_csv(&self) -> String {
         let cell = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         format!(
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             self.step,
             cell(self.train_bpd),
             cell(self.test_bpd),
@@ -55,12 +82,17 @@ impl MetricsRow {
                 .unwrap_or_default(),
             cell(self.train_class_bits),
             cell(self.train_class_error),
+            cell(self.test_classes.map(|c| c.marginal_bpd)),
+            cell(self.test_classes.map(|c| c.error)),
+            cell(self.test_head.map(|h| h.bits)),
+            cell(self.test_head.map(|h| h.error)),
         )
     }
 
     fn from_csv(line: &str) -> Option<Self> {
         let cells: Vec<&str> = line.split(',').collect();
         let num = |i: usize| cells.get(i).and_then(|c| c.parse::<f64>().ok());
+        let pair = |i: usize| num(i).zip(num(i + 1));
         Some(MetricsRow {
             step: cells.first()?.parse().ok()?,
             train_bpd: num(1),
@@ -70,6 +102,11 @@ impl MetricsRow {
             images_per_s: num(5),
             train_class_bits: num(6),
             train_class_error: num(7),
+            test_classes: pair(8).map(|(marginal_bpd, error)| ClassFigures {
+                marginal_bpd,
+                error,
+            }),
+            test_head: pair(10).map(|(bits, error)| HeadFigures { bits, error }),
         })
     }
 }
@@ -128,8 +165,8 @@ impl MetricsFile {
     }
 }
 
-/// Draws the learning curves of `metrics.csv` (train and test bits/dim against steps) to
-/// `RUN/curves.png`.
+/// Draws the learning curves of `metrics.csv` (train and test bits/dim against steps, and a
+/// class-conditional model's marginal test bits/dim) to `RUN/curves.png`.
 pub fn write_curves(run: &Path) -> Result<PathBuf> {
     let rows = MetricsFile::read(&run.join("metrics.csv"))?;
     let series = |name: &str, pick: fn(&MetricsRow) -> Option<f64>| Series {
@@ -140,16 +177,23 @@ pub fn write_curves(run: &Path) -> Result<PathBuf> {
             .collect(),
         band: None,
     };
+    let mut curves = vec![
+        series("train", |r| r.train_bpd),
+        series("test (EMA)", |r| r.test_bpd),
+    ];
+    let marginal = series("test marginal (EMA)", |r| {
+        r.test_classes.map(|c| c.marginal_bpd)
+    });
+    if !marginal.points.is_empty() {
+        curves.push(marginal);
+    }
     let path = run.join("curves.png");
     write_line_chart(
         &path,
         "Learning curves",
         "step",
         "bits/dim",
-        &[
-            series("train", |r| r.train_bpd),
-            series("test (EMA)", |r| r.test_bpd),
-        ],
+        &curves,
         800,
         500,
     )?;

@@ -20,7 +20,7 @@ use super::checkpoint::{
     TrainingState,
 };
 use super::config::{read_run_configs, TrainConfig};
-use super::eval::{evaluate_bpd, TestBatches};
+use super::eval::{evaluate, TestBatches, TestFigures};
 use super::gradients::{loss_and_gradients, BatchLoss, FlatGrads, GradientPass};
 use super::launch::{check_launch, placements};
 use super::metrics::{write_curves, MetricsFile, MetricsRow};
@@ -68,8 +68,8 @@ pub struct TrainSummary {
     pub step: u64,
     /// Whether training stopped early on a signal (the run can be resumed).
     pub interrupted: bool,
-    /// Final test bits/dim over the whole test set (absent if interrupted).
-    pub test_bpd: Option<f64>,
+    /// Final test figures over the whole test set (absent if interrupted).
+    pub test: Option<TestFigures>,
     /// Mean training bits/dim over the last logged interval.
     pub train_bpd: Option<f64>,
     /// Training throughput over the whole run, in images per second.
@@ -497,7 +497,7 @@ pub fn train_on(
                 }
                 Ok(())
             },
-            &mut |n| evaluate_bpd(cluster, &checkpoint.ema, test_batches(n), &device).map(|_| ()),
+            &mut |n| evaluate(cluster, &checkpoint.ema, test_batches(n), &device).map(|_| ()),
         )?;
         // Every rank takes rank 0's count, so that all stop at the same step.
         let mine = fitting_steps(&costs) as f64;
@@ -586,12 +586,12 @@ pub fn train_on(
         interval.add(loss, norm, images, seconds);
 
         let step = checkpoint.state.step;
-        let evaluate = train.eval_every > 0 && step % train.eval_every == 0 && step < train.steps;
-        if step % train.log_every == 0 || evaluate {
+        let evaluates = train.eval_every > 0 && step % train.eval_every == 0 && step < train.steps;
+        if step % train.log_every == 0 || evaluates {
             let mut row = interval.row(step, lr);
             last_train_bpd = row.train_bpd.or(last_train_bpd);
-            if evaluate {
-                row.test_bpd = Some(evaluate_bpd(
+            if evaluates {
+                row.set_test(evaluate(
                     cluster,
                     &checkpoint.ema,
                     test_batches(train.eval_images),
@@ -600,7 +600,7 @@ pub fn train_on(
             }
             if let Some(metrics) = &metrics {
                 metrics.append(&row)?;
-                if evaluate {
+                if evaluates {
                     write_curves(run)?;
                 }
             }
@@ -619,19 +619,19 @@ pub fn train_on(
     drop(stream);
     save(&checkpoint)?;
     let step = checkpoint.state.step;
-    let test_bpd = if interrupted {
+    let test = if interrupted {
         report(TrainEvent::Note(format!(
             "stopped at step {step}; checkpoint written, continue with --resume {}",
             run.display()
         )));
         None
     } else {
-        let bpd = evaluate_bpd(cluster, &checkpoint.ema, test_batches(0), &device)?;
+        let figures = evaluate(cluster, &checkpoint.ema, test_batches(0), &device)?;
         // The rate of the last step taken, as every row logs.
         let lr = learning_rate(train, &checkpoint.state, step.saturating_sub(1));
         let mut row = interval.row(step, lr);
         last_train_bpd = row.train_bpd.or(last_train_bpd);
-        row.test_bpd = Some(bpd);
+        row.set_test(figures);
         if let Some(metrics) = &metrics {
             // A run killed after its final row, and resumed, does not log the final row twice.
             if !metrics.has_evaluation_at(step)? {
@@ -648,12 +648,12 @@ pub fn train_on(
                 report(TrainEvent::Note(format!("samples: {}", path.display())));
             }
         }
-        Some(bpd)
+        Some(figures)
     };
     Ok(TrainSummary {
         step,
         interrupted,
-        test_bpd,
+        test,
         train_bpd: last_train_bpd,
         images_per_second: images_trained as f64 / train_seconds.max(1e-9),
         train_seconds,
@@ -750,10 +750,10 @@ impl Interval {
             train_bpd: per_step(self.bpd),
             train_class_bits: self.head.and_then(|[bits, _]| per_step(bits)),
             train_class_error: self.head.and_then(|[_, error]| per_step(error)),
-            test_bpd: None,
             lr: Some(lr),
             grad_norm: per_step(self.norm),
             images_per_s: (self.seconds > 0.0).then(|| self.images as f64 / self.seconds),
+            ..MetricsRow::default()
         }
     }
 }
