@@ -1165,7 +1165,7 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
 async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
     let fixture = fixture("serve-browser-classes");
     let conditional = conditional_model(&fixture);
-    let address = start_models(&fixture.dir, vec![conditional], Limits::default()).await;
+    let address = start_models(&fixture.dir, vec![conditional.clone()], Limits::default()).await;
     let client = reqwest::Client::new();
     let Some((browser, _driver)) = page_in_chromium(address).await else {
         return;
@@ -1241,6 +1241,61 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
         &format!("document.getElementById('encode-bpd').textContent.includes({text:?})"),
     )
     .await;
+
+    // An upload (test image 1's pixels) is encoded under the class the model finds most likely,
+    // as the API encodes an upload without a class, and then under the class chosen beside it.
+    let glow = load_model(&conditional, &f32_device()).expect("model");
+    let upload = STANDARD.encode(grey_png(8, 8, test_set(&fixture.dir, &glow).image(1)));
+    browser
+        .execute(
+            &format!(
+                "const bytes = Uint8Array.from(atob('{upload}'), (c) => c.charCodeAt(0)); \
+                 const files = new DataTransfer(); \
+                 files.items.add(new File([bytes], 'upload.png', {{ type: 'image/png' }})); \
+                 const input = document.getElementById('encode-upload'); \
+                 input.files = files.files; input.dispatchEvent(new Event('change'));"
+            ),
+            vec![],
+        )
+        .await
+        .expect("the upload is chosen");
+    for under in [None, Some(7)] {
+        if let Some(class) = under {
+            browser
+                .execute(
+                    &format!(
+                        "const s = document.getElementById('upload-class'); s.value = '{class}'; \
+                         s.dispatchEvent(new Event('change'));"
+                    ),
+                    vec![],
+                )
+                .await
+                .expect("the upload's class is chosen");
+        }
+        let mut body = json!({"image": upload});
+        if let Some(class) = under {
+            body["class"] = json!(class);
+        }
+        let encoded = ok(&client, address, "/api/encode", body).await;
+        let bits = encoded["bits_per_dim"].as_f64().expect("bits/dim");
+        let full = ok(
+            &client,
+            address,
+            "/api/reconstruct",
+            json!({"latents": encoded["latents"], "keep": 2, "class": encoded["label"]}),
+        )
+        .await;
+        let text = format!("{bits:.4} bits/dim (class {})", name(&encoded["label"]));
+        wait_until(
+            &browser,
+            &format!(
+                "document.getElementById('encode-bpd').textContent.startsWith({text:?}) && \
+                 document.getElementById('encode-full').src === {}",
+                full["image"]
+            ),
+        )
+        .await;
+    }
 
     // Interpolate: from test image 0 (class 0) to 1 (class 1), the label moving too.
     open_tab(&browser, "interpolate").await;
