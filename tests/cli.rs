@@ -821,3 +821,86 @@ fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
     let opted_out = "glibc.malloc.hugetlb=0";
     assert_eq!(ran_with(Some(opted_out)).as_deref(), Some(opted_out));
 }
+
+/// `--preset imagenet32 --data DIR` trains the paper's ImageNet 32×32 recipe on PixelRNN's
+/// downsampled ImageNet as its archives unpack, `DIR/train_32x32/` and `DIR/valid_32x32/` of PNG
+/// files (the model made small here), and `eval` reads the validation folder; `imagenet64` is
+/// the paper's 64×64 model in `train_64x64/` and `valid_64x64/`.
+#[test]
+fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
+    use glowflow::data::source::DataSource;
+    use glowflow::train::optimizer::OptimizerKind;
+    let dir = scratch_dir("imagenet32");
+    for (folder, n) in [("train_32x32", 8u8), ("valid_32x32", 3)] {
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+        for i in 0..n {
+            image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8) as u8, (y * 8) as u8, i * 30])
+            })
+            .save(dir.join(folder).join(format!("{i}.png")))
+            .expect("save");
+        }
+    }
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let (stdout, _) = common::succeeds(&[
+        "train",
+        "--preset",
+        "imagenet32",
+        "--data",
+        dir.to_str().expect("utf-8"),
+        "--out",
+        run_arg,
+        "--depth",
+        "1",
+        "--width",
+        "8",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--init-images",
+        "8",
+    ]);
+    assert!(number_after(&stdout, ", test ").is_finite(), "{stdout}");
+    let (model, train) = glowflow::train::config::read_run_configs(&run).expect("configs");
+    assert_eq!(
+        (
+            model.image.dims(),
+            model.levels,
+            model.n_bits,
+            model.learn_top
+        ),
+        (3 * 32 * 32, 3, 8, true)
+    );
+    assert_eq!(
+        train.data,
+        DataSource::Folder {
+            train: dir.join("train_32x32"),
+            test: dir.join("valid_32x32"),
+            skip_bad_images: false,
+        }
+    );
+    assert_eq!(
+        (train.optimizer.kind, train.lr),
+        (OptimizerKind::Adamax, 1e-3)
+    );
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
+    assert!(printed.contains("(3 images in batches of 500"), "{printed}");
+
+    let (model, train) = glowflow::train::presets::preset("imagenet64").expect("preset");
+    assert_eq!(
+        (model.image.dims(), model.levels, model.steps, model.width),
+        (3 * 64 * 64, 4, 48, 512)
+    );
+    let (model32, _) = glowflow::train::presets::preset("imagenet32").expect("preset");
+    assert_eq!((model32.levels, model32.steps, model32.width), (3, 48, 512));
+    assert_eq!(
+        train.data.at(Path::new("/x")),
+        DataSource::Folder {
+            train: "/x/train_64x64".into(),
+            test: "/x/valid_64x64".into(),
+            skip_bad_images: false,
+        }
+    );
+}

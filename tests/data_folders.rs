@@ -219,6 +219,56 @@ fn corrupt_jpeg_is_an_error_or_skipped() {
     assert_eq!(load.skipped[0].0, bad);
 }
 
+/// Many images (decoded a chunk of 1024 at a time on all threads) keep name order across the
+/// chunks, and the bad ones are skipped in that order, or the first of them stops the load.
+#[test]
+fn a_large_folder_loads_in_name_order_with_its_bad_images_skipped_in_order() {
+    let dir = TempDir::new("large");
+    let n = 2600;
+    let (wrong_size, corrupt) = (1024, 2047);
+    for i in 0..n {
+        let name = format!("{i:05}.png");
+        match i {
+            _ if i == wrong_size => {
+                save_grey(&dir, &name, &GrayImage::new(2, 1));
+            }
+            _ if i == corrupt => {
+                dir.write(&name, b"not a png");
+            }
+            _ => {
+                save_grey(
+                    &dir,
+                    &name,
+                    &GrayImage::from_pixel(1, 1, Luma([(i % 251) as u8])),
+                );
+            }
+        }
+    }
+    let load = load_image_folder(&dir.0, &on_bad(BadImage::Skip)).expect("load");
+    let kept: Vec<usize> = (0..n)
+        .filter(|&i| i != wrong_size && i != corrupt)
+        .collect();
+    let expected: Vec<u8> = kept.iter().map(|&i| (i % 251) as u8).collect();
+    assert_eq!(load.dataset.shape, [1, 1, 1]);
+    assert_eq!(load.dataset.pixels, expected);
+    assert_eq!(load.files.len(), kept.len());
+    assert_eq!(
+        load.files[wrong_size],
+        dir.0.join(format!("{:05}.png", wrong_size + 1))
+    );
+    let skipped: Vec<PathBuf> = load.skipped.iter().map(|(path, _)| path.clone()).collect();
+    assert_eq!(
+        skipped,
+        [wrong_size, corrupt].map(|i| dir.0.join(format!("{i:05}.png")))
+    );
+    let err = load_image_folder(&dir.0, &on_bad(BadImage::Error)).expect_err("bad images");
+    assert_error_mentions(
+        err,
+        &dir.0.join(format!("{wrong_size:05}.png")),
+        &["[1, 1, 2]"],
+    );
+}
+
 #[test]
 fn folder_without_usable_images_is_an_error() {
     let empty = TempDir::new("empty");

@@ -93,18 +93,31 @@ fn class_names_follow_the_source() {
     );
     let cifar = DataSource::Cifar10 { dir: "x".into() };
     assert_eq!(cifar.class_names().expect("names")[0], "airplane");
-    let folder = DataSource::Folder {
-        train: "a".into(),
-        test: "b".into(),
-        skip_bad_images: true,
-    };
-    assert_eq!(
-        folder.at(std::path::Path::new("/d")),
-        DataSource::Folder {
-            train: "/d/train".into(),
-            test: "/d/test".into(),
+    // --data keeps the format, its options and its folders' names.
+    for ((train, test), (moved_train, moved_test)) in [
+        (
+            ("data/celeba64/train", "data/celeba64/test"),
+            ("/d/train", "/d/test"),
+        ),
+        (
+            ("data/imagenet32/train_32x32", "data/imagenet32/valid_32x32"),
+            ("/d/train_32x32", "/d/valid_32x32"),
+        ),
+        (("a", "b/"), ("/d/a", "/d/b")),
+    ] {
+        let folder = DataSource::Folder {
+            train: train.into(),
+            test: test.into(),
             skip_bad_images: true,
-        },
-        "--data keeps the format and its options"
-    );
+        };
+        assert_eq!(
+            folder.at(std::path::Path::new("/d")),
+            DataSource::Folder {
+                train: moved_train.into(),
+                test: moved_test.into(),
+                skip_bad_images: true,
+            },
+            "{train} and {test} at /d"
+        );
+    }
 }

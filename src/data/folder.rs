@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use image::{ImageBuffer, ImageReader, Pixel};
+use rayon::prelude::*;
 
 use super::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
@@ -187,8 +188,14 @@ fn is_image_file(path: &Path) -> bool {
 /// One decoded image, `[channels, height, width]` and its CHW pixels.
 type Decoded = ([usize; 3], Vec<u8>);
 
+/// Files decoded at once, in parallel, before their pixels join the dataset in order: enough to
+/// keep every core busy, few enough that a chunk's images are small beside the dataset's.
+const DECODE_CHUNK: usize = 1024;
+
 /// Decodes every file of `images` (with its optional label) into one dataset, handling each
-/// bad image as `options.on_bad_image` says; an error for a bad image ends with `help`.
+/// bad image as `options.on_bad_image` says; an error for a bad image ends with `help`. The files
+/// are decoded on every worker thread, a chunk at a time ([`DECODE_CHUNK`]), and taken in order,
+/// so the dataset, the skipped files and the error are those of one file after another.
 fn build_dataset(
     dir: &Path,
     images: impl IntoIterator<Item = (PathBuf, Option<usize>)>,
@@ -196,22 +203,34 @@ fn build_dataset(
     options: &FolderOptions,
     help: &str,
 ) -> Result<FolderLoad> {
+    let images: Vec<(PathBuf, Option<usize>)> = images.into_iter().collect();
     let mut first: Option<(PathBuf, [usize; 3])> = None;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut files = Vec::new();
-    for (path, label) in images {
-        let checked = decode(&path, options)
-            .and_then(|(shape, image)| check_shape(shape, first.as_ref()).map(|()| (shape, image)));
-        match (checked, options.on_bad_image) {
-            (Ok((shape, image)), _) => {
-                first.get_or_insert_with(|| (path.clone(), shape));
-                pixels.extend(image);
-                labels.extend(label);
-                files.push(path);
-            }
-            (Err(reason), BadImage::Skip) => skipped.push((path, reason)),
-            (Err(reason), BadImage::Error) => {
-                return Err(GlowError::file(path, format!("{reason}; {help}")))
+    for chunk in images.chunks(DECODE_CHUNK) {
+        let decoded: Vec<_> = chunk
+            .par_iter()
+            .map(|(path, _)| decode(path, options))
+            .collect();
+        for ((path, label), decoded) in chunk.iter().zip(decoded) {
+            let checked = decoded.and_then(|(shape, image)| {
+                check_shape(shape, first.as_ref()).map(|()| (shape, image))
+            });
+            match (checked, options.on_bad_image) {
+                (Ok((shape, image)), _) => {
+                    if first.is_none() {
+                        first = Some((path.clone(), shape));
+                        // Every image has this many bytes: one allocation for all of them.
+                        pixels.reserve_exact(image.len() * images.len());
+                    }
+                    pixels.extend(image);
+                    labels.extend(*label);
+                    files.push(path.clone());
+                }
+                (Err(reason), BadImage::Skip) => skipped.push((path.clone(), reason)),
+                (Err(reason), BadImage::Error) => {
+                    return Err(GlowError::file(path, format!("{reason}; {help}")))
+                }
             }
         }
     }

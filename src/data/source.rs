@@ -136,17 +136,24 @@ impl DataSource {
         }
     }
 
-    /// The same source with its location replaced by `path` (`--data PATH`); for folders, `path`
-    /// must hold `train/` and `test/`.
+    /// The same source with its location replaced by `path` (`--data PATH`). Folders keep their
+    /// names and move into `path`: `path/train` and `path/test` for celeba64's `…/train` and
+    /// `…/test`, `path/train_32x32` and `path/valid_32x32` for imagenet32's.
     pub fn at(&self, path: &Path) -> DataSource {
+        let moved = |folder: &Path| match folder.file_name() {
+            Some(name) => path.join(name),
+            None => path.into(),
+        };
         match self {
             DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
             DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
             DataSource::Folder {
-                skip_bad_images, ..
+                train,
+                test,
+                skip_bad_images,
             } => DataSource::Folder {
-                train: path.join("train"),
-                test: path.join("test"),
+                train: moved(train),
+                test: moved(test),
                 skip_bad_images: *skip_bad_images,
             },
         }

@@ -11,13 +11,26 @@ use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
 /// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "celeba64"];
+pub const PRESETS: [&str; 6] = [
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "imagenet32",
+    "imagenet64",
+    "celeba64",
+];
 
 /// The model and training configs of a named preset. `fashion-mnist` is the winning recipe of
 /// the study in BENCHMARKS.md, at a length that fits ten minutes on 2 CPU cores with a margin for
 /// their drift: 3500 steps of 32 images (1.9 epochs), Adam at a peak of 2e-3 after 100 warm-up
 /// steps with a cosine decay to 0 at the last step, and affine couplings whose scale is floored
 /// at 0.1, so that samples decoded at T = 1 do not overflow through a vanishing scale.
+///
+/// `cifar10`, `imagenet32` and `imagenet64` are the models and recipe of the paper's
+/// likelihood table as openai/glow's README trains them (L = 3, K = 32; L = 3, K = 48; L = 4,
+/// K = 48; width 512, affine coupling, learned top prior, 8 bits), on the downsampled ImageNet
+/// of PixelRNN (image-net.org/small: the folders `train_32x32/` and `valid_32x32/` of PNG
+/// files, the data of openai/glow's `imagenet-oord`).
 pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
     let base_train = TrainConfig {
         data: DataSource::Idx {
@@ -83,6 +96,8 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 &base_train,
             ),
         )),
+        "imagenet32" => Ok(imagenet(32, 3, &base_train)),
+        "imagenet64" => Ok(imagenet(64, 4, &base_train)),
         "celeba64" => Ok((
             GlowConfig {
                 image: ImageShape {
@@ -109,6 +124,29 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
             PRESETS.join(", ")
         ))),
     }
+}
+
+/// The paper's unconditional ImageNet model at `size x size` with `levels` levels and K = 48, on
+/// PixelRNN's downsampled ImageNet in `data/imagenet{size}` (`train_{size}x{size}/`,
+/// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` (batches of 64).
+fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}").into();
+    let model = GlowConfig {
+        image: ImageShape {
+            channels: 3,
+            height: size,
+            width: size,
+        },
+        levels,
+        steps: 48,
+        ..GlowConfig::default()
+    };
+    let data = DataSource::Folder {
+        train: folder("train"),
+        test: folder("valid"),
+        skip_bad_images: false,
+    };
+    (model, paper_recipe(data, 64, base))
 }
 
 /// openai/glow's recipe for the paper's models: Adamax at a constant 1e-3 after 2000 warm-up
