@@ -879,6 +879,7 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
             train: dir.join("train_32x32"),
             test: dir.join("valid_32x32"),
             skip_bad_images: false,
+            random_crop_from: None,
         }
     );
     assert_eq!(
@@ -901,6 +902,110 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
             train: "/x/train_64x64".into(),
             test: "/x/valid_64x64".into(),
             skip_bad_images: false,
+            random_crop_from: None,
         }
     );
+}
+
+/// `--preset lsun64 --data DIR` reads an LSUN category's `train/` and `val/` folders (PNG, JPEG
+/// or WebP, as LSUN's export writes them), resized to `--random-crop-from`'s size, and trains
+/// on random model-size windows of them; `eval` reads the central window of each test image,
+/// as computed here pixel by pixel. The crop size is fixed for the run, must hold the model's
+/// images, and is for image folders only.
+#[test]
+fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
+    let dir = scratch_dir("lsun64");
+    for (folder, n) in [("train", 6u8), ("val", 3)] {
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+        for i in 0..n {
+            let image = image::RgbImage::from_fn(12, 12, |x, y| {
+                image::Rgb([(x * 20) as u8, (y * 20) as u8, i * 40])
+            });
+            // One training image as WebP.
+            let extension = if folder == "train" && i == 0 {
+                "webp"
+            } else {
+                "png"
+            };
+            image
+                .save(dir.join(folder).join(format!("{i}.{extension}")))
+                .expect("save");
+        }
+    }
+    let run = dir.join("run");
+    let run_arg = run.to_str().expect("utf-8");
+    let data = dir.to_str().expect("utf-8");
+    let train_args = |run: &str, crop: &str| -> Vec<String> {
+        [
+            "train",
+            "--preset",
+            "lsun64",
+            "--data",
+            data,
+            "--out",
+            run,
+            "--random-crop-from",
+            crop,
+            "--image",
+            "3x8x8",
+            "--levels",
+            "2",
+            "--depth",
+            "1",
+            "--width",
+            "8",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--init-images",
+            "4",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    common::succeeds(&common::as_strs(&train_args(run_arg, "12")));
+    let (_, train) = glowflow::train::config::read_run_configs(&run).expect("configs");
+    assert_eq!(
+        train.data,
+        glowflow::data::source::DataSource::Folder {
+            train: dir.join("train"),
+            test: dir.join("val"),
+            skip_bad_images: false,
+            random_crop_from: Some(12),
+        }
+    );
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
+    let (shown, expected) = (
+        number_after(&printed, "test bits/dim:"),
+        common::test_bpd_by_hand(&run, 0),
+    );
+    assert!(
+        (shown - expected).abs() < 2e-5,
+        "eval printed {shown}, by hand {expected}: {printed}"
+    );
+
+    let stderr = common::fails(&["train", "--resume", run_arg, "--random-crop-from", "10"]);
+    assert!(
+        stderr.contains("data.random_crop_from (12 -> 10)"),
+        "{stderr}"
+    );
+    let small = dir.join("small");
+    let args = train_args(small.to_str().expect("utf-8"), "6");
+    let stderr = common::fails(&common::as_strs(&args));
+    assert!(
+        stderr.contains("random_crop_from = 6") && stderr.contains("at least 8"),
+        "{stderr}"
+    );
+    let stderr = common::fails(&[
+        "train",
+        "--preset",
+        "cifar10",
+        "--random-crop-from",
+        "40",
+        "--out",
+        small.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("for image folders"), "{stderr}");
+    assert!(!small.exists(), "nothing written");
 }

@@ -2,6 +2,7 @@
 //! is a config error that names the field (and the value where there is one to show), and the
 //! boundary values that are allowed stay allowed.
 
+use glowflow::data::source::DataSource;
 use glowflow::train::config::TrainConfig;
 use glowflow::train::presets::{preset, PRESETS};
 use glowflow::train::schedule::LrDecay;
@@ -17,6 +18,24 @@ fn edited(edit: Edit) -> TrainConfig {
     train
 }
 
+/// The lsun64 preset's image folders, with random crops from `size`.
+fn lsun_data(size: Option<usize>) -> DataSource {
+    match preset("lsun64").expect("preset").1.data {
+        DataSource::Folder {
+            train,
+            test,
+            skip_bad_images,
+            ..
+        } => DataSource::Folder {
+            train,
+            test,
+            skip_bad_images,
+            random_crop_from: size,
+        },
+        other => panic!("lsun64 reads image folders, not {other:?}"),
+    }
+}
+
 #[test]
 fn every_preset_is_valid() {
     for name in PRESETS {
@@ -30,7 +49,7 @@ fn every_preset_is_valid() {
 #[test]
 fn each_invalid_field_is_an_error_that_names_it() {
     // (what is wrong, the edit, what the message must contain)
-    let cases: [(&str, Edit, &[&str]); 26] = [
+    let cases: [(&str, Edit, &[&str]); 28] = [
         (
             "batch_size 0",
             |t| t.batch_size = 0,
@@ -124,6 +143,20 @@ fn each_invalid_field_is_an_error_that_names_it() {
             "steps past the cosine decay's end",
             |t| (t.lr_decay, t.decay_steps, t.steps) = (LrDecay::Cosine, 100, 101),
             &["steps = 101", "decay_steps = 100", "at most 100"],
+        ),
+        (
+            "random crops from size 0",
+            |t| t.data = lsun_data(Some(0)),
+            &["random_crop_from = 0"],
+        ),
+        (
+            "random crops and padding",
+            |t| (t.data, t.pad_to) = (lsun_data(Some(96)), 128),
+            &[
+                "pad_to = 128",
+                "random_crop_from = 96",
+                "exclude each other",
+            ],
         ),
     ];
     for (what, edit, facts) in cases {

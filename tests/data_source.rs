@@ -4,7 +4,7 @@
 mod common;
 
 use common::{write_idx_dataset, TempDir};
-use glowflow::data::dataset::Split;
+use glowflow::data::dataset::{ImageDataset, Split};
 use glowflow::data::source::{load_datasets, load_split, DataSource, FASHION_MNIST_CLASS_NAMES};
 use glowflow::{GlowConfig, GlowError, ImageShape};
 
@@ -109,6 +109,7 @@ fn class_names_follow_the_source() {
             train: train.into(),
             test: test.into(),
             skip_bad_images: true,
+            random_crop_from: None,
         };
         assert_eq!(
             folder.at(std::path::Path::new("/d")),
@@ -116,8 +117,72 @@ fn class_names_follow_the_source() {
                 train: moved_train.into(),
                 test: moved_test.into(),
                 skip_bad_images: true,
+                random_crop_from: None,
             },
             "{train} and {test} at /d"
         );
     }
+}
+
+#[test]
+fn a_central_crop_keeps_the_middle_window_and_drops_an_odd_pixel_at_the_bottom_right() {
+    // Two 1x5x6 images whose pixels say where they lie: 100 i + 10 r + c.
+    let data = ImageDataset {
+        shape: [1, 5, 6],
+        pixels: (0..2)
+            .flat_map(|i| {
+                (0..5).flat_map(move |r| (0..6).map(move |c| (100 * i + 10 * r + c) as u8))
+            })
+            .collect(),
+        labels: Some(vec![1, 0]),
+        n_classes: 2,
+    };
+    // Excess 3 rows and 3 columns: the window starts at row 1 and column 1.
+    let cropped = data.central_crop(2, 3).expect("fits");
+    assert_eq!(cropped.shape, [1, 2, 3]);
+    assert_eq!(
+        cropped.pixels,
+        [11, 12, 13, 21, 22, 23, 111, 112, 113, 121, 122, 123]
+    );
+    assert_eq!(cropped.labels, Some(vec![1, 0]));
+    assert_eq!(data.central_crop(5, 6).expect("whole").pixels, data.pixels);
+    let err = data.central_crop(6, 6).expect_err("too tall");
+    assert!(
+        err.to_string().contains("6x6") && err.to_string().contains("5x6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_source_with_random_crops_gives_training_its_whole_images_and_everyone_else_the_central_window()
+{
+    let dir = TempDir::new("random-crop-source");
+    // 10x10 grey images whose pixels say where they lie: 100 i + 10 r + c (i < 2).
+    let value = |i: u32, r: u32, c: u32| (100 * i + 10 * r + c) as u8;
+    for (split, n) in [("train", 2), ("test", 1)] {
+        for i in 0..n {
+            image::GrayImage::from_fn(10, 10, |c, r| image::Luma([value(i, r, c)]))
+                .save(dir.path(&format!("{split}/{i}.png")))
+                .expect("save");
+        }
+    }
+    let source = DataSource::Folder {
+        train: dir.0.join("train"),
+        test: dir.0.join("test"),
+        skip_bad_images: false,
+        random_crop_from: Some(10),
+    };
+    let (train, test) = load_datasets(&grey(8, 0), &source, 0, &mut no_warnings()).expect("load");
+    let whole: Vec<u8> = (0..2)
+        .flat_map(|i| (0..10).flat_map(move |r| (0..10).map(move |c| value(i, r, c))))
+        .collect();
+    assert_eq!((train.shape, &train.pixels), ([1, 10, 10], &whole));
+    let central: Vec<u8> = (1..9)
+        .flat_map(|r| (1..9).map(move |c| value(0, r, c)))
+        .collect();
+    assert_eq!((test.shape, &test.pixels), ([1, 8, 8], &central));
+    let (train_windows, _) =
+        load_split(&grey(8, 0), &source, 0, Split::Train, &mut no_warnings()).expect("load");
+    assert_eq!(train_windows.shape, [1, 8, 8]);
+    assert_eq!(&train_windows.pixels[..64], &central[..]);
 }

@@ -391,8 +391,9 @@ impl RowPacker {
     }
 }
 
-/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs in grey and
-/// colour: each is read, with its channels and the checkerboard's exact 0/255 values.
+/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs and lossless WebPs
+/// in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
+/// exact 0/255 values.
 fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
     use png::{BitDepth::*, ColorType::*};
     let mut seeds = Vec::new();
@@ -431,21 +432,27 @@ fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
             .encode(&pixels, 5, 3, color)
             .expect("jpeg");
         seeds.push((format!("{color:?}.jpg"), jpeg, channels));
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .encode(&pixels, 5, 3, color)
+            .expect("webp");
+        // WebP has no grey colour type: a grey image decodes as RGB.
+        seeds.push((format!("{color:?}.webp"), webp, 3));
     }
     seeds
 }
 
 #[test]
-fn every_png_colour_type_and_bit_depth_and_jpeg_is_read_exactly() {
+fn every_png_colour_type_and_bit_depth_jpeg_and_webp_is_read_exactly() {
     let dir = scratch_dir("fuzz-image-kinds");
     for (name, bytes, channels) in image_seeds() {
-        let extension = if name.ends_with(".png") { "png" } else { "jpg" };
+        let extension = name.rsplit('.').next().expect("an extension");
         let path = dir.join(format!("image.{extension}"));
         std::fs::write(&path, &bytes).expect("write");
         let load = load_image_files(std::slice::from_ref(&path), &FolderOptions::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(load.dataset.shape, [channels, 3, 5], "{name}");
-        if extension == "png" {
+        if extension != "jpg" {
             let want: Vec<u8> = (0..channels)
                 .flat_map(|_| (0..15).map(|i| if (i % 5 + i / 5) % 2 == 0 { 0 } else { 255 }))
                 .collect();
@@ -470,8 +477,14 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
         .filter(|s| s.0.ends_with(".jpg"))
         .map(|s| s.1.clone())
         .collect();
+    let webps: Vec<Vec<u8>> = seeds
+        .iter()
+        .filter(|s| s.0.ends_with(".webp"))
+        .map(|s| s.1.clone())
+        .collect();
     fuzz("png images", &pngs, &dir.join("image.png"), read);
     fuzz("jpeg images", &jpegs, &dir.join("image.jpg"), read);
+    fuzz("webp images", &webps, &dir.join("image.webp"), read);
 
     let path = dir.join("special.png");
     let rejected = |bytes: &[u8], what: &str, fact: &str| {

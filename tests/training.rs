@@ -115,6 +115,49 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_on
     assert!(root.join("straight/curves.png").is_file());
 }
 
+/// Training on random 8x8 windows of 12x12 images (a folder source with `random_crop_from`):
+/// the crops are functions of (seed, step) like the rest of a batch, so a stopped and resumed
+/// run ends with the uninterrupted run's weights, bit for bit.
+#[test]
+fn a_run_on_random_crops_resumes_to_the_uninterrupted_weights() {
+    let root = scratch_dir("random-crops");
+    for (split, n) in [("train", 24u32), ("test", 8)] {
+        let dir = root.join(split);
+        std::fs::create_dir_all(&dir).expect("dir");
+        for i in 0..n {
+            image::GrayImage::from_fn(12, 12, |x, y| {
+                image::Luma([((x * 37 + y * 91 + i * 53) % 256) as u8])
+            })
+            .save(dir.join(format!("{i:02}.png")))
+            .expect("write png");
+        }
+    }
+    let (model, mut train_config) = configs(&root);
+    train_config.data = DataSource::Folder {
+        train: root.join("train"),
+        test: root.join("test"),
+        skip_bad_images: false,
+        random_crop_from: Some(12),
+    };
+    let straight = root.join("straight");
+    let never = AtomicBool::new(false);
+    let summary =
+        train(&straight, &model, &train_config, false, &never, &mut |_| {}).expect("train");
+    assert!(summary.test.is_some_and(|t| t.bpd.is_finite()));
+    let resumed = root.join("resumed");
+    stop_then_resume(&resumed, &model, &train_config, 3);
+    assert_identical(
+        &last_checkpoint_weights(&straight, &model),
+        &last_checkpoint_weights(&resumed, &model),
+        "training weights",
+    );
+    assert_identical(
+        &ema_weights(&straight),
+        &ema_weights(&resumed),
+        "EMA weights",
+    );
+}
+
 #[test]
 fn a_run_that_keeps_producing_non_finite_steps_rolls_back_then_stops_with_an_error() {
     let root = scratch_dir("diverge");
@@ -217,6 +260,7 @@ fn folder_data_is_resized_to_the_model_image_and_bad_files_are_skipped_when_aske
         train: root.join("train"),
         test: root.join("test"),
         skip_bad_images: false,
+        random_crop_from: None,
     };
     let err = strict
         .load(Split::Train, &image, &mut |_| {})
@@ -226,6 +270,7 @@ fn folder_data_is_resized_to_the_model_image_and_bad_files_are_skipped_when_aske
         train: root.join("train"),
         test: root.join("test"),
         skip_bad_images: true,
+        random_crop_from: None,
     };
     let mut warnings = Vec::new();
     let data = lenient

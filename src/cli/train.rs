@@ -12,7 +12,7 @@ use glowflow::train::presets::preset;
 use glowflow::train::trainer::{train_on, Placement, TrainEvent};
 use glowflow::GlowError;
 
-use super::args::{ArchArgs, RankTimeout, TestImages, TrainArgs};
+use super::args::{at_least_one, ArchArgs, RankTimeout, TestImages, TrainArgs};
 use super::progress::{class_note, Progress};
 use super::stop_signal::StopOnSignal;
 use super::Context;
@@ -52,6 +52,11 @@ pub struct Train {
     /// For image folders: skip unreadable or unusable images with a warning.
     #[arg(long)]
     skip_bad_images: bool,
+    /// For image folders: resize and centre-crop the images to N x N instead of the model's
+    /// size, and train on a random model-size window of each at each step (RealNVP's and
+    /// openai/glow's LSUN: 96, the lsun64 preset's); evaluation reads the central window.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    random_crop_from: Option<usize>,
     #[command(flatten)]
     rank_timeout: RankTimeout,
     #[command(flatten)]
@@ -70,6 +75,7 @@ impl Train {
             resume,
             train_config,
             skip_bad_images,
+            random_crop_from,
             rank_timeout,
             training,
             arch,
@@ -106,12 +112,23 @@ impl Train {
         if let Some(path) = data {
             train.data = train.data.at(&path);
         }
-        if let DataSource::Folder {
-            skip_bad_images: skip,
-            ..
-        } = &mut train.data
-        {
-            *skip |= skip_bad_images;
+        match &mut train.data {
+            DataSource::Folder {
+                skip_bad_images: skip,
+                random_crop_from: crop,
+                ..
+            } => {
+                *skip |= skip_bad_images;
+                *crop = random_crop_from.or(*crop);
+            }
+            _ if random_crop_from.is_some() => {
+                return Err(GlowError::Config(
+                    "--random-crop-from is for image folders; this run's data is not one (choose \
+                     a folder preset such as lsun64 or celeba64, or a --train-config with folders)"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
         // Rank 0 alone reports; the others train silently.
         let mut progress = cluster.writes().then(Progress::new);

@@ -2,8 +2,9 @@
 //!
 //! The batch of step `t` is a pure function of `(seed, t)`: epoch `e = t / B_e` (with `B_e`
 //! full batches per epoch, the remainder dropped) visits the images in a random order seeded by
-//! `(seed, e)`, and the dequantisation noise of step `t` is seeded by `(seed, t)`. A run resumed
-//! at step `t` therefore sees exactly the batches an uninterrupted run would have.
+//! `(seed, e)`, and the dequantisation noise of step `t` is seeded by `(seed, t)`, as are the
+//! offsets of its random crops where the images are larger than the model's. A run resumed at
+//! step `t` therefore sees exactly the batches an uninterrupted run would have.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub const EVAL_STREAM: u64 = 3;
 pub const SAMPLE_STREAM: u64 = 4;
 /// The stream that picks the data-dependent initialisation images.
 pub const INIT_STREAM: u64 = 5;
+/// The stream of random crop offsets.
+pub const CROP_STREAM: u64 = 6;
 
 /// The order in which epoch `epoch` visits the `n` images.
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -90,10 +93,46 @@ pub fn gather(
     noise_rng: &mut impl Rng,
     step: u64,
 ) -> Batch {
-    let mut pixels = Vec::with_capacity(indices.len() * data.image_size());
+    let pixels = indices
+        .iter()
+        .flat_map(|&i| data.image(i).iter().map(|&v| f32::from(v)))
+        .collect();
+    with_noise(data, indices, pixels, noise_rng, step)
+}
+
+/// [`gather`] of a random `size = [height, width]` window of each image, its top-left corner
+/// drawn from `crop_rng` uniformly over the windows that fit (row, then column, image by image),
+/// e.g. RealNVP's 64x64 crops of 96x96 LSUN images.
+///
+/// # Panics
+/// If the window is larger than the images.
+pub fn gather_random_crops(
+    data: &ImageDataset,
+    indices: &[usize],
+    size: [usize; 2],
+    crop_rng: &mut impl Rng,
+    noise_rng: &mut impl Rng,
+    step: u64,
+) -> Batch {
+    let [_, height, width] = data.shape;
+    let mut pixels = Vec::with_capacity(indices.len() * data.shape[0] * size[0] * size[1]);
     for &i in indices {
-        pixels.extend(data.image(i).iter().map(|&v| f32::from(v)));
+        let top = crop_rng.random_range(0..=height - size[0]);
+        let left = crop_rng.random_range(0..=width - size[1]);
+        pixels.extend(data.window(i, [top, left], size).map(f32::from));
     }
+    with_noise(data, indices, pixels, noise_rng, step)
+}
+
+/// The batch of `pixels` (images `indices` of `data`) with fresh noise from `noise_rng` and the
+/// images' labels.
+fn with_noise(
+    data: &ImageDataset,
+    indices: &[usize],
+    pixels: Vec<f32>,
+    noise_rng: &mut impl Rng,
+    step: u64,
+) -> Batch {
     let noise = (0..pixels.len())
         .map(|_| noise_rng.random::<f32>())
         .collect();
@@ -116,6 +155,9 @@ pub struct BatchSchedule {
     seed: u64,
     /// The most recent epoch's order, kept so consecutive steps do not reshuffle.
     current: Option<(u64, Vec<usize>)>,
+    /// The size of the random window each image is cut to, where the images are larger than
+    /// the model's.
+    crop: Option<[usize; 2]>,
 }
 
 impl BatchSchedule {
@@ -126,7 +168,14 @@ impl BatchSchedule {
             batch_size,
             seed,
             current: None,
+            crop: None,
         }
+    }
+
+    /// The same schedule with every image cut to a random `size` window (`None`: whole images),
+    /// its offsets drawn from the crop stream of the step ([`gather_random_crops`]).
+    pub fn with_random_crops(self, size: Option<[usize; 2]>) -> Self {
+        BatchSchedule { crop: size, ..self }
     }
 
     /// The batch of step `step` (see the module documentation).
@@ -139,12 +188,18 @@ impl BatchSchedule {
         let order = &self.current.as_ref().expect("just set").1;
         let start = (step % per_epoch) as usize * self.batch_size;
         let indices = &order[start..(start + self.batch_size).min(order.len())];
-        gather(
-            &self.data,
-            indices,
-            &mut stream_rng(self.seed, NOISE_STREAM, step),
-            step,
-        )
+        let mut noise = stream_rng(self.seed, NOISE_STREAM, step);
+        match self.crop {
+            None => gather(&self.data, indices, &mut noise, step),
+            Some(size) => gather_random_crops(
+                &self.data,
+                indices,
+                size,
+                &mut stream_rng(self.seed, CROP_STREAM, step),
+                &mut noise,
+                step,
+            ),
+        }
     }
 }
 
@@ -234,5 +289,66 @@ mod tests {
             "each step has its own noise"
         );
         assert!(batches[0].noise.iter().all(|u| (0.0..1.0).contains(u)));
+    }
+
+    /// Random 2x3 crops of 4x5 images whose every pixel value says where it lies (image `i`,
+    /// row `r`, column `c`: `20 i + 5 r + c`, two channels).
+    #[test]
+    fn random_crops_are_windows_of_their_images_at_every_offset_and_resume_exactly() {
+        let pixel = |i: usize, channel: usize, r: usize, c: usize| {
+            (20 * i + 5 * r + c + 100 * channel) as f32
+        };
+        let data = Arc::new(ImageDataset {
+            shape: [2, 4, 5],
+            pixels: (0..3)
+                .flat_map(|i| {
+                    (0..2).flat_map(move |ch| {
+                        (0..4).flat_map(move |r| (0..5).map(move |c| pixel(i, ch, r, c) as u8))
+                    })
+                })
+                .collect(),
+            labels: None,
+            n_classes: 0,
+        });
+        let schedule = || BatchSchedule::new(data.clone(), 2, 5).with_random_crops(Some([2, 3]));
+        let stream = BatchStream::start(schedule(), 0, 2);
+        let mut offsets = std::collections::BTreeSet::new();
+        for step in 0..200 {
+            let batch = stream.next_batch();
+            assert_eq!(
+                (batch.pixels.len(), batch.noise.len()),
+                (2 * 2 * 2 * 3, 2 * 2 * 2 * 3)
+            );
+            for image in batch.pixels.chunks(2 * 2 * 3) {
+                // The first pixel names the image and the window's top-left corner.
+                let first = image[0] as usize;
+                let (i, top, left) = (first / 20, first % 20 / 5, first % 5);
+                assert!(top <= 2 && left <= 2, "a window that fits: {first}");
+                let window: Vec<f32> = (0..2)
+                    .flat_map(|ch| {
+                        (0..2)
+                            .flat_map(move |r| (0..3).map(move |c| pixel(i, ch, top + r, left + c)))
+                    })
+                    .collect();
+                assert_eq!(image, window, "step {step}");
+                offsets.insert((top, left));
+            }
+            // A pure function of (seed, step): a fresh schedule gives the same batch.
+            let again = schedule().batch(step);
+            assert_eq!((&again.pixels, &again.noise), (&batch.pixels, &batch.noise));
+        }
+        assert_eq!(
+            offsets.len(),
+            9,
+            "every one of the 3 x 3 offsets: {offsets:?}"
+        );
+        // Resumed at step 150, the batches are the same.
+        let resumed = BatchStream::start(schedule(), 150, 2);
+        let batch = resumed.next_batch();
+        assert_eq!(batch.pixels, schedule().batch(150).pixels);
+        // Without crops, the same schedule's noise is as before (the crops draw their own stream).
+        let whole = BatchSchedule::new(data.clone(), 2, 5).batch(3);
+        let cropped = schedule().batch(3);
+        assert_eq!(whole.noise[..cropped.noise.len()], cropped.noise[..]);
     }
 }

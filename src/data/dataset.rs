@@ -54,6 +54,56 @@ impl ImageDataset {
         &self.pixels[i * size..(i + 1) * size]
     }
 
+    /// The `size = [height, width]` window of image `i` whose top-left pixel is `at = [row,
+    /// column]`, as CHW bytes.
+    ///
+    /// # Panics
+    /// If `i >= self.len()` or the window does not fit in the image.
+    pub fn window(
+        &self,
+        i: usize,
+        at: [usize; 2],
+        size: [usize; 2],
+    ) -> impl Iterator<Item = u8> + '_ {
+        let ([_, h, w], [top, left], [height, width]) = (self.shape, at, size);
+        assert!(
+            top + height <= h && left + width <= w,
+            "a {height}x{width} window at ({top}, {left}) does not fit in {h}x{w} images"
+        );
+        self.image(i).chunks_exact(h * w).flat_map(move |plane| {
+            plane[top * w..]
+                .chunks_exact(w)
+                .take(height)
+                .flat_map(move |row| row[left..left + width].iter().copied())
+        })
+    }
+
+    /// Returns a copy with every image cut to its central `height x width` window, keeping
+    /// labels: the window starts `floor(excess / 2)` from the top (left), so when the excess is
+    /// odd the extra pixel is dropped at the bottom (right), as the folder reader's centre crop
+    /// drops it. Fails if the images are smaller than the window.
+    pub fn central_crop(&self, height: usize, width: usize) -> Result<ImageDataset> {
+        let [channels, h, w] = self.shape;
+        if height > h || width > w || height == 0 || width == 0 {
+            return Err(GlowError::shape(
+                "ImageDataset::central_crop",
+                format!(
+                    "cannot cut a {height}x{width} window out of {h}x{w} images; choose a \
+                     window of at least 1x1 and at most {h}x{w}"
+                ),
+            ));
+        }
+        let at = [(h - height) / 2, (w - width) / 2];
+        Ok(ImageDataset {
+            shape: [channels, height, width],
+            pixels: (0..self.len())
+                .flat_map(|i| self.window(i, at, [height, width]))
+                .collect(),
+            labels: self.labels.clone(),
+            n_classes: self.n_classes,
+        })
+    }
+
     /// Returns a copy with every image zero-padded to `height x width` (e.g. MNIST's 28x28 to
     /// 32x32, 2 pixels on each side), keeping labels.
     ///

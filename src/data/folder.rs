@@ -1,4 +1,4 @@
-//! Reader for a folder of PNG / JPEG images, unlabelled or with one subfolder per class.
+//! Reader for a folder of PNG / JPEG / WebP images, unlabelled or with one subfolder per class.
 //!
 //! Every image is decoded by the `image` crate to 8 bits per sample. Without a `channels`
 //! option, grey images (with or without alpha) give 1 channel and colour images (RGB, RGBA,
@@ -16,7 +16,7 @@ use super::dataset::ImageDataset;
 use crate::error::{GlowError, Result};
 
 /// File extensions (compared case-insensitively) that are read as images.
-const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
 /// What to tell the user to do about a bad image when it stops the load.
 const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
@@ -70,8 +70,8 @@ pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
     load_image_folder(dir, &FolderOptions::default()).map(|load| load.dataset)
 }
 
-/// Loads the images under `dir`: files ending in `.png`, `.jpg` or `.jpeg` (any case), in name
-/// order.
+/// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg` or `.webp` (any case),
+/// in name order.
 ///
 /// If `dir` holds image files itself they form an unlabelled dataset (`labels: None`,
 /// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
@@ -95,8 +95,8 @@ pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLo
     if subdirs.is_empty() {
         return Err(GlowError::file(
             dir,
-            "no images here (no .png files, nor .jpg / .jpeg) and no class subfolders; put the \
-             images there, or one subfolder of images per class",
+            "no images here (no .png files, nor .jpg / .jpeg / .webp) and no class subfolders; put \
+             the images there, or one subfolder of images per class",
         ));
     }
     let mut labelled = Vec::new();
@@ -119,7 +119,7 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
         paths.iter().map(|p| (p.clone(), None)),
         0,
         options,
-        "check the path, and that the file is a PNG or JPEG image",
+        "check the path, and that the file is a PNG, JPEG or WebP image",
     )
 }
 
@@ -255,7 +255,7 @@ fn no_usable_image(dir: &Path, skipped: &[(PathBuf, String)]) -> GlowError {
     match skipped.first() {
         None => GlowError::file(
             dir,
-            "the class subfolders hold no .png, .jpg or .jpeg files; add images",
+            "the class subfolders hold no .png, .jpg, .jpeg or .webp files; add images",
         ),
         Some((path, reason)) => GlowError::file(
             dir,
@@ -388,6 +388,7 @@ fn decoding_limits() -> image::Limits {
 fn format_name(path: &Path) -> &'static str {
     match path.extension() {
         Some(ext) if ext.eq_ignore_ascii_case("png") => "PNG",
+        Some(ext) if ext.eq_ignore_ascii_case("webp") => "WebP",
         _ => "JPEG",
     }
 }

@@ -54,7 +54,7 @@ pub enum DataSource {
         /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
         dir: PathBuf,
     },
-    /// Folders of PNG/JPEG images (one subfolder per class, or images directly), resized and
+    /// Folders of PNG/JPEG/WebP images (one subfolder per class, or images directly), resized and
     /// centre-cropped to the model's (square) image size and converted to its channel count.
     Folder {
         /// Training images.
@@ -64,6 +64,12 @@ pub enum DataSource {
         /// Skip unreadable or unusable images with a warning instead of failing.
         #[serde(default)]
         skip_bad_images: bool,
+        /// Resize and centre-crop the images to this square size instead of the model's, and
+        /// train on a random model-size window of each image at each step (RealNVP's and
+        /// openai/glow's LSUN: 64x64 crops of 96x96 images). Everything else that reads the
+        /// images (evaluation, the latent tools, the explorer) sees their central window.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        random_crop_from: Option<usize>,
     },
 }
 
@@ -94,9 +100,11 @@ impl DataSource {
                 train,
                 test,
                 skip_bad_images,
+                random_crop_from,
             } => {
                 let options = FolderOptions {
-                    size: (image.height == image.width).then_some(image.height),
+                    size: random_crop_from
+                        .or((image.height == image.width).then_some(image.height)),
                     channels: Some(image.channels),
                     on_bad_image: if *skip_bad_images {
                         BadImage::Skip
@@ -151,31 +159,62 @@ impl DataSource {
                 train,
                 test,
                 skip_bad_images,
+                random_crop_from,
             } => DataSource::Folder {
                 train: moved(train),
                 test: moved(test),
                 skip_bad_images: *skip_bad_images,
+                random_crop_from: *random_crop_from,
             },
+        }
+    }
+
+    /// The size of the square images whose random windows training batches take (a folder
+    /// source's `random_crop_from`), if any.
+    pub fn random_crop_from(&self) -> Option<usize> {
+        match self {
+            DataSource::Folder {
+                random_crop_from, ..
+            } => *random_crop_from,
+            _ => None,
         }
     }
 }
 
-/// The training and test sets of `source`, padded to `pad_to` and checked against the model.
+/// The training and test sets of `source` as training reads them, padded to `pad_to` and checked
+/// against the model: the test set as [`load_split`] gives it, and the training set likewise, or
+/// at the source's `random_crop_from` size where it has one (its batches take random windows,
+/// [`crate::data::batches::BatchSchedule::with_random_crops`]).
 pub fn load_datasets(
     model: &GlowConfig,
     source: &DataSource,
     pad_to: usize,
     warn: &mut dyn FnMut(String),
 ) -> Result<(ImageDataset, ImageDataset)> {
+    let train = match source.random_crop_from() {
+        None => load_split(model, source, pad_to, Split::Train, warn)?.0,
+        Some(size) => {
+            let (data, _) = source.load_with_files(Split::Train, &model.image, warn)?;
+            check_against_model(
+                model,
+                &data,
+                Split::Train,
+                [model.image.channels, size, size],
+            )?;
+            data
+        }
+    };
     Ok((
-        load_split(model, source, pad_to, Split::Train, warn)?.0,
+        train,
         load_split(model, source, pad_to, Split::Test, warn)?.0,
     ))
 }
 
-/// One split of `source`, zero-padded to `pad_to x pad_to` (0 keeps the images' size) and
-/// checked against the model: the images must have the model's shape, and a class-conditional
-/// model needs labels below its `n_classes`. Returns the file of each image for folder datasets.
+/// One split of `source` as the model sees it: zero-padded to `pad_to x pad_to` (0 keeps the
+/// images' size), or cut to its central window of the model's size for a source with
+/// `random_crop_from`, and checked against the model: the images must have the model's shape,
+/// and a class-conditional model needs labels below its `n_classes`. Returns the file of each
+/// image for folder datasets.
 pub fn load_split(
     model: &GlowConfig,
     source: &DataSource,
@@ -184,12 +223,26 @@ pub fn load_split(
     warn: &mut dyn FnMut(String),
 ) -> Result<(ImageDataset, Option<Vec<PathBuf>>)> {
     let (data, files) = source.load_with_files(split, &model.image, warn)?;
-    let data = if pad_to > 0 {
+    let data = if source.random_crop_from().is_some() {
+        data.central_crop(model.image.height, model.image.width)?
+    } else if pad_to > 0 {
         data.pad_to(pad_to, pad_to)?
     } else {
         data
     };
-    let want = [model.image.channels, model.image.height, model.image.width];
+    let want = model.image.chw();
+    check_against_model(model, &data, split, want)?;
+    Ok((data, files))
+}
+
+/// Checks a split against the model: its images must have the shape `want`, and a
+/// class-conditional model needs labels below its `n_classes`.
+fn check_against_model(
+    model: &GlowConfig,
+    data: &ImageDataset,
+    split: Split,
+    want: [usize; 3],
+) -> Result<()> {
     if data.shape != want {
         return Err(GlowError::Config(format!(
             "the {split:?} images are {}x{}x{} but the model expects {}x{}x{}; set the model's \
@@ -208,5 +261,5 @@ pub fn load_split(
             }
         )));
     }
-    Ok((data, files))
+    Ok(())
 }

@@ -35,6 +35,11 @@ impl ImageShape {
     pub fn dims(&self) -> usize {
         self.channels * self.height * self.width
     }
+
+    /// `[channels, height, width]`, the shape of one image as datasets and batches give it.
+    pub fn chw(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
 }
 
 /// How the hidden convolutions of the coupling network are normalised.

@@ -295,7 +295,7 @@ impl Glow {
         let [n, c, h, w] = x.dims();
         check_not_empty(n, "Glow input")?;
         let image = self.config.image;
-        if [c, h, w] != [image.channels, image.height, image.width] {
+        if [c, h, w] != image.chw() {
             return Err(GlowError::shape(
                 "Glow input",
                 format!(

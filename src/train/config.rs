@@ -145,6 +145,23 @@ impl TrainConfig {
                 self.weight_y
             ));
         }
+        match self.data.random_crop_from() {
+            Some(0) => {
+                return bad(
+                    "data.random_crop_from = 0 is no image size; give the size of the images \
+                     the random crops are cut from (e.g. 96), or leave it out"
+                        .into(),
+                )
+            }
+            Some(size) if self.pad_to > 0 => {
+                return bad(format!(
+                    "pad_to = {} and data.random_crop_from = {size} exclude each other: the \
+                     model's images are windows of the larger ones, not padded; set pad_to to 0",
+                    self.pad_to
+                ))
+            }
+            _ => {}
+        }
         if self.init_images == 0
             || self.checkpoint_every == 0
             || self.log_every == 0
@@ -181,7 +198,7 @@ pub const CHANGEABLE_ON_RESUME: [&str; 11] = [
 
 impl TrainConfig {
     /// Checks the settings that depend on the model trained: a positive `weight_y` needs a
-    /// classifier head to weigh.
+    /// classifier head to weigh, and random crops need images at least the model's size.
     pub fn check_model(&self, model: &GlowConfig) -> Result<()> {
         if self.weight_y > 0.0 && !model.class_head {
             return Err(GlowError::Config(format!(
@@ -190,7 +207,17 @@ impl TrainConfig {
                 self.weight_y
             )));
         }
-        Ok(())
+        let image = model.image;
+        match self.data.random_crop_from() {
+            Some(size) if size < image.height.max(image.width) => Err(GlowError::Config(format!(
+                "data.random_crop_from = {size} is smaller than the model's {}x{} images, which \
+                 are random windows of the {size}x{size} images; give at least {}",
+                image.height,
+                image.width,
+                image.height.max(image.width)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Reads a training config file (a run's `train.json`); an unreadable file, unknown keys and
@@ -215,14 +242,18 @@ impl TrainConfig {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
         };
-        let (started, resumed) = (as_map(self), as_map(resumed));
-        let fixed: Vec<String> = started
+        let (started, resumed_map) = (as_map(self), as_map(resumed));
+        let mut fixed: Vec<String> = started
             .iter()
             .filter(|(name, value)| {
-                !CHANGEABLE_ON_RESUME.contains(&name.as_str()) && resumed.get(*name) != Some(value)
+                !CHANGEABLE_ON_RESUME.contains(&name.as_str())
+                    && resumed_map.get(*name) != Some(value)
             })
             .map(|(name, value)| {
-                let now = resumed.get(name).map(|v| v.to_string()).unwrap_or_default();
+                let now = resumed_map
+                    .get(name)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
                 let flag = match name.as_str() {
                     "time_budget_minutes" => "time-budget".to_string(),
                     other => other.replace('_', "-"),
@@ -230,6 +261,16 @@ impl TrainConfig {
                 format!("{name} (--{flag}: {value} -> {now})")
             })
             .collect();
+        // The data may move, but not change how its images are cut.
+        let crop = |c: &TrainConfig| c.data.random_crop_from();
+        if crop(self) != crop(resumed) {
+            let size = |c: &TrainConfig| crop(c).map_or("none".to_string(), |s| s.to_string());
+            fixed.push(format!(
+                "data.random_crop_from ({} -> {})",
+                size(self),
+                size(resumed)
+            ));
+        }
         if fixed.is_empty() {
             return Ok(());
         }

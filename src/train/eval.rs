@@ -179,7 +179,7 @@ fn batch_means(
         seed,
     } = test;
     let expected = model.config().image;
-    if data.shape != [expected.channels, expected.height, expected.width] {
+    if data.shape != expected.chw() {
         return Err(GlowError::shape(
             "evaluation data",
             format!(

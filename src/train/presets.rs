@@ -11,12 +11,13 @@ use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
 /// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 6] = [
+pub const PRESETS: [&str; 7] = [
     "fashion-mnist",
     "mnist",
     "cifar10",
     "imagenet32",
     "imagenet64",
+    "lsun64",
     "celeba64",
 ];
 
@@ -26,11 +27,12 @@ pub const PRESETS: [&str; 6] = [
 /// steps with a cosine decay to 0 at the last step, and affine couplings whose scale is floored
 /// at 0.1, so that samples decoded at T = 1 do not overflow through a vanishing scale.
 ///
-/// `cifar10`, `imagenet32` and `imagenet64` are the models and recipe of the paper's
+/// `cifar10`, `imagenet32`, `imagenet64` and `lsun64` are the models and recipe of the paper's
 /// likelihood table as openai/glow's README trains them (L = 3, K = 32; L = 3, K = 48; L = 4,
-/// K = 48; width 512, affine coupling, learned top prior, 8 bits), on the downsampled ImageNet
-/// of PixelRNN (image-net.org/small: the folders `train_32x32/` and `valid_32x32/` of PNG
-/// files, the data of openai/glow's `imagenet-oord`).
+/// K = 48; L = 3, K = 48; width 512, affine coupling, learned top prior, 8 bits), on the
+/// downsampled ImageNet of PixelRNN (image-net.org/small: the folders `train_32x32/` and
+/// `valid_32x32/` of PNG files, the data of openai/glow's `imagenet-oord`) and on an LSUN
+/// category at 96x96 with random 64x64 crops (RealNVP's, openai/glow's `lsun_realnvp`).
 pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
     let base_train = TrainConfig {
         data: DataSource::Idx {
@@ -98,6 +100,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         )),
         "imagenet32" => Ok(imagenet(32, 3, &base_train)),
         "imagenet64" => Ok(imagenet(64, 4, &base_train)),
+        "lsun64" => Ok(lsun(&base_train)),
         "celeba64" => Ok((
             GlowConfig {
                 image: ImageShape {
@@ -114,6 +117,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                     train: "data/celeba64/train".into(),
                     test: "data/celeba64/test".into(),
                     skip_bad_images: false,
+                    random_crop_from: None,
                 },
                 32,
                 &base_train,
@@ -145,6 +149,31 @@ fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, Trai
         train: folder("train"),
         test: folder("valid"),
         skip_bad_images: false,
+        random_crop_from: None,
+    };
+    (model, paper_recipe(data, 64, base))
+}
+
+/// The paper's LSUN model (L = 3, K = 48 at 64x64) on one category's images in
+/// `data/lsun/train` and `data/lsun/val` (LSUN's splits, exported as image files), resized and
+/// centre-cropped to 96x96, each training step taking a random 64x64 window of every image, as
+/// RealNVP's and openai/glow's `--problem lsun_realnvp` do (batches of 64; they keep the aspect
+/// ratio at a shorter side of 96, where a dataset of one image shape keeps the central square).
+fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let model = GlowConfig {
+        image: ImageShape {
+            channels: 3,
+            height: 64,
+            width: 64,
+        },
+        steps: 48,
+        ..GlowConfig::default()
+    };
+    let data = DataSource::Folder {
+        train: "data/lsun/train".into(),
+        test: "data/lsun/val".into(),
+        skip_bad_images: false,
+        random_crop_from: Some(96),
     };
     (model, paper_recipe(data, 64, base))
 }

@@ -30,7 +30,9 @@ use super::schedule::{
     CALIBRATION_STEPS,
 };
 use crate::cluster::Cluster;
-use crate::data::batches::{gather, stream_rng, Batch, BatchSchedule, BatchStream, INIT_STREAM};
+use crate::data::batches::{
+    gather, gather_random_crops, stream_rng, Batch, BatchSchedule, BatchStream, INIT_STREAM,
+};
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
 use crate::device::shards_on;
@@ -229,18 +231,28 @@ fn measure_run_costs(
 }
 
 /// A fresh run's state after the data-dependent initialisation on `init_images` training
-/// images chosen by the seed.
+/// images chosen by the seed (random windows of them of size `crop`, where given, as training
+/// batches take).
 fn initial_checkpoint(
     model: &GlowConfig,
     train: &TrainConfig,
     data: &ImageDataset,
+    crop: Option<[usize; 2]>,
     train_device: &Device,
 ) -> Result<Checkpoint> {
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.shuffle(&mut stream_rng(train.seed, INIT_STREAM, 0));
     order.truncate(train.init_images);
-    let batch = gather(data, &order, &mut stream_rng(train.seed, INIT_STREAM, 1), 0);
-    let (images, noise, classes) = batch.to_tensors(data.shape, model.n_classes, train_device)?;
+    let mut noise = stream_rng(train.seed, INIT_STREAM, 1);
+    let batch = match crop {
+        None => gather(data, &order, &mut noise, 0),
+        Some(size) => {
+            let mut offsets = stream_rng(train.seed, INIT_STREAM, 2);
+            gather_random_crops(data, &order, size, &mut offsets, &mut noise, 0)
+        }
+    };
+    let shape = model.image.chw();
+    let (images, noise, classes) = batch.to_tensors(shape, model.n_classes, train_device)?;
     let x = preprocess(images, noise, model.n_bits);
     let glow = model.init(train_device)?.data_init(x, classes.as_ref())?;
     Ok(Checkpoint {
@@ -436,6 +448,13 @@ pub fn train_on(
         load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
             report(TrainEvent::Note(warning))
         })?;
+    // Training batches cut the model's size out of larger images at random, where the source
+    // says so.
+    let crop = train
+        .data
+        .random_crop_from()
+        .map(|_| [model_config.image.height, model_config.image.width]);
+    let shape = model_config.image.chw();
     // The first `limit` test images (0: all), as every evaluation of the run reads them.
     let test_batches = |limit| TestBatches {
         data: &test_set,
@@ -451,7 +470,7 @@ pub fn train_on(
         if writes {
             create_run(run, model_config, &train)?;
         }
-        let fresh = initial_checkpoint(model_config, &train, &train_set, &train_device)?;
+        let fresh = initial_checkpoint(model_config, &train, &train_set, crop, &train_device)?;
         if writes {
             let began = Instant::now();
             save_checkpoint(run, &fresh, train.keep_checkpoints)?;
@@ -468,11 +487,11 @@ pub fn train_on(
         false => Ok(()),
     };
     let train_set = Arc::new(train_set);
-    let schedule =
-        |train: &TrainConfig| BatchSchedule::new(train_set.clone(), train.batch_size, train.seed);
+    let schedule = |train: &TrainConfig| {
+        BatchSchedule::new(train_set.clone(), train.batch_size, train.seed).with_random_crops(crop)
+    };
     if train.time_budget_minutes > 0.0 && train.decay_steps == 0 {
         let first = schedule(&train).batch(0);
-        let shape = train_set.shape;
         let costs = measure_run_costs(
             &train,
             test_set.len(),
@@ -524,7 +543,6 @@ pub fn train_on(
         total: train.steps,
     });
 
-    let shape = train_set.shape;
     let n_classes = model_config.n_classes;
     let mut consecutive_bad = 0u32;
     let mut interval = Interval::default();

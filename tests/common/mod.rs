@@ -572,6 +572,32 @@ fn by_eval_batch<T>(
             &mut |_| {},
         )
         .expect("test set");
+    // A source with random crops is evaluated on each image's central window of the model's
+    // size, cut here pixel by pixel: the excess halved and rounded down at the top and left.
+    let test = match train.data.random_crop_from() {
+        None => test,
+        Some(_) => {
+            let image = model.config().image;
+            let [c, h, w] = test.shape;
+            let (top, left) = ((h - image.height) / 2, (w - image.width) / 2);
+            let mut pixels = Vec::new();
+            for i in 0..test.len() {
+                for channel in 0..c {
+                    for row in 0..image.height {
+                        for column in 0..image.width {
+                            let at = ((i * c + channel) * h + top + row) * w + left + column;
+                            pixels.push(test.pixels[at]);
+                        }
+                    }
+                }
+            }
+            glowflow::data::dataset::ImageDataset {
+                shape: [c, image.height, image.width],
+                pixels,
+                ..test
+            }
+        }
+    };
     let n_bits = model.config().n_bits;
     let (bins, reduce) = (f64::from(1u32 << n_bits), f64::from(1u32 << (8 - n_bits)));
     let (images, batch_size) = sizes.unwrap_or((test.len(), train.eval_batch_size));
