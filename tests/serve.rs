@@ -1161,6 +1161,20 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     browser.close().await.expect("the browser closes");
 }
 
+/// Chooses `value` in the page's `<select id="{id}">`, as a user's choice fires `change`.
+async fn choose(browser: &fantoccini::Client, id: &str, value: usize) {
+    browser
+        .execute(
+            &format!(
+                "const s = document.getElementById('{id}'); s.value = '{value}'; \
+                 s.dispatchEvent(new Event('change'));"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{value} is chosen in #{id}: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
     let fixture = fixture("serve-browser-classes");
@@ -1181,16 +1195,7 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
     let first = "document.querySelector('#sample-grid img')?.src";
     for class in [0, 6] {
         if class > 0 {
-            browser
-                .execute(
-                    &format!(
-                        "const s = document.getElementById('class-select'); s.value = '{class}'; \
-                         s.dispatchEvent(new Event('change'));"
-                    ),
-                    vec![],
-                )
-                .await
-                .expect("the class is chosen");
+            choose(&browser, "class-select", class).await;
         }
         let expected = ok(
             &client,
@@ -1261,16 +1266,7 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
         .expect("the upload is chosen");
     for under in [None, Some(7)] {
         if let Some(class) = under {
-            browser
-                .execute(
-                    &format!(
-                        "const s = document.getElementById('upload-class'); s.value = '{class}'; \
-                         s.dispatchEvent(new Event('change'));"
-                    ),
-                    vec![],
-                )
-                .await
-                .expect("the upload's class is chosen");
+            choose(&browser, "upload-class", class).await;
         }
         let mut body = json!({"image": upload});
         if let Some(class) = under {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
@@ -78,26 +78,25 @@ fn assert_identical(a: &[f64], b: &[f64], what: &str) {
     );
 }
 
-#[test]
-fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
-    let root = scratch_dir("resume");
-    write_idx_dataset(&root, 64, 16, 8);
-    let (model, train_config) = configs(&root);
-
+/// Trains the 6 steps of `train_config` straight through in `root/straight`, and in
+/// `root/resumed` stopped after step 3 (mid-way between checkpoints, as Ctrl-C would) and
+/// resumed; asserts that both end with the same training and EMA weights, bit for bit, and
+/// returns the two run directories.
+fn straight_and_resumed(
+    root: &Path,
+    model: &GlowConfig,
+    train_config: &TrainConfig,
+) -> (PathBuf, PathBuf) {
     let straight = root.join("straight");
     let never = AtomicBool::new(false);
-    let summary =
-        train(&straight, &model, &train_config, false, &never, &mut |_| {}).expect("train");
+    let summary = train(&straight, model, train_config, false, &never, &mut |_| {}).expect("train");
     assert_eq!((summary.step, summary.interrupted), (6, false));
     assert!(summary.test.is_some_and(|t| t.bpd.is_finite()));
-
-    // Stop after step 3 (mid-way between checkpoints), as Ctrl-C would, then resume.
     let resumed = root.join("resumed");
-    stop_then_resume(&resumed, &model, &train_config, 3);
-
+    stop_then_resume(&resumed, model, train_config, 3);
     assert_identical(
-        &last_checkpoint_weights(&straight, &model),
-        &last_checkpoint_weights(&resumed, &model),
+        &last_checkpoint_weights(&straight, model),
+        &last_checkpoint_weights(&resumed, model),
         "training weights",
     );
     assert_identical(
@@ -105,6 +104,16 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_on
         &ema_weights(&resumed),
         "EMA weights",
     );
+    (straight, resumed)
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
+    let root = scratch_dir("resume");
+    write_idx_dataset(&root, 64, 16, 8);
+    let (model, train_config) = configs(&root);
+
+    let (straight, resumed) = straight_and_resumed(&root, &model, &train_config);
     let rows = |run: &Path| MetricsFile::read(&run.join("metrics.csv")).expect("metrics");
     let strip = |rows: Vec<glowflow::train::metrics::MetricsRow>| -> Vec<_> {
         rows.into_iter()
@@ -139,23 +148,7 @@ fn a_run_on_random_crops_resumes_to_the_uninterrupted_weights() {
         skip_bad_images: false,
         random_crop_from: Some(12),
     };
-    let straight = root.join("straight");
-    let never = AtomicBool::new(false);
-    let summary =
-        train(&straight, &model, &train_config, false, &never, &mut |_| {}).expect("train");
-    assert!(summary.test.is_some_and(|t| t.bpd.is_finite()));
-    let resumed = root.join("resumed");
-    stop_then_resume(&resumed, &model, &train_config, 3);
-    assert_identical(
-        &last_checkpoint_weights(&straight, &model),
-        &last_checkpoint_weights(&resumed, &model),
-        "training weights",
-    );
-    assert_identical(
-        &ema_weights(&straight),
-        &ema_weights(&resumed),
-        "EMA weights",
-    );
+    straight_and_resumed(&root, &model, &train_config);
 }
 
 #[test]
