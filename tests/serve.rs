@@ -1161,6 +1161,17 @@ async fn the_page_in_headless_chromium_follows_its_sliders() {
     browser.close().await.expect("the browser closes");
 }
 
+/// The API's full reconstruction (both levels) of an `/api/encode` answer of the
+/// class-conditional model, decoded under the class it was encoded under.
+async fn decoded_under_its_label(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    encoded: &Value,
+) -> Value {
+    let body = json!({"latents": encoded["latents"], "keep": 2, "class": encoded["label"]});
+    ok(client, address, "/api/reconstruct", body).await
+}
+
 /// Chooses `value` in the page's `<select id="{id}">`, as a user's choice fires `change`.
 async fn choose(browser: &fantoccini::Client, id: &str, value: usize) {
     browser
@@ -1210,13 +1221,7 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
     // Encode: test image 0 under its own label, decoded back under it.
     open_tab(&browser, "encode").await;
     let encoded = ok(&client, address, "/api/encode", json!({"index": 0})).await;
-    let full = ok(
-        &client,
-        address,
-        "/api/reconstruct",
-        json!({"latents": encoded["latents"], "keep": 2, "class": encoded["label"]}),
-    )
-    .await;
+    let full = decoded_under_its_label(&client, address, &encoded).await;
     wait_until(
         &browser,
         &format!(
@@ -1274,13 +1279,7 @@ async fn the_page_samples_encodes_and_interpolates_a_class_conditional_model() {
         }
         let encoded = ok(&client, address, "/api/encode", body).await;
         let bits = encoded["bits_per_dim"].as_f64().expect("bits/dim");
-        let full = ok(
-            &client,
-            address,
-            "/api/reconstruct",
-            json!({"latents": encoded["latents"], "keep": 2, "class": encoded["label"]}),
-        )
-        .await;
+        let full = decoded_under_its_label(&client, address, &encoded).await;
         let text = format!("{bits:.4} bits/dim (class {})", name(&encoded["label"]));
         wait_until(
             &browser,
