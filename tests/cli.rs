@@ -909,9 +909,10 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
 
 /// `--preset lsun64 --data DIR` reads an LSUN category's `train/` and `val/` folders (PNG, JPEG
 /// or WebP, as LSUN's export writes them), resized to `--random-crop-from`'s size, and trains
-/// on random model-size windows of them; `eval` reads the central window of each test image,
-/// as computed here pixel by pixel. The crop size is fixed for the run, must hold the model's
-/// images, and is for image folders only.
+/// on random model-size windows of them (here also mirrored at random); `eval` reads the
+/// central window of each test image, as computed here pixel by pixel. The crop size and the
+/// flips are fixed for the run; the crop must hold the model's images, and is for image folders
+/// only.
 #[test]
 fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
     let dir = scratch_dir("lsun64");
@@ -960,12 +961,15 @@ fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
             "2",
             "--init-images",
             "4",
+            "--random-flip",
+            "true",
         ]
         .map(String::from)
         .to_vec()
     };
     common::succeeds(&common::as_strs(&train_args(run_arg, "12")));
     let (_, train) = glowflow::train::config::read_run_configs(&run).expect("configs");
+    assert!(train.random_flip);
     assert_eq!(
         train.data,
         glowflow::data::source::DataSource::Folder {
@@ -988,6 +992,11 @@ fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
     let stderr = common::fails(&["train", "--resume", run_arg, "--random-crop-from", "10"]);
     assert!(
         stderr.contains("data.random_crop_from (12 -> 10)"),
+        "{stderr}"
+    );
+    let stderr = common::fails(&["train", "--resume", run_arg, "--random-flip", "false"]);
+    assert!(
+        stderr.contains("random_flip (--random-flip: true -> false)"),
         "{stderr}"
     );
     let small = dir.join("small");

@@ -163,6 +163,10 @@ pub(crate) struct TrainArgs {
     /// true, 0 without one).
     #[arg(long, value_parser = parse_finite)]
     pub(crate) weight_y: Option<f64>,
+    /// Mirror each training image left to right with probability 1/2 at each step
+    /// (true/false; rosinality's and y0ast's augmentation, not openai/glow's).
+    #[arg(long)]
+    pub(crate) random_flip: Option<bool>,
 }
 
 impl TrainArgs {
@@ -185,7 +189,8 @@ impl TrainArgs {
             log_every,
             recompute_activations,
             batch_shards,
-            weight_y
+            weight_y,
+            random_flip
         );
         if let Some(seed) = self.seed {
             config.seed = seed;

@@ -2,9 +2,10 @@
 //!
 //! The batch of step `t` is a pure function of `(seed, t)`: epoch `e = t / B_e` (with `B_e`
 //! full batches per epoch, the remainder dropped) visits the images in a random order seeded by
-//! `(seed, e)`, and the dequantisation noise of step `t` is seeded by `(seed, t)`, as are the
-//! offsets of its random crops where the images are larger than the model's. A run resumed at
-//! step `t` therefore sees exactly the batches an uninterrupted run would have.
+//! `(seed, e)`, and the dequantisation noise of step `t` is seeded by `(seed, t)`, as are its
+//! augmentations ([`Augment`]: random crops where the images are larger than the model's, random
+//! mirror images). A run resumed at step `t` therefore sees exactly the batches an uninterrupted
+//! run would have.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -76,8 +77,21 @@ pub const EVAL_STREAM: u64 = 3;
 pub const SAMPLE_STREAM: u64 = 4;
 /// The stream that picks the data-dependent initialisation images.
 pub const INIT_STREAM: u64 = 5;
-/// The stream of random crop offsets.
-pub const CROP_STREAM: u64 = 6;
+/// The stream of augmentations (crop offsets and flips).
+pub const AUGMENT_STREAM: u64 = 6;
+
+/// How a training batch varies its images, drawn image by image from the step's augmentation
+/// stream: a random window (its top-left corner uniform over the windows that fit, row then
+/// column), then a left-right mirror image with probability 1/2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Augment {
+    /// The `[height, width]` of a random window of each image (e.g. RealNVP's 64x64 of 96x96
+    /// LSUN images); `None` keeps whole images.
+    pub crop: Option<[usize; 2]>,
+    /// Mirror each image left to right with probability 1/2 (rosinality's and y0ast's
+    /// `RandomHorizontalFlip`).
+    pub flip: bool,
+}
 
 /// The order in which epoch `epoch` visits the `n` images.
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -100,26 +114,37 @@ pub fn gather(
     with_noise(data, indices, pixels, noise_rng, step)
 }
 
-/// [`gather`] of a random `size = [height, width]` window of each image, its top-left corner
-/// drawn from `crop_rng` uniformly over the windows that fit (row, then column, image by image),
-/// e.g. RealNVP's 64x64 crops of 96x96 LSUN images.
+/// [`gather`] of the images as `augment` varies them, its draws from `augment_rng` (see
+/// [`Augment`]); no augmentation draws nothing and gathers as [`gather`] does.
 ///
 /// # Panics
-/// If the window is larger than the images.
-pub fn gather_random_crops(
+/// If the crop is larger than the images.
+pub fn gather_augmented(
     data: &ImageDataset,
     indices: &[usize],
-    size: [usize; 2],
-    crop_rng: &mut impl Rng,
+    augment: Augment,
+    augment_rng: &mut impl Rng,
     noise_rng: &mut impl Rng,
     step: u64,
 ) -> Batch {
-    let [_, height, width] = data.shape;
-    let mut pixels = Vec::with_capacity(indices.len() * data.shape[0] * size[0] * size[1]);
+    let [channels, height, width] = data.shape;
+    let [rows, columns] = augment.crop.unwrap_or([height, width]);
+    let mut pixels = Vec::with_capacity(indices.len() * channels * rows * columns);
     for &i in indices {
-        let top = crop_rng.random_range(0..=height - size[0]);
-        let left = crop_rng.random_range(0..=width - size[1]);
-        pixels.extend(data.window(i, [top, left], size).map(f32::from));
+        let at = match augment.crop {
+            Some(_) => [
+                augment_rng.random_range(0..=height - rows),
+                augment_rng.random_range(0..=width - columns),
+            ],
+            None => [0, 0],
+        };
+        let start = pixels.len();
+        pixels.extend(data.window(i, at, [rows, columns]).map(f32::from));
+        if augment.flip && augment_rng.random_bool(0.5) {
+            for row in pixels[start..].chunks_exact_mut(columns) {
+                row.reverse();
+            }
+        }
     }
     with_noise(data, indices, pixels, noise_rng, step)
 }
@@ -155,9 +180,8 @@ pub struct BatchSchedule {
     seed: u64,
     /// The most recent epoch's order, kept so consecutive steps do not reshuffle.
     current: Option<(u64, Vec<usize>)>,
-    /// The size of the random window each image is cut to, where the images are larger than
-    /// the model's.
-    crop: Option<[usize; 2]>,
+    /// How each image is varied.
+    augment: Augment,
 }
 
 impl BatchSchedule {
@@ -168,14 +192,14 @@ impl BatchSchedule {
             batch_size,
             seed,
             current: None,
-            crop: None,
+            augment: Augment::default(),
         }
     }
 
-    /// The same schedule with every image cut to a random `size` window (`None`: whole images),
-    /// its offsets drawn from the crop stream of the step ([`gather_random_crops`]).
-    pub fn with_random_crops(self, size: Option<[usize; 2]>) -> Self {
-        BatchSchedule { crop: size, ..self }
+    /// The same schedule with its images varied as `augment` says, drawn from the augmentation
+    /// stream of the step ([`gather_augmented`]).
+    pub fn with_augment(self, augment: Augment) -> Self {
+        BatchSchedule { augment, ..self }
     }
 
     /// The batch of step `step` (see the module documentation).
@@ -188,18 +212,14 @@ impl BatchSchedule {
         let order = &self.current.as_ref().expect("just set").1;
         let start = (step % per_epoch) as usize * self.batch_size;
         let indices = &order[start..(start + self.batch_size).min(order.len())];
-        let mut noise = stream_rng(self.seed, NOISE_STREAM, step);
-        match self.crop {
-            None => gather(&self.data, indices, &mut noise, step),
-            Some(size) => gather_random_crops(
-                &self.data,
-                indices,
-                size,
-                &mut stream_rng(self.seed, CROP_STREAM, step),
-                &mut noise,
-                step,
-            ),
-        }
+        gather_augmented(
+            &self.data,
+            indices,
+            self.augment,
+            &mut stream_rng(self.seed, AUGMENT_STREAM, step),
+            &mut stream_rng(self.seed, NOISE_STREAM, step),
+            step,
+        )
     }
 }
 
@@ -310,7 +330,11 @@ mod tests {
             labels: None,
             n_classes: 0,
         });
-        let schedule = || BatchSchedule::new(data.clone(), 2, 5).with_random_crops(Some([2, 3]));
+        let crop = Augment {
+            crop: Some([2, 3]),
+            flip: false,
+        };
+        let schedule = || BatchSchedule::new(data.clone(), 2, 5).with_augment(crop);
         let stream = BatchStream::start(schedule(), 0, 2);
         let mut offsets = std::collections::BTreeSet::new();
         for step in 0..200 {
@@ -350,5 +374,78 @@ mod tests {
         let whole = BatchSchedule::new(data.clone(), 2, 5).batch(3);
         let cropped = schedule().batch(3);
         assert_eq!(whole.noise[..cropped.noise.len()], cropped.noise[..]);
+        // No augmentation gathers what `gather` does, drawing nothing.
+        let indices = [2, 0, 1];
+        let mut unused = stream_rng(1, AUGMENT_STREAM, 0);
+        let plain = gather_augmented(
+            &data,
+            &indices,
+            Augment::default(),
+            &mut unused,
+            &mut stream_rng(1, NOISE_STREAM, 0),
+            0,
+        );
+        let gathered = gather(&data, &indices, &mut stream_rng(1, NOISE_STREAM, 0), 0);
+        assert_eq!(
+            (&plain.pixels, &plain.noise),
+            (&gathered.pixels, &gathered.noise)
+        );
+        assert_eq!(
+            unused.random::<u64>(),
+            stream_rng(1, AUGMENT_STREAM, 0).random::<u64>()
+        );
+    }
+
+    /// Flips of 1x2x3 images whose pixels say where they lie (`10 i + 3 r + c`): each image of
+    /// a batch is its image or its mirror image, both occur, and a crop is flipped after it is
+    /// cut.
+    #[test]
+    fn random_flips_mirror_whole_images_or_their_crops() {
+        let pixel = |i: usize, r: usize, c: usize| (10 * i + 3 * r + c) as u8;
+        let data = Arc::new(ImageDataset {
+            shape: [1, 2, 3],
+            pixels: (0..4)
+                .flat_map(|i| (0..2).flat_map(move |r| (0..3).map(move |c| pixel(i, r, c))))
+                .collect(),
+            labels: Some(vec![0, 1, 2, 3]),
+            n_classes: 4,
+        });
+        let image = |i: usize, columns: std::ops::Range<usize>, mirrored: bool| -> Vec<f32> {
+            (0..2)
+                .flat_map(|r| {
+                    let row: Vec<f32> =
+                        columns.clone().map(|c| f32::from(pixel(i, r, c))).collect();
+                    if mirrored {
+                        row.into_iter().rev().collect()
+                    } else {
+                        row
+                    }
+                })
+                .collect()
+        };
+        for crop in [None, Some([2, 2])] {
+            let augment = Augment { crop, flip: true };
+            let mut schedule = BatchSchedule::new(data.clone(), 2, 9).with_augment(augment);
+            let mut seen = [0; 2];
+            for step in 0..100 {
+                let batch = schedule.batch(step);
+                let width = if crop.is_some() { 2 } else { 3 };
+                for (k, got) in batch.pixels.chunks(2 * width).enumerate() {
+                    let i = batch.labels.as_ref().expect("labels")[k];
+                    let mut found = (0..=3 - width).flat_map(|left| {
+                        [false, true]
+                            .map(|mirrored| (mirrored, image(i, left..left + width, mirrored)))
+                    });
+                    let (mirrored, _) = found.find(|(_, want)| want == got).unwrap_or_else(|| {
+                        panic!("step {step}: {got:?} is no window of image {i}")
+                    });
+                    seen[usize::from(mirrored)] += 1;
+                }
+            }
+            assert!(
+                seen[0] > 50 && seen[1] > 50,
+                "{crop:?}: {seen:?} plain / mirrored"
+            );
+        }
     }
 }

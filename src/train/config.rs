@@ -87,6 +87,11 @@ pub struct TrainConfig {
     /// at 0 keeps its weights.
     #[serde(default)]
     pub weight_y: f64,
+    /// Mirror each training image left to right with probability 1/2 at each step
+    /// (rosinality's and y0ast's `RandomHorizontalFlip`; openai/glow trains without), drawn
+    /// from the run's seed and the step like the rest of a batch.
+    #[serde(default)]
+    pub random_flip: bool,
 }
 
 /// `weight_y` of a model with a classifier head when none is given: openai/glow's conditional

@@ -63,6 +63,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         recompute_activations: false,
         batch_shards: 0,
         weight_y: 0.0,
+        random_flip: false,
     };
     let grey28 = GlowConfig {
         image: ImageShape {

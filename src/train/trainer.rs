@@ -31,7 +31,7 @@ use super::schedule::{
 };
 use crate::cluster::Cluster;
 use crate::data::batches::{
-    gather, gather_random_crops, stream_rng, Batch, BatchSchedule, BatchStream, INIT_STREAM,
+    gather_augmented, stream_rng, Augment, Batch, BatchSchedule, BatchStream, INIT_STREAM,
 };
 use crate::data::dataset::ImageDataset;
 use crate::data::source::load_datasets;
@@ -231,26 +231,25 @@ fn measure_run_costs(
 }
 
 /// A fresh run's state after the data-dependent initialisation on `init_images` training
-/// images chosen by the seed (random windows of them of size `crop`, where given, as training
-/// batches take).
+/// images chosen by the seed, varied by `augment` as training batches are.
 fn initial_checkpoint(
     model: &GlowConfig,
     train: &TrainConfig,
     data: &ImageDataset,
-    crop: Option<[usize; 2]>,
+    augment: Augment,
     train_device: &Device,
 ) -> Result<Checkpoint> {
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.shuffle(&mut stream_rng(train.seed, INIT_STREAM, 0));
     order.truncate(train.init_images);
-    let mut noise = stream_rng(train.seed, INIT_STREAM, 1);
-    let batch = match crop {
-        None => gather(data, &order, &mut noise, 0),
-        Some(size) => {
-            let mut offsets = stream_rng(train.seed, INIT_STREAM, 2);
-            gather_random_crops(data, &order, size, &mut offsets, &mut noise, 0)
-        }
-    };
+    let batch = gather_augmented(
+        data,
+        &order,
+        augment,
+        &mut stream_rng(train.seed, INIT_STREAM, 2),
+        &mut stream_rng(train.seed, INIT_STREAM, 1),
+        0,
+    );
     let shape = model.image.chw();
     let (images, noise, classes) = batch.to_tensors(shape, model.n_classes, train_device)?;
     let x = preprocess(images, noise, model.n_bits);
@@ -448,12 +447,15 @@ pub fn train_on(
         load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
             report(TrainEvent::Note(warning))
         })?;
-    // Training batches cut the model's size out of larger images at random, where the source
-    // says so.
-    let crop = train
-        .data
-        .random_crop_from()
-        .map(|_| [model_config.image.height, model_config.image.width]);
+    // Training batches cut the model's size out of larger images at random where the source
+    // says so, and mirror images at random where the run says so.
+    let augment = Augment {
+        crop: train
+            .data
+            .random_crop_from()
+            .map(|_| [model_config.image.height, model_config.image.width]),
+        flip: train.random_flip,
+    };
     let shape = model_config.image.chw();
     // The first `limit` test images (0: all), as every evaluation of the run reads them.
     let test_batches = |limit| TestBatches {
@@ -470,7 +472,7 @@ pub fn train_on(
         if writes {
             create_run(run, model_config, &train)?;
         }
-        let fresh = initial_checkpoint(model_config, &train, &train_set, crop, &train_device)?;
+        let fresh = initial_checkpoint(model_config, &train, &train_set, augment, &train_device)?;
         if writes {
             let began = Instant::now();
             save_checkpoint(run, &fresh, train.keep_checkpoints)?;
@@ -488,7 +490,7 @@ pub fn train_on(
     };
     let train_set = Arc::new(train_set);
     let schedule = |train: &TrainConfig| {
-        BatchSchedule::new(train_set.clone(), train.batch_size, train.seed).with_random_crops(crop)
+        BatchSchedule::new(train_set.clone(), train.batch_size, train.seed).with_augment(augment)
     };
     if train.time_budget_minutes > 0.0 && train.decay_steps == 0 {
         let first = schedule(&train).batch(0);
