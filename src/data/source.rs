@@ -184,7 +184,7 @@ impl DataSource {
 /// The training and test sets of `source` as training reads them, padded to `pad_to` and checked
 /// against the model: the test set as [`load_split`] gives it, and the training set likewise, or
 /// at the source's `random_crop_from` size where it has one (its batches take random windows,
-/// [`crate::data::batches::BatchSchedule::with_random_crops`]).
+/// [`crate::data::batches::BatchSchedule::with_augment`]).
 pub fn load_datasets(
     model: &GlowConfig,
     source: &DataSource,
