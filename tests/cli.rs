@@ -283,6 +283,10 @@ fn train_then_sample_and_eval_from_the_run_directory() {
         stderr.contains("missing") && stderr.contains("dataset-fashion-mnist"),
         "{stderr}"
     );
+    assert!(
+        !dir.join("r2").exists(),
+        "a run without data writes nothing"
+    );
 }
 
 /// `log Σ_k exp(row_k)`, and whether the largest of the other entries beats `row[label]`

@@ -271,6 +271,15 @@ fn a_large_folder_loads_in_name_order_with_its_bad_images_skipped_in_order() {
 
 #[test]
 fn folder_without_usable_images_is_an_error() {
+    let missing = TempDir::new("missing");
+    let nowhere = missing.0.join("nowhere");
+    let err = load_image_folder(&nowhere, &FolderOptions::default()).expect_err("no folder");
+    assert_error_mentions(
+        err,
+        &nowhere,
+        &["does not exist", "put the images there", "--data"],
+    );
+
     let empty = TempDir::new("empty");
     let err = load_image_folder(&empty.0, &FolderOptions::default()).expect_err("empty");
     assert_error_mentions(err, &empty.0, &["no .png files", ".jpg"]);

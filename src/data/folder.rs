@@ -161,7 +161,16 @@ fn check_options(options: &FolderOptions) -> Result<()> {
 
 /// Lists `dir`: its image files and its subfolders, each sorted by name.
 fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(dir).map_err(|e| GlowError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => GlowError::file(
+            dir,
+            "the image folder does not exist; put the images there (PNG, JPEG or WebP files, \
+             or one subfolder of them per class), or give --data the directory that holds the \
+             preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
+             valid_32x32/; lsun64's train/ and val/)",
+        ),
+        _ => GlowError::io(dir, e),
+    })?;
     let (mut files, mut subdirs) = (Vec::new(), Vec::new());
     for entry in entries {
         let path = entry.map_err(|e| GlowError::io(dir, e))?.path();

@@ -423,6 +423,11 @@ pub fn train_on(
             report(TrainEvent::Note(placement));
         }
     }
+    // The data first: a run that cannot read its images writes nothing, not even its lock.
+    let (train_set, test_set) =
+        load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
+            report(TrainEvent::Note(warning))
+        })?;
     let writes = cluster.writes();
     let _lock = match writes {
         true => Some(lock_run(run, report)?),
@@ -443,10 +448,6 @@ pub fn train_on(
     } else {
         None
     };
-    let (train_set, test_set) =
-        load_datasets(model_config, &train.data, train.pad_to, &mut |warning| {
-            report(TrainEvent::Note(warning))
-        })?;
     // Training batches cut the model's size out of larger images at random where the source
     // says so, and mirror images at random where the run says so.
     let augment = Augment {
