@@ -913,10 +913,10 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
 
 /// `--preset lsun64 --data DIR` reads an LSUN category's `train/` and `val/` folders (PNG, JPEG
 /// or WebP, as LSUN's export writes them), resized to `--random-crop-from`'s size, and trains
-/// on random model-size windows of them (here also mirrored at random); `eval` reads the
-/// central window of each test image, as computed here pixel by pixel. The crop size and the
-/// flips are fixed for the run; the crop must hold the model's images, and is for image folders
-/// only.
+/// on random model-size windows of them (here also shifted and mirrored at random); `eval`
+/// reads the central window of each test image, as computed here pixel by pixel. The crop size,
+/// shifts and flips are fixed for the run; the crop must hold the model's images, and is for
+/// image folders only; a shift must leave something of the image.
 #[test]
 fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
     let dir = scratch_dir("lsun64");
@@ -967,13 +967,15 @@ fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
             "4",
             "--random-flip",
             "true",
+            "--random-translate",
+            "1",
         ]
         .map(String::from)
         .to_vec()
     };
     common::succeeds(&common::as_strs(&train_args(run_arg, "12")));
     let (_, train) = glowflow::train::config::read_run_configs(&run).expect("configs");
-    assert!(train.random_flip);
+    assert_eq!((train.random_flip, train.random_translate), (true, 1));
     assert_eq!(
         train.data,
         glowflow::data::source::DataSource::Folder {
@@ -1003,11 +1005,28 @@ fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
         stderr.contains("random_flip (--random-flip: true -> false)"),
         "{stderr}"
     );
+    let stderr = common::fails(&["train", "--resume", run_arg, "--random-translate", "2"]);
+    assert!(
+        stderr.contains("random_translate (--random-translate: 1 -> 2)"),
+        "{stderr}"
+    );
     let small = dir.join("small");
     let args = train_args(small.to_str().expect("utf-8"), "6");
     let stderr = common::fails(&common::as_strs(&args));
     assert!(
         stderr.contains("random_crop_from = 6") && stderr.contains("at least 8"),
+        "{stderr}"
+    );
+    let mut args = train_args(small.to_str().expect("utf-8"), "12");
+    let at = args
+        .iter()
+        .position(|a| a == "--random-translate")
+        .expect("given")
+        + 1;
+    args[at] = "8".into();
+    let stderr = common::fails(&common::as_strs(&args));
+    assert!(
+        stderr.contains("random_translate = 8") && stderr.contains("less than 8"),
         "{stderr}"
     );
     let stderr = common::fails(&[

@@ -125,10 +125,11 @@ fn interrupted_and_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_on
 }
 
 /// Training on random 8x8 windows of 12x12 images (a folder source with `random_crop_from`),
-/// mirrored at random: the augmentations are functions of (seed, step) like the rest of a
-/// batch, so a stopped and resumed run ends with the uninterrupted run's weights, bit for bit.
+/// shifted and mirrored at random: the augmentations are functions of (seed, step) like the
+/// rest of a batch, so a stopped and resumed run ends with the uninterrupted run's weights, bit
+/// for bit.
 #[test]
-fn a_run_on_random_crops_and_flips_resumes_to_the_uninterrupted_weights() {
+fn a_run_on_random_crops_shifts_and_flips_resumes_to_the_uninterrupted_weights() {
     let root = scratch_dir("random-crops");
     for (split, n) in [("train", 24u32), ("test", 8)] {
         let dir = root.join(split);
@@ -148,7 +149,7 @@ fn a_run_on_random_crops_and_flips_resumes_to_the_uninterrupted_weights() {
         skip_bad_images: false,
         random_crop_from: Some(12),
     };
-    train_config.random_flip = true;
+    (train_config.random_flip, train_config.random_translate) = (true, 2);
     straight_and_resumed(&root, &model, &train_config);
 }
 

@@ -167,6 +167,10 @@ pub(crate) struct TrainArgs {
     /// (true/false; rosinality's and y0ast's augmentation, not openai/glow's).
     #[arg(long)]
     pub(crate) random_flip: Option<bool>,
+    /// Shift each training image at each step by up to N pixels down or up and right or left,
+    /// filling in black (y0ast's augmentation: 3 at 32x32; 0: none).
+    #[arg(long, value_name = "N")]
+    pub(crate) random_translate: Option<usize>,
 }
 
 impl TrainArgs {
@@ -190,7 +194,8 @@ impl TrainArgs {
             recompute_activations,
             batch_shards,
             weight_y,
-            random_flip
+            random_flip,
+            random_translate
         );
         if let Some(seed) = self.seed {
             config.seed = seed;

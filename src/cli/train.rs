@@ -40,8 +40,8 @@ pub struct Train {
     /// and so are training flags that would change what the remaining steps compute (--seed,
     /// --batch-size, --lr, --warmup-steps, --lr-decay, --time-budget, --grad-clip-norm,
     /// --ema-decay, --init-images, --pad-to, --optimizer, --recompute-activations,
-    /// --batch-shards, --weight-y, --random-flip, --random-crop-from). --steps (up to a cosine
-    /// decay's end),
+    /// --batch-shards, --weight-y, --random-flip, --random-translate, --random-crop-from).
+    /// --steps (up to a cosine decay's end),
     /// --checkpoint-every, --eval-every, --eval-images, --sample-every, --log-every, --data and
     /// --skip-bad-images may change; they are written to RUN/train.json, so a later resume keeps
     /// them.

@@ -77,20 +77,41 @@ pub const EVAL_STREAM: u64 = 3;
 pub const SAMPLE_STREAM: u64 = 4;
 /// The stream that picks the data-dependent initialisation images.
 pub const INIT_STREAM: u64 = 5;
-/// The stream of augmentations (crop offsets and flips).
+/// The stream of augmentations (crop offsets, shifts and flips).
 pub const AUGMENT_STREAM: u64 = 6;
 
 /// How a training batch varies its images, drawn image by image from the step's augmentation
 /// stream: a random window (its top-left corner uniform over the windows that fit, row then
-/// column), then a left-right mirror image with probability 1/2.
+/// column), then a random shift (down, then right, each uniform in `-translate..=translate`,
+/// the pixels shifted in black), then a left-right mirror image with probability 1/2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Augment {
     /// The `[height, width]` of a random window of each image (e.g. RealNVP's 64x64 of 96x96
     /// LSUN images); `None` keeps whole images.
     pub crop: Option<[usize; 2]>,
+    /// The largest shift in pixels, down or up and right or left (y0ast's `RandomAffine(0,
+    /// translate=(0.1, 0.1))`: 3 at 32x32); 0 shifts nothing.
+    pub translate: usize,
     /// Mirror each image left to right with probability 1/2 (rosinality's and y0ast's
     /// `RandomHorizontalFlip`).
     pub flip: bool,
+}
+
+/// Shifts each `rows x columns` plane of `image` down by `down` and right by `right` pixels
+/// (negative: up, left), filling what comes in with black (0).
+fn shift(image: &mut [f32], [rows, columns]: [usize; 2], [down, right]: [isize; 2]) {
+    for plane in image.chunks_exact_mut(rows * columns) {
+        let source = plane.to_vec();
+        for (r, row) in plane.chunks_exact_mut(columns).enumerate() {
+            for (c, value) in row.iter_mut().enumerate() {
+                let from = (r.checked_add_signed(-down), c.checked_add_signed(-right));
+                *value = match from {
+                    (Some(y), Some(x)) if y < rows && x < columns => source[y * columns + x],
+                    _ => 0.0,
+                };
+            }
+        }
+    }
 }
 
 /// The order in which epoch `epoch` visits the `n` images.
@@ -140,6 +161,14 @@ pub fn gather_augmented(
         };
         let start = pixels.len();
         pixels.extend(data.window(i, at, [rows, columns]).map(f32::from));
+        if augment.translate > 0 {
+            let t = augment.translate as i64;
+            let by = [
+                augment_rng.random_range(-t..=t) as isize,
+                augment_rng.random_range(-t..=t) as isize,
+            ];
+            shift(&mut pixels[start..], [rows, columns], by);
+        }
         if augment.flip && augment_rng.random_bool(0.5) {
             for row in pixels[start..].chunks_exact_mut(columns) {
                 row.reverse();
@@ -332,7 +361,7 @@ mod tests {
         });
         let crop = Augment {
             crop: Some([2, 3]),
-            flip: false,
+            ..Augment::default()
         };
         let schedule = || BatchSchedule::new(data.clone(), 2, 5).with_augment(crop);
         let stream = BatchStream::start(schedule(), 0, 2);
@@ -424,7 +453,11 @@ mod tests {
                 .collect()
         };
         for crop in [None, Some([2, 2])] {
-            let augment = Augment { crop, flip: true };
+            let augment = Augment {
+                crop,
+                flip: true,
+                ..Augment::default()
+            };
             let mut schedule = BatchSchedule::new(data.clone(), 2, 9).with_augment(augment);
             let mut seen = [0; 2];
             for step in 0..100 {
@@ -447,5 +480,55 @@ mod tests {
                 "{crop:?}: {seen:?} plain / mirrored"
             );
         }
+    }
+
+    /// Shifts of up to 1 pixel of 1x3x4 images whose pixels say where they lie and are never 0
+    /// (`1 + 20 i + 4 r + c`): each image of a batch is its image moved by one of the 9 shifts,
+    /// black where nothing comes in, and every shift occurs.
+    #[test]
+    fn random_shifts_move_each_image_by_up_to_the_largest_shift_filling_in_black() {
+        let pixel = |i: usize, r: usize, c: usize| (20 * i + 4 * r + c + 1) as u8;
+        let data = Arc::new(ImageDataset {
+            shape: [1, 3, 4],
+            pixels: (0..3)
+                .flat_map(|i| (0..3).flat_map(move |r| (0..4).map(move |c| pixel(i, r, c))))
+                .collect(),
+            labels: Some(vec![0, 1, 2]),
+            n_classes: 3,
+        });
+        // Image `i` moved down by `dy` and right by `dx`, written out pixel by pixel.
+        let moved = |i: usize, dy: isize, dx: isize| -> Vec<f32> {
+            let mut out = Vec::new();
+            for r in 0..3isize {
+                for c in 0..4isize {
+                    let (y, x) = (r - dy, c - dx);
+                    let inside = (0..3).contains(&y) && (0..4).contains(&x);
+                    out.push(if inside {
+                        f32::from(pixel(i, y as usize, x as usize))
+                    } else {
+                        0.0
+                    });
+                }
+            }
+            out
+        };
+        let augment = Augment {
+            translate: 1,
+            ..Augment::default()
+        };
+        let mut schedule = BatchSchedule::new(data.clone(), 3, 4).with_augment(augment);
+        let mut shifts = std::collections::BTreeSet::new();
+        for step in 0..100 {
+            let batch = schedule.batch(step);
+            for (k, got) in batch.pixels.chunks(12).enumerate() {
+                let i = batch.labels.as_ref().expect("labels")[k];
+                let shift = (-1..=1)
+                    .flat_map(|dy| (-1..=1).map(move |dx| (dy, dx)))
+                    .find(|&(dy, dx)| moved(i, dy, dx) == got)
+                    .unwrap_or_else(|| panic!("step {step}: {got:?} is no shift of image {i}"));
+                shifts.insert(shift);
+            }
+        }
+        assert_eq!(shifts.len(), 9, "every shift of up to 1 pixel: {shifts:?}");
     }
 }

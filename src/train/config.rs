@@ -92,6 +92,11 @@ pub struct TrainConfig {
     /// from the run's seed and the step like the rest of a batch.
     #[serde(default)]
     pub random_flip: bool,
+    /// Shift each training image at each step by a random number of pixels down and right,
+    /// each uniform in `-random_translate..=random_translate`, filling in black (y0ast's
+    /// `RandomAffine(0, translate=(0.1, 0.1))` is 3 at 32x32); 0 does not shift.
+    #[serde(default)]
+    pub random_translate: usize,
 }
 
 /// `weight_y` of a model with a classifier head when none is given: openai/glow's conditional
@@ -203,7 +208,8 @@ pub const CHANGEABLE_ON_RESUME: [&str; 11] = [
 
 impl TrainConfig {
     /// Checks the settings that depend on the model trained: a positive `weight_y` needs a
-    /// classifier head to weigh, and random crops need images at least the model's size.
+    /// classifier head to weigh, random shifts must leave something of the image, and random
+    /// crops need images at least the model's size.
     pub fn check_model(&self, model: &GlowConfig) -> Result<()> {
         if self.weight_y > 0.0 && !model.class_head {
             return Err(GlowError::Config(format!(
@@ -213,6 +219,14 @@ impl TrainConfig {
             )));
         }
         let image = model.image;
+        let side = image.height.min(image.width);
+        if self.random_translate >= side {
+            return Err(GlowError::Config(format!(
+                "random_translate = {} would shift the model's {}x{} images out of sight; give \
+                 less than {side} (y0ast's 10% is 3 at 32x32)",
+                self.random_translate, image.height, image.width
+            )));
+        }
         match self.data.random_crop_from() {
             Some(size) if size < image.height.max(image.width) => Err(GlowError::Config(format!(
                 "data.random_crop_from = {size} is smaller than the model's {}x{} images, which \

@@ -64,6 +64,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         batch_shards: 0,
         weight_y: 0.0,
         random_flip: false,
+        random_translate: 0,
     };
     let grey28 = GlowConfig {
         image: ImageShape {

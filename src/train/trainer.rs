@@ -449,12 +449,13 @@ pub fn train_on(
         None
     };
     // Training batches cut the model's size out of larger images at random where the source
-    // says so, and mirror images at random where the run says so.
+    // says so, and shift and mirror images at random where the run says so.
     let augment = Augment {
         crop: train
             .data
             .random_crop_from()
             .map(|_| [model_config.image.height, model_config.image.width]),
+        translate: train.random_translate,
         flip: train.random_flip,
     };
     let shape = model_config.image.chw();
