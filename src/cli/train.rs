@@ -23,13 +23,13 @@ const DEFAULT_PRESET: &str = "fashion-mnist";
 /// `glowflow train` (its help is the doc comment of `Command::Train`).
 #[derive(Args)]
 pub struct Train {
-    /// Starting point: fashion-mnist (default), mnist, cifar10, imagenet32, imagenet64 or
-    /// celeba64.
+    /// Starting point: fashion-mnist (default), mnist, cifar10, imagenet32, imagenet64, lsun64
+    /// or celeba64.
     #[arg(long, conflicts_with = "resume")]
     preset: Option<String>,
     /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or one holding the
-    /// preset's image folders: train/ and test/, or imagenet32's train_32x32/ and valid_32x32/);
-    /// the preset's format is kept.
+    /// preset's image folders: train/ and test/, imagenet32's train_32x32/ and valid_32x32/,
+    /// lsun64's train/ and val/); the preset's format is kept.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Run directory to create (default runs/PRESET).

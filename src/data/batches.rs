@@ -4,8 +4,8 @@
 //! full batches per epoch, the remainder dropped) visits the images in a random order seeded by
 //! `(seed, e)`, and the dequantisation noise of step `t` is seeded by `(seed, t)`, as are its
 //! augmentations ([`Augment`]: random crops where the images are larger than the model's, random
-//! mirror images). A run resumed at step `t` therefore sees exactly the batches an uninterrupted
-//! run would have.
+//! shifts, random mirror images). A run resumed at step `t` therefore sees exactly the batches an
+//! uninterrupted run would have.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;

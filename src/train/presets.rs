@@ -105,14 +105,8 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         "lsun64" => Ok(lsun(&base_train)),
         "celeba64" => Ok((
             GlowConfig {
-                image: ImageShape {
-                    channels: 3,
-                    height: 64,
-                    width: 64,
-                },
-                levels: 4,
                 n_bits: 5,
-                ..GlowConfig::default()
+                ..colour_model(64, 4)
             },
             paper_recipe(
                 DataSource::Folder {
@@ -132,20 +126,28 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
     }
 }
 
-/// The paper's unconditional ImageNet model at `size x size` with `levels` levels and K = 48, on
-/// PixelRNN's downsampled ImageNet in `data/imagenet{size}` (`train_{size}x{size}/`,
-/// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` (batches of 64).
-fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, TrainConfig) {
-    let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}").into();
-    let model = GlowConfig {
+/// The paper's CIFAR-10 model (K = 32, width 512, affine, learned top prior, 8 bits) for
+/// `size x size` colour images with `levels` levels.
+fn colour_model(size: usize, levels: usize) -> GlowConfig {
+    GlowConfig {
         image: ImageShape {
             channels: 3,
             height: size,
             width: size,
         },
         levels,
-        steps: 48,
         ..GlowConfig::default()
+    }
+}
+
+/// The paper's unconditional ImageNet model at `size x size` with `levels` levels and K = 48, on
+/// PixelRNN's downsampled ImageNet in `data/imagenet{size}` (`train_{size}x{size}/`,
+/// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` (batches of 64).
+fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}").into();
+    let model = GlowConfig {
+        steps: 48,
+        ..colour_model(size, levels)
     };
     let data = DataSource::Folder {
         train: folder("train"),
@@ -163,13 +165,8 @@ fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, Trai
 /// ratio at a shorter side of 96, where a dataset of one image shape keeps the central square).
 fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let model = GlowConfig {
-        image: ImageShape {
-            channels: 3,
-            height: 64,
-            width: 64,
-        },
         steps: 48,
-        ..GlowConfig::default()
+        ..colour_model(64, 3)
     };
     let data = DataSource::Folder {
         train: "data/lsun/train".into(),
