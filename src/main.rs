@@ -9,6 +9,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     restart_with_huge_page_heap();
     keep_freed_memory_in_the_heap();
+    // Folder datasets load through the image cache that GLOWFLOW_IMAGE_CACHE names (by default
+    // the user's cache directory).
+    let cache = glowflow::data::image_cache::ImageCache::from_environment();
+    glowflow::data::image_cache::use_for_this_process(cache);
     match cli::run(cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{glowflow, scratch_dir, TINY_RUN};
 
@@ -614,7 +613,7 @@ fn training_under_way(name: &str, size: usize, args: &[&str]) -> (std::process::
     let dir = scratch_dir(name);
     common::write_idx_dataset(&dir, 64, 16, size);
     let run = dir.join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+    let child = common::glowflow_command()
         .args(["train", "--steps", "100000"])
         .arg("--data")
         .arg(&dir)
@@ -753,7 +752,7 @@ fn a_build_without_mpi_refuses_to_train_as_several_processes() {
     let dir = scratch_dir("no-mpi");
     common::write_idx_dataset(&dir, 16, 8, 8);
     let run = dir.join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_glowflow"))
+    let out = common::glowflow_command()
         .env("OMPI_COMM_WORLD_SIZE", "2")
         .args(["train", "--data", dir.to_str().expect("utf-8")])
         .args(["--out", run.to_str().expect("utf-8")])
@@ -780,7 +779,7 @@ fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
     let dir = scratch_dir("cli_huge_page_heaps");
     let out = dir.join("bench.json");
     let ran_with = |preset: Option<&str>| -> Option<String> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_glowflow"));
+        let mut command = common::glowflow_command();
         command.args([
             "bench",
             "--image",
@@ -824,6 +823,80 @@ fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
     }
     let opted_out = "glibc.malloc.hugetlb=0";
     assert_eq!(ran_with(Some(opted_out)).as_deref(), Some(opted_out));
+}
+
+/// A run on image folders trains the same through the image cache as without it: the first
+/// run decodes each folder into an entry (a note says so), a later run maps the entries without
+/// decoding, and both end with the weights, byte for byte, and the figures of a run that
+/// decodes the folders into memory (`GLOWFLOW_IMAGE_CACHE=off`), which writes no entry.
+#[test]
+fn training_on_folders_through_the_image_cache_is_training_without_it() {
+    let dir = scratch_dir("cli-image-cache");
+    for (folder, n) in [("train", 10u8), ("test", 4)] {
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+        for i in 0..n {
+            image::RgbImage::from_fn(10, 9, |x, y| {
+                image::Rgb([(x * 25) as u8, (y * 25) as u8, i * 20])
+            })
+            .save(dir.join(folder).join(format!("{i}.png")))
+            .expect("save");
+        }
+    }
+    let cache = dir.join("cache");
+    let train = |run: &str, cache: &Path| -> String {
+        let out = common::glowflow_command()
+            .env(glowflow::data::image_cache::CACHE_ENV, cache)
+            .args(["train", "--preset", "celeba64", "--data"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(dir.join(run))
+            .args([
+                "--image", "3x8x8", "--levels", "2", "--depth", "1", "--width", "8",
+            ])
+            .args(["--n-classes", "0", "--steps", "3", "--batch-size", "4"])
+            .args(["--init-images", "8", "--eval-every", "2"])
+            .output()
+            .expect("runs");
+        let printed = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{printed}");
+        printed
+    };
+    let first = train("first", &cache);
+    assert!(
+        first.contains("decoded the 10 images") && first.contains("decoded the 4 images"),
+        "{first}"
+    );
+    let entries = std::fs::read_dir(&cache).expect("cache written").count();
+    assert_eq!(entries, 3, "two entries and the lock");
+    let again = train("again", &cache);
+    assert!(!again.contains("decoded the"), "{again}");
+    let off = train("off", Path::new("off"));
+    assert!(!off.contains("image cache"), "{off}");
+    assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), entries);
+    // The tensors by name, bytes and all (burn writes the file's metadata in any order).
+    let weights = |run: &str| -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(dir.join(run).join("model.safetensors")).expect("weights");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let mut tensors: Vec<_> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect();
+        tensors.sort();
+        tensors
+    };
+    let figures = |run: &str| -> Vec<(u64, Option<f64>, Option<f64>)> {
+        glowflow::train::metrics::MetricsFile::read(&dir.join(run).join("metrics.csv"))
+            .expect("metrics")
+            .into_iter()
+            .map(|row| (row.step, row.train_bpd, row.test_bpd))
+            .collect()
+    };
+    for run in ["again", "off"] {
+        assert!(weights(run) == weights("first"), "{run}: other weights");
+        assert_eq!(figures(run), figures("first"), "{run}");
+    }
 }
 
 /// `--preset imagenet32 --data DIR` trains the paper's ImageNet 32×32 recipe on PixelRNN's

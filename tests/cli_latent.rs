@@ -347,7 +347,7 @@ fn two_manipulates_at_once_write_one_cache_that_both_agree_with() {
     let data = dir.to_str().expect("utf-8");
     let (model, _) = perturbed_model(&dir, "1x8x8", &[0, 1]);
     let run = |out: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        common::glowflow_command()
             .args(["manipulate", "--model", &model, "--data", data])
             .args(["--index", "0", "--attribute", "1", "--alphas", "0,1"])
             .args(["--out", dir.join(out).to_str().expect("utf-8")])

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use glowflow::data::celeba::read_celeba_attributes;
 use glowflow::data::folder::{load_image_folder, BadImage, FolderLoad, FolderOptions};
+use glowflow::data::image_cache::{load_folder, ImageCache};
 use glowflow::GlowError;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
@@ -394,4 +395,282 @@ fn celeba_malformed_files_are_errors_naming_file_and_line() {
     assert_error_mentions(err, &path, &["line 3", "'0'", "attribute B"]);
     let (path, err) = celeba_error(&dir, "header.txt", "many\nA B\n");
     assert_error_mentions(err, &path, &["line 1", "number of images"]);
+}
+
+/// A folder with two classes of differently sized colour images and one corrupt file, and the
+/// options that bring them to 6x6 RGB, skipping the corrupt one.
+fn classes_with_a_bad_image(name: &str) -> (TempDir, FolderOptions) {
+    let dir = TempDir::new(name);
+    for i in 0..5u8 {
+        let image = RgbImage::from_fn(8 + u32::from(i), 6, |x, y| {
+            Rgb([(x * 20) as u8, (y * 40) as u8, i * 50])
+        });
+        save_rgb(&dir, &format!("cats/{i}.png"), &image);
+        save_rgb(
+            &dir,
+            &format!("dogs/{i}.jpg"),
+            &solid(6, 7, [i * 40, 90, 200]),
+        );
+    }
+    dir.write("dogs/2b.png", b"not a png at all");
+    let options = FolderOptions {
+        size: Some(6),
+        channels: Some(3),
+        on_bad_image: BadImage::Skip,
+    };
+    (dir, options)
+}
+
+/// The cache's entries and temporaries in `dir`, by name.
+fn cache_files(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&dir.0)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "cache.lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Loads `dir` through the cache `cache`, returning the load and the notes.
+fn load_cached(
+    dir: &TempDir,
+    options: &FolderOptions,
+    cache: &TempDir,
+) -> (FolderLoad, Vec<String>) {
+    let mut notes = Vec::new();
+    let load = load_folder(
+        &dir.0,
+        options,
+        &ImageCache::In(cache.0.clone()),
+        &mut |note| notes.push(note),
+    )
+    .expect("cached load");
+    (load, notes)
+}
+
+/// The first load through the cache decodes the folder into an entry and maps it; later loads
+/// map the entry without decoding. Either gives what decoding the folder gives: pixels, labels,
+/// files, and the skipped files with their reasons. A hit reads the entry, not the images: a
+/// file replaced with its size and time kept (the documented blind spot) still loads as it was;
+/// a new time makes a new entry, which replaces the folder's old one.
+#[test]
+fn the_image_cache_gives_what_decoding_gives_and_maps_it_later() {
+    let (dir, options) = classes_with_a_bad_image("cached-folder");
+    let cache = TempDir::new("cache");
+    let decoded = load_image_folder(&dir.0, &options).expect("decode");
+    assert!(!decoded.dataset.pixels.is_mapped());
+    assert_eq!((decoded.dataset.len(), decoded.skipped.len()), (10, 1));
+
+    let (first, notes) = load_cached(&dir, &options, &cache);
+    assert_eq!(first, decoded);
+    assert!(first.dataset.pixels.is_mapped());
+    assert!(
+        notes.len() == 1 && notes[0].contains("decoded the 10 images"),
+        "{notes:?}"
+    );
+    let entries = cache_files(&cache);
+    assert!(
+        entries.len() == 1 && entries[0].ends_with(".images"),
+        "{entries:?}"
+    );
+    let (again, notes) = load_cached(&dir, &options, &cache);
+    assert_eq!(again, decoded);
+    assert!(again.dataset.pixels.is_mapped());
+    assert!(notes.is_empty(), "{notes:?}");
+    // Another name of the folder (a symbolic link) finds the same entry.
+    let link = TempDir::new("cached-folder-link");
+    let other_name = link.0.join("folder");
+    std::os::unix::fs::symlink(&dir.0, &other_name).expect("link");
+    let mut notes = Vec::new();
+    let through_link = load_folder(
+        &other_name,
+        &options,
+        &ImageCache::In(cache.0.clone()),
+        &mut |note| notes.push(note),
+    )
+    .expect("cached load");
+    assert_eq!(
+        through_link,
+        load_image_folder(&other_name, &options).expect("decode")
+    );
+    assert!(
+        notes.is_empty() && through_link.dataset.pixels.is_mapped(),
+        "{notes:?}"
+    );
+
+    // Another image of the same byte length, with the old time put back: still the entry.
+    let replaced = dir.0.join("cats/1.png");
+    let modified = std::fs::metadata(&replaced)
+        .and_then(|m| m.modified())
+        .expect("time");
+    let length = std::fs::metadata(&replaced).expect("size").len() as usize;
+    std::fs::write(&replaced, vec![0u8; length]).expect("overwrite");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&replaced)
+        .expect("open");
+    file.set_modified(modified).expect("set time");
+    drop(file);
+    assert_eq!(load_cached(&dir, &options, &cache).0, decoded);
+    // A new time: decoded again, now with the zeroed file skipped too; one entry left.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&replaced)
+        .expect("open");
+    file.set_modified(modified + std::time::Duration::from_secs(5))
+        .expect("set time");
+    drop(file);
+    let (changed, notes) = load_cached(&dir, &options, &cache);
+    assert_eq!(
+        changed,
+        load_image_folder(&dir.0, &options).expect("decode")
+    );
+    assert_eq!(changed.skipped.len(), 2);
+    assert!(
+        notes.len() == 1 && notes[0].contains("removed 1 outdated"),
+        "{notes:?}"
+    );
+    assert_eq!(cache_files(&cache).len(), 1);
+    assert_ne!(cache_files(&cache), entries);
+}
+
+/// An entry cut short, or one whose header is not the cache's, is decoded again with a note
+/// naming it; one whose description names another folder too.
+#[test]
+fn an_unusable_cache_entry_is_decoded_again() {
+    let (dir, options) = classes_with_a_bad_image("damaged-entry");
+    let cache = TempDir::new("damaged-cache");
+    let decoded = load_image_folder(&dir.0, &options).expect("decode");
+    load_cached(&dir, &options, &cache);
+    let entry = cache.0.join(&cache_files(&cache)[0]);
+    let bytes = std::fs::read(&entry).expect("entry");
+    let damages: [(&str, Vec<u8>); 3] = [
+        ("cut short", bytes[..bytes.len() - 7].to_vec()),
+        ("another magic", [b"NOTGLOW!", &bytes[8..]].concat()),
+        ("another folder", {
+            let text = String::from_utf8_lossy(&bytes[4096 + 10 * 108..]).into_owned();
+            let moved = text.replace("damaged-entry", "damaged-elsewh");
+            [&bytes[..4096 + 10 * 108], moved.as_bytes()].concat()
+        }),
+    ];
+    for (damage, damaged) in damages {
+        std::fs::write(&entry, damaged).expect("damage");
+        let (load, notes) = load_cached(&dir, &options, &cache);
+        assert_eq!(load, decoded, "{damage}");
+        assert!(load.dataset.pixels.is_mapped(), "{damage}");
+        assert!(
+            notes.len() == 2
+                && notes[0].contains("unusable")
+                && notes[0].contains(&*entry.to_string_lossy()),
+            "{damage}: {notes:?}"
+        );
+        assert_eq!(std::fs::read(&entry).expect("rewritten"), bytes, "{damage}");
+    }
+}
+
+/// Loads of one folder that start together decode it once: one writes the entry while the
+/// others wait for the cache's lock, then map what it wrote.
+#[test]
+fn concurrent_loads_through_the_image_cache_decode_once() {
+    let (dir, options) = classes_with_a_bad_image("concurrent");
+    let cache = TempDir::new("concurrent-cache");
+    let decoded = load_image_folder(&dir.0, &options).expect("decode");
+    let results: Vec<(FolderLoad, Vec<String>)> = std::thread::scope(|scope| {
+        let loads: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| load_cached(&dir, &options, &cache)))
+            .collect();
+        loads
+            .into_iter()
+            .map(|l| l.join().expect("no panic"))
+            .collect()
+    });
+    let decodes = results
+        .iter()
+        .flat_map(|(_, notes)| notes)
+        .filter(|note| note.contains("decoded the"))
+        .count();
+    assert_eq!(decodes, 1, "{results:?}");
+    for (load, _) in &results {
+        assert_eq!(*load, decoded);
+        assert!(load.dataset.pixels.is_mapped());
+    }
+    assert_eq!(cache_files(&cache).len(), 1, "no temporaries left");
+}
+
+/// A cache that cannot be written (here a path under a file) leaves the load to memory, with a
+/// note saying why and what to do; a folder that cannot be loaded fails as without a cache and
+/// leaves no entry; `off` and the XDG defaults name the right places; writing an entry removes
+/// those of folders that no longer exist.
+#[test]
+fn the_image_cache_steps_aside_when_it_cannot_be_used() {
+    let (dir, options) = classes_with_a_bad_image("uncacheable");
+    let decoded = load_image_folder(&dir.0, &options).expect("decode");
+    let blocker = TempDir::new("blocker");
+    let file = blocker.write("file", b"a file, not a directory");
+    let mut notes = Vec::new();
+    let load = load_folder(
+        &dir.0,
+        &options,
+        &ImageCache::In(file.join("cache")),
+        &mut |n| notes.push(n),
+    )
+    .expect("in memory");
+    assert_eq!(load, decoded);
+    assert!(!load.dataset.pixels.is_mapped());
+    assert!(
+        notes.len() == 1
+            && notes[0].contains("cannot use the image cache")
+            && notes[0].contains("GLOWFLOW_IMAGE_CACHE"),
+        "{notes:?}"
+    );
+
+    let cache = TempDir::new("refusing-cache");
+    let strict = FolderOptions {
+        on_bad_image: BadImage::Error,
+        ..options
+    };
+    let cached = load_folder(
+        &dir.0,
+        &strict,
+        &ImageCache::In(cache.0.clone()),
+        &mut |_| {},
+    );
+    let plain = load_image_folder(&dir.0, &strict);
+    assert_eq!(
+        cached.expect_err("bad image").to_string(),
+        plain.expect_err("bad image").to_string()
+    );
+    assert!(cache_files(&cache).is_empty(), "{:?}", cache_files(&cache));
+
+    assert_eq!(
+        ImageCache::from_setting(Some("off"), Some("/x"), Some("/h")),
+        ImageCache::Off
+    );
+    assert_eq!(
+        ImageCache::from_setting(Some("/c"), Some("/x"), None),
+        ImageCache::In("/c".into())
+    );
+    assert_eq!(
+        ImageCache::from_setting(Some(""), Some("/x"), Some("/h")),
+        ImageCache::In("/x/glowflow/images".into())
+    );
+    assert_eq!(
+        ImageCache::from_setting(None, None, Some("/h")),
+        ImageCache::In("/h/.cache/glowflow/images".into())
+    );
+    assert_eq!(
+        ImageCache::from_setting(None, Some(""), None),
+        ImageCache::Off
+    );
+
+    let (gone, _) = classes_with_a_bad_image("soon-gone");
+    load_cached(&gone, &options, &cache);
+    drop(gone);
+    let (_, notes) = load_cached(&dir, &options, &cache);
+    assert!(notes[0].contains("removed 1 outdated"), "{notes:?}");
+    assert_eq!(cache_files(&cache).len(), 1);
 }

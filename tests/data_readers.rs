@@ -301,7 +301,7 @@ fn pad_to_centres_28x28_in_32x32_and_keeps_labels() {
     let pixels: Vec<u8> = (0..2 * 28 * 28).map(|i| (i % 255 + 1) as u8).collect();
     let data = ImageDataset {
         shape: [1, 28, 28],
-        pixels: pixels.clone(),
+        pixels: pixels.clone().into(),
         labels: Some(vec![4, 1]),
         n_classes: 10,
     };
@@ -351,7 +351,7 @@ fn pad_to_odd_padding_puts_extra_pixel_bottom_right() {
 fn pad_to_smaller_target_is_an_error() {
     let data = ImageDataset {
         shape: [1, 28, 28],
-        pixels: vec![0; 784],
+        pixels: vec![0; 784].into(),
         labels: None,
         n_classes: 0,
     };
@@ -371,7 +371,7 @@ fn len_is_empty_and_image_index_whole_images() {
     assert!(!data.is_empty());
     assert_eq!(data.image(2), &[8, 9, 10, 11]);
     let empty = ImageDataset {
-        pixels: Vec::new(),
+        pixels: Vec::<u8>::new().into(),
         ..data
     };
     assert!(empty.is_empty());

@@ -141,7 +141,7 @@ fn a_central_crop_keeps_the_middle_window_and_drops_an_odd_pixel_at_the_bottom_r
     let cropped = data.central_crop(2, 3).expect("fits");
     assert_eq!(cropped.shape, [1, 2, 3]);
     assert_eq!(
-        cropped.pixels,
+        cropped.pixels[..],
         [11, 12, 13, 21, 22, 23, 111, 112, 113, 121, 122, 123]
     );
     assert_eq!(cropped.labels, Some(vec![1, 0]));
@@ -176,11 +176,11 @@ fn a_source_with_random_crops_gives_training_its_whole_images_and_everyone_else_
     let whole: Vec<u8> = (0..2)
         .flat_map(|i| (0..10).flat_map(move |r| (0..10).map(move |c| value(i, r, c))))
         .collect();
-    assert_eq!((train.shape, &train.pixels), ([1, 10, 10], &whole));
+    assert_eq!((train.shape, &train.pixels[..]), ([1, 10, 10], &whole[..]));
     let central: Vec<u8> = (1..9)
         .flat_map(|r| (1..9).map(move |c| value(0, r, c)))
         .collect();
-    assert_eq!((test.shape, &test.pixels), ([1, 8, 8], &central));
+    assert_eq!((test.shape, &test.pixels[..]), ([1, 8, 8], &central[..]));
     let (train_windows, _) =
         load_split(&grey(8, 0), &source, 0, Split::Train, &mut no_warnings()).expect("load");
     assert_eq!(train_windows.shape, [1, 8, 8]);

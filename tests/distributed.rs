@@ -45,6 +45,10 @@ fn mpirun(processes: usize) -> Command {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("RAYON_NUM_THREADS", "1")
+        .env(
+            glowflow::data::image_cache::CACHE_ENV,
+            common::TEST_IMAGE_CACHE,
+        )
         .args(["--oversubscribe", "--mca", "btl", "self,vader"])
         .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
         .args(["-np", &processes.to_string()]);
@@ -54,7 +58,7 @@ fn mpirun(processes: usize) -> Command {
 /// Runs `glowflow COMMAND ARGS` on `processes` ranks (1: without mpirun).
 fn glowflow_on(processes: usize, command_name: &str, args: &[&str]) -> Output {
     let mut command = if processes == 1 {
-        Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        common::glowflow_command()
     } else {
         let mut command = mpirun(processes);
         command.arg(env!("CARGO_BIN_EXE_glowflow"));

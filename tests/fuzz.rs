@@ -746,3 +746,80 @@ fn a_latent_file_beyond_the_range_of_f32_is_refused_and_such_a_cache_recomputed(
         "a cache that does not fit is recomputed, not trusted"
     );
 }
+
+/// A damaged image cache entry is decoded again, never a failed load: every load of the folder
+/// succeeds with the folder's shape, labels, files and skipped files, whatever the entry holds.
+/// Its pixels are not checksummed (a check would read the whole entry at every start), so a
+/// mutation of pixel bytes alone is mapped as it is; every other one that changes what the entry
+/// says (its length, header, counts, folder or skipped images) is caught and decoded again.
+#[test]
+fn image_cache_entries_survive_mutations() {
+    use glowflow::data::folder::{load_image_folder, BadImage};
+    use glowflow::data::image_cache::{load_folder, ImageCache};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = scratch_dir("fuzz-image-cache");
+    let folder = dir.join("images");
+    std::fs::create_dir_all(folder.join("a")).expect("folder");
+    std::fs::create_dir_all(folder.join("b")).expect("folder");
+    for (i, name) in ["a/0.png", "a/1.png", "b/0.png"].into_iter().enumerate() {
+        image::GrayImage::from_pixel(3, 2, image::Luma([40 * i as u8]))
+            .save(folder.join(name))
+            .expect("save");
+    }
+    std::fs::write(folder.join("b/1.png"), b"no png").expect("bad image");
+    let options = FolderOptions {
+        size: Some(2),
+        channels: Some(1),
+        on_bad_image: BadImage::Skip,
+    };
+    let cache = dir.join("cache");
+    let decoded = load_image_folder(&folder, &options).expect("decode");
+    let first = load_folder(
+        &folder,
+        &options,
+        &ImageCache::In(cache.clone()),
+        &mut |_| {},
+    )
+    .expect("cached");
+    assert_eq!(first, decoded);
+    let entry = std::fs::read_dir(&cache)
+        .expect("cache")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "images"))
+        .expect("an entry");
+    let seed = std::fs::read(&entry).expect("entry");
+    let decoded_again = Arc::new(AtomicUsize::new(0));
+    let counter = decoded_again.clone();
+    let tally = fuzz("image cache entry", &[seed], &entry, move |_| {
+        let mut notes = 0;
+        let load = load_folder(
+            &folder,
+            &options,
+            &ImageCache::In(cache.clone()),
+            &mut |_| notes += 1,
+        )?;
+        counter.fetch_add(usize::from(notes > 0), Ordering::Relaxed);
+        let paths = |skipped: &[(std::path::PathBuf, String)]| -> Vec<std::path::PathBuf> {
+            skipped.iter().map(|(p, _)| p.clone()).collect()
+        };
+        let same = load.dataset.shape == decoded.dataset.shape
+            && load.dataset.len() == decoded.dataset.len()
+            && load.dataset.labels == decoded.dataset.labels
+            && load.files == decoded.files
+            && paths(&load.skipped) == paths(&decoded.skipped)
+            && (notes == 0 || load == decoded);
+        match same {
+            true => Ok(()),
+            false => Err(GlowError::Config(format!(
+                "a load through the cache gave another dataset: {load:?}"
+            ))),
+        }
+    });
+    assert_eq!(tally.rejected, 0);
+    println!(
+        "image cache entry: {} of {} inputs decoded again",
+        decoded_again.load(Ordering::Relaxed),
+        tally.tried
+    );
+}

@@ -36,7 +36,7 @@ fn train_args(data: &Path, run: &Path, resume: bool, steps: u64) -> Vec<String> 
 }
 
 fn glowflow_command(args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_glowflow"));
+    let mut command = common::glowflow_command();
     command
         .args(args)
         .stdout(Stdio::piped())

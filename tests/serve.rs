@@ -1329,7 +1329,7 @@ fn the_serve_command_listens_on_the_loopback_and_answers() {
     let model = fixture.models[0].to_str().expect("utf-8");
     let data = fixture.dir.to_str().expect("utf-8");
     let mut child = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+        common::glowflow_command()
             .args(["serve", "--model", model, "--data", data, "--port", "0"])
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -19,7 +19,11 @@ use glowflow::GlowError;
 #[command(
     name = "glowflow",
     version,
-    about = "Glow: generative flow with invertible 1x1 convolutions"
+    about = "Glow: generative flow with invertible 1x1 convolutions",
+    after_help = "Environment:\n  GLOWFLOW_IMAGE_CACHE  where image folders are decoded once and mapped from by every \
+                  later command and process (default: $XDG_CACHE_HOME/glowflow/images, else \
+                  ~/.cache/glowflow/images); a directory, or off to decode into memory\n  \
+                  RAYON_NUM_THREADS     worker threads (default: one per core)"
 )]
 pub struct Cli {
     #[command(subcommand)]

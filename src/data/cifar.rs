@@ -38,7 +38,7 @@ pub fn read_cifar_batch(path: &Path) -> Result<ImageDataset> {
         .unzip();
     Ok(ImageDataset {
         shape: CIFAR_SHAPE,
-        pixels: pixels.concat(),
+        pixels: pixels.concat().into(),
         labels: Some(checked_labels(path, &labels, CIFAR10_CLASSES)?),
         n_classes: CIFAR10_CLASSES,
     })
@@ -56,12 +56,12 @@ pub fn load_cifar10_split(dir: &Path, split: Split) -> Result<ImageDataset> {
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for name in &names {
         let batch = read_cifar_batch(&base.join(name))?;
-        pixels.extend(batch.pixels);
+        pixels.extend_from_slice(&batch.pixels);
         labels.extend(batch.labels.into_iter().flatten());
     }
     Ok(ImageDataset {
         shape: CIFAR_SHAPE,
-        pixels,
+        pixels: pixels.into(),
         labels: Some(labels),
         n_classes: CIFAR10_CLASSES,
     })

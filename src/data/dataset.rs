@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::pixels::Pixels;
 use crate::error::{GlowError, Result};
 
 /// Which part of a dataset to load.
@@ -18,8 +19,9 @@ pub enum Split {
 pub struct ImageDataset {
     /// Shape of one image: `[channels, height, width]`.
     pub shape: [usize; 3],
-    /// All pixels, `N * C * H * W` bytes in NCHW order (image, then channel plane, then row).
-    pub pixels: Vec<u8>,
+    /// All pixels, `N * C * H * W` bytes in NCHW order (image, then channel plane, then row),
+    /// in memory or mapped from the image cache.
+    pub pixels: Pixels,
     /// One class label per image, each `< n_classes`; `None` for an unlabelled dataset.
     pub labels: Option<Vec<usize>>,
     /// Number of classes; 0 if the dataset has no labels.
@@ -133,7 +135,7 @@ impl ImageDataset {
         }
         Ok(ImageDataset {
             shape: [channels, height, width],
-            pixels,
+            pixels: pixels.into(),
             labels: self.labels.clone(),
             n_classes: self.n_classes,
         })

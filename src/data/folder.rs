@@ -19,7 +19,7 @@ use crate::error::{GlowError, Result};
 const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
 /// What to tell the user to do about a bad image when it stops the load.
-const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
+pub(crate) const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
                               (BadImage::Skip) to skip it";
 
 /// What to do with an image that cannot be decoded or does not fit the dataset's shape.
@@ -82,15 +82,37 @@ pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
 /// be listed, and when no usable image is left.
 pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLoad> {
     check_options(options)?;
+    list_images(dir)?.decode_in_memory(dir, options, BAD_IMAGE_HELP)
+}
+
+/// The image files of a folder dataset in dataset order, each with its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listing {
+    /// Every image file, with its class (`None` in an unlabelled dataset).
+    pub images: Vec<(PathBuf, Option<usize>)>,
+    /// Number of classes; 0 for an unlabelled dataset.
+    pub n_classes: usize,
+}
+
+/// Which images of a [`Listing`] were decoded into the dataset, and which were left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sorted {
+    /// The shape every usable image has, `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// Each skipped image's index in the listing, with the reason.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Lists the images of `dir` as [`load_image_folder`] reads them: its own image files,
+/// unlabelled, or else every subfolder's, labelled by the subfolder's place in name order.
+/// Fails on a folder that cannot be listed and on one without image files or subfolders.
+pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
     let (files, subdirs) = list_dir(dir)?;
     if !files.is_empty() {
-        return build_dataset(
-            dir,
-            files.into_iter().map(|f| (f, None)),
-            0,
-            options,
-            BAD_IMAGE_HELP,
-        );
+        return Ok(Listing {
+            images: files.into_iter().map(|f| (f, None)).collect(),
+            n_classes: 0,
+        });
     }
     if subdirs.is_empty() {
         return Err(GlowError::file(
@@ -99,11 +121,110 @@ pub fn load_image_folder(dir: &Path, options: &FolderOptions) -> Result<FolderLo
              the images there, or one subfolder of images per class",
         ));
     }
-    let mut labelled = Vec::new();
+    let mut images = Vec::new();
     for (label, subdir) in subdirs.iter().enumerate() {
-        labelled.extend(list_dir(subdir)?.0.into_iter().map(|f| (f, Some(label))));
+        images.extend(list_dir(subdir)?.0.into_iter().map(|f| (f, Some(label))));
     }
-    build_dataset(dir, labelled, subdirs.len(), options, BAD_IMAGE_HELP)
+    Ok(Listing {
+        images,
+        n_classes: subdirs.len(),
+    })
+}
+
+impl Listing {
+    /// Decodes every image into one in-memory dataset (see [`Listing::decode`]).
+    fn decode_in_memory(
+        self,
+        dir: &Path,
+        options: &FolderOptions,
+        help: &str,
+    ) -> Result<FolderLoad> {
+        let mut pixels = Vec::new();
+        let count = self.images.len();
+        let sorted = self.decode(dir, options, help, &mut |image| {
+            if pixels.is_empty() {
+                // Every image has this many bytes: one allocation for all of them.
+                pixels.reserve_exact(image.len() * count);
+            }
+            pixels.extend_from_slice(image);
+            Ok(())
+        })?;
+        Ok(self.load(sorted, pixels.into()))
+    }
+
+    /// Decodes every image as `options` says, handing the CHW pixels of each usable one to
+    /// `sink` in listing order, and handling each bad image as `options.on_bad_image` says; an
+    /// error for a bad image ends with `help`. The files are decoded on every worker thread, a
+    /// chunk at a time ([`DECODE_CHUNK`]), and taken in order, so the pixels, the skipped files
+    /// and the error are those of one file after another. Fails when no usable image is left.
+    pub(crate) fn decode(
+        &self,
+        dir: &Path,
+        options: &FolderOptions,
+        help: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Sorted> {
+        let mut first: Option<(&Path, [usize; 3])> = None;
+        let mut skipped = Vec::new();
+        for (chunk_index, chunk) in self.images.chunks(DECODE_CHUNK).enumerate() {
+            let decoded: Vec<_> = chunk
+                .par_iter()
+                .map(|(path, _)| decode(path, options))
+                .collect();
+            for (offset, ((path, _), decoded)) in chunk.iter().zip(decoded).enumerate() {
+                let checked = decoded.and_then(|(shape, image)| {
+                    check_shape(shape, first.as_ref()).map(|()| (shape, image))
+                });
+                match (checked, options.on_bad_image) {
+                    (Ok((shape, image)), _) => {
+                        first.get_or_insert((path, shape));
+                        sink(&image)?;
+                    }
+                    (Err(reason), BadImage::Skip) => {
+                        skipped.push((chunk_index * DECODE_CHUNK + offset, reason))
+                    }
+                    (Err(reason), BadImage::Error) => {
+                        return Err(GlowError::file(path, format!("{reason}; {help}")))
+                    }
+                }
+            }
+        }
+        match first {
+            Some((_, shape)) => Ok(Sorted { shape, skipped }),
+            None => Err(no_usable_image(dir, &self.skipped_files(&skipped))),
+        }
+    }
+
+    /// The dataset of the images that `sorted` kept, whose pixels are `pixels`, with the files
+    /// it holds and those it left out.
+    pub(crate) fn load(&self, sorted: Sorted, pixels: super::pixels::Pixels) -> FolderLoad {
+        let mut left_out = sorted.skipped.iter().map(|(i, _)| *i).peekable();
+        let mut kept = Vec::with_capacity(self.images.len() - sorted.skipped.len());
+        for (i, image) in self.images.iter().enumerate() {
+            if left_out.next_if_eq(&i).is_none() {
+                kept.push(image);
+            }
+        }
+        let labels = kept.iter().filter_map(|(_, label)| *label).collect();
+        FolderLoad {
+            dataset: ImageDataset {
+                shape: sorted.shape,
+                pixels,
+                labels: (self.n_classes > 0).then_some(labels),
+                n_classes: self.n_classes,
+            },
+            files: kept.into_iter().map(|(path, _)| path.clone()).collect(),
+            skipped: self.skipped_files(&sorted.skipped),
+        }
+    }
+
+    /// The files of the `skipped` images, each with the reason.
+    fn skipped_files(&self, skipped: &[(usize, String)]) -> Vec<(PathBuf, String)> {
+        skipped
+            .iter()
+            .map(|(i, reason)| (self.images[*i].0.clone(), reason.clone()))
+            .collect()
+    }
 }
 
 /// Loads the given image files, in the given order, as one unlabelled dataset (see
@@ -114,10 +235,12 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
         return Err(GlowError::Config("no image files given".into()));
     };
     let dir = first.parent().unwrap_or(Path::new("."));
-    build_dataset(
+    let listing = Listing {
+        images: paths.iter().map(|p| (p.clone(), None)).collect(),
+        n_classes: 0,
+    };
+    listing.decode_in_memory(
         dir,
-        paths.iter().map(|p| (p.clone(), None)),
-        0,
         options,
         "check the path, and that the file is a PNG, JPEG or WebP image",
     )
@@ -143,7 +266,7 @@ pub fn class_folders(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Rejects a zero or oversized `size` and a `channels` other than 1 or 3.
-fn check_options(options: &FolderOptions) -> Result<()> {
+pub(crate) fn check_options(options: &FolderOptions) -> Result<()> {
     if let Some(size) = options.size {
         if size == 0 || u32::try_from(size).is_err() {
             return Err(GlowError::Config(format!(
@@ -201,64 +324,6 @@ type Decoded = ([usize; 3], Vec<u8>);
 /// keep every core busy, few enough that a chunk's images are small beside the dataset's.
 const DECODE_CHUNK: usize = 1024;
 
-/// Decodes every file of `images` (with its optional label) into one dataset, handling each
-/// bad image as `options.on_bad_image` says; an error for a bad image ends with `help`. The files
-/// are decoded on every worker thread, a chunk at a time ([`DECODE_CHUNK`]), and taken in order,
-/// so the dataset, the skipped files and the error are those of one file after another.
-fn build_dataset(
-    dir: &Path,
-    images: impl IntoIterator<Item = (PathBuf, Option<usize>)>,
-    n_classes: usize,
-    options: &FolderOptions,
-    help: &str,
-) -> Result<FolderLoad> {
-    let images: Vec<(PathBuf, Option<usize>)> = images.into_iter().collect();
-    let mut first: Option<(PathBuf, [usize; 3])> = None;
-    let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    let mut files = Vec::new();
-    for chunk in images.chunks(DECODE_CHUNK) {
-        let decoded: Vec<_> = chunk
-            .par_iter()
-            .map(|(path, _)| decode(path, options))
-            .collect();
-        for ((path, label), decoded) in chunk.iter().zip(decoded) {
-            let checked = decoded.and_then(|(shape, image)| {
-                check_shape(shape, first.as_ref()).map(|()| (shape, image))
-            });
-            match (checked, options.on_bad_image) {
-                (Ok((shape, image)), _) => {
-                    if first.is_none() {
-                        first = Some((path.clone(), shape));
-                        // Every image has this many bytes: one allocation for all of them.
-                        pixels.reserve_exact(image.len() * images.len());
-                    }
-                    pixels.extend(image);
-                    labels.extend(*label);
-                    files.push(path.clone());
-                }
-                (Err(reason), BadImage::Skip) => skipped.push((path.clone(), reason)),
-                (Err(reason), BadImage::Error) => {
-                    return Err(GlowError::file(path, format!("{reason}; {help}")))
-                }
-            }
-        }
-    }
-    let Some((_, shape)) = first else {
-        return Err(no_usable_image(dir, &skipped));
-    };
-    let dataset = ImageDataset {
-        shape,
-        pixels,
-        labels: (n_classes > 0).then_some(labels),
-        n_classes,
-    };
-    Ok(FolderLoad {
-        dataset,
-        files,
-        skipped,
-    })
-}
-
 /// The error for a folder that yielded no image: none found, or all `skipped`.
 fn no_usable_image(dir: &Path, skipped: &[(PathBuf, String)]) -> GlowError {
     match skipped.first() {
@@ -281,7 +346,7 @@ fn no_usable_image(dir: &Path, skipped: &[(PathBuf, String)]) -> GlowError {
 /// Checks `shape` against the first usable image's, returning the reason when they differ.
 fn check_shape(
     shape: [usize; 3],
-    first: Option<&(PathBuf, [usize; 3])>,
+    first: Option<&(&Path, [usize; 3])>,
 ) -> std::result::Result<(), String> {
     match first {
         Some((first_path, first_shape)) if *first_shape != shape => Err(format!(
@@ -372,7 +437,7 @@ pub fn decode_image_bytes(
     let (shape, pixels) = convert(image, options).map_err(bad)?;
     Ok(ImageDataset {
         shape,
-        pixels,
+        pixels: pixels.into(),
         labels: None,
         n_classes: 0,
     })

@@ -62,7 +62,7 @@ pub fn load_mnist_split(dir: &Path, split: Split) -> Result<ImageDataset> {
     }
     Ok(ImageDataset {
         shape: [1, rows, cols],
-        pixels,
+        pixels: pixels.into(),
         labels: Some(checked_labels(&labels_path, &labels, MNIST_CLASSES)?),
         n_classes: MNIST_CLASSES,
     })

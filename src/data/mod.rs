@@ -1,8 +1,9 @@
 //! Readers for real image datasets (MNIST / Fashion-MNIST in IDX format, CIFAR-10 in its binary
-//! format, folders of PNG / JPEG files), each producing an [`dataset::ImageDataset`] of raw `u8`
-//! pixels in NCHW order, plus CelebA's per-image attribute list ([`celeba`]); where a run's images
-//! come from and loading them for a model ([`source`]); and the seeded training batches
-//! ([`batches`]).
+//! format, folders of PNG / JPEG / WebP files), each producing an [`dataset::ImageDataset`] of raw
+//! `u8` pixels in NCHW order ([`pixels`]: in memory, or mapped from a file), plus CelebA's
+//! per-image attribute list ([`celeba`]); the image cache, into which folders are decoded once
+//! and from which every process maps them ([`image_cache`]); where a run's images come from and
+//! loading them for a model ([`source`]); and the seeded training batches ([`batches`]).
 //!
 //! Every reader checks the file against its format (magic numbers, record sizes, counts, label
 //! ranges) and reports bad input as a [`crate::GlowError`] naming the file and what to do; none
@@ -14,4 +15,6 @@ pub mod cifar;
 pub mod dataset;
 pub mod folder;
 pub mod idx;
+pub mod image_cache;
+pub mod pixels;
 pub mod source;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{ImageDataset, Split};
 use super::folder::{self, BadImage, FolderOptions};
+use super::image_cache;
 use super::{cifar, idx};
 use crate::error::{GlowError, Result};
 use crate::model::config::{GlowConfig, ImageShape};
@@ -75,7 +76,9 @@ pub enum DataSource {
 
 impl DataSource {
     /// Loads one split for a model of images `image`; a missing dataset is an error that says
-    /// how to get it. Images skipped in folders are reported through `warn`.
+    /// how to get it. Folders load through this process's image cache
+    /// ([`image_cache::of_this_process`]); images skipped in them, and notes on the cache, are
+    /// reported through `warn`.
     pub fn load(
         &self,
         split: Split,
@@ -116,7 +119,8 @@ impl DataSource {
                     Split::Train => train,
                     Split::Test => test,
                 };
-                let loaded = folder::load_image_folder(dir, &options)?;
+                let loaded =
+                    image_cache::load_folder(dir, &options, image_cache::of_this_process(), warn)?;
                 for (path, reason) in &loaded.skipped {
                     warn(format!("skipped {}: {reason}", path.display()));
                 }

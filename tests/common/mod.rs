@@ -593,7 +593,7 @@ fn by_eval_batch<T>(
             }
             glowflow::data::dataset::ImageDataset {
                 shape: [c, image.height, image.width],
-                pixels,
+                pixels: pixels.into(),
                 ..test
             }
         }
@@ -627,9 +627,19 @@ pub fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
+/// The image cache of the tests' `glowflow` processes: beside the build, not the user's cache.
+pub const TEST_IMAGE_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/image-cache");
+
+/// The `glowflow` binary of this build, with folder datasets cached in [`TEST_IMAGE_CACHE`].
+pub fn glowflow_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"));
+    command.env(glowflow::data::image_cache::CACHE_ENV, TEST_IMAGE_CACHE);
+    command
+}
+
 /// The `glowflow` binary of this build, run with `args`.
 pub fn glowflow(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_glowflow"))
+    glowflow_command()
         .args(args)
         .output()
         .expect("the glowflow binary runs")

@@ -1,0 +1,563 @@
+//! The image cache: a folder dataset decoded once into a file that later loads, and every
+//! process on the machine, map instead of decoding the images again.
+//!
+//! Decoding a folder costs minutes for a large dataset (ImageNet 64x64: 1.28 million PNGs, 15.7
+//! GB of pixels), and each process of a multi-process run held its own copy of the pixels, so 8
+//! ranks on one machine needed 8 times the memory. Through the cache the first process decodes
+//! the images straight into a file, never holding them all in memory, and every process then
+//! maps that file read-only: the kernel loads its pages as batches read them and shares them
+//! between the processes. A dataset larger than the machine's memory still trains, from the
+//! page cache and the disk.
+//!
+//! **Entries.** An entry is named after a SHA-256 of everything its pixels depend on: the cache
+//! format's [`VERSION`], the folder's canonical path, the decoding options ([`FolderOptions`]),
+//! and every image file's path in the folder, label, size and modification time. An image added, removed,
+//! renamed or rewritten (new size or time) therefore makes a new entry, and writing it removes
+//! the folder's older entries (those with the same folder and options) and the entries of
+//! folders that no longer exist. A file replaced by another of the same size with its time kept
+//! (`cp -p`, `touch -r`) is not noticed: remove the cache directory then. [`VERSION`] changes
+//! whenever glowflow decodes images differently.
+//!
+//! **Layout** (little-endian): the magic `GLOWIMGS`, the format version (u32), 4 reserved bytes,
+//! the number of pixel bytes (u64) and of description bytes (u64); the pixels from byte
+//! [`PIXELS_AT`] (NCHW, as [`super::dataset::ImageDataset::pixels`]), then the description, JSON
+//! (`Description`): the folder, the images' shape and count, and the skipped images with the
+//! reason. The files and labels are the folder's listing less the skipped images.
+//!
+//! **Writes** go to a temporary that is renamed into place once complete and fsynced, so an
+//! entry that exists is whole; they happen under an exclusive lock on `DIR/cache.lock`, so
+//! processes that load the same folder at once decode it once: the first writes the entry, the
+//! others wait and map it. An entry that fails its checks is decoded again, with a note. When
+//! the cache cannot be used (no space, no permission), the images are decoded into memory as
+//! without a cache, with a note saying why.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::folder::{self, BadImage, FolderLoad, FolderOptions, Listing, Sorted};
+use super::pixels::Pixels;
+use crate::error::{GlowError, Result};
+use crate::io::atomic::{remove_stale_temporaries, sync_dir, temporary_name};
+
+/// The environment variable that places the cache: a directory, or `off` for none.
+pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
+
+/// The version of the entries' layout and of the decoding that made their pixels.
+pub const VERSION: u32 = 1;
+
+/// The first bytes of every entry.
+const MAGIC: &[u8; 8] = b"GLOWIMGS";
+
+/// Where an entry's pixels start: a page boundary, after the header.
+pub const PIXELS_AT: u64 = 4096;
+
+/// The lock file that serialises writes to a cache directory.
+const LOCK_FILE: &str = "cache.lock";
+
+/// The extension of entries.
+const ENTRY_EXTENSION: &str = "images";
+
+/// What an entry records besides its pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Description {
+    /// The folder's canonical path.
+    folder: PathBuf,
+    /// The images' shape, `[channels, height, width]`.
+    shape: [usize; 3],
+    /// The number of images in the entry.
+    images: usize,
+    /// Each image left out: its index in the folder's listing, and why.
+    skipped: Vec<(usize, String)>,
+}
+
+/// Where folder datasets are cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageCache {
+    /// Nowhere: every load decodes the images into memory.
+    Off,
+    /// In this directory (created when first written).
+    In(PathBuf),
+}
+
+impl ImageCache {
+    /// The cache a value of [`CACHE_ENV`] names: `off` none, any other value that directory;
+    /// unset or empty, `$XDG_CACHE_HOME/glowflow/images`, or `$HOME/.cache/glowflow/images`
+    /// without `XDG_CACHE_HOME` (none when neither is set), as the XDG base directories say.
+    pub fn from_setting(value: Option<&str>, xdg_cache: Option<&str>, home: Option<&str>) -> Self {
+        fn set(v: Option<&str>) -> Option<&str> {
+            v.filter(|v| !v.is_empty())
+        }
+        match set(value) {
+            Some("off") => ImageCache::Off,
+            Some(dir) => ImageCache::In(dir.into()),
+            None => match (set(xdg_cache), set(home)) {
+                (Some(xdg), _) => ImageCache::In(Path::new(xdg).join("glowflow/images")),
+                (None, Some(home)) => {
+                    ImageCache::In(Path::new(home).join(".cache/glowflow/images"))
+                }
+                (None, None) => ImageCache::Off,
+            },
+        }
+    }
+
+    /// The cache this process's environment names ([`ImageCache::from_setting`]).
+    pub fn from_environment() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self::from_setting(
+            var(CACHE_ENV).as_deref(),
+            var("XDG_CACHE_HOME").as_deref(),
+            var("HOME").as_deref(),
+        )
+    }
+}
+
+/// The cache that folder datasets of this process load through.
+static PROCESS_CACHE: OnceLock<ImageCache> = OnceLock::new();
+
+/// Makes the folder datasets that this process loads ([`crate::data::source::DataSource`]) go
+/// through `cache`; the `glowflow` program calls it once at start with
+/// [`ImageCache::from_environment`]. Without a call they go through none, so a library user (or
+/// a test) touches no cache unless it asks. A second call changes nothing and returns false.
+pub fn use_for_this_process(cache: ImageCache) -> bool {
+    PROCESS_CACHE.set(cache).is_ok()
+}
+
+/// The cache set by [`use_for_this_process`], [`ImageCache::Off`] if none was.
+pub fn of_this_process() -> &'static ImageCache {
+    PROCESS_CACHE.get().unwrap_or(&ImageCache::Off)
+}
+
+/// Loads the images under `dir` as [`folder::load_image_folder`] does, through `cache`: the
+/// folder's entry is mapped if it exists and is whole, and otherwise written (decoding the
+/// images) and mapped. Notes on the cache (an entry written, one rebuilt, a wait for another
+/// process, a cache that cannot be used) go to `note`. Fails as `load_image_folder` does.
+pub fn load_folder(
+    dir: &Path,
+    options: &FolderOptions,
+    cache: &ImageCache,
+    note: &mut dyn FnMut(String),
+) -> Result<FolderLoad> {
+    let ImageCache::In(cache_dir) = cache else {
+        return folder::load_image_folder(dir, options);
+    };
+    folder::check_options(options)?;
+    let listing = folder::list_images(dir)?;
+    let canonical = dir.canonicalize().map_err(|e| GlowError::io(dir, e))?;
+    let entry = cache_dir.join(entry_name(dir, &canonical, options, &listing));
+    match map_entry(&entry, &canonical, &listing) {
+        Ok(Some(load)) => return Ok(load),
+        Ok(None) => {}
+        Err(reason) => note(format!(
+            "the image cache entry {} is unusable ({reason}); decoding the images again",
+            entry.display()
+        )),
+    }
+    let writer = Writer {
+        dir: cache_dir,
+        entry: &entry,
+        folder: &canonical,
+        listing: &listing,
+        options,
+    };
+    match writer.write(note) {
+        Ok(load) => Ok(load),
+        Err(Unwritten::Data(e)) => Err(e),
+        Err(Unwritten::Cache(reason)) => {
+            note(format!(
+                "cannot use the image cache {} ({reason}); decoding {} into memory (set {CACHE_ENV} \
+                 to a directory with room, or to off)",
+                cache_dir.display(),
+                dir.display()
+            ));
+            folder::load_image_folder(dir, options)
+        }
+    }
+}
+
+/// The entry file name of the folder `canonical`, listed under the name `dir`, decoded with
+/// `options`: a hash of the folder and the options (shared by the folder's entries), then a hash
+/// of those and of every image file's path inside the folder, label, size and modification time
+/// (so that every name of the folder, a symbolic link's or a relative one, finds one entry).
+fn entry_name(dir: &Path, canonical: &Path, options: &FolderOptions, listing: &Listing) -> String {
+    let mut source = Sha256::new();
+    source.update(VERSION.to_le_bytes());
+    source.update(canonical.as_os_str().as_encoded_bytes());
+    source.update([0]);
+    let bad = match options.on_bad_image {
+        BadImage::Error => 0u64,
+        BadImage::Skip => 1,
+    };
+    for value in [options.size, options.channels, Some(bad as usize)] {
+        source.update(value.map_or(u64::MAX, |v| v as u64).to_le_bytes());
+    }
+    let folder_hash = source.clone().finalize();
+    let mut images = source;
+    images.update((listing.images.len() as u64).to_le_bytes());
+    for (path, label) in &listing.images {
+        let (len, modified) = std::fs::metadata(path)
+            .map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                (m.len(), modified)
+            })
+            .unwrap_or((u64::MAX, 0));
+        let name = path.strip_prefix(dir).unwrap_or(path);
+        images.update(name.as_os_str().as_encoded_bytes());
+        images.update([0]);
+        images.update(label.map_or(u64::MAX, |l| l as u64).to_le_bytes());
+        images.update(len.to_le_bytes());
+        images.update(modified.to_le_bytes());
+    }
+    format!(
+        "{}-{}.{ENTRY_EXTENSION}",
+        hex(&folder_hash[..8]),
+        hex(&images.finalize()[..16])
+    )
+}
+
+/// Lower-case hexadecimal digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fixed header of an entry: its pixel and description byte counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    pixel_bytes: u64,
+    description_bytes: u64,
+}
+
+impl Header {
+    /// The header's bytes, zero-padded to [`PIXELS_AT`].
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(PIXELS_AT as usize);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&self.pixel_bytes.to_le_bytes());
+        bytes.extend_from_slice(&self.description_bytes.to_le_bytes());
+        bytes.resize(PIXELS_AT as usize, 0);
+        bytes
+    }
+
+    /// Reads the header at the start of `file`, or says why it is not an entry's.
+    fn read(file: &mut File) -> std::result::Result<Header, String> {
+        let mut bytes = [0u8; 32];
+        file.read_exact(&mut bytes)
+            .map_err(|e| format!("its header cannot be read: {e}"))?;
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        if &bytes[..8] != MAGIC {
+            return Err("it does not start with the cache's magic bytes".into());
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4"));
+        if version != VERSION {
+            return Err(format!("format version {version}, not {VERSION}"));
+        }
+        Ok(Header {
+            pixel_bytes: u64_at(16),
+            description_bytes: u64_at(24),
+        })
+    }
+}
+
+/// Maps the entry `path` of the folder `canonical` listed as `listing`: `Ok(None)` when there is
+/// no such entry, `Err` with the reason when the file is not a whole entry of that folder.
+fn map_entry(
+    path: &Path,
+    canonical: &Path,
+    listing: &Listing,
+) -> std::result::Result<Option<FolderLoad>, String> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(format!("it cannot be opened: {e}")),
+    };
+    let header = Header::read(&mut file)?;
+    let length = file
+        .metadata()
+        .map_err(|e| format!("its size cannot be read: {e}"))?
+        .len();
+    let description_at = PIXELS_AT.checked_add(header.pixel_bytes);
+    let end = description_at.and_then(|at| at.checked_add(header.description_bytes));
+    let (Some(description_at), Some(end)) = (description_at, end) else {
+        return Err("its header's byte counts overflow".into());
+    };
+    if end != length {
+        return Err(format!(
+            "it is {length} bytes long but its header describes {end}"
+        ));
+    }
+    let mut text = vec![0u8; header.description_bytes as usize];
+    file.seek(SeekFrom::Start(description_at))
+        .and_then(|_| file.read_exact(&mut text))
+        .map_err(|e| format!("its description cannot be read: {e}"))?;
+    let description: Description =
+        serde_json::from_slice(&text).map_err(|e| format!("its description is not valid: {e}"))?;
+    let sorted = check_description(&description, canonical, listing, header.pixel_bytes)?;
+    // SAFETY: entries are never written in place: each is written whole under a temporary name
+    // and renamed into place, and is only ever removed or replaced by another rename, which
+    // leaves the inode mapped here intact. The mapping is read-only.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("it cannot be mapped: {e}"))?;
+    let pixels = Pixels::mapped(map, PIXELS_AT as usize, header.pixel_bytes as usize)
+        .ok_or("it is shorter than its header says")?;
+    Ok(Some(listing.load(sorted, pixels)))
+}
+
+/// Checks that `description` fits the folder `canonical` listed as `listing` and an entry of
+/// `pixel_bytes` pixels, returning which images it holds.
+fn check_description(
+    description: &Description,
+    canonical: &Path,
+    listing: &Listing,
+    pixel_bytes: u64,
+) -> std::result::Result<Sorted, String> {
+    if description.folder != canonical {
+        return Err(format!(
+            "it holds the images of {}, not of {}",
+            description.folder.display(),
+            canonical.display()
+        ));
+    }
+    let skipped = &description.skipped;
+    let in_order = skipped.windows(2).all(|pair| pair[0].0 < pair[1].0);
+    if !in_order
+        || skipped
+            .last()
+            .is_some_and(|(i, _)| *i >= listing.images.len())
+    {
+        return Err("its skipped images are not images of the folder, in order".into());
+    }
+    if description.images + skipped.len() != listing.images.len() || description.images == 0 {
+        return Err(format!(
+            "it holds {} images and skips {}, but the folder has {} image files",
+            description.images,
+            skipped.len(),
+            listing.images.len()
+        ));
+    }
+    let image_bytes: usize = description.shape.iter().product();
+    if image_bytes == 0
+        || (image_bytes as u64).checked_mul(description.images as u64) != Some(pixel_bytes)
+    {
+        return Err(format!(
+            "{} images of shape {:?} are not its {pixel_bytes} pixel bytes",
+            description.images, description.shape
+        ));
+    }
+    Ok(Sorted {
+        shape: description.shape,
+        skipped: description.skipped.clone(),
+    })
+}
+
+/// Why an entry was not written: the images themselves (an error of the load), or the cache.
+enum Unwritten {
+    /// The folder cannot be loaded; loading it without the cache would fail the same way.
+    Data(GlowError),
+    /// The cache cannot be used, for this reason.
+    Cache(String),
+}
+
+/// Writes the entry of one folder.
+struct Writer<'a> {
+    /// The cache directory.
+    dir: &'a Path,
+    /// The entry's path in it.
+    entry: &'a Path,
+    /// The folder's canonical path.
+    folder: &'a Path,
+    /// The folder's images.
+    listing: &'a Listing,
+    /// How they are decoded.
+    options: &'a FolderOptions,
+}
+
+impl Writer<'_> {
+    /// Under the cache's lock, maps the entry if another process wrote it meanwhile, or else
+    /// decodes the images into it, removes the entries it replaces, and maps it.
+    fn write(&self, note: &mut dyn FnMut(String)) -> std::result::Result<FolderLoad, Unwritten> {
+        let cache_error = |what: &str, e: std::io::Error| Unwritten::Cache(format!("{what}: {e}"));
+        std::fs::create_dir_all(self.dir).map_err(|e| cache_error("cannot create it", e))?;
+        let lock_path = self.dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| cache_error("cannot open its lock file", e))?;
+        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+            note(format!(
+                "waiting for another process writing to the image cache {}",
+                self.dir.display()
+            ));
+            lock.lock().map_err(|e| cache_error("cannot lock it", e))?;
+        }
+        if let Ok(Some(load)) = map_entry(self.entry, self.folder, self.listing) {
+            return Ok(load);
+        }
+        remove_stale_temporaries(self.dir).map_err(|e| Unwritten::Cache(e.to_string()))?;
+        self.check_space()?;
+        let sorted = self.write_entry()?;
+        let bytes = std::fs::metadata(self.entry).map_or(0, |m| m.len());
+        let removed = self.remove_replaced_entries();
+        note(format!(
+            "decoded the {} images of {} into the image cache {} ({:.2} GB; later loads map it \
+             instead of decoding{})",
+            self.listing.images.len() - sorted.skipped.len(),
+            self.folder.display(),
+            self.entry.display(),
+            bytes as f64 / 1e9,
+            match removed {
+                0 => String::new(),
+                n => format!("; removed {n} outdated entries"),
+            }
+        ));
+        match map_entry(self.entry, self.folder, self.listing) {
+            Ok(Some(load)) => Ok(load),
+            Ok(None) => Err(Unwritten::Cache("the entry written vanished".into())),
+            Err(reason) => Err(Unwritten::Cache(format!(
+                "the entry written is unusable: {reason}"
+            ))),
+        }
+    }
+
+    /// Refuses a cache without room for the images as the options size them (when they do).
+    fn check_space(&self) -> std::result::Result<(), Unwritten> {
+        let (Some(size), Some(channels)) = (self.options.size, self.options.channels) else {
+            return Ok(());
+        };
+        let needed = (size * size * channels) as u64 * self.listing.images.len() as u64;
+        match free_bytes(self.dir) {
+            Some(free) if free < needed + PIXELS_AT => Err(Unwritten::Cache(format!(
+                "the images need {:.2} GB and its file system has {:.2} GB free",
+                needed as f64 / 1e9,
+                free as f64 / 1e9
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decodes the images into a temporary beside the entry and renames it into place.
+    fn write_entry(&self) -> std::result::Result<Sorted, Unwritten> {
+        let name = self.entry.file_name().unwrap_or_default().to_string_lossy();
+        let temporary = self.dir.join(temporary_name(&name));
+        let written = self.write_to(&temporary);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written
+    }
+
+    /// Writes the whole entry to `path`, then renames it to the entry.
+    fn write_to(&self, path: &Path) -> std::result::Result<Sorted, Unwritten> {
+        let io =
+            |e: std::io::Error| Unwritten::Cache(format!("cannot write {}: {e}", path.display()));
+        let file = File::create(path).map_err(io)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&[0; PIXELS_AT as usize]).map_err(io)?;
+        let (mut pixel_bytes, mut failed) = (0u64, None);
+        let decoded = self.listing.decode(
+            self.folder,
+            self.options,
+            folder::BAD_IMAGE_HELP,
+            &mut |image| {
+                pixel_bytes += image.len() as u64;
+                out.write_all(image).map_err(|e| {
+                    let error = GlowError::io(path, e);
+                    failed = Some(error.to_string());
+                    error
+                })
+            },
+        );
+        let sorted = match (decoded, failed) {
+            (Ok(sorted), None) => sorted,
+            (_, Some(reason)) => return Err(Unwritten::Cache(reason)),
+            (Err(e), None) => return Err(Unwritten::Data(e)),
+        };
+        let description = Description {
+            folder: self.folder.to_path_buf(),
+            shape: sorted.shape,
+            images: self.listing.images.len() - sorted.skipped.len(),
+            skipped: sorted.skipped.clone(),
+        };
+        let text = serde_json::to_vec(&description).map_err(|e| Unwritten::Cache(e.to_string()))?;
+        out.write_all(&text).map_err(io)?;
+        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        let header = Header {
+            pixel_bytes,
+            description_bytes: text.len() as u64,
+        };
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header.bytes()))
+            .and_then(|_| file.sync_all())
+            .and_then(|_| std::fs::rename(path, self.entry))
+            .and_then(|_| sync_dir(self.dir))
+            .map_err(io)?;
+        Ok(sorted)
+    }
+
+    /// Removes the entries this one replaces: the folder's others (same folder and options,
+    /// other images) and those of folders that no longer exist. Returns how many it removed.
+    fn remove_replaced_entries(&self) -> usize {
+        let Some(name) = self.entry.file_name().and_then(|n| n.to_str()) else {
+            return 0;
+        };
+        let same_folder = name.split('-').next().unwrap_or(name);
+        let Ok(entries) = std::fs::read_dir(self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for path in entries.flatten().map(|e| e.path()) {
+            let Some(other) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if other == name || !other.ends_with(&format!(".{ENTRY_EXTENSION}")) {
+                continue;
+            }
+            let replaced = other.split('-').next() == Some(same_folder)
+                || folder_of(&path).is_some_and(|folder| !folder.exists());
+            if replaced && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// The folder whose images the entry `path` holds, if it reads as an entry.
+fn folder_of(path: &Path) -> Option<PathBuf> {
+    let mut file = File::open(path).ok()?;
+    let header = Header::read(&mut file).ok()?;
+    let mut text = vec![0u8; usize::try_from(header.description_bytes).ok()?.min(1 << 30)];
+    file.seek(SeekFrom::Start(PIXELS_AT.checked_add(header.pixel_bytes)?))
+        .ok()?;
+    file.read_exact(&mut text).ok()?;
+    serde_json::from_slice::<Description>(&text)
+        .ok()
+        .map(|d| d.folder)
+}
+
+/// The bytes free to an unprivileged user on the file system of `dir`, if it can be read.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` a buffer of the type statvfs fills.
+    let status = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    (status == 0).then(|| {
+        let stats = unsafe { stats.assume_init() };
+        stats.f_bavail.saturating_mul(stats.f_frsize)
+    })
+}
