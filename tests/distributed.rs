@@ -305,16 +305,14 @@ fn every_cluster_size_gives_the_weights_of_one_process_when_recomputing() {
     every_cluster_size_gives_the_weights_of_one_process(true);
 }
 
-/// Asserts a launch failed with a message containing `expected` and trained nothing.
+/// Asserts a launch failed with a message containing `expected` and wrote nothing: not even
+/// the run directory.
 fn refused(out: Output, run: &Path, expected: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the launch should fail: {stderr}");
     assert!(stderr.contains(expected), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(
-        !run.join("checkpoints").exists(),
-        "nothing trained before the error"
-    );
+    assert!(!run.exists(), "nothing written before the error");
 }
 
 #[test]
@@ -324,6 +322,19 @@ fn a_rank_count_that_does_not_divide_the_shards_is_refused_before_training() {
     let mut args = new_run(&root, &config, &run, "6");
     args.extend(["--batch-shards", "3"]);
     refused(train(2, &args), &run, "3 gradient shards");
+}
+
+/// Data that cannot be read stops every rank after the launch checks, and the new run's
+/// directories (two levels here), made for the check that the ranks share them, are gone.
+#[test]
+fn a_launch_on_missing_data_leaves_no_run_directory() {
+    let (root, config) = setup("mpi-no-data", false);
+    let run = root.join("new/run");
+    let nowhere = root.join("nowhere");
+    let mut args = new_run(&root, &config, &run, "6");
+    let data = args.iter().position(|a| *a == "--data").expect("--data") + 1;
+    args[data] = nowhere.to_str().expect("utf-8");
+    refused(train(2, &args), &root.join("new"), "nowhere");
 }
 
 /// `mpirun` running `first` as rank 0 and `second` as rank 1 (MPMD), each `glowflow train`.

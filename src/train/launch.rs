@@ -164,9 +164,15 @@ fn configs_text(model: &GlowConfig, train: &TrainConfig) -> Result<String> {
 }
 
 /// Rank 0 writes a random token into `run`; every rank must read the same token there, or the
-/// run directory is not one shared directory (each machine would write its own run).
+/// run directory is not one shared directory (each machine would write its own run). The check
+/// leaves the file system as it found it: the directories it created for the token are removed
+/// again, so that a launch that fails later (its data missing, say) leaves nothing behind.
 fn check_shared_directory(cluster: &Cluster, run: &Path) -> Result<()> {
     let path = run.join(TOKEN_FILE);
+    let created: Vec<&Path> = match cluster.writes() {
+        true => run.ancestors().take_while(|dir| !dir.exists()).collect(),
+        false => Vec::new(),
+    };
     let token = if cluster.writes() {
         std::fs::create_dir_all(run).map_err(|e| GlowError::io(run, e))?;
         let token = format!("{:016x}", rand::rng().random::<u64>());
@@ -180,6 +186,10 @@ fn check_shared_directory(cluster: &Cluster, run: &Path) -> Result<()> {
     let sees = cluster.all_gather("run directory check", vec![u8::from(seen)])?;
     if cluster.writes() {
         std::fs::remove_file(&path).map_err(|e| GlowError::io(&path, e))?;
+        for dir in created {
+            // Left alone if something else appeared in it meanwhile.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     let blind: Vec<String> = (0..sees.len())
         .filter(|&r| sees[r] != [1])
