@@ -15,6 +15,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use super::atomic::write_atomic;
+use super::safetensors_header::with_sorted_header;
 use crate::error::{GlowError, Result};
 use crate::model::config::GlowConfig;
 use crate::model::glow::{Glow, Latents};
@@ -38,7 +39,8 @@ pub fn model_fingerprint(model: &Glow) -> String {
     format!("{hash:016x}")
 }
 
-/// Writes `latents` of `model` to `path` (atomically), with `extra` metadata.
+/// Writes `latents` of `model` to `path` (atomically), with `extra` metadata; the same latents
+/// and metadata give the same bytes.
 pub fn save_latents(
     path: &Path,
     model: &Glow,
@@ -70,7 +72,7 @@ pub fn save_latents(
         .map_err(|e| GlowError::file(path, format!("could not serialise latents: {e}")))?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| GlowError::file(path, format!("could not serialise latents: {e}")))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &with_sorted_header(bytes))
 }
 
 /// Reads a latent file written by [`save_latents`] for `model`: its latents (on `device`) and

@@ -1,4 +1,4 @@
-//! Files: saved models (safetensors weights + JSON config), run directories, latent files, PNG
+//! Files: saved models (safetensors weights + JSON config, headers in key order), run directories, latent files, PNG
 //! image grids (sample grids among them) and charts, atomic writes, the lock of a run directory,
 //! and the PyTorch Glows' checkpoints (import and export).
 
@@ -10,4 +10,5 @@ pub mod plot;
 pub mod png_grid;
 pub mod run_dir;
 pub mod run_lock;
+pub mod safetensors_header;
 pub mod sample_grid;

@@ -9,6 +9,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 
 use super::atomic::write_atomic;
+use super::safetensors_header::with_sorted_header;
 use crate::error::{GlowError, Result};
 use crate::model::config::GlowConfig;
 use crate::model::glow::Glow;
@@ -32,7 +33,8 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<Glow> {
     load_weights(&config, &dir.join(WEIGHTS_FILE), device)
 }
 
-/// Writes every parameter of `model` to a safetensors file, atomically.
+/// Writes every parameter of `model` to a safetensors file, atomically; the same weights give
+/// the same bytes ([`with_sorted_header`]).
 pub fn save_weights(model: &Glow, path: &Path) -> Result<()> {
     let mut store = SafetensorsStore::from_bytes(None);
     let fail = |e: &dyn std::fmt::Display| {
@@ -40,7 +42,7 @@ pub fn save_weights(model: &Glow, path: &Path) -> Result<()> {
     };
     model.save_into(&mut store).map_err(|e| fail(&e))?;
     let bytes = store.get_bytes().map_err(|e| fail(&e))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &with_sorted_header(bytes))
 }
 
 /// Builds the model `config` describes on `device` and loads its parameters from `path`.
