@@ -954,7 +954,7 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
         (OptimizerKind::Adamax, 1e-3)
     );
     let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
-    assert!(printed.contains("(3 images in batches of 500"), "{printed}");
+    assert!(printed.contains("(3 images in batches of 400"), "{printed}");
 
     let (model, train) = glowflow::train::presets::preset("imagenet64").expect("preset");
     assert_eq!(

@@ -46,6 +46,63 @@ fn every_preset_is_valid() {
     }
 }
 
+/// The paper's presets train as openai/glow's README commands do on the paper's GPUs, with what
+/// its train.py and optim.py derive from them worked out here by hand, as one global batch:
+/// `local_batch_train = 64·32²/size²` per GPU; the warm-up over `n_train·epochs_warmup =
+/// 500 000` images counted as `64·gpus` per step; Adamax's β₂ and the Polyak decay `1 −
+/// 1/train_its`, `train_its = ⌈50 000/(64·gpus)⌉`; `local_batch_test` from its table; the init on
+/// one GPU's `256·32²/size²` images; no clipping (openai/glow has none).
+#[test]
+fn the_paper_presets_are_openai_glows_recipe_on_its_gpus() {
+    use glowflow::train::optimizer::OptimizerKind;
+    use glowflow::CouplingKind;
+    // (preset, batch, warm-up steps, train_its, init images, test batch)
+    let cases = [
+        ("cifar10", 8 * 64, 977, 98, 256, 8 * 50),
+        ("imagenet32", 8 * 64, 977, 98, 256, 8 * 50),
+        ("imagenet64", 8 * 16, 977, 98, 64, 8 * 10),
+        ("lsun64", 8 * 16, 977, 98, 64, 8 * 10),
+        ("celebahq256", 40, 196, 20, 4, 40),
+    ];
+    for (name, batch, warmup, its, init, test_batch) in cases {
+        let (_, train) = preset(name).expect("preset");
+        let decay = 1.0 - 1.0 / f64::from(its);
+        assert_eq!(
+            (
+                train.batch_size,
+                train.warmup_steps,
+                train.init_images,
+                train.eval_batch_size
+            ),
+            (batch, warmup, init, test_batch),
+            "{name}"
+        );
+        assert_eq!(train.optimizer.kind, OptimizerKind::Adamax, "{name}");
+        assert_eq!(
+            (
+                train.optimizer.beta1,
+                train.optimizer.beta2,
+                train.ema_decay
+            ),
+            (0.9, decay, decay),
+            "{name}"
+        );
+        assert_eq!(
+            (train.lr, train.lr_decay, train.grad_clip_norm),
+            (1e-3, LrDecay::Constant, 0.0)
+        );
+    }
+    let (model, _) = preset("celebahq256").expect("preset");
+    assert_eq!(
+        (model.image.chw(), model.levels, model.steps, model.width),
+        ([3, 256, 256], 6, 32, 512)
+    );
+    assert_eq!(
+        (model.coupling, model.n_bits, model.learn_top),
+        (CouplingKind::Additive, 5, true)
+    );
+}
+
 #[test]
 fn each_invalid_field_is_an_error_that_names_it() {
     // (what is wrong, the edit, what the message must contain)

@@ -5,8 +5,9 @@
 //! clip:    g ← g · min(1, c / ‖g‖),  ‖g‖ = sqrt(Σ over all parameters of Σ g²)
 //! Adam:    m ← β₁m + (1-β₁)g,  v ← β₂v + (1-β₂)g²,  p ← p - lr · m̂ / (sqrt(v̂) + ε)
 //!          with m̂ = m / (1-β₁ᵗ), v̂ = v / (1-β₂ᵗ)
-//! Adamax:  m ← β₁m + (1-β₁)g,  u ← max(β₂u, |g|),  p ← p - lr · m / (u + ε)
-//!          (openai/glow's `adamax`, without bias correction)
+//! Adamax:  m ← β₁m + (1-β₁)g,  u ← max(β₂u, |g|),  p ← p - lr · sqrt(1-β₂ᵗ)/(1-β₁ᵗ) · m / (u + ε)
+//!          (openai/glow's `adamax` in its optim.py: Adam's two bias corrections folded into the
+//!          step size; torch's Adamax, y0ast's, corrects the first moment only)
 //! ```
 //!
 //! The state is two lists aligned with [`crate::model::params::flat_params`], so it can be saved in the
@@ -253,19 +254,21 @@ fn rule<T: Arithmetic>(c: &Coefficients, p: T, g: T, m: T, s: T) -> (T, T, T) {
     } = c.settings;
     let g = g.times(c.grad_scale);
     let m = m.times(beta1) + g.clone().times(1.0 - beta1);
-    let (s, step) = match kind {
+    let (s, direction, step_size) = match kind {
         OptimizerKind::Adam => {
             let v = s.times(beta2) + (g.clone() * g).times(1.0 - beta2);
             let m_hat = m.clone().over(c.correction1);
             let v_hat = v.clone().over(c.correction2);
-            (v, m_hat / v_hat.sqrt().plus(epsilon))
+            (v, m_hat / v_hat.sqrt().plus(epsilon), c.lr)
         }
         OptimizerKind::Adamax => {
             let u = s.times(beta2).max(g.abs());
-            (u.clone(), m.clone() / u.plus(epsilon))
+            // One scalar, as openai/glow's `alpha_t`.
+            let step_size = c.lr * c.correction2.sqrt() / c.correction1;
+            (u.clone(), m.clone() / u.plus(epsilon), step_size)
         }
     };
-    (p - step.times(c.lr), m, s)
+    (p - direction.times(step_size), m, s)
 }
 
 /// [`rule`] over the host values of one parameter of the CPU backend, in one pass: the parameter,
@@ -346,8 +349,10 @@ mod tests {
                     p -= lr * (m / (1.0 - b1.powi(t))) / ((s / (1.0 - b2.powi(t))).sqrt() + eps);
                 }
                 OptimizerKind::Adamax => {
+                    // openai/glow's optim.py: alpha_t = alpha·sqrt(1 - β₂ᵗ)/(1 - β₁ᵗ).
                     s = (b2 * s).max(g.abs());
-                    p -= lr * m / (s + eps);
+                    let alpha_t = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+                    p -= alpha_t * m / (s + eps);
                 }
             }
         }
@@ -444,7 +449,7 @@ mod tests {
         let grads = vec![Some(one(&[3.0])), None, Some(one(&[0.0, 4.0]))];
         let norm = read(&global_norm(&grads))[0];
         assert_eq!(norm, 5.0);
-        // Adamax's first step moves each parameter by lr · sign(g) · (1 - β₁), whatever the scale,
+        // Adamax's first step moves each parameter by lr · sqrt(1 - β₂) · sign(g), whatever the scale,
         // so check clipping through Adam's second moment instead: scaling all gradients by c
         // scales m and sqrt(v) alike.
         let params = vec![one(&[0.0]), one(&[0.0]), one(&[0.0, 0.0])];

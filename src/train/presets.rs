@@ -11,13 +11,14 @@ use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
 /// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 7] = [
+pub const PRESETS: [&str; 8] = [
     "fashion-mnist",
     "mnist",
     "cifar10",
     "imagenet32",
     "imagenet64",
     "lsun64",
+    "celebahq256",
     "celeba64",
 ];
 
@@ -92,30 +93,33 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         )),
         "cifar10" => Ok((
             GlowConfig::default(),
-            paper_recipe(
+            openai_recipe(
                 DataSource::Cifar10 {
                     dir: "data/cifar-10-batches-bin".into(),
                 },
-                64,
+                32,
+                8,
                 &base_train,
             ),
         )),
         "imagenet32" => Ok(imagenet(32, 3, &base_train)),
         "imagenet64" => Ok(imagenet(64, 4, &base_train)),
         "lsun64" => Ok(lsun(&base_train)),
+        "celebahq256" => Ok(celeba_hq(&base_train)),
         "celeba64" => Ok((
             GlowConfig {
                 n_bits: 5,
                 ..colour_model(64, 4)
             },
-            paper_recipe(
+            openai_recipe(
                 DataSource::Folder {
                     train: "data/celeba64/train".into(),
                     test: "data/celeba64/test".into(),
                     skip_bad_images: false,
                     random_crop_from: None,
                 },
-                32,
+                64,
+                2,
                 &base_train,
             ),
         )),
@@ -155,7 +159,7 @@ fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, Trai
         skip_bad_images: false,
         random_crop_from: None,
     };
-    (model, paper_recipe(data, 64, base))
+    (model, openai_recipe(data, size, 8, base))
 }
 
 /// The paper's LSUN model (L = 3, K = 48 at 64x64) on one category's images in
@@ -174,28 +178,82 @@ fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
         skip_bad_images: false,
         random_crop_from: Some(96),
     };
-    (model, paper_recipe(data, 64, base))
+    (model, openai_recipe(data, 64, 8, base))
 }
 
-/// openai/glow's recipe for the paper's models: Adamax at a constant 1e-3 after 2000 warm-up
-/// steps, long runs evaluated on the whole test set.
-fn paper_recipe(data: DataSource, batch_size: usize, base: &TrainConfig) -> TrainConfig {
+/// The paper's CelebA-HQ model of its samples (Figure 1), as openai/glow's README trains it on 40
+/// GPUs: 3x256x256, L = 6, K = 32, width 512, additive coupling, learned top prior, 5 bits, on
+/// CelebA-HQ at 256x256 in `data/celebahq256/train` and `data/celebahq256/test` (openai/glow's
+/// split: 27 000 and 3 000 images), resized and centre-cropped to 256x256 if they are not.
+fn celeba_hq(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let model = GlowConfig {
+        coupling: CouplingKind::Additive,
+        n_bits: 5,
+        steps: 32,
+        ..colour_model(256, 6)
+    };
+    let data = DataSource::Folder {
+        train: "data/celebahq256/train".into(),
+        test: "data/celebahq256/test".into(),
+        skip_bad_images: false,
+        random_crop_from: None,
+    };
+    (model, openai_recipe(data, 256, 40, base))
+}
+
+/// openai/glow's training recipe (its train.py and optim.py) for `size x size` images as its
+/// README's command runs it on `gpus` processes, expressed as one global batch, so that any
+/// number of glowflow processes runs it alike:
+/// - a batch of `64·(32/size)²` images per process (its anchor size 32: 64 at 32x32, 16 at
+///   64x64, 1 at 256x256), `gpus` times that in all;
+/// - Adamax (openai/glow's, [`OptimizerKind::Adamax`]) at 1e-3, β₁ = 0.9, and β₂ and the Polyak
+///   average's decay both `1 - 1/⌈50 000 / (64·gpus)⌉` (its `polyak_epochs` of one 50 000-image
+///   "epoch", counted at the anchor size);
+/// - the learning rate warmed up linearly over 10 such epochs, `⌈500 000 / (64·gpus)⌉` steps,
+///   then constant; no gradient clipping;
+/// - the data-dependent init on one process's `256·(32/size)²` images (openai/glow initialises
+///   on rank 0's batch and broadcasts);
+/// - long runs evaluated on the whole test set, in batches of its per-process test batch (50 at
+///   32x32, 10 at 64x64, 1 at 256x256) times `gpus`.
+fn openai_recipe(data: DataSource, size: usize, gpus: usize, base: &TrainConfig) -> TrainConfig {
+    let per_process = |images: usize| (images * 32 * 32 / (size * size)).max(1);
+    let anchor_images_per_step = 64 * gpus;
+    let epoch_steps = 50_000usize.div_ceil(anchor_images_per_step);
+    let decay = 1.0 - 1.0 / epoch_steps as f64;
     TrainConfig {
         data,
-        batch_size,
+        batch_size: gpus * per_process(64),
+        init_images: per_process(256),
+        eval_batch_size: gpus * test_batch(per_process(64)),
         steps: 200_000,
         lr: 1e-3,
-        warmup_steps: 2000,
+        warmup_steps: 500_000usize.div_ceil(anchor_images_per_step) as u64,
         lr_decay: LrDecay::Constant,
         optimizer: OptimizerSettings {
             kind: OptimizerKind::Adamax,
+            beta2: decay,
             ..base.optimizer
         },
+        grad_clip_norm: 0.0,
+        ema_decay: decay,
         checkpoint_every: 2000,
         eval_every: 5000,
         eval_images: 0,
         sample_every: 5000,
         log_every: 100,
         ..base.clone()
+    }
+}
+
+/// openai/glow's test batch per process for a training batch of `per_process` images per
+/// process (its `local_batch_test`: the largest of 50's divisors in its table not above it).
+fn test_batch(per_process: usize) -> usize {
+    match per_process {
+        64.. => 50,
+        32..=63 => 25,
+        16..=31 => 10,
+        8..=15 => 5,
+        2..=7 => 2,
+        _ => 1,
     }
 }
