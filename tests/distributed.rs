@@ -55,16 +55,20 @@ fn mpirun(processes: usize) -> Command {
     command
 }
 
-/// Runs `glowflow COMMAND ARGS` on `processes` ranks (1: without mpirun).
-fn glowflow_on(processes: usize, command_name: &str, args: &[&str]) -> Output {
-    let mut command = if processes == 1 {
+/// `glowflow` on `processes` ranks (1: without mpirun), arguments to follow.
+fn glowflow_command_on(processes: usize) -> Command {
+    if processes == 1 {
         common::glowflow_command()
     } else {
         let mut command = mpirun(processes);
         command.arg(env!("CARGO_BIN_EXE_glowflow"));
         command
-    };
-    command
+    }
+}
+
+/// Runs `glowflow COMMAND ARGS` on `processes` ranks (1: without mpirun).
+fn glowflow_on(processes: usize, command_name: &str, args: &[&str]) -> Output {
+    glowflow_command_on(processes)
         .arg(command_name)
         .args(args)
         .output()
@@ -303,6 +307,62 @@ fn every_cluster_size_gives_the_weights_of_one_process_with_backprop() {
 #[test]
 fn every_cluster_size_gives_the_weights_of_one_process_when_recomputing() {
     every_cluster_size_gives_the_weights_of_one_process(true);
+}
+
+/// Ranks on one machine read an image folder through one image cache: two ranks starting on an
+/// empty cache leave one entry per folder (the training and the test images) and nothing else,
+/// and train to the weights and figures of one process that decodes the folders into memory.
+#[test]
+fn ranks_share_the_image_cache_and_train_as_one_process() {
+    use glowflow::data::image_cache::CACHE_ENV;
+    use glowflow::data::source::DataSource;
+    let (root, _) = setup("mpi-folders", false);
+    for (folder, n) in [("train", 40u32), ("test", 12)] {
+        std::fs::create_dir_all(root.join(folder)).expect("folder");
+        for i in 0..n {
+            image::GrayImage::from_fn(8, 8, |x, y| {
+                image::Luma([((x * 31 + y * 7 + i * 13) % 256) as u8])
+            })
+            .save(root.join(folder).join(format!("{i:02}.png")))
+            .expect("save");
+        }
+    }
+    let config = root.join("folders.json");
+    let mut train =
+        glowflow::train::config::TrainConfig::load(&root.join("train.json")).expect("config");
+    train.data = DataSource::Folder {
+        train: root.join("train"),
+        test: root.join("test"),
+        skip_bad_images: false,
+        random_crop_from: None,
+    };
+    train.save(&config).expect("write the config");
+    let cache = root.join("cache");
+    let run = |processes: usize, name: &str, cache: &Path| {
+        let out = glowflow_command_on(processes)
+            .env(CACHE_ENV, cache)
+            .arg("train")
+            .args(new_run(&root, &config, &root.join(name), "6"))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(1, "one", Path::new("off"));
+    run(2, "two", &cache);
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .expect("the cache")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "cache.lock")
+        .collect();
+    assert!(
+        entries.len() == 2 && entries.iter().all(|e| e.ends_with(".images")),
+        "{entries:?}"
+    );
+    assert_eq!(outcome(&root.join("two")), outcome(&root.join("one")));
 }
 
 /// Asserts a launch failed with a message containing `expected` and wrote nothing: not even
