@@ -284,7 +284,21 @@ fn map_entry(
         }
         Err(e) => return Err(format!("it cannot be opened: {e}")),
     };
-    let header = Header::read(&mut file)?;
+    let (header, description) = read_entry(&mut file)?;
+    let sorted = check_description(&description, canonical, listing, header.pixel_bytes)?;
+    // SAFETY: entries are never written in place: each is written whole under a temporary name
+    // and renamed into place, and is only ever removed or replaced by another rename, which
+    // leaves the inode mapped here intact. The mapping is read-only.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("it cannot be mapped: {e}"))?;
+    let pixels = Pixels::mapped(map, PIXELS_AT as usize, header.pixel_bytes as usize)
+        .ok_or("it is shorter than its header says")?;
+    Ok(Some(listing.load(sorted, pixels)))
+}
+
+/// Reads the header and the description of the entry open as `file`, checking that the file is
+/// as long as they say, or says why it is not an entry.
+fn read_entry(file: &mut File) -> std::result::Result<(Header, Description), String> {
+    let header = Header::read(file)?;
     let length = file
         .metadata()
         .map_err(|e| format!("its size cannot be read: {e}"))?
@@ -303,16 +317,9 @@ fn map_entry(
     file.seek(SeekFrom::Start(description_at))
         .and_then(|_| file.read_exact(&mut text))
         .map_err(|e| format!("its description cannot be read: {e}"))?;
-    let description: Description =
+    let description =
         serde_json::from_slice(&text).map_err(|e| format!("its description is not valid: {e}"))?;
-    let sorted = check_description(&description, canonical, listing, header.pixel_bytes)?;
-    // SAFETY: entries are never written in place: each is written whole under a temporary name
-    // and renamed into place, and is only ever removed or replaced by another rename, which
-    // leaves the inode mapped here intact. The mapping is read-only.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("it cannot be mapped: {e}"))?;
-    let pixels = Pixels::mapped(map, PIXELS_AT as usize, header.pixel_bytes as usize)
-        .ok_or("it is shorter than its header says")?;
-    Ok(Some(listing.load(sorted, pixels)))
+    Ok((header, description))
 }
 
 /// Checks that `description` fits the folder `canonical` listed as `listing` and an entry of
@@ -539,14 +546,9 @@ impl Writer<'_> {
 /// The folder whose images the entry `path` holds, if it reads as an entry.
 fn folder_of(path: &Path) -> Option<PathBuf> {
     let mut file = File::open(path).ok()?;
-    let header = Header::read(&mut file).ok()?;
-    let mut text = vec![0u8; usize::try_from(header.description_bytes).ok()?.min(1 << 30)];
-    file.seek(SeekFrom::Start(PIXELS_AT.checked_add(header.pixel_bytes)?))
-        .ok()?;
-    file.read_exact(&mut text).ok()?;
-    serde_json::from_slice::<Description>(&text)
+    read_entry(&mut file)
         .ok()
-        .map(|d| d.folder)
+        .map(|(_, description)| description.folder)
 }
 
 /// The bytes free to an unprivileged user on the file system of `dir`, if it can be read.
