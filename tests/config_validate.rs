@@ -59,6 +59,7 @@ fn the_paper_presets_are_openai_glows_recipe_on_its_gpus() {
     // (preset, batch, warm-up steps, train_its, init images, test batch)
     let cases = [
         ("cifar10", 8 * 64, 977, 98, 256, 8 * 50),
+        ("cifar10-ycond", 8 * 64, 977, 98, 256, 8 * 50),
         ("imagenet32", 8 * 64, 977, 98, 256, 8 * 50),
         ("imagenet64", 8 * 16, 977, 98, 64, 8 * 10),
         ("lsun64", 8 * 16, 977, 98, 64, 8 * 10),
@@ -92,6 +93,17 @@ fn the_paper_presets_are_openai_glows_recipe_on_its_gpus() {
             (1e-3, LrDecay::Constant, 0.0)
         );
     }
+    let (model, train) = preset("cifar10-ycond").expect("preset");
+    assert_eq!(
+        (
+            model.coupling,
+            model.n_bits,
+            model.n_classes,
+            model.class_head,
+            train.weight_y
+        ),
+        (CouplingKind::Additive, 5, 10, true, 0.01)
+    );
     let (model, _) = preset("celebahq256").expect("preset");
     assert_eq!(
         (model.image.chw(), model.levels, model.steps, model.width),

@@ -23,8 +23,8 @@ const DEFAULT_PRESET: &str = "fashion-mnist";
 /// `glowflow train` (its help is the doc comment of `Command::Train`).
 #[derive(Args)]
 pub struct Train {
-    /// Starting point: fashion-mnist (default), mnist, cifar10, imagenet32, imagenet64, lsun64,
-    /// celebahq256 or celeba64.
+    /// Starting point: fashion-mnist (default), mnist, cifar10, cifar10-ycond, imagenet32,
+    /// imagenet64, lsun64, celebahq256 or celeba64.
     #[arg(long, conflicts_with = "resume")]
     preset: Option<String>,
     /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or one holding the

@@ -11,10 +11,11 @@ use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
 /// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 8] = [
+pub const PRESETS: [&str; 9] = [
     "fashion-mnist",
     "mnist",
     "cifar10",
+    "cifar10-ycond",
     "imagenet32",
     "imagenet64",
     "lsun64",
@@ -34,6 +35,9 @@ pub const PRESETS: [&str; 8] = [
 /// downsampled ImageNet of PixelRNN (image-net.org/small: the folders `train_32x32/` and
 /// `valid_32x32/` of PNG files, the data of openai/glow's `imagenet-oord`) and on an LSUN
 /// category at 96x96 with random 64x64 crops (RealNVP's, openai/glow's `lsun_realnvp`).
+/// `cifar10-ycond` is the class-conditional CIFAR-10 model of openai/glow's README ("Conditional
+/// CIFAR-10, qualitative result": additive, 5 bits, the prior conditioned on the class and a
+/// classifier head weighted 0.01, `--ycond --weight_y=0.01`), `celebahq256` its CelebA-HQ model.
 pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
     let base_train = TrainConfig {
         data: DataSource::Idx {
@@ -101,6 +105,26 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 8,
                 &base_train,
             ),
+        )),
+        "cifar10-ycond" => Ok((
+            GlowConfig {
+                coupling: CouplingKind::Additive,
+                n_bits: 5,
+                n_classes: 10,
+                class_head: true,
+                ..GlowConfig::default()
+            },
+            TrainConfig {
+                weight_y: 0.01,
+                ..openai_recipe(
+                    DataSource::Cifar10 {
+                        dir: "data/cifar-10-batches-bin".into(),
+                    },
+                    32,
+                    8,
+                    &base_train,
+                )
+            },
         )),
         "imagenet32" => Ok(imagenet(32, 3, &base_train)),
         "imagenet64" => Ok(imagenet(64, 4, &base_train)),
