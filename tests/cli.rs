@@ -825,6 +825,28 @@ fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
     assert_eq!(ran_with(Some(opted_out)).as_deref(), Some(opted_out));
 }
 
+/// Writes `n` colour images of `width x height` into each `(folder, n)` of `dir`, image `i` named
+/// `name(i)` (its extension picks the format): red and green ramps across and down, and a blue
+/// level of its own.
+fn write_colour_folders(
+    dir: &Path,
+    folders: &[(&str, u32)],
+    (width, height): (u32, u32),
+    name: impl Fn(u32) -> String,
+) {
+    for &(folder, n) in folders {
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+        for i in 0..n {
+            image::RgbImage::from_fn(width, height, |x, y| {
+                let ramp = |v: u32, side: u32| (v * 255 / side.max(2).saturating_sub(1)) as u8;
+                image::Rgb([ramp(x, width), ramp(y, height), (i * 37 % 256) as u8])
+            })
+            .save(dir.join(folder).join(name(i)))
+            .expect("save");
+        }
+    }
+}
+
 /// A run on image folders trains the same through the image cache as without it: the first
 /// run decodes each folder into an entry (a note says so), a later run maps the entries without
 /// decoding, and both end with the weights, byte for byte, and the figures of a run that
@@ -832,16 +854,9 @@ fn bench_runs_on_huge_page_heaps_where_the_kernel_gives_them_on_request() {
 #[test]
 fn training_on_folders_through_the_image_cache_is_training_without_it() {
     let dir = scratch_dir("cli-image-cache");
-    for (folder, n) in [("train", 10u8), ("test", 4)] {
-        std::fs::create_dir_all(dir.join(folder)).expect("folder");
-        for i in 0..n {
-            image::RgbImage::from_fn(10, 9, |x, y| {
-                image::Rgb([(x * 25) as u8, (y * 25) as u8, i * 20])
-            })
-            .save(dir.join(folder).join(format!("{i}.png")))
-            .expect("save");
-        }
-    }
+    write_colour_folders(&dir, &[("train", 10), ("test", 4)], (10, 9), |i| {
+        format!("{i}.png")
+    });
     let cache = dir.join("cache");
     let train = |run: &str, cache: &Path| -> String {
         let out = common::glowflow_command()
@@ -898,16 +913,8 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
     use glowflow::data::source::DataSource;
     use glowflow::train::optimizer::OptimizerKind;
     let dir = scratch_dir("imagenet32");
-    for (folder, n) in [("train_32x32", 8u8), ("valid_32x32", 3)] {
-        std::fs::create_dir_all(dir.join(folder)).expect("folder");
-        for i in 0..n {
-            image::RgbImage::from_fn(32, 32, |x, y| {
-                image::Rgb([(x * 8) as u8, (y * 8) as u8, i * 30])
-            })
-            .save(dir.join(folder).join(format!("{i}.png")))
-            .expect("save");
-        }
-    }
+    let folders = [("train_32x32", 8), ("valid_32x32", 3)];
+    write_colour_folders(&dir, &folders, (32, 32), |i| format!("{i}.png"));
     let run = dir.join("run");
     let run_arg = run.to_str().expect("utf-8");
     let (stdout, _) = common::succeeds(&[
@@ -983,23 +990,12 @@ fn the_imagenet_presets_read_the_downsampled_imagenet_folders() {
 #[test]
 fn the_lsun_preset_trains_on_random_crops_and_evaluates_central_windows() {
     let dir = scratch_dir("lsun64");
-    for (folder, n) in [("train", 6u8), ("val", 3)] {
-        std::fs::create_dir_all(dir.join(folder)).expect("folder");
-        for i in 0..n {
-            let image = image::RgbImage::from_fn(12, 12, |x, y| {
-                image::Rgb([(x * 20) as u8, (y * 20) as u8, i * 40])
-            });
-            // One training image as WebP.
-            let extension = if folder == "train" && i == 0 {
-                "webp"
-            } else {
-                "png"
-            };
-            image
-                .save(dir.join(folder).join(format!("{i}.{extension}")))
-                .expect("save");
-        }
-    }
+    write_colour_folders(&dir, &[("val", 3)], (12, 12), |i| format!("{i}.png"));
+    // One training image as WebP.
+    write_colour_folders(&dir, &[("train", 6)], (12, 12), |i| match i {
+        0 => "0.webp".into(),
+        i => format!("{i}.png"),
+    });
     let run = dir.join("run");
     let run_arg = run.to_str().expect("utf-8");
     let data = dir.to_str().expect("utf-8");

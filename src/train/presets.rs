@@ -136,12 +136,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 ..colour_model(64, 4)
             },
             openai_recipe(
-                DataSource::Folder {
-                    train: "data/celeba64/train".into(),
-                    test: "data/celeba64/test".into(),
-                    skip_bad_images: false,
-                    random_crop_from: None,
-                },
+                image_folders("data/celeba64/train", "data/celeba64/test", None),
                 64,
                 2,
                 &base_train,
@@ -151,6 +146,17 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
             "no preset named `{other}`; choose one of {}",
             PRESETS.join(", ")
         ))),
+    }
+}
+
+/// Training images in the folder `train`, test images in `test`, every bad image an error, and
+/// random crops from `random_crop_from` when given.
+fn image_folders(train: &str, test: &str, random_crop_from: Option<usize>) -> DataSource {
+    DataSource::Folder {
+        train: train.into(),
+        test: test.into(),
+        skip_bad_images: false,
+        random_crop_from,
     }
 }
 
@@ -172,17 +178,12 @@ fn colour_model(size: usize, levels: usize) -> GlowConfig {
 /// PixelRNN's downsampled ImageNet in `data/imagenet{size}` (`train_{size}x{size}/`,
 /// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` (batches of 64).
 fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, TrainConfig) {
-    let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}").into();
+    let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}");
     let model = GlowConfig {
         steps: 48,
         ..colour_model(size, levels)
     };
-    let data = DataSource::Folder {
-        train: folder("train"),
-        test: folder("valid"),
-        skip_bad_images: false,
-        random_crop_from: None,
-    };
+    let data = image_folders(&folder("train"), &folder("valid"), None);
     (model, openai_recipe(data, size, 8, base))
 }
 
@@ -196,12 +197,7 @@ fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
         steps: 48,
         ..colour_model(64, 3)
     };
-    let data = DataSource::Folder {
-        train: "data/lsun/train".into(),
-        test: "data/lsun/val".into(),
-        skip_bad_images: false,
-        random_crop_from: Some(96),
-    };
+    let data = image_folders("data/lsun/train", "data/lsun/val", Some(96));
     (model, openai_recipe(data, 64, 8, base))
 }
 
@@ -216,12 +212,7 @@ fn celeba_hq(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
         steps: 32,
         ..colour_model(256, 6)
     };
-    let data = DataSource::Folder {
-        train: "data/celebahq256/train".into(),
-        test: "data/celebahq256/test".into(),
-        skip_bad_images: false,
-        random_crop_from: None,
-    };
+    let data = image_folders("data/celebahq256/train", "data/celebahq256/test", None);
     (model, openai_recipe(data, 256, 40, base))
 }
 
