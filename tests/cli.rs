@@ -851,6 +851,7 @@ fn write_colour_folders(
 /// run decodes each folder into an entry (a note says so), a later run maps the entries without
 /// decoding, and both end with the weights, byte for byte, and the figures of a run that
 /// decodes the folders into memory (`GLOWFLOW_IMAGE_CACHE=off`), which writes no entry.
+/// `glowflow image-cache` lists the entries and removes them.
 #[test]
 fn training_on_folders_through_the_image_cache_is_training_without_it() {
     let dir = scratch_dir("cli-image-cache");
@@ -902,6 +903,51 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
         assert!(weights(run) == weights("first"), "{run}: other weights");
         assert_eq!(figures(run), figures("first"), "{run}");
     }
+
+    // `glowflow image-cache` lists both folders; --clear --folder removes one, --clear the rest.
+    let image_cache = |args: &[&str]| -> String {
+        let out = common::glowflow_command()
+            .env(glowflow::data::image_cache::CACHE_ENV, &cache)
+            .arg("image-cache")
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let folder = |name: &str| dir.join(name).canonicalize().expect("folder");
+    let listed = image_cache(&[]);
+    for (name, line) in [
+        ("train", "10 images of 3x8x8"),
+        ("test", "4 images of 3x8x8"),
+    ] {
+        let entry = format!("{}: {line}", folder(name).display());
+        assert!(listed.contains(&entry), "{listed}");
+    }
+    assert!(listed.contains("\n2 entries, "), "{listed}");
+    let train = dir.join("train");
+    let cleared = image_cache(&["--clear", "--folder", train.to_str().expect("utf-8")]);
+    assert!(cleared.contains("removed 1 files"), "{cleared}");
+    assert!(
+        !cleared.contains(&format!("{}:", folder("train").display())),
+        "{cleared}"
+    );
+    assert!(cleared.contains("\n1 entries, "), "{cleared}");
+    let cleared = image_cache(&["--clear"]);
+    assert!(
+        cleared.contains("removed 1 files") && cleared.contains("\n0 entries, "),
+        "{cleared}"
+    );
+    let off = common::glowflow_command()
+        .env(glowflow::data::image_cache::CACHE_ENV, "off")
+        .arg("image-cache")
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&off.stdout).contains("is off"));
 }
 
 /// `--preset imagenet32 --data DIR` trains the paper's ImageNet 32×32 recipe on PixelRNN's

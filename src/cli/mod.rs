@@ -2,6 +2,7 @@
 //! struct with a `run` method that calls the library.
 
 mod args;
+mod image_cache;
 mod latent;
 mod model;
 mod progress;
@@ -94,6 +95,9 @@ enum Command {
     /// reconstructions, interpolations, attribute sliders, two models side by side. Serves a
     /// page and a JSON API (README: "Browser explorer") on 127.0.0.1 unless --host says otherwise.
     Serve(serve::Serve),
+    /// Lists the image cache (GLOWFLOW_IMAGE_CACHE): each image folder decoded into it, with its
+    /// images, their shape and the entry's size; --clear removes entries.
+    ImageCache(image_cache::ImageCacheCommand),
 }
 
 /// What every command runs with.
@@ -127,5 +131,6 @@ pub fn run(cli: Cli) -> Result<(), GlowError> {
         Command::Serve(command) => command.run(&ctx),
         Command::Import(command) => command.run(&ctx),
         Command::Export(command) => command.run(&ctx),
+        Command::ImageCache(command) => command.run(&ctx),
     }
 }

@@ -15,7 +15,8 @@
 //! renamed or rewritten (new size or time) therefore makes a new entry, and writing it removes
 //! the folder's older entries (those with the same folder and options) and the entries of
 //! folders that no longer exist. A file replaced by another of the same size with its time kept
-//! (`cp -p`, `touch -r`) is not noticed: remove the cache directory then. [`VERSION`] changes
+//! (`cp -p`, `touch -r`) is not noticed: remove the folder's entry then (`glowflow image-cache
+//! --clear --folder DIR`, [`remove_entries`]). [`VERSION`] changes
 //! whenever glowflow decodes images differently.
 //!
 //! **Layout** (little-endian): the magic `GLOWIMGS`, the format version (u32), 4 reserved bytes,
@@ -397,13 +398,7 @@ impl Writer<'_> {
     fn write(&self, note: &mut dyn FnMut(String)) -> std::result::Result<FolderLoad, Unwritten> {
         let cache_error = |what: &str, e: std::io::Error| Unwritten::Cache(format!("{what}: {e}"));
         std::fs::create_dir_all(self.dir).map_err(|e| cache_error("cannot create it", e))?;
-        let lock_path = self.dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| cache_error("cannot open its lock file", e))?;
+        let lock = open_lock(self.dir).map_err(|e| cache_error("cannot open its lock file", e))?;
         if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
             note(format!(
                 "waiting for another process writing to the image cache {}",
@@ -518,28 +513,23 @@ impl Writer<'_> {
     /// Removes the entries this one replaces: the folder's others (same folder and options,
     /// other images) and those of folders that no longer exist. Returns how many it removed.
     fn remove_replaced_entries(&self) -> usize {
-        let Some(name) = self.entry.file_name().and_then(|n| n.to_str()) else {
-            return 0;
-        };
+        let name = self
+            .entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         let same_folder = name.split('-').next().unwrap_or(name);
-        let Ok(entries) = std::fs::read_dir(self.dir) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for path in entries.flatten().map(|e| e.path()) {
-            let Some(other) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if other == name || !other.ends_with(&format!(".{ENTRY_EXTENSION}")) {
-                continue;
-            }
-            let replaced = other.split('-').next() == Some(same_folder)
-                || folder_of(&path).is_some_and(|folder| !folder.exists());
-            if replaced && std::fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
+        let others = entry_files(self.dir).unwrap_or_default();
+        others
+            .iter()
+            .filter(|path| path.as_path() != self.entry)
+            .filter(|path| {
+                let other = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                other.split('-').next() == Some(same_folder)
+                    || folder_of(path).is_some_and(|folder| !folder.exists())
+            })
+            .filter(|path| std::fs::remove_file(path).is_ok())
+            .count()
     }
 }
 
@@ -562,4 +552,116 @@ fn free_bytes(dir: &Path) -> Option<u64> {
         let stats = unsafe { stats.assume_init() };
         stats.f_bavail.saturating_mul(stats.f_frsize)
     })
+}
+
+/// One entry of a cache directory, as `glowflow image-cache` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The entry's file.
+    pub file: PathBuf,
+    /// The folder whose images it holds (canonical path).
+    pub folder: PathBuf,
+    /// Their shape, `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// How many images it holds.
+    pub images: usize,
+    /// How many of the folder's image files were left out.
+    pub skipped: usize,
+    /// The file's size in bytes.
+    pub bytes: u64,
+}
+
+/// What a cache directory holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheContents {
+    /// Its entries, in name order.
+    pub entries: Vec<EntryInfo>,
+    /// The other files named like entries, which are not whole ones, each with why.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
+/// What the cache directory `dir` holds (nothing if it does not exist).
+pub fn contents(dir: &Path) -> Result<CacheContents> {
+    let (mut found, mut damaged) = (Vec::new(), Vec::new());
+    for file in entry_files(dir)? {
+        let read = File::open(&file)
+            .map_err(|e| format!("it cannot be opened: {e}"))
+            .and_then(|mut f| read_entry(&mut f));
+        match read {
+            Ok((header, description)) => found.push(EntryInfo {
+                folder: description.folder,
+                shape: description.shape,
+                images: description.images,
+                skipped: description.skipped.len(),
+                bytes: PIXELS_AT + header.pixel_bytes + header.description_bytes,
+                file,
+            }),
+            Err(reason) => damaged.push((file, reason)),
+        }
+    }
+    Ok(CacheContents {
+        entries: found,
+        damaged,
+    })
+}
+
+/// Removes entries of the cache directory `dir` under its lock: every one, or with `folder` only
+/// those of that folder (any name of it), and the temporaries of writers that no longer run.
+/// Returns the files removed. Processes that have an entry mapped keep reading it.
+pub fn remove_entries(dir: &Path, folder: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let folder = match folder {
+        Some(folder) => Some(
+            folder
+                .canonicalize()
+                .map_err(|e| GlowError::io(folder, e))?,
+        ),
+        None => None,
+    };
+    // Held until the end: closing the file releases the lock.
+    let _lock = open_lock(dir)
+        .and_then(|lock| lock.lock().map(|()| lock))
+        .map_err(|e| GlowError::io(dir.join(LOCK_FILE), e))?;
+    let mut removed = remove_stale_temporaries(dir)?;
+    for file in entry_files(dir)? {
+        let chosen = match &folder {
+            None => true,
+            Some(folder) => folder_of(&file).as_deref() == Some(folder.as_path()),
+        };
+        if chosen {
+            std::fs::remove_file(&file).map_err(|e| GlowError::io(&file, e))?;
+            removed.push(file);
+        }
+    }
+    Ok(removed)
+}
+
+/// The lock file of the cache directory `dir`, opened (created if needed) but not locked.
+fn open_lock(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+}
+
+/// The files of `dir` named like entries, in name order; none if `dir` does not exist.
+fn entry_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(GlowError::io(dir, e)),
+    };
+    let mut files = Vec::new();
+    for entry in listing {
+        let path = entry.map_err(|e| GlowError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with('.') && name.ends_with(&format!(".{ENTRY_EXTENSION}")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
