@@ -860,7 +860,8 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
     });
     let cache = dir.join("cache");
     let train = |run: &str, cache: &Path| -> String {
-        let out = common::glowflow_command()
+        let mut command = common::glowflow_command();
+        command
             .env(glowflow::data::image_cache::CACHE_ENV, cache)
             .args(["train", "--preset", "celeba64", "--data"])
             .arg(&dir)
@@ -870,13 +871,9 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
                 "--image", "3x8x8", "--levels", "2", "--depth", "1", "--width", "8",
             ])
             .args(["--n-classes", "0", "--steps", "3", "--batch-size", "4"])
-            .args(["--init-images", "8", "--eval-every", "2"])
-            .output()
-            .expect("runs");
-        let printed = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{printed}");
-        printed
+            .args(["--init-images", "8", "--eval-every", "2"]);
+        let (stdout, stderr) = common::succeeded(&mut command);
+        stderr + &stdout
     };
     let first = train("first", &cache);
     assert!(
@@ -906,18 +903,9 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
 
     // `glowflow image-cache` lists both folders; --clear --folder removes one, --clear the rest.
     let image_cache = |args: &[&str]| -> String {
-        let out = common::glowflow_command()
-            .env(glowflow::data::image_cache::CACHE_ENV, &cache)
-            .arg("image-cache")
-            .args(args)
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut command = common::glowflow_command();
+        command.env(glowflow::data::image_cache::CACHE_ENV, &cache);
+        common::succeeded(command.arg("image-cache").args(args)).0
     };
     let folder = |name: &str| dir.join(name).canonicalize().expect("folder");
     let listed = image_cache(&[]);

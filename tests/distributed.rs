@@ -339,17 +339,9 @@ fn ranks_share_the_image_cache_and_train_as_one_process() {
     train.save(&config).expect("write the config");
     let cache = root.join("cache");
     let run = |processes: usize, name: &str, cache: &Path| {
-        let out = glowflow_command_on(processes)
-            .env(CACHE_ENV, cache)
-            .arg("train")
-            .args(new_run(&root, &config, &root.join(name), "6"))
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut command = glowflow_command_on(processes);
+        command.env(CACHE_ENV, cache).arg("train");
+        succeeded(command.args(new_run(&root, &config, &root.join(name), "6")));
     };
     run(1, "one", Path::new("off"));
     run(2, "two", &cache);

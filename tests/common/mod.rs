@@ -645,11 +645,16 @@ pub fn glowflow(args: &[&str]) -> std::process::Output {
         .expect("the glowflow binary runs")
 }
 
-/// Runs a command that must succeed, and returns its (stdout, stderr).
+/// Runs a glowflow command that must succeed, and returns its (stdout, stderr).
 pub fn succeeds(args: &[&str]) -> (String, String) {
-    let out = glowflow(args);
+    succeeded(glowflow_command().args(args))
+}
+
+/// Runs `command`, which must succeed, and returns its (stdout, stderr).
+pub fn succeeded(command: &mut std::process::Command) -> (String, String) {
+    let out = command.output().expect("the command runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?}: {stderr}");
+    assert!(out.status.success(), "{command:?}: {stderr}");
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
