@@ -572,6 +572,24 @@ fn an_unusable_cache_entry_is_decoded_again() {
     }
 }
 
+/// A writer killed while it wrote an entry leaves its temporary (`.NAME.tmp-PID`), which the next
+/// writer removes once that process no longer runs; an entry is never half-written in place.
+#[test]
+fn a_killed_cache_writers_temporary_is_removed_by_the_next_writer() {
+    let (dir, options) = classes_with_a_bad_image("killed-writer");
+    let cache = TempDir::new("killed-writer-cache");
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("true runs");
+    let pid = gone.id();
+    gone.wait().expect("true ends");
+    let stale = cache.write(&format!(".half-written.images.tmp-{pid}"), b"half an entry");
+    let (load, _) = load_cached(&dir, &options, &cache);
+    assert_eq!(load, load_image_folder(&dir.0, &options).expect("decode"));
+    assert!(!stale.exists(), "the dead writer's temporary is removed");
+    assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
+}
+
 /// Loads of one folder that start together decode it once: one writes the entry while the
 /// others wait for the cache's lock, then map what it wrote.
 #[test]
