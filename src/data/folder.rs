@@ -133,7 +133,7 @@ pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
 
 impl Listing {
     /// Decodes every image into one in-memory dataset (see [`Listing::decode`]).
-    fn decode_in_memory(
+    pub(crate) fn decode_in_memory(
         self,
         dir: &Path,
         options: &FolderOptions,

@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 use super::folder::{self, BadImage, FolderLoad, FolderOptions, Listing, Sorted};
 use super::pixels::Pixels;
 use crate::error::{GlowError, Result};
-use crate::io::atomic::{remove_stale_temporaries, sync_dir, temporary_name};
+use crate::io::atomic::{remove_stale_temporaries, write_atomic_with};
 
 /// The environment variable that places the cache: a directory, or `off` for none.
 pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
@@ -177,7 +177,7 @@ pub fn load_folder(
                 cache_dir.display(),
                 dir.display()
             ));
-            folder::load_image_folder(dir, options)
+            listing.decode_in_memory(dir, options, folder::BAD_IMAGE_HELP)
         }
     }
 }
@@ -378,6 +378,13 @@ enum Unwritten {
     Cache(String),
 }
 
+/// A failure to write into the cache's directory.
+impl From<GlowError> for Unwritten {
+    fn from(error: GlowError) -> Self {
+        Unwritten::Cache(error.to_string())
+    }
+}
+
 /// Writes the entry of one folder.
 struct Writer<'a> {
     /// The cache directory.
@@ -409,7 +416,7 @@ impl Writer<'_> {
         if let Ok(Some(load)) = map_entry(self.entry, self.folder, self.listing) {
             return Ok(load);
         }
-        remove_stale_temporaries(self.dir).map_err(|e| Unwritten::Cache(e.to_string()))?;
+        remove_stale_temporaries(self.dir)?;
         self.check_space()?;
         let sorted = self.write_entry()?;
         let bytes = std::fs::metadata(self.entry).map_or(0, |m| m.len());
@@ -451,63 +458,51 @@ impl Writer<'_> {
         }
     }
 
-    /// Decodes the images into a temporary beside the entry and renames it into place.
+    /// Decodes the images into the entry, written atomically ([`write_atomic_with`]): the pixels
+    /// streamed after room for the header, then the description, then the header.
     fn write_entry(&self) -> std::result::Result<Sorted, Unwritten> {
-        let name = self.entry.file_name().unwrap_or_default().to_string_lossy();
-        let temporary = self.dir.join(temporary_name(&name));
-        let written = self.write_to(&temporary);
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written
-    }
-
-    /// Writes the whole entry to `path`, then renames it to the entry.
-    fn write_to(&self, path: &Path) -> std::result::Result<Sorted, Unwritten> {
-        let io =
-            |e: std::io::Error| Unwritten::Cache(format!("cannot write {}: {e}", path.display()));
-        let file = File::create(path).map_err(io)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&[0; PIXELS_AT as usize]).map_err(io)?;
-        let (mut pixel_bytes, mut failed) = (0u64, None);
-        let decoded = self.listing.decode(
-            self.folder,
-            self.options,
-            folder::BAD_IMAGE_HELP,
-            &mut |image| {
-                pixel_bytes += image.len() as u64;
-                out.write_all(image).map_err(|e| {
-                    let error = GlowError::io(path, e);
-                    failed = Some(error.to_string());
-                    error
-                })
-            },
-        );
-        let sorted = match (decoded, failed) {
-            (Ok(sorted), None) => sorted,
-            (_, Some(reason)) => return Err(Unwritten::Cache(reason)),
-            (Err(e), None) => return Err(Unwritten::Data(e)),
-        };
-        let description = Description {
-            folder: self.folder.to_path_buf(),
-            shape: sorted.shape,
-            images: self.listing.images.len() - sorted.skipped.len(),
-            skipped: sorted.skipped.clone(),
-        };
-        let text = serde_json::to_vec(&description).map_err(|e| Unwritten::Cache(e.to_string()))?;
-        out.write_all(&text).map_err(io)?;
-        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        let header = Header {
-            pixel_bytes,
-            description_bytes: text.len() as u64,
-        };
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.write_all(&header.bytes()))
-            .and_then(|_| file.sync_all())
-            .and_then(|_| std::fs::rename(path, self.entry))
-            .and_then(|_| sync_dir(self.dir))
-            .map_err(io)?;
-        Ok(sorted)
+        write_atomic_with(self.entry, |file| {
+            let io = |e: std::io::Error| Unwritten::from(GlowError::io(self.entry, e));
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            out.write_all(&[0; PIXELS_AT as usize]).map_err(io)?;
+            let (mut pixel_bytes, mut failed) = (0u64, None);
+            let decoded = self.listing.decode(
+                self.folder,
+                self.options,
+                folder::BAD_IMAGE_HELP,
+                &mut |image| {
+                    pixel_bytes += image.len() as u64;
+                    out.write_all(image).map_err(|e| {
+                        let error = GlowError::io(self.entry, e);
+                        failed = Some(error.to_string());
+                        error
+                    })
+                },
+            );
+            let sorted = match (decoded, failed) {
+                (Ok(sorted), None) => sorted,
+                (_, Some(reason)) => return Err(Unwritten::Cache(reason)),
+                (Err(e), None) => return Err(Unwritten::Data(e)),
+            };
+            let description = Description {
+                folder: self.folder.to_path_buf(),
+                shape: sorted.shape,
+                images: self.listing.images.len() - sorted.skipped.len(),
+                skipped: sorted.skipped.clone(),
+            };
+            let text =
+                serde_json::to_vec(&description).map_err(|e| Unwritten::Cache(e.to_string()))?;
+            out.write_all(&text).map_err(io)?;
+            let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+            let header = Header {
+                pixel_bytes,
+                description_bytes: text.len() as u64,
+            };
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.write_all(&header.bytes()))
+                .map_err(io)?;
+            Ok(sorted)
+        })
     }
 
     /// Removes the entries this one replaces: the folder's others (same folder and options,

@@ -80,12 +80,6 @@ impl PartialEq<Vec<u8>> for Pixels {
     }
 }
 
-impl PartialEq<[u8]> for Pixels {
-    fn eq(&self, other: &[u8]) -> bool {
-        **self == *other
-    }
-}
-
 impl Hash for Pixels {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (**self).hash(state);

@@ -23,22 +23,39 @@ pub fn temporary_name(name: &str) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file beside it is written and fsynced, then
 /// renamed over `path`, and the directory is fsynced so the rename survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| {
+        file.write_all(bytes).map_err(|e| GlowError::io(path, e))
+    })
+}
+
+/// Writes `path` atomically with whatever `fill` writes into a new file, the hidden temporary
+/// beside `path` ([`temporary_name`]): once `fill` succeeds the file is fsynced and renamed over
+/// `path`, and the directory fsynced so the rename survives a crash. If `fill` or any of those
+/// steps fails, the temporary is removed and `path` is left as it was; the steps' own errors name
+/// `path` and reach the caller through `E: From<GlowError>`. Returns what `fill` returns.
+pub fn write_atomic_with<T, E: From<GlowError>>(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| GlowError::file(path, "not a file path"))?
         .to_string_lossy();
     let tmp = dir.join(temporary_name(&name));
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
+    let write = || -> std::result::Result<T, E> {
+        let mut file = File::create(&tmp).map_err(|e| GlowError::io(path, e))?;
+        let filled = fill(&mut file)?;
+        let finish = || -> std::io::Result<()> {
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            sync_dir(dir)
+        };
+        finish().map_err(|e| GlowError::io(path, e))?;
+        Ok(filled)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
-        GlowError::io(path, e)
     })
 }
 

@@ -84,6 +84,13 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
         scale_floor: 0.1,
         ..GlowConfig::default()
     };
+    // openai/glow's CIFAR-10 runs: its recipe on 8 GPUs.
+    let cifar10_recipe = || {
+        let data = DataSource::Cifar10 {
+            dir: "data/cifar-10-batches-bin".into(),
+        };
+        openai_recipe(data, 32, 8, &base_train)
+    };
     match name {
         "fashion-mnist" => Ok((grey28, base_train)),
         "mnist" => Ok((
@@ -95,17 +102,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
                 ..base_train
             },
         )),
-        "cifar10" => Ok((
-            GlowConfig::default(),
-            openai_recipe(
-                DataSource::Cifar10 {
-                    dir: "data/cifar-10-batches-bin".into(),
-                },
-                32,
-                8,
-                &base_train,
-            ),
-        )),
+        "cifar10" => Ok((GlowConfig::default(), cifar10_recipe())),
         "cifar10-ycond" => Ok((
             GlowConfig {
                 coupling: CouplingKind::Additive,
@@ -116,14 +113,7 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
             },
             TrainConfig {
                 weight_y: 0.01,
-                ..openai_recipe(
-                    DataSource::Cifar10 {
-                        dir: "data/cifar-10-batches-bin".into(),
-                    },
-                    32,
-                    8,
-                    &base_train,
-                )
+                ..cifar10_recipe()
             },
         )),
         "imagenet32" => Ok(imagenet(32, 3, &base_train)),
@@ -176,7 +166,8 @@ fn colour_model(size: usize, levels: usize) -> GlowConfig {
 
 /// The paper's unconditional ImageNet model at `size x size` with `levels` levels and K = 48, on
 /// PixelRNN's downsampled ImageNet in `data/imagenet{size}` (`train_{size}x{size}/`,
-/// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` (batches of 64).
+/// `valid_{size}x{size}/`), trained as openai/glow's `--problem imagenet-oord` on 8 GPUs
+/// ([`openai_recipe`]).
 fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let folder = |split: &str| format!("data/imagenet{size}/{split}_{size}x{size}");
     let model = GlowConfig {
@@ -190,8 +181,9 @@ fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, Trai
 /// The paper's LSUN model (L = 3, K = 48 at 64x64) on one category's images in
 /// `data/lsun/train` and `data/lsun/val` (LSUN's splits, exported as image files), resized and
 /// centre-cropped to 96x96, each training step taking a random 64x64 window of every image, as
-/// RealNVP's and openai/glow's `--problem lsun_realnvp` do (batches of 64; they keep the aspect
-/// ratio at a shorter side of 96, where a dataset of one image shape keeps the central square).
+/// RealNVP's and openai/glow's `--problem lsun_realnvp` do (they keep the aspect ratio at a
+/// shorter side of 96, where a dataset of one image shape keeps the central square), trained as
+/// openai/glow does on 8 GPUs ([`openai_recipe`]).
 fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let model = GlowConfig {
         steps: 48,
@@ -209,7 +201,6 @@ fn celeba_hq(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let model = GlowConfig {
         coupling: CouplingKind::Additive,
         n_bits: 5,
-        steps: 32,
         ..colour_model(256, 6)
     };
     let data = image_folders("data/celebahq256/train", "data/celebahq256/test", None);
