@@ -851,7 +851,8 @@ fn write_colour_folders(
 /// run decodes each folder into an entry (a note says so), a later run maps the entries without
 /// decoding, and both end with the weights, byte for byte, and the figures of a run that
 /// decodes the folders into memory (`GLOWFLOW_IMAGE_CACHE=off`), which writes no entry.
-/// `glowflow image-cache` lists the entries and removes them.
+/// `glowflow image-cache` lists the entries and removes them, by folder (also one deleted since)
+/// or all.
 #[test]
 fn training_on_folders_through_the_image_cache_is_training_without_it() {
     let dir = scratch_dir("cli-image-cache");
@@ -925,9 +926,23 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
         "{cleared}"
     );
     assert!(cleared.contains("\n1 entries, "), "{cleared}");
-    let cleared = image_cache(&["--clear"]);
+    // A folder deleted since: listed as gone, and its entry removed by its old name.
+    let test = dir.join("test");
+    let test_entry = format!("{}: 4 images", folder("test").display());
+    std::fs::remove_dir_all(&test).expect("remove the test folder");
+    let listed = image_cache(&[]);
+    assert!(
+        listed.contains(&test_entry) && listed.contains("its folder is gone"),
+        "{listed}"
+    );
+    let cleared = image_cache(&["--clear", "--folder", test.to_str().expect("utf-8")]);
     assert!(
         cleared.contains("removed 1 files") && cleared.contains("\n0 entries, "),
+        "{cleared}"
+    );
+    let cleared = image_cache(&["--clear"]);
+    assert!(
+        cleared.contains("removed 0 files") && cleared.contains("\n0 entries, "),
         "{cleared}"
     );
     let off = common::glowflow_command()

@@ -17,7 +17,8 @@ pub struct ImageCacheCommand {
     /// have an entry open keep reading it; the next load of its folder decodes it again.
     #[arg(long)]
     clear: bool,
-    /// With --clear: remove only the entries of this image folder (any name of it).
+    /// With --clear: remove only the entries of this image folder (any name of it, or the path
+    /// of one deleted since).
     #[arg(long, requires = "clear")]
     folder: Option<PathBuf>,
 }

@@ -601,20 +601,22 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
 }
 
 /// Removes entries of the cache directory `dir` under its lock: every one, or with `folder` only
-/// those of that folder (any name of it), and the temporaries of writers that no longer run.
-/// Returns the files removed. Processes that have an entry mapped keep reading it.
+/// those of that folder (any name of it; a folder that no longer exists by its absolute path, as
+/// its entries recorded it), and the temporaries of writers that no longer run. Returns the files
+/// removed. Processes that have an entry mapped keep reading it.
 pub fn remove_entries(dir: &Path, folder: Option<&Path>) -> Result<Vec<PathBuf>> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
     let folder = match folder {
         Some(folder) => Some(
             folder
                 .canonicalize()
+                .or_else(|_| std::path::absolute(folder))
                 .map_err(|e| GlowError::io(folder, e))?,
         ),
         None => None,
     };
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     // Held until the end: closing the file releases the lock.
     let _lock = open_lock(dir)
         .and_then(|lock| lock.lock().map(|()| lock))
