@@ -1,6 +1,7 @@
 //! Small dense linear algebra on the host in f64, by `nalgebra`: the random rotation that
 //! initialises the 1x1 convolution, its LU factorisation, the matrix inverse used for sampling
-//! and `log|det|`.
+//! and `log|det|`, and the products that score a batch under every class of a class-conditional
+//! prior.
 //!
 //! burn-linalg 0.22 has no inverse, and the C x C matrices here are small (C <= a few hundred), so
 //! these run on the host in f64, where rounding is far below the f32 the model trains in. What
@@ -74,6 +75,15 @@ pub fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
 pub fn log_abs_det(a: &[f64], n: usize) -> f64 {
     let factors = DMatrix::from_row_slice(n, n, a).lu();
     factors.u().diagonal().iter().map(|d| d.abs().ln()).sum()
+}
+
+/// `A · Bᵀ` (`[N, K]`, row-major) of the row-major `A` (`[N, D]`) and `B` (`[K, D]`): the dot
+/// product of every row of `A` with every row of `B`.
+pub fn products_with_rows(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    let (n, k) = (a.len() / d.max(1), b.len() / d.max(1));
+    let a = DMatrix::from_row_slice(n, d, a);
+    let b = DMatrix::from_row_slice(k, d, b);
+    row_major(&(a * b.transpose()))
 }
 
 /// The entries of `m` row by row.

@@ -257,7 +257,7 @@ fn class_scores_are_log_prob_given_each_label() {
         let (model, x) = tiny_model(&config, &device);
         let scores = model.class_scores(x.clone()).expect("per class");
         assert!(scores.head_logits.is_none(), "no head, no logits");
-        let per_class = to_f64_vec(scores.log_prob);
+        let per_class = scores.log_prob;
         let mut columns = Vec::new();
         for k in 0..3 {
             let y = glowflow::flow::prior::one_hot(&[k; 3], 3, &device).expect("labels");

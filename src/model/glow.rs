@@ -91,8 +91,8 @@ impl Latents {
 /// A class-conditional model's scores of the classes of a batch ([`Glow::class_scores`]).
 #[derive(Debug, Clone)]
 pub struct ClassScores {
-    /// `log p(x | y = k)` (nats) of each image under each class, `[N, n_classes]`.
-    pub log_prob: Tensor<2>,
+    /// `log p(x | y = k)` (nats) of each image under each class, `[N, n_classes]` row-major.
+    pub log_prob: Vec<f64>,
     /// The classifier head's logits, `[N, n_classes]`, where the model has a head.
     pub head_logits: Option<Tensor<2>>,
 }
@@ -451,7 +451,8 @@ impl Glow {
 
     /// What a class-conditional model says about the class of each preprocessed image, from one
     /// pass of the flow ([`ClassScores`]). Only the top prior sees the label, so the flow runs
-    /// once and the top prior once per class:
+    /// once, and the top prior's density of its latent under every class comes from two matrix
+    /// products in f64 ([`TopPrior::log_density_per_class`]):
     ///
     /// ```text
     /// log p(x | k) = Σ_{l<L} log N(ε_l; 0, I) + log|det ∂z_L/∂x| + log N(ε_L^k; 0, I) - Σ log σ_k
@@ -488,16 +489,21 @@ impl Glow {
             } else {
                 Latents { levels }.log_standard_normal()
             };
-        let columns = (0..k)
-            .map(|class| {
-                let y = one_hot(&vec![class; n], k, &device)?;
-                let (eps, log_det) = self.top.forward(z_top.clone(), Some(&y));
-                let top = Latents { levels: vec![eps] }.log_standard_normal() + log_det;
-                Ok((below.clone() + top).reshape([n, 1]))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (means, log_stds) = self.top.class_parameters(k, &device)?;
+        let [_, c, h, w] = z_top.dims();
+        let top = TopPrior::log_density_per_class(
+            &to_f64_vec(z_top.clone()),
+            &to_f64_vec(means),
+            &to_f64_vec(log_stds),
+            c * h * w,
+        );
+        let below = to_f64_vec(below);
         Ok(ClassScores {
-            log_prob: Tensor::cat(columns, 1),
+            log_prob: top
+                .iter()
+                .enumerate()
+                .map(|(i, top)| below[i / k] + top)
+                .collect(),
             head_logits: self.top.class_logits(z_top),
         })
     }
@@ -509,15 +515,15 @@ impl Glow {
     pub fn predicted_classes(&self, x: Tensor<4>) -> Result<PredictedClasses> {
         let k = self.config.n_classes;
         let scores = self.class_scores(x)?;
-        let argmax = |scores: Tensor<2>| -> Vec<usize> {
-            to_f64_vec(scores)
+        let argmax = |scores: &[f64]| -> Vec<usize> {
+            scores
                 .chunks(k)
                 .map(|row| argmax_and_log_sum_exp(row).0)
                 .collect()
         };
         Ok(PredictedClasses {
-            bayes: argmax(scores.log_prob),
-            head: scores.head_logits.map(argmax),
+            bayes: argmax(&scores.log_prob),
+            head: scores.head_logits.map(|logits| argmax(&to_f64_vec(logits))),
         })
     }
 

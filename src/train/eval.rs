@@ -121,7 +121,7 @@ pub fn evaluate(
             let labels = labels.expect("a class-conditional model's batches have labels");
             let n = labels.len();
             let scores = model.class_scores(model.preprocess(images, noise))?;
-            let per_class = to_f64_vec(scores.log_prob);
+            let per_class = scores.log_prob;
             let mut conditional = Vec::with_capacity(n);
             let mut marginal = Vec::with_capacity(n);
             let mut errors = 0.0;
