@@ -246,7 +246,7 @@ fn train_then_sample_and_eval_from_the_run_directory() {
         "5",
     ]);
     assert!(printed.contains("(11 images in batches of 5,"), "{printed}");
-    let (log_probs, _, to_bits) = common::test_log_probs_by_hand(&run, 0, None, Some((11, 5)));
+    let (log_probs, _, to_bits) = common::test_log_probs_by_hand(&run, 0, Some((11, 5)));
     let expected = log_probs.iter().map(|&lp| to_bits(lp)).sum::<f64>() / 11.0;
     let bpd = number_after(&printed, "test bits/dim:");
     assert!(
@@ -339,23 +339,20 @@ impl ClassFiguresByHand {
 }
 
 /// The test figures of the class-conditional model of `run` by hand: `log p(x | k)` of every test
-/// image under every class `k` from the model's `log_prob` with the one-hot label `k`, the
+/// image under every class `k` of the model's from its `log_prob` with the one-hot label `k`, the
 /// uniform class prior, and eval's noise (`sizes` as [`common::test_log_probs_by_hand`] takes
 /// them).
 fn class_figures_by_hand(run: &Path, sizes: Option<(usize, usize)>) -> ClassFiguresByHand {
-    let (own, labels, to_bits) = common::test_log_probs_by_hand(run, 0, None, sizes);
-    let per_class: Vec<Vec<f64>> = (0..10)
-        .map(|k| common::test_log_probs_by_hand(run, 0, Some(k), sizes).0)
-        .collect();
+    let (own, labels, to_bits) = common::test_log_probs_by_hand(run, 0, sizes);
+    let (by_class, _, _) = common::test_log_probs_by_class(run, 0, sizes);
     let n = own.len() as f64;
     let mut marginal = 0.0;
     let (mut errors, mut ambiguous) = (0, 0);
-    for (i, &label) in labels.iter().enumerate() {
-        let column: Vec<f64> = per_class.iter().map(|lp| lp[i]).collect();
-        assert_eq!(column[label], own[i], "the own label's column, image {i}");
+    for (i, (&label, row)) in labels.iter().zip(&by_class).enumerate() {
+        assert_eq!(row[label], own[i], "the own label's column, image {i}");
         // Bayes' rule errs where another class has the higher likelihood.
-        let (log_sum_exp, wrong) = scored_by_hand(&column, label, 1e-3);
-        marginal += to_bits(log_sum_exp - 10f64.ln()) / n;
+        let (log_sum_exp, wrong) = scored_by_hand(row, label, 1e-3);
+        marginal += to_bits(log_sum_exp - (row.len() as f64).ln()) / n;
         match wrong {
             None => ambiguous += 1,
             Some(wrong) => errors += usize::from(wrong),
@@ -368,6 +365,52 @@ fn class_figures_by_hand(run: &Path, sizes: Option<(usize, usize)>) -> ClassFigu
         errors,
         ambiguous,
     }
+}
+
+/// The class-conditional ImageNet preset trains on the downsampled ImageNet's archives as numpy
+/// wrote them (tests/fixtures/make_downsampled_imagenet.py): the run records their source and a
+/// model of 1000 classes with a classifier head, `eval` prints the bits/dim given the labels, the
+/// marginal over all 1000 classes and Bayes' error as computed here by hand, and `sample --class
+/// 999` draws from the last class (the files' label 1000).
+#[test]
+fn imagenet32_ycond_trains_on_the_downsampled_imagenets_archives_over_1000_classes() {
+    let dir = scratch_dir("cli-imagenet-ycond");
+    let run = dir.join("run");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downsampled-imagenet");
+    let mut command = common::glowflow_command();
+    command
+        .args(["train", "--preset", "imagenet32-ycond", "--data"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(&run)
+        .args([
+            "--image", "3x8x8", "--levels", "2", "--depth", "1", "--width", "8",
+        ])
+        .args(["--steps", "20", "--batch-size", "5", "--init-images", "5"])
+        .args(["--warmup-steps", "1", "--lr", "0.01", "--eval-every", "0"])
+        .args(["--sample-every", "0", "--log-every", "5"]);
+    common::succeeded(&mut command);
+    let (model, train) = glowflow::train::config::read_run_configs(&run).expect("run configs");
+    assert_eq!((model.n_classes, model.class_head), (1000, true));
+    assert_eq!(
+        train.data,
+        glowflow::data::source::DataSource::DownsampledImagenet { dir: fixture }
+    );
+    let run_arg = run.to_str().expect("utf-8");
+    let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
+    assert!(printed.contains("mean over the 1000 classes"), "{printed}");
+    class_figures_by_hand(&run, None).assert_close(
+        number_after(&printed, "test bits/dim:"),
+        number_after(&printed, "marginal test bits/dim:"),
+        number_after(&printed, "classification error:") / 100.0 * 2.0,
+        2e-5,
+    );
+    let grid = dir.join("class-999.png");
+    let grid_arg = grid.to_str().expect("utf-8");
+    common::succeeds(&[
+        "sample", "--model", run_arg, "--class", "999", "--n", "2", "--out", grid_arg,
+    ]);
+    assert!(grid.is_file());
 }
 
 #[test]

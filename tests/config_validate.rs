@@ -61,9 +61,12 @@ fn the_paper_presets_are_openai_glows_recipe_on_its_gpus() {
         ("cifar10", 8 * 64, 977, 98, 256, 8 * 50),
         ("cifar10-ycond", 8 * 64, 977, 98, 256, 8 * 50),
         ("imagenet32", 8 * 64, 977, 98, 256, 8 * 50),
+        ("imagenet32-ycond", 8 * 64, 977, 98, 256, 8 * 50),
         ("imagenet64", 8 * 16, 977, 98, 64, 8 * 10),
         ("lsun64", 8 * 16, 977, 98, 64, 8 * 10),
         ("celebahq256", 40, 196, 20, 4, 40),
+        // 64·32²/128² = 4 per GPU, its test batch 2.
+        ("lsun128", 40 * 4, 196, 20, 16, 40 * 2),
     ];
     for (name, batch, warmup, its, init, test_batch) in cases {
         let (_, train) = preset(name).expect("preset");
@@ -104,14 +107,35 @@ fn the_paper_presets_are_openai_glows_recipe_on_its_gpus() {
         ),
         (CouplingKind::Additive, 5, 10, true, 0.01)
     );
-    let (model, _) = preset("celebahq256").expect("preset");
+    // (preset, image, L, K, classes, classifier head, weight_y): all width 512, additive, 5
+    // bits, learned top prior.
+    let sample_models = [
+        ("celebahq256", [3, 256, 256], 6, 32, 0, false, 0.0),
+        ("lsun128", [3, 128, 128], 5, 64, 0, false, 0.0),
+        ("imagenet32-ycond", [3, 32, 32], 3, 48, 1000, true, 0.01),
+    ];
+    for (name, image, levels, steps, classes, head, weight_y) in sample_models {
+        let (model, train) = preset(name).expect("preset");
+        assert_eq!(
+            (model.image.chw(), model.levels, model.steps, model.width),
+            (image, levels, steps, 512),
+            "{name}"
+        );
+        assert_eq!(
+            (model.coupling, model.n_bits, model.learn_top),
+            (CouplingKind::Additive, 5, true),
+            "{name}"
+        );
+        assert_eq!(
+            (model.n_classes, model.class_head, train.weight_y),
+            (classes, head, weight_y),
+            "{name}"
+        );
+    }
+    let (_, train) = preset("imagenet32-ycond").expect("preset");
     assert_eq!(
-        (model.image.chw(), model.levels, model.steps, model.width),
-        ([3, 256, 256], 6, 32, 512)
-    );
-    assert_eq!(
-        (model.coupling, model.n_bits, model.learn_top),
-        (CouplingKind::Additive, 5, true)
+        serde_json::to_value(&train.data).expect("json"),
+        serde_json::json!({"format": "downsampled-imagenet", "dir": "data/imagenet32-npz"})
     );
 }
 

@@ -484,3 +484,270 @@ fn idx_header_with_no_images_is_an_error() {
     let err = read_idx_images(&no_pixels).expect_err("images of 0 rows");
     assert_error_mentions(err, &no_pixels, &["[2, 0, 28]"]);
 }
+
+/// The miniature downsampled ImageNet that numpy itself wrote
+/// (tests/fixtures/make_downsampled_imagenet.py): 8x8 images, two training archives (stored and
+/// deflated) and a validation archive, each in the folder its zip unpacks to.
+fn imagenet_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downsampled-imagenet")
+}
+
+/// The fixture's pixels, from the script's formula: image i, channel c, row y, column x holds
+/// (offset + 37 i + 101 c + 7 y + 3 x) mod 256, in CHW order.
+fn imagenet_pixels(images: std::ops::Range<usize>, offset: usize) -> Vec<u8> {
+    let mut pixels = Vec::new();
+    for i in images {
+        for c in 0..3 {
+            for y in 0..8 {
+                for x in 0..8 {
+                    pixels.push(((offset + 37 * i + 101 * c + 7 * y + 3 * x) % 256) as u8);
+                }
+            }
+        }
+    }
+    pixels
+}
+
+/// A `.npy` file, format version 1: the header dict `dict` padded with spaces and a newline to
+/// a multiple of 64 bytes (as numpy pads it), then `data`.
+fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// A zip archive of the stored `members` (name, bytes), as `numpy.savez` writes one.
+fn npz(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in members {
+        zip.start_file(*name, options).expect("zip member");
+        zip.write_all(bytes).expect("zip write");
+    }
+    zip.finish().expect("zip").into_inner()
+}
+
+/// An archive of `labels` (little-endian int64) and `data` with the header dict `data_dict`.
+fn imagenet_npz(labels: &[i64], data_dict: &str, data: &[u8]) -> Vec<u8> {
+    let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let labels_dict = format!(
+        "{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}",
+        labels.len()
+    );
+    npz(&[
+        ("labels.npy", npy(&labels_dict, &label_bytes)),
+        ("data.npy", npy(data_dict, data)),
+    ])
+}
+
+#[test]
+fn downsampled_imagenet_splits_read_numpys_own_archives_exactly() {
+    use glowflow::data::downsampled_imagenet::{load_split, read_npz_batch};
+    let train = load_split(&imagenet_fixture(), Split::Train).expect("train split");
+    assert_eq!(train.shape, [3, 8, 8]);
+    assert_eq!(train.pixels, imagenet_pixels(0..5, 0));
+    // The files' labels 1, 1000, 7, 512, 3, from 0.
+    assert_eq!(train.labels, Some(vec![0, 999, 6, 511, 2]));
+    assert_eq!(train.n_classes, 1000);
+    let test = load_split(&imagenet_fixture(), Split::Test).expect("test split");
+    assert_eq!(test.shape, [3, 8, 8]);
+    assert_eq!(test.pixels, imagenet_pixels(0..2, 50));
+    assert_eq!(test.labels, Some(vec![999, 6]));
+    // The deflated archive with big-endian int32 labels, alone.
+    let batch =
+        read_npz_batch(&imagenet_fixture().join("Imagenet8_train_npz/train_data_batch_2.npz"))
+            .expect("batch 2");
+    assert_eq!(batch.pixels, imagenet_pixels(3..5, 0));
+    assert_eq!(batch.labels, Some(vec![511, 2]));
+    // Through a run's data source, named as train.json names it.
+    let source: glowflow::data::source::DataSource = serde_json::from_str(&format!(
+        r#"{{"format": "downsampled-imagenet", "dir": {:?}}}"#,
+        imagenet_fixture()
+    ))
+    .expect("source");
+    let shape = glowflow::ImageShape {
+        channels: 3,
+        height: 8,
+        width: 8,
+    };
+    let loaded = source
+        .load(Split::Test, &shape, &mut |w| panic!("{w}"))
+        .expect("load");
+    assert_eq!(loaded, test);
+}
+
+#[test]
+fn downsampled_imagenet_reads_python2_headers_and_four_dimensional_data() {
+    let dir = TempDir::new("imagenet-py2");
+    let data: Vec<u8> = (0..2 * 3 * 4 * 4).map(|i| (i * 5 % 256) as u8).collect();
+    let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (2L, 3L, 4L, 4L), }";
+    let path = dir.write(
+        "train_data_batch_1.npz",
+        &imagenet_npz(&[5, 1000], dict, &data),
+    );
+    let batch = glowflow::data::downsampled_imagenet::read_npz_batch(&path).expect("read");
+    assert_eq!(batch.shape, [3, 4, 4]);
+    assert_eq!(batch.pixels, data);
+    assert_eq!(batch.labels, Some(vec![4, 999]));
+}
+
+#[test]
+fn downsampled_imagenet_bad_archives_are_errors_that_name_the_file() {
+    let dir = TempDir::new("imagenet-bad");
+    let rows = |shape: &str, descr: &str, order: &str| {
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}")
+    };
+    let good = rows("(2, 48)", "|u1", "False");
+    let data = vec![7u8; 96];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "label-0",
+            imagenet_npz(&[3, 0], &good, &data),
+            "label 0 of image 1 is not from 1 to 1000",
+        ),
+        (
+            "label-1001",
+            imagenet_npz(&[1001, 3], &good, &data),
+            "label 1001 of image 0",
+        ),
+        (
+            "row-100",
+            imagenet_npz(&[1, 2], &rows("(2, 100)", "|u1", "False"), &[0; 200]),
+            "must be [2, 3·S·S]",
+        ),
+        (
+            "three-labels",
+            imagenet_npz(&[1, 2, 3], &good, &data),
+            "with 3 labels it must be [3, 3·S·S]",
+        ),
+        (
+            "floats",
+            imagenet_npz(&[1, 2], &rows("(2, 48)", "<f4", "False"), &data),
+            "not bytes (u1) in C order",
+        ),
+        (
+            "fortran",
+            imagenet_npz(&[1, 2], &rows("(2, 48)", "|u1", "True"), &data),
+            "in Fortran order",
+        ),
+        (
+            "short",
+            imagenet_npz(&[1, 2], &good, &data[..90]),
+            "holds 90 bytes",
+        ),
+        (
+            "no-labels",
+            npz(&[("data.npy", npy(&good, &data))]),
+            "no array `labels`",
+        ),
+        (
+            "not-npy",
+            npz(&[
+                ("labels.npy", b"0,1".to_vec()),
+                ("data.npy", npy(&good, &data)),
+            ]),
+            "not a NumPy array",
+        ),
+        (
+            "not-zip",
+            b"PK but not a zip archive".to_vec(),
+            "not a NumPy .npz archive",
+        ),
+    ];
+    for (name, bytes, fact) in cases {
+        let path = dir.write(&format!("{name}.npz"), &bytes);
+        let err = glowflow::data::downsampled_imagenet::read_npz_batch(&path).expect_err(name);
+        assert_error_mentions(err, &path, &[fact, "unpack it again"]);
+    }
+}
+
+#[test]
+fn downsampled_imagenet_finds_every_numbered_batch_or_says_which_is_missing() {
+    use glowflow::data::downsampled_imagenet::load_split;
+    let fixture = imagenet_fixture().join("Imagenet8_train_npz");
+    let batch = |n: usize| {
+        std::fs::read(fixture.join(format!("train_data_batch_{n}.npz"))).expect("fixture")
+    };
+    // Batches 1 and 3 beside each other: 2 is missing.
+    let gap = TempDir::new("imagenet-gap");
+    gap.write("train_data_batch_1.npz", &batch(1));
+    gap.write("train_data_batch_3.npz", &batch(2));
+    let err = load_split(&gap.0, Split::Train).expect_err("a gap");
+    assert_error_mentions(err, &gap.0, &["train_data_batch_2.npz is missing"]);
+    // The same number twice, in two folders.
+    let twice = TempDir::new("imagenet-twice");
+    twice.write("a/train_data_batch_1.npz", &batch(1));
+    twice.write("b/train_data_batch_1.npz", &batch(1));
+    let err = load_split(&twice.0, Split::Train).expect_err("twice");
+    assert_error_mentions(err, &twice.0, &["train_data_batch_1.npz is there twice"]);
+    // Nothing there: where to download it.
+    let empty = TempDir::new("imagenet-empty");
+    for split in [Split::Train, Split::Test] {
+        let err = load_split(&empty.0, split).expect_err("empty");
+        assert_error_mentions(
+            err,
+            &empty.0,
+            &["image-net.org", "Imagenet32_train_npz.zip"],
+        );
+    }
+    let missing = empty.0.join("nowhere");
+    let err = load_split(&missing, Split::Train).expect_err("missing");
+    assert_error_mentions(err, &missing, &["does not exist"]);
+    // Batches of two sizes.
+    let mixed = TempDir::new("imagenet-mixed");
+    mixed.write("train_data_batch_1.npz", &batch(1));
+    let small = imagenet_npz(
+        &[1],
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 48), }",
+        &[0; 48],
+    );
+    let second = mixed.write("train_data_batch_2.npz", &small);
+    let err = load_split(&mixed.0, Split::Train).expect_err("two sizes");
+    assert_error_mentions(err, &second, &["4 pixels wide", "8"]);
+}
+
+#[test]
+fn downsampled_imagenet_class_names_come_from_map_clsloc_or_are_the_labels() {
+    use glowflow::data::downsampled_imagenet::class_names;
+    let numbers = class_names(&imagenet_fixture()).expect("names");
+    assert_eq!(numbers.len(), 1000);
+    assert_eq!((numbers[0].as_str(), numbers[999].as_str()), ("1", "1000"));
+    // The devkit's map, in another order than its labels, beside the validation archive.
+    let dir = TempDir::new("imagenet-names");
+    dir.write(
+        "Imagenet8_val_npz/val_data.npz",
+        &std::fs::read(imagenet_fixture().join("Imagenet8_val_npz/val_data.npz")).expect("fixture"),
+    );
+    let line = |label: usize| format!("n{:08} {label} class_{label}\n", label * 3);
+    let map: String = (1..=1000).rev().map(line).collect();
+    let map_path = dir.write("Imagenet8_val_npz/map_clsloc.txt", map.as_bytes());
+    let names = class_names(&dir.0).expect("names");
+    assert_eq!(names.len(), 1000);
+    assert_eq!(
+        (names[0].as_str(), names[999].as_str()),
+        ("class_1", "class_1000")
+    );
+    // A label missing, or named twice.
+    let short: String = (1..=999).map(line).collect();
+    std::fs::write(&map_path, short).expect("write");
+    assert_error_mentions(
+        class_names(&dir.0).expect_err("short"),
+        &map_path,
+        &["label 1000 has no line"],
+    );
+    let twice: String = (1..=1000).map(line).chain([line(7)]).collect();
+    std::fs::write(&map_path, twice).expect("write");
+    assert_error_mentions(
+        class_names(&dir.0).expect_err("twice"),
+        &map_path,
+        &["line 1001", "label 7 is named twice"],
+    );
+}

@@ -261,6 +261,28 @@ fn cifar_reader_survives_mutated_files() {
     );
 }
 
+#[test]
+fn downsampled_imagenet_reader_survives_mutated_archives() {
+    // numpy's own archives (tests/fixtures/make_downsampled_imagenet.py): stored with int64
+    // labels and a mean, deflated with big-endian int32 labels, stored with uint16 labels.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downsampled-imagenet");
+    let seeds: Vec<Vec<u8>> = [
+        "Imagenet8_train_npz/train_data_batch_1.npz",
+        "Imagenet8_train_npz/train_data_batch_2.npz",
+        "Imagenet8_val_npz/val_data.npz",
+    ]
+    .iter()
+    .map(|name| std::fs::read(fixture.join(name)).expect("fixture"))
+    .collect();
+    let dir = scratch_dir("fuzz-downsampled-imagenet");
+    fuzz(
+        "downsampled imagenet archive",
+        &seeds,
+        &dir.join("train_data_batch_1.npz"),
+        |p| glowflow::data::downsampled_imagenet::read_npz_batch(p).map(|_| ()),
+    );
+}
+
 /// A PNG of `width x height` pixels of the given colour type and bit depth, a checkerboard of
 /// the lowest and highest sample values (so that every conversion to 8 bits is exact: 0 and 255),
 /// alpha opaque; plain or Adam7-interlaced. Written here from the PNG specification (chunks,

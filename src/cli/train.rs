@@ -24,12 +24,13 @@ const DEFAULT_PRESET: &str = "fashion-mnist";
 #[derive(Args)]
 pub struct Train {
     /// Starting point: fashion-mnist (default), mnist, cifar10, cifar10-ycond, imagenet32,
-    /// imagenet64, lsun64, celebahq256 or celeba64.
+    /// imagenet32-ycond, imagenet64, lsun64, lsun128, celebahq256 or celeba64.
     #[arg(long, conflicts_with = "resume")]
     preset: Option<String>,
-    /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, or one holding the
-    /// preset's image folders: train/ and test/, imagenet32's train_32x32/ and valid_32x32/,
-    /// lsun64's train/ and val/); the preset's format is kept.
+    /// Where the dataset is (a directory of IDX files, CIFAR-10 batches, the downsampled
+    /// ImageNet's .npz archives, or one holding the preset's image folders: train/ and test/,
+    /// imagenet32's train_32x32/ and valid_32x32/, lsun64's train/ and val/); the preset's format
+    /// is kept.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Run directory to create (default runs/PRESET).

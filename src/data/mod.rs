@@ -1,5 +1,5 @@
 //! Readers for real image datasets (MNIST / Fashion-MNIST in IDX format, CIFAR-10 in its binary
-//! format, folders of PNG / JPEG / WebP files), each producing an [`dataset::ImageDataset`] of raw
+//! format, the downsampled ImageNet in NumPy archives, folders of PNG / JPEG / WebP files), each producing an [`dataset::ImageDataset`] of raw
 //! `u8` pixels in NCHW order ([`pixels`]: in memory, or mapped from a file), plus CelebA's
 //! per-image attribute list ([`celeba`]); the image cache, into which folders are decoded once
 //! and from which every process maps them ([`image_cache`]); where a run's images come from and
@@ -13,6 +13,7 @@ pub mod batches;
 pub mod celeba;
 pub mod cifar;
 pub mod dataset;
+pub mod downsampled_imagenet;
 pub mod folder;
 pub mod idx;
 pub mod image_cache;

@@ -1,6 +1,7 @@
-//! Where a run's images come from ([`DataSource`]: IDX, CIFAR-10 binary or image folders), the
-//! names of their classes, and loading one split as a model of a given config will see it
-//! (padded, with its shape and labels checked against the model).
+//! Where a run's images come from ([`DataSource`]: IDX, CIFAR-10 binary, the downsampled
+//! ImageNet's NumPy archives or image folders), the names of their classes, and loading one split
+//! as a model of a given config will see it (padded, with its shape and labels checked against
+//! the model).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::dataset::{ImageDataset, Split};
 use super::folder::{self, BadImage, FolderOptions};
 use super::image_cache;
-use super::{cifar, idx};
+use super::{cifar, downsampled_imagenet, idx};
 use crate::error::{GlowError, Result};
 use crate::model::config::{GlowConfig, ImageShape};
 
@@ -53,6 +54,13 @@ pub enum DataSource {
     /// CIFAR-10 binary batches in `dir` (or `dir/cifar-10-batches-bin`).
     Cifar10 {
         /// Directory with `data_batch_1.bin` ... `test_batch.bin`.
+        dir: PathBuf,
+    },
+    /// The downsampled ImageNet with its 1000 class labels (Chrabaszcz et al. 2017), as
+    /// image-net.org distributes it: NumPy archives `train_data_batch_1.npz` … and
+    /// `val_data.npz` ([`downsampled_imagenet`]).
+    DownsampledImagenet {
+        /// Directory with the archives, or with the folders they unpack to.
         dir: PathBuf,
     },
     /// Folders of PNG/JPEG/WebP images (one subfolder per class, or images directly), resized and
@@ -99,6 +107,9 @@ impl DataSource {
         match self {
             DataSource::Idx { dir } => Ok((idx::load_mnist_split(dir, split)?, None)),
             DataSource::Cifar10 { dir } => Ok((cifar::load_cifar10_split(dir, split)?, None)),
+            DataSource::DownsampledImagenet { dir } => {
+                Ok((downsampled_imagenet::load_split(dir, split)?, None))
+            }
             DataSource::Folder {
                 train,
                 test,
@@ -130,7 +141,8 @@ impl DataSource {
     }
 
     /// The names of the dataset's classes: Fashion-MNIST's ten for an IDX directory whose path
-    /// mentions "fashion", the digits for other IDX data, CIFAR-10's ten, and the class
+    /// mentions "fashion", the digits for other IDX data, CIFAR-10's ten, the downsampled
+    /// ImageNet's from its `map_clsloc.txt` (else the labels' numbers, 1 to 1000), and the class
     /// subfolders' names for folders (empty for an unlabelled folder).
     pub fn class_names(&self) -> Result<Vec<String>> {
         let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
@@ -144,6 +156,7 @@ impl DataSource {
                 })
             }
             DataSource::Cifar10 { .. } => Ok(owned(&CIFAR10_CLASS_NAMES)),
+            DataSource::DownsampledImagenet { dir } => downsampled_imagenet::class_names(dir),
             DataSource::Folder { train, .. } => folder::class_folders(train),
         }
     }
@@ -159,6 +172,9 @@ impl DataSource {
         match self {
             DataSource::Idx { .. } => DataSource::Idx { dir: path.into() },
             DataSource::Cifar10 { .. } => DataSource::Cifar10 { dir: path.into() },
+            DataSource::DownsampledImagenet { .. } => {
+                DataSource::DownsampledImagenet { dir: path.into() }
+            }
             DataSource::Folder {
                 train,
                 test,

@@ -4,6 +4,7 @@
 use super::config::TrainConfig;
 use super::optimizer::{OptimizerKind, OptimizerSettings};
 use super::schedule::LrDecay;
+use crate::data::downsampled_imagenet::IMAGENET_CLASSES;
 use crate::data::idx::FASHION_MNIST_DIR;
 use crate::data::source::DataSource;
 use crate::error::{GlowError, Result};
@@ -11,14 +12,16 @@ use crate::flow::coupling::CouplingKind;
 use crate::model::config::{GlowConfig, ImageShape};
 
 /// The presets of `glowflow train --preset`.
-pub const PRESETS: [&str; 9] = [
+pub const PRESETS: [&str; 11] = [
     "fashion-mnist",
     "mnist",
     "cifar10",
     "cifar10-ycond",
     "imagenet32",
+    "imagenet32-ycond",
     "imagenet64",
     "lsun64",
+    "lsun128",
     "celebahq256",
     "celeba64",
 ];
@@ -37,7 +40,9 @@ pub const PRESETS: [&str; 9] = [
 /// category at 96x96 with random 64x64 crops (RealNVP's, openai/glow's `lsun_realnvp`).
 /// `cifar10-ycond` is the class-conditional CIFAR-10 model of openai/glow's README ("Conditional
 /// CIFAR-10, qualitative result": additive, 5 bits, the prior conditioned on the class and a
-/// classifier head weighted 0.01, `--ycond --weight_y=0.01`), `celebahq256` its CelebA-HQ model.
+/// classifier head weighted 0.01, `--ycond --weight_y=0.01`), `imagenet32-ycond` its
+/// class-conditional ImageNet 32x32 model, `celebahq256` and `lsun128` its CelebA-HQ and LSUN
+/// models of the paper's samples.
 pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
     let base_train = TrainConfig {
         data: DataSource::Idx {
@@ -117,8 +122,10 @@ pub fn preset(name: &str) -> Result<(GlowConfig, TrainConfig)> {
             },
         )),
         "imagenet32" => Ok(imagenet(32, 3, &base_train)),
+        "imagenet32-ycond" => Ok(imagenet_ycond(&base_train)),
         "imagenet64" => Ok(imagenet(64, 4, &base_train)),
         "lsun64" => Ok(lsun(&base_train)),
+        "lsun128" => Ok(lsun_samples(&base_train)),
         "celebahq256" => Ok(celeba_hq(&base_train)),
         "celeba64" => Ok((
             GlowConfig {
@@ -178,6 +185,32 @@ fn imagenet(size: usize, levels: usize, base: &TrainConfig) -> (GlowConfig, Trai
     (model, openai_recipe(data, size, 8, base))
 }
 
+/// openai/glow's class-conditional ImageNet 32x32 model of its samples (its README's
+/// "Conditional ImageNet 32x32": L = 3, K = 48, width 512, additive, 5 bits, the top prior
+/// conditioned on the 1000 classes and a classifier head weighted 0.01, 8 GPUs), on image-net.org's
+/// downsampled ImageNet with labels in `data/imagenet32-npz` (the NumPy archives of
+/// `Imagenet32_train_npz.zip` and `Imagenet32_val_npz.zip`). openai/glow trained it on its own
+/// labelled ImageNet (centre-cropped, area-downsampled, in its tfrecords); image-net.org's release
+/// is the labelled one that can be had, each image resized whole with a box filter.
+fn imagenet_ycond(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let model = GlowConfig {
+        steps: 48,
+        coupling: CouplingKind::Additive,
+        n_bits: 5,
+        n_classes: IMAGENET_CLASSES,
+        class_head: true,
+        ..colour_model(32, 3)
+    };
+    let data = DataSource::DownsampledImagenet {
+        dir: "data/imagenet32-npz".into(),
+    };
+    let train = TrainConfig {
+        weight_y: 0.01,
+        ..openai_recipe(data, 32, 8, base)
+    };
+    (model, train)
+}
+
 /// The paper's LSUN model (L = 3, K = 48 at 64x64) on one category's images in
 /// `data/lsun/train` and `data/lsun/val` (LSUN's splits, exported as image files), resized and
 /// centre-cropped to 96x96, each training step taking a random 64x64 window of every image, as
@@ -191,6 +224,23 @@ fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     };
     let data = image_folders("data/lsun/train", "data/lsun/val", Some(96));
     (model, openai_recipe(data, 64, 8, base))
+}
+
+/// openai/glow's LSUN model of the paper's 128x128 samples (its README's "LSUN 96x96 and
+/// 128x128, qualitative result": L = 5, K = 64, width 512, additive, 5 bits, 40 GPUs), on one
+/// category's images in `data/lsun128/train` and `data/lsun128/val`, resized and centre-cropped
+/// to 128x128 (openai/glow's `lsun` data: LSUN centre-cropped and area-downsampled). Only the
+/// 128 command runs as openai/glow released it: its loader takes power-of-two sizes, and its
+/// table of test batches has no entry for 96x96's 7 images per GPU.
+fn lsun_samples(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
+    let model = GlowConfig {
+        steps: 64,
+        coupling: CouplingKind::Additive,
+        n_bits: 5,
+        ..colour_model(128, 5)
+    };
+    let data = image_folders("data/lsun128/train", "data/lsun128/val", None);
+    (model, openai_recipe(data, 128, 40, base))
 }
 
 /// The paper's CelebA-HQ model of its samples (Figure 1), as openai/glow's README trains it on 40

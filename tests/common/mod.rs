@@ -465,31 +465,49 @@ pub fn recompute_vs_backprop(
 /// `x = (floor(v / 2^(8-n)) + u) / 2^n - 0.5`, and `n - log p(x) / (D log 2)` averaged over
 /// the images (`n` = the model's `n_bits`).
 pub fn test_bpd_by_hand(run: &std::path::Path, seed: u64) -> f64 {
-    let (log_probs, _, to_bits) = test_log_probs_by_hand(run, seed, None, None);
+    let (log_probs, _, to_bits) = test_log_probs_by_hand(run, seed, None);
     log_probs.iter().map(|&lp| to_bits(lp)).sum::<f64>() / log_probs.len() as f64
 }
 
 /// `log p(x)` (nats) of each test image of the model saved in `run`, dequantised as
-/// [`test_bpd_by_hand`] says, given each image's own label or (with `class`) the label `class`
-/// for every image; also the images' labels and the map from `log p(x)` to bits/dim. `sizes`,
-/// `(n, b)`: only the first `n` images, in batches of `b` instead of the run's.
+/// [`test_bpd_by_hand`] says, given each image's own label; also the images' labels and the map
+/// from `log p(x)` to bits/dim. `sizes`, `(n, b)`: only the first `n` images, in batches of `b`
+/// instead of the run's.
 pub fn test_log_probs_by_hand(
     run: &std::path::Path,
     seed: u64,
-    class: Option<usize>,
     sizes: Option<(usize, usize)>,
 ) -> (Vec<f64>, Vec<usize>, impl Fn(f64) -> f64) {
-    let device = f32_device();
     let by_batch = by_eval_batch(run, seed, sizes, |model, x, own| {
-        let n = x.dims()[0];
-        let classes = match class {
-            Some(k) => Some(model.one_hot(&vec![k; n], &device).expect("labels")),
-            None => own,
-        };
-        to_f64_vec(model.log_prob(x, classes.as_ref()).expect("log p"))
+        to_f64_vec(model.log_prob(x, own.as_ref()).expect("log p"))
     });
-    let (n_bits, dims) = (by_batch.n_bits, by_batch.dims);
-    let to_bits = move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2);
+    let to_bits = by_batch.to_bits();
+    (by_batch.values, by_batch.labels, to_bits)
+}
+
+/// `log p(x | k)` (nats) of each test image of the class-conditional model saved in `run` under
+/// every class `k` of its `n_classes` (one row per image, from the one-hot label `k`),
+/// dequantised as [`test_log_probs_by_hand`] says; also the images' labels and the map to
+/// bits/dim.
+pub fn test_log_probs_by_class(
+    run: &std::path::Path,
+    seed: u64,
+    sizes: Option<(usize, usize)>,
+) -> (Vec<Vec<f64>>, Vec<usize>, impl Fn(f64) -> f64) {
+    let device = f32_device();
+    let by_batch = by_eval_batch(run, seed, sizes, |model, x, _| {
+        let n = x.dims()[0];
+        let by_class: Vec<Vec<f64>> = (0..model.config().n_classes)
+            .map(|k| {
+                let class = model.one_hot(&vec![k; n], &device).expect("labels");
+                to_f64_vec(model.log_prob(x.clone(), Some(&class)).expect("log p"))
+            })
+            .collect();
+        (0..n)
+            .map(|i| by_class.iter().map(|column| column[i]).collect())
+            .collect()
+    });
+    let to_bits = by_batch.to_bits();
     (by_batch.values, by_batch.labels, to_bits)
 }
 
@@ -549,6 +567,14 @@ pub struct ByBatch<T> {
     pub n_bits: u32,
     /// Dimensions of one image.
     pub dims: f64,
+}
+
+impl<T> ByBatch<T> {
+    /// The map from `log p(x)` (nats) to bits/dim: `n_bits - log p(x) / (D log 2)`.
+    fn to_bits(&self) -> impl Fn(f64) -> f64 {
+        let (n_bits, dims) = (self.n_bits, self.dims);
+        move |lp: f64| f64::from(n_bits) - lp / (dims * std::f64::consts::LN_2)
+    }
 }
 
 /// `per_image(model, x, own one-hot labels)` over the test images of the model saved in `run`,

@@ -1,0 +1,585 @@
+//! Reader for the downsampled ImageNet of Chrabaszcz, Loshchilov and Hutter (2017, *A
+//! Downsampled Variant of ImageNet as an Alternative to the CIFAR datasets*), as image-net.org
+//! distributes it with its class labels: `Imagenet32_train_npz.zip` and `Imagenet32_val_npz.zip`
+//! (likewise at 8, 16 and 64 pixels), which unpack to NumPy archives `train_data_batch_1.npz`
+//! … `train_data_batch_10.npz` and `val_data.npz`.
+//!
+//! Each archive (`numpy.savez`, stored or deflated) holds `data`, an `N x 3·S·S` array of `u8`
+//! whose row is one `S x S` image as its red, green and blue planes, each row by row (so already
+//! CHW), and `labels`, `N` integers from 1 to 1000, the class of each image as numbered by the
+//! ILSVRC devkit's `map_clsloc.txt` (not the sorted order of the class folders); the training
+//! archives also hold `mean`, the training set's mean image, which is not read. Each image was
+//! resized whole to `S x S` (its aspect ratio not kept) with a box filter, and the training images
+//! were shuffled across the batches. The classes' names come from `map_clsloc.txt` (`WNID LABEL
+//! NAME` per line) when it lies beside the archives, and are the labels' numbers otherwise.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::dataset::{ImageDataset, Split};
+use crate::error::{GlowError, Result};
+
+/// The number of classes, labelled 1 to 1000 in the files.
+pub const IMAGENET_CLASSES: usize = 1000;
+
+/// The name of the test split's archive.
+const VAL_FILE: &str = "val_data.npz";
+
+/// The prefix and suffix of the training archives' names, around the batch number.
+const TRAIN_FILE: (&str, &str) = ("train_data_batch_", ".npz");
+
+/// The devkit's file of class names, read when it lies beside the archives.
+pub const CLASS_MAP_FILE: &str = "map_clsloc.txt";
+
+/// What to do when the archives are missing.
+const DOWNLOAD_HELP: &str = "download Imagenet32_train_npz.zip and Imagenet32_val_npz.zip (or the \
+    8, 16 or 64 pixel ones) from https://image-net.org/download-images (\"Downsampled ImageNet\") \
+    and unpack them there";
+
+/// Reads one archive (e.g. `train_data_batch_1.npz`) into a labelled dataset of shape
+/// `[3, S, S]` with 1000 classes, labels shifted to `0..1000`.
+pub fn read_npz_batch(path: &Path) -> Result<ImageDataset> {
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    let shape = append_batch(path, &mut pixels, &mut labels)?;
+    Ok(dataset(shape, pixels, labels))
+}
+
+/// Loads one split from `dir` (the archives in it or in its subfolders, as the zips unpack):
+/// the train split is `train_data_batch_1.npz`, `_2`, … concatenated in that order (every
+/// number from 1 to the largest present), the test split `val_data.npz`.
+pub fn load_split(dir: &Path, split: Split) -> Result<ImageDataset> {
+    let files = split_files(dir, split)?;
+    let (mut pixels, mut labels, mut shape) = (Vec::new(), Vec::new(), None::<[usize; 3]>);
+    for file in &files {
+        let this = append_batch(file, &mut pixels, &mut labels)?;
+        match shape {
+            Some(first) if first != this => {
+                return Err(GlowError::file(
+                    file,
+                    format!(
+                        "its images are {} pixels wide but {}'s are {}; the archives of one split \
+                         must come from one download (keep one size in {})",
+                        this[2],
+                        files[0].display(),
+                        first[2],
+                        dir.display()
+                    ),
+                ))
+            }
+            _ => shape = Some(this),
+        }
+    }
+    let shape = shape.expect("split_files returns at least one file");
+    Ok(dataset(shape, pixels, labels))
+}
+
+/// The classes' names by label: the third field of each line of `map_clsloc.txt` in `dir` (or
+/// beside the archives in a subfolder), or `"1"` … `"1000"` (the files' own labels) without one.
+pub fn class_names(dir: &Path) -> Result<Vec<String>> {
+    let beside_archives = split_files(dir, Split::Test)
+        .ok()
+        .and_then(|files| files[0].parent().map(|d| d.join(CLASS_MAP_FILE)));
+    let found = [Some(dir.join(CLASS_MAP_FILE)), beside_archives]
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_file());
+    match found {
+        Some(path) => read_class_map(&path),
+        None => Ok((1..=IMAGENET_CLASSES).map(|l| l.to_string()).collect()),
+    }
+}
+
+/// Reads `map_clsloc.txt`: one line per class, `WNID LABEL NAME`, every label from 1 to 1000
+/// once.
+fn read_class_map(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| GlowError::io(path, e))?;
+    let mut names = vec![None; IMAGENET_CLASSES];
+    for (line_number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |what: &str| {
+            GlowError::file(
+                path,
+                format!(
+                    "line {}: {what}; each line is `WNID LABEL NAME` with a label from 1 to \
+                     {IMAGENET_CLASSES} (the ILSVRC devkit's map_clsloc.txt), fix or remove the file",
+                    line_number + 1
+                ),
+            )
+        };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, label, name] = fields[..] else {
+            return Err(bad("not three fields"));
+        };
+        let slot = label
+            .parse::<usize>()
+            .ok()
+            .and_then(|l| l.checked_sub(1))
+            .and_then(|i| names.get_mut(i))
+            .ok_or_else(|| {
+                bad(&format!(
+                    "label `{label}` is not from 1 to {IMAGENET_CLASSES}"
+                ))
+            })?;
+        if slot.replace(name.to_string()).is_some() {
+            return Err(bad(&format!("label {label} is named twice")));
+        }
+    }
+    if let Some(missing) = names.iter().position(Option::is_none) {
+        return Err(GlowError::file(
+            path,
+            format!(
+                "label {} has no line; the file must name all {IMAGENET_CLASSES} classes (the \
+                 ILSVRC devkit's map_clsloc.txt), fix or remove it",
+                missing + 1
+            ),
+        ));
+    }
+    Ok(names.into_iter().flatten().collect())
+}
+
+/// A labelled dataset of 1000 classes.
+fn dataset(shape: [usize; 3], pixels: Vec<u8>, labels: Vec<usize>) -> ImageDataset {
+    ImageDataset {
+        shape,
+        pixels: pixels.into(),
+        labels: Some(labels),
+        n_classes: IMAGENET_CLASSES,
+    }
+}
+
+/// The archives of `split` under `dir`, in order: the training batches numbered 1, 2, … with
+/// none missing, or the one `val_data.npz`; each looked for in `dir` and in its subfolders.
+fn split_files(dir: &Path, split: Split) -> Result<Vec<PathBuf>> {
+    let missing = |what: String| {
+        GlowError::file(
+            dir,
+            format!("{what} (looked in this directory and its subfolders); {DOWNLOAD_HELP}"),
+        )
+    };
+    let mut folders = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut subfolders: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        subfolders.sort();
+        folders.extend(subfolders);
+    } else if !dir.is_dir() {
+        return Err(missing(
+            "the directory of the downsampled ImageNet does not exist".into(),
+        ));
+    }
+    let archives = folders.iter().flat_map(|folder| {
+        std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+    });
+    match split {
+        Split::Test => {
+            let found: Vec<PathBuf> = archives
+                .filter(|p| p.file_name().is_some_and(|n| n == VAL_FILE))
+                .collect();
+            match found.len() {
+                0 => Err(missing(format!("no {VAL_FILE} found"))),
+                1 => Ok(found),
+                _ => Err(GlowError::file(
+                    dir,
+                    format!(
+                        "{VAL_FILE} is there {} times ({}); keep one download in it",
+                        found.len(),
+                        found
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+            }
+        }
+        Split::Train => {
+            let mut numbered: Vec<(usize, PathBuf)> = archives
+                .filter_map(|p| Some((batch_number(p.file_name()?.to_str()?)?, p)))
+                .collect();
+            numbered.sort();
+            if numbered.is_empty() {
+                return Err(missing(format!(
+                    "no {}1{} found",
+                    TRAIN_FILE.0, TRAIN_FILE.1
+                )));
+            }
+            for (expected, (number, path)) in (1..).zip(&numbered) {
+                let (prefix, suffix) = TRAIN_FILE;
+                let problem = match (*number).cmp(&expected) {
+                    std::cmp::Ordering::Equal => continue,
+                    std::cmp::Ordering::Less => format!(
+                        "{prefix}{number}{suffix} is there twice (again as {})",
+                        path.display()
+                    ),
+                    std::cmp::Ordering::Greater => format!("{prefix}{expected}{suffix} is missing"),
+                };
+                return Err(GlowError::file(
+                    dir,
+                    format!(
+                        "{problem}; the training archives are numbered from 1 without a gap or a \
+                         repeat (unpack the whole download, or remove the extra copy)"
+                    ),
+                ));
+            }
+            Ok(numbered.into_iter().map(|(_, path)| path).collect())
+        }
+    }
+}
+
+/// The batch number `N` of a file named `train_data_batch_N.npz` (`N` from 1, no leading zero).
+fn batch_number(name: &str) -> Option<usize> {
+    let digits = name
+        .strip_prefix(TRAIN_FILE.0)?
+        .strip_suffix(TRAIN_FILE.1)?;
+    let valid = !digits.is_empty()
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| digits.parse().ok()).flatten()
+}
+
+/// Appends the images of the archive `path` to `pixels` (CHW bytes) and their labels, shifted to
+/// `0..1000`, to `labels`; returns the images' shape `[3, S, S]`. Nothing is appended on error.
+fn append_batch(path: &Path, pixels: &mut Vec<u8>, labels: &mut Vec<usize>) -> Result<[usize; 3]> {
+    let bad = |message: String| GlowError::file(path, format!("{message}; {}", fix(path)));
+    let file = File::open(path).map_err(|e| GlowError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| bad(format!("not a NumPy .npz archive (a zip file): {e}")))?;
+    let batch_labels = read_labels(&mut archive).map_err(bad)?;
+    let start = pixels.len();
+    let shape = read_images(&mut archive, batch_labels.len(), pixels).inspect_err(|_| {
+        pixels.truncate(start);
+    });
+    let shape = shape.map_err(bad)?;
+    labels.extend(batch_labels);
+    Ok(shape)
+}
+
+/// What to do about a bad archive.
+fn fix(path: &Path) -> String {
+    format!(
+        "{} is damaged or not one of the downsampled ImageNet's archives, unpack it again from \
+         its download",
+        path.file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy()
+    )
+}
+
+/// The largest `.npy` header read (numpy writes about 128 bytes).
+const MAX_HEADER: usize = 1 << 16;
+
+/// An array's element type and shape, from its `.npy` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ArrayHeader {
+    /// The type string, e.g. `|u1`, `<i8`.
+    descr: String,
+    /// Whether the elements are in Fortran (column-major) order.
+    fortran_order: bool,
+    /// The dimensions.
+    shape: Vec<u64>,
+}
+
+impl ArrayHeader {
+    /// The integer type of the elements: whether signed, their bytes, and whether big-endian;
+    /// `None` for any other type.
+    fn integer_type(&self) -> Option<(bool, usize, bool)> {
+        let mut chars = self.descr.chars();
+        let big_endian = match chars.next()? {
+            '<' | '|' | '=' => false,
+            '>' => true,
+            _ => return None,
+        };
+        let signed = match chars.next()? {
+            'i' => true,
+            'u' => false,
+            _ => return None,
+        };
+        let bytes = chars
+            .as_str()
+            .parse()
+            .ok()
+            .filter(|b| [1, 2, 4, 8].contains(b))?;
+        Some((signed, bytes, big_endian))
+    }
+
+    /// The number of elements, if it fits a `usize`.
+    fn elements(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+    }
+}
+
+/// The archive member `NAME.npy`, positioned at its data, with its header and its data's size
+/// in bytes.
+fn open_array<'a, R: Read + std::io::Seek>(
+    archive: &'a mut zip::ZipArchive<R>,
+    name: &str,
+) -> std::result::Result<(zip::read::ZipFile<'a, R>, ArrayHeader, u64), String> {
+    let mut member = archive
+        .by_name(&format!("{name}.npy"))
+        .map_err(|e| format!("no array `{name}` in it ({e})"))?;
+    let size = member.size();
+    let (header, header_bytes) = read_npy_header(&mut member)
+        .map_err(|e| format!("its array `{name}` is not a NumPy array: {e}"))?;
+    Ok((member, header, size.saturating_sub(header_bytes)))
+}
+
+/// Reads a `.npy` header: the magic `\x93NUMPY`, the format version (1, 2 or 3), the header's
+/// length (2 bytes in version 1, 4 after), and the header, a Python dict literal with the keys
+/// `descr` (a type string), `fortran_order` (`True`/`False`) and `shape` (a tuple of integers,
+/// written `3072L` by Python 2's numpy). Returns it and the bytes read.
+fn read_npy_header(input: &mut impl Read) -> std::result::Result<(ArrayHeader, u64), String> {
+    let mut fixed = [0u8; 8];
+    input
+        .read_exact(&mut fixed)
+        .map_err(|e| format!("its header is cut short ({e})"))?;
+    if &fixed[..6] != b"\x93NUMPY" {
+        return Err("it does not start with the .npy magic".into());
+    }
+    let length_bytes = match fixed[6] {
+        1 => 2,
+        2 | 3 => 4,
+        v => return Err(format!("its format version {v} is not 1, 2 or 3")),
+    };
+    let mut length = [0u8; 4];
+    input
+        .read_exact(&mut length[..length_bytes])
+        .map_err(|e| format!("its header is cut short ({e})"))?;
+    let length = u32::from_le_bytes(length) as usize;
+    if length > MAX_HEADER {
+        return Err(format!(
+            "its header claims {length} bytes (at most {MAX_HEADER} are read)"
+        ));
+    }
+    let mut text = vec![0u8; length];
+    input
+        .read_exact(&mut text)
+        .map_err(|e| format!("its header is cut short ({e})"))?;
+    let text = String::from_utf8(text).map_err(|_| "its header is not text".to_string())?;
+    let header = parse_header_dict(&text)?;
+    Ok((header, (8 + length_bytes + length) as u64))
+}
+
+/// Parses the header's dict literal, e.g. `{'descr': '|u1', 'fortran_order': False, 'shape':
+/// (10, 3072), }` (any order of keys, single or double quotes, trailing commas and spaces).
+fn parse_header_dict(text: &str) -> std::result::Result<ArrayHeader, String> {
+    let bad = || format!("its header `{}` is not a .npy header dict", text.trim_end());
+    let mut rest = text.trim().strip_prefix('{').ok_or_else(bad)?;
+    let (mut descr, mut fortran_order, mut shape) = (None, None, None);
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            if !after.trim().is_empty() {
+                return Err(bad());
+            }
+            break;
+        }
+        let (key, after) = quoted(rest).ok_or_else(bad)?;
+        rest = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(bad)?
+            .trim_start();
+        match key {
+            "descr" => {
+                let (value, after) = quoted(rest).ok_or_else(bad)?;
+                descr = Some(value.to_string());
+                rest = after;
+            }
+            "fortran_order" => {
+                let (value, after) = if let Some(after) = rest.strip_prefix("True") {
+                    (true, after)
+                } else {
+                    (false, rest.strip_prefix("False").ok_or_else(bad)?)
+                };
+                fortran_order = Some(value);
+                rest = after;
+            }
+            "shape" => {
+                let end = rest.find(')').ok_or_else(bad)?;
+                let inside = rest.strip_prefix('(').ok_or_else(bad)?;
+                let dims = inside[..end - 1]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| {
+                        d.strip_suffix('L')
+                            .unwrap_or(d)
+                            .parse::<u64>()
+                            .map_err(|_| bad())
+                    })
+                    .collect::<std::result::Result<Vec<u64>, String>>()?;
+                shape = Some(dims);
+                rest = &rest[end + 1..];
+            }
+            _ => return Err(bad()),
+        }
+        rest = rest.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    match (descr, fortran_order, shape) {
+        (Some(descr), Some(fortran_order), Some(shape)) => Ok(ArrayHeader {
+            descr,
+            fortran_order,
+            shape,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+/// The text of the quoted string (single or double quotes, no escapes) at the start of `text`,
+/// and what follows it.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let quote = text.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &text[1..];
+    let end = body.find(quote)?;
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// The `labels` array (integers of any width and byte order, one dimension), shifted from
+/// `1..=1000` to `0..1000`.
+fn read_labels<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+) -> std::result::Result<Vec<usize>, String> {
+    let (mut member, header, data_bytes) = open_array(archive, "labels")?;
+    let Some((signed, width, big_endian)) = header.integer_type() else {
+        return Err(format!(
+            "its labels are of type {}, not integers",
+            header.descr
+        ));
+    };
+    let count = match (&header.shape[..], header.elements()) {
+        ([_], Some(count)) => count,
+        _ => {
+            return Err(format!(
+                "its labels have shape {:?}, not one dimension",
+                header.shape
+            ))
+        }
+    };
+    if (count as u64).saturating_mul(width as u64) != data_bytes {
+        return Err(format!(
+            "its labels hold {data_bytes} bytes, not the {count} labels of {width} bytes its \
+             header gives"
+        ));
+    }
+    let mut bytes = Vec::new();
+    read_to_end_exactly(&mut member, data_bytes, &mut bytes)
+        .map_err(|e| format!("its labels cannot be read: {e}"))?;
+    bytes
+        .chunks_exact(width)
+        .enumerate()
+        .map(|(i, raw)| {
+            let label = integer(raw, signed, big_endian);
+            match usize::try_from(label) {
+                Ok(label @ 1..=IMAGENET_CLASSES) => Ok(label - 1),
+                _ => Err(format!(
+                    "label {label} of image {i} is not from 1 to {IMAGENET_CLASSES}"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The integer stored in `raw` (1 to 8 bytes), signed or not, in the given byte order.
+fn integer(raw: &[u8], signed: bool, big_endian: bool) -> i128 {
+    let mut wide = [0u8; 8];
+    let width = raw.len();
+    if big_endian {
+        wide[..width].copy_from_slice(raw);
+        wide[..width].reverse();
+    } else {
+        wide[..width].copy_from_slice(raw);
+    }
+    let unsigned = u64::from_le_bytes(wide);
+    let bits = 8 * width as u32;
+    if signed && bits < 64 && unsigned >> (bits - 1) & 1 == 1 {
+        i128::from(unsigned) - (1i128 << bits)
+    } else if signed {
+        i128::from(unsigned as i64)
+    } else {
+        i128::from(unsigned)
+    }
+}
+
+/// Appends the `data` array of `images` images to `pixels` and returns their shape: `u8`, in C
+/// order, shaped `[images, 3·S·S]` (or `[images, 3, S, S]`, the same bytes). Reads the member to
+/// its end, so the archive's checksum of it is verified.
+fn read_images<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    images: usize,
+    pixels: &mut Vec<u8>,
+) -> std::result::Result<[usize; 3], String> {
+    let (mut member, header, data_bytes) = open_array(archive, "data")?;
+    if header.integer_type() != Some((false, 1, false)) || header.fortran_order {
+        return Err(format!(
+            "its data is of type {}{}, not bytes (u1) in C order",
+            header.descr,
+            if header.fortran_order {
+                " in Fortran order"
+            } else {
+                ""
+            }
+        ));
+    }
+    let side = match header.shape[..] {
+        [n, row] if n == images as u64 => {
+            let side = ((row / 3) as f64).sqrt().round() as u64;
+            (side.checked_mul(side).and_then(|s| s.checked_mul(3)) == Some(row)).then_some(side)
+        }
+        [n, 3, h, w] if n == images as u64 && h == w => Some(h),
+        _ => None,
+    };
+    let Some(side) = side
+        .filter(|&s| s > 0)
+        .and_then(|s| usize::try_from(s).ok())
+    else {
+        return Err(format!(
+            "its data has shape {:?}; with {images} labels it must be [{images}, 3·S·S] (S x S \
+             RGB images)",
+            header.shape
+        ));
+    };
+    let bytes = header.elements().unwrap_or(usize::MAX);
+    if bytes as u64 != data_bytes {
+        return Err(format!(
+            "its data holds {data_bytes} bytes, not the {bytes} of its header's shape {:?}",
+            header.shape
+        ));
+    }
+    read_to_end_exactly(&mut member, data_bytes, pixels)
+        .map_err(|e| format!("its data cannot be read: {e}"))?;
+    Ok([3, side, side])
+}
+
+/// Appends the rest of `member`, which must be `bytes` long, to `out`, growing `out` as the
+/// bytes arrive (never by a size that the archive merely claims) and reading no more than one
+/// byte past `bytes` (a deflated member that inflates beyond its size is refused, not inflated).
+/// Reading to the member's end makes the zip reader verify its checksum.
+fn read_to_end_exactly(
+    member: &mut impl Read,
+    bytes: u64,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let start = out.len();
+    let read = member.take(bytes.saturating_add(1)).read_to_end(out)?;
+    if read as u64 != bytes {
+        out.truncate(start);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{read} bytes where the archive says {bytes}"),
+        ));
+    }
+    Ok(())
+}
