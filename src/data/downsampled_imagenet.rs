@@ -289,10 +289,40 @@ struct ArrayHeader {
     shape: Vec<u64>,
 }
 
+/// An integer element type of a `.npy` array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IntegerType {
+    /// Whether the integers are signed.
+    signed: bool,
+    /// Bytes per integer: 1, 2, 4 or 8.
+    bytes: usize,
+    /// Whether their bytes are most significant first.
+    big_endian: bool,
+}
+
+impl IntegerType {
+    /// The integer stored in `raw` (`self.bytes` bytes).
+    fn read(self, raw: &[u8]) -> i128 {
+        let mut wide = [0u8; 8];
+        wide[..raw.len()].copy_from_slice(raw);
+        if self.big_endian {
+            wide[..raw.len()].reverse();
+        }
+        let unsigned = u64::from_le_bytes(wide);
+        let bits = 8 * raw.len() as u32;
+        if self.signed && bits < 64 && unsigned >> (bits - 1) & 1 == 1 {
+            i128::from(unsigned) - (1i128 << bits)
+        } else if self.signed {
+            i128::from(unsigned as i64)
+        } else {
+            i128::from(unsigned)
+        }
+    }
+}
+
 impl ArrayHeader {
-    /// The integer type of the elements: whether signed, their bytes, and whether big-endian;
-    /// `None` for any other type.
-    fn integer_type(&self) -> Option<(bool, usize, bool)> {
+    /// The integer type of the elements; `None` for any other type.
+    fn integer_type(&self) -> Option<IntegerType> {
         let mut chars = self.descr.chars();
         let big_endian = match chars.next()? {
             '<' | '|' | '=' => false,
@@ -309,7 +339,11 @@ impl ArrayHeader {
             .parse()
             .ok()
             .filter(|b| [1, 2, 4, 8].contains(b))?;
-        Some((signed, bytes, big_endian))
+        Some(IntegerType {
+            signed,
+            bytes,
+            big_endian,
+        })
     }
 
     /// The number of elements, if it fits a `usize`.
@@ -320,26 +354,24 @@ impl ArrayHeader {
     }
 }
 
-/// The archive member `NAME.npy`, positioned at its data, with its header and its data's size
-/// in bytes.
+/// The archive member `NAME.npy`, positioned at its data, with its header.
 fn open_array<'a, R: Read + std::io::Seek>(
     archive: &'a mut zip::ZipArchive<R>,
     name: &str,
-) -> std::result::Result<(zip::read::ZipFile<'a, R>, ArrayHeader, u64), String> {
+) -> std::result::Result<(zip::read::ZipFile<'a, R>, ArrayHeader), String> {
     let mut member = archive
         .by_name(&format!("{name}.npy"))
         .map_err(|e| format!("no array `{name}` in it ({e})"))?;
-    let size = member.size();
-    let (header, header_bytes) = read_npy_header(&mut member)
+    let header = read_npy_header(&mut member)
         .map_err(|e| format!("its array `{name}` is not a NumPy array: {e}"))?;
-    Ok((member, header, size.saturating_sub(header_bytes)))
+    Ok((member, header))
 }
 
 /// Reads a `.npy` header: the magic `\x93NUMPY`, the format version (1, 2 or 3), the header's
 /// length (2 bytes in version 1, 4 after), and the header, a Python dict literal with the keys
 /// `descr` (a type string), `fortran_order` (`True`/`False`) and `shape` (a tuple of integers,
-/// written `3072L` by Python 2's numpy). Returns it and the bytes read.
-fn read_npy_header(input: &mut impl Read) -> std::result::Result<(ArrayHeader, u64), String> {
+/// written `3072L` by Python 2's numpy).
+fn read_npy_header(input: &mut impl Read) -> std::result::Result<ArrayHeader, String> {
     let mut fixed = [0u8; 8];
     input
         .read_exact(&mut fixed)
@@ -367,8 +399,7 @@ fn read_npy_header(input: &mut impl Read) -> std::result::Result<(ArrayHeader, u
         .read_exact(&mut text)
         .map_err(|e| format!("its header is cut short ({e})"))?;
     let text = String::from_utf8(text).map_err(|_| "its header is not text".to_string())?;
-    let header = parse_header_dict(&text)?;
-    Ok((header, (8 + length_bytes + length) as u64))
+    parse_header_dict(&text)
 }
 
 /// Parses the header's dict literal, e.g. `{'descr': '|u1', 'fortran_order': False, 'shape':
@@ -452,36 +483,32 @@ fn quoted(text: &str) -> Option<(&str, &str)> {
 fn read_labels<R: Read + std::io::Seek>(
     archive: &mut zip::ZipArchive<R>,
 ) -> std::result::Result<Vec<usize>, String> {
-    let (mut member, header, data_bytes) = open_array(archive, "labels")?;
-    let Some((signed, width, big_endian)) = header.integer_type() else {
+    let (mut member, header) = open_array(archive, "labels")?;
+    let Some(integer_type) = header.integer_type() else {
         return Err(format!(
             "its labels are of type {}, not integers",
             header.descr
         ));
     };
-    let count = match (&header.shape[..], header.elements()) {
-        ([_], Some(count)) => count,
-        _ => {
-            return Err(format!(
-                "its labels have shape {:?}, not one dimension",
-                header.shape
-            ))
-        }
-    };
-    if (count as u64).saturating_mul(width as u64) != data_bytes {
+    if header.shape.len() != 1 {
         return Err(format!(
-            "its labels hold {data_bytes} bytes, not the {count} labels of {width} bytes its \
-             header gives"
+            "its labels have shape {:?}, not one dimension",
+            header.shape
         ));
     }
     let mut bytes = Vec::new();
-    read_to_end_exactly(&mut member, data_bytes, &mut bytes)
-        .map_err(|e| format!("its labels cannot be read: {e}"))?;
+    read_data(
+        &mut member,
+        &header,
+        integer_type.bytes,
+        "labels",
+        &mut bytes,
+    )?;
     bytes
-        .chunks_exact(width)
+        .chunks_exact(integer_type.bytes)
         .enumerate()
         .map(|(i, raw)| {
-            let label = integer(raw, signed, big_endian);
+            let label = integer_type.read(raw);
             match usize::try_from(label) {
                 Ok(label @ 1..=IMAGENET_CLASSES) => Ok(label - 1),
                 _ => Err(format!(
@@ -492,27 +519,6 @@ fn read_labels<R: Read + std::io::Seek>(
         .collect()
 }
 
-/// The integer stored in `raw` (1 to 8 bytes), signed or not, in the given byte order.
-fn integer(raw: &[u8], signed: bool, big_endian: bool) -> i128 {
-    let mut wide = [0u8; 8];
-    let width = raw.len();
-    if big_endian {
-        wide[..width].copy_from_slice(raw);
-        wide[..width].reverse();
-    } else {
-        wide[..width].copy_from_slice(raw);
-    }
-    let unsigned = u64::from_le_bytes(wide);
-    let bits = 8 * width as u32;
-    if signed && bits < 64 && unsigned >> (bits - 1) & 1 == 1 {
-        i128::from(unsigned) - (1i128 << bits)
-    } else if signed {
-        i128::from(unsigned as i64)
-    } else {
-        i128::from(unsigned)
-    }
-}
-
 /// Appends the `data` array of `images` images to `pixels` and returns their shape: `u8`, in C
 /// order, shaped `[images, 3·S·S]` (or `[images, 3, S, S]`, the same bytes). Reads the member to
 /// its end, so the archive's checksum of it is verified.
@@ -521,8 +527,16 @@ fn read_images<R: Read + std::io::Seek>(
     images: usize,
     pixels: &mut Vec<u8>,
 ) -> std::result::Result<[usize; 3], String> {
-    let (mut member, header, data_bytes) = open_array(archive, "data")?;
-    if header.integer_type() != Some((false, 1, false)) || header.fortran_order {
+    let (mut member, header) = open_array(archive, "data")?;
+    let is_bytes = matches!(
+        header.integer_type(),
+        Some(IntegerType {
+            signed: false,
+            bytes: 1,
+            ..
+        })
+    );
+    if !is_bytes || header.fortran_order {
         return Err(format!(
             "its data is of type {}{}, not bytes (u1) in C order",
             header.descr,
@@ -551,34 +565,36 @@ fn read_images<R: Read + std::io::Seek>(
             header.shape
         ));
     };
-    let bytes = header.elements().unwrap_or(usize::MAX);
-    if bytes as u64 != data_bytes {
-        return Err(format!(
-            "its data holds {data_bytes} bytes, not the {bytes} of its header's shape {:?}",
-            header.shape
-        ));
-    }
-    read_to_end_exactly(&mut member, data_bytes, pixels)
-        .map_err(|e| format!("its data cannot be read: {e}"))?;
+    read_data(&mut member, &header, 1, "data", pixels)?;
     Ok([3, side, side])
 }
 
-/// Appends the rest of `member`, which must be `bytes` long, to `out`, growing `out` as the
-/// bytes arrive (never by a size that the archive merely claims) and reading no more than one
-/// byte past `bytes` (a deflated member that inflates beyond its size is refused, not inflated).
+/// Appends the data of the array `name` (the rest of `member`, after its header) to `out`: as
+/// many elements of `width` bytes as the header's shape holds, no more and no fewer. `out` grows
+/// as the bytes arrive, never by what the header merely claims, and no more than one byte past
+/// the claim is read (a deflated member that inflates beyond it is refused, not inflated).
 /// Reading to the member's end makes the zip reader verify its checksum.
-fn read_to_end_exactly(
+fn read_data(
     member: &mut impl Read,
-    bytes: u64,
+    header: &ArrayHeader,
+    width: usize,
+    name: &str,
     out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    let start = out.len();
-    let read = member.take(bytes.saturating_add(1)).read_to_end(out)?;
-    if read as u64 != bytes {
-        out.truncate(start);
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("{read} bytes where the archive says {bytes}"),
+) -> std::result::Result<(), String> {
+    let Some(expected) = header.elements().and_then(|n| n.checked_mul(width)) else {
+        return Err(format!(
+            "its array `{name}` has shape {:?}, more bytes than memory can hold",
+            header.shape
+        ));
+    };
+    let read = member
+        .take(expected as u64 + 1)
+        .read_to_end(out)
+        .map_err(|e| format!("its array `{name}` cannot be read: {e}"))?;
+    if read != expected {
+        return Err(format!(
+            "its array `{name}` holds {read} bytes, not the {expected} of its header's shape {:?}",
+            header.shape
         ));
     }
     Ok(())
