@@ -606,6 +606,8 @@ fn downsampled_imagenet_bad_archives_are_errors_that_name_the_file() {
         format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}")
     };
     let good = rows("(2, 48)", "|u1", "False");
+    // An int64 labels header claiming `shape` (the data holds two labels).
+    let claimed_labels = |shape: &str| rows(shape, "<i8", "False");
     let data = vec![7u8; 96];
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -647,6 +649,25 @@ fn downsampled_imagenet_bad_archives_are_errors_that_name_the_file() {
             "no-labels",
             npz(&[("data.npy", npy(&good, &data))]),
             "no array `labels`",
+        ),
+        (
+            "labels-claim-a-million",
+            npz(&[
+                ("labels.npy", npy(&claimed_labels("(1000000,)"), &[1; 16])),
+                ("data.npy", npy(&good, &data)),
+            ]),
+            "array `labels` holds 16 bytes, not the 8000000",
+        ),
+        (
+            "labels-beyond-memory",
+            npz(&[
+                (
+                    "labels.npy",
+                    npy(&claimed_labels("(4611686018427387904,)"), &[1; 16]),
+                ),
+                ("data.npy", npy(&good, &data)),
+            ]),
+            "more bytes than memory can hold",
         ),
         (
             "not-npy",
