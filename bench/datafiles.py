@@ -4,6 +4,7 @@
     python3 bench/datafiles.py cut-idx SRC DST [--train N] [--test M]
     python3 bench/datafiles.py compare-runs RUN_A RUN_B [--tolerance T]
     python3 bench/datafiles.py synthetic-pngs DIR N [--side S] [--seed K]
+    python3 bench/datafiles.py synthetic-npz DIR N [--val M] [--batches B] [--side S] [--seed K]
 
 cut-idx: the first N training and M test images (and labels) of the IDX files in SRC (plain or
 `.gz`, e.g. Debian's /usr/share/datasets/fashion-mnist), written uncompressed to DST with their
@@ -20,6 +21,12 @@ Exit status 0 when every metric and every weight agree within --tolerance (defau
 synthetic-pngs: N RGB PNG files of S x S pixels (default 32, downsampled ImageNet's size) in DIR,
 named 000000.png, ...: colour ramps with 4 bits of noise, which compress about as well as
 ImageNet 32x32's PNGs (3 KB each), for measuring how glowflow reads large image folders.
+
+synthetic-npz: the downsampled ImageNet's archives as image-net.org distributes them (stored, not
+deflated, as numpy.savez writes): N images in DIR/train_data_batch_1.npz ... _B.npz (default 10
+batches) and M in DIR/val_data.npz (default 2000; with --batches 0 only val_data.npz), the same
+ramps as synthetic-pngs in rows of 3·S·S bytes, labels 1 to 1000 (int64), and the training
+archives' `mean`, for measuring how glowflow reads the archives.
 """
 
 import argparse
@@ -149,19 +156,44 @@ def png_bytes(rgb):
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
+def synthetic_images(rng, n, side):
+    """`n` synthetic `side x side` RGB images, n x side x side x 3 uint8: colour ramps with 4 bits
+    of noise in the red and green channels."""
+    ramp = np.arange(side)
+    base = rng.integers(0, 256, (n, 1, 1, 3))
+    noise = rng.integers(0, 16, (n, 2, side, side))
+    rgb = np.stack([
+        base[..., 0] + 4 * ramp[None, None, :] + noise[:, 0],
+        base[..., 1] + 4 * ramp[None, :, None] + noise[:, 1],
+        base[..., 2] + 2 * (ramp[None, None, :] + ramp[None, :, None]),
+    ], axis=-1) % 256
+    return rgb.astype(np.uint8)
+
+
 def synthetic_pngs(args):
     os.makedirs(args.dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    ramp = np.arange(args.side)
     for i in range(args.n):
-        base = rng.integers(0, 256, 3)
-        rgb = np.stack([
-            base[0] + 4 * ramp[None, :] + rng.integers(0, 16, (args.side, args.side)),
-            base[1] + 4 * ramp[:, None] + rng.integers(0, 16, (args.side, args.side)),
-            base[2] + 2 * (ramp[None, :] + ramp[:, None]),
-        ], axis=-1) % 256
         with open(os.path.join(args.dir, f"{i:06d}.png"), "wb") as f:
-            f.write(png_bytes(rgb.astype(np.uint8)))
+            f.write(png_bytes(synthetic_images(rng, 1, args.side)[0]))
+    return 0
+
+
+def synthetic_npz(args):
+    os.makedirs(args.dir, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+
+    def archive(name, n, mean):
+        rows = synthetic_images(rng, n, args.side).transpose(0, 3, 1, 2).reshape(n, -1)
+        arrays = {"data": rows, "labels": rng.integers(1, 1001, n).astype(np.int64)}
+        if mean:
+            arrays["mean"] = rows.mean(axis=0)
+        np.savez(os.path.join(args.dir, name), **arrays)
+
+    for b in range(args.batches):
+        count = args.n // args.batches + (b < args.n % args.batches)
+        archive(f"train_data_batch_{b + 1}.npz", count, True)
+    archive("val_data.npz", args.val, False)
     return 0
 
 
@@ -186,6 +218,14 @@ def main(argv=None):
     pngs.add_argument("--side", type=int, default=32, help="width and height (default 32)")
     pngs.add_argument("--seed", type=int, default=0)
     pngs.set_defaults(run=synthetic_pngs)
+    npz = sub.add_parser("synthetic-npz", help="the downsampled ImageNet's archives, synthetic")
+    npz.add_argument("dir")
+    npz.add_argument("n", type=int, help="training images")
+    npz.add_argument("--val", type=int, default=2000, help="test images (default 2000)")
+    npz.add_argument("--batches", type=int, default=10, help="training archives (default 10)")
+    npz.add_argument("--side", type=int, default=32, help="width and height (default 32)")
+    npz.add_argument("--seed", type=int, default=0)
+    npz.set_defaults(run=synthetic_npz)
     args = p.parse_args(argv)
     return args.run(args)
 

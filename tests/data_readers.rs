@@ -772,3 +772,159 @@ fn downsampled_imagenet_class_names_come_from_map_clsloc_or_are_the_labels() {
         &["line 1001", "label 7 is named twice"],
     );
 }
+
+/// Each split of the archives loads through the image cache as it loads without: the first load
+/// reads the pixels out of the zips into an entry of its own (one for the training archives, one
+/// for the test archive) and maps it, later loads map it without reading the pixels again; the
+/// listing names each entry's archives. A rewritten archive (a new time) makes a new entry that
+/// replaces its split's old one and leaves the other split's; a damaged entry is read again with
+/// a note; a cache that cannot be written leaves the pixels in memory.
+#[test]
+fn downsampled_imagenet_splits_load_through_the_image_cache() {
+    use glowflow::data::image_cache::{contents, load_archives, ImageCache};
+    let dir = TempDir::new("imagenet-cached");
+    let fixture = imagenet_fixture();
+    for name in [
+        "Imagenet8_train_npz/train_data_batch_1.npz",
+        "Imagenet8_train_npz/train_data_batch_2.npz",
+        "Imagenet8_val_npz/val_data.npz",
+    ] {
+        dir.write(name, &std::fs::read(fixture.join(name)).expect("fixture"));
+    }
+    let cache = TempDir::new("imagenet-cache");
+    let load = |split| {
+        let mut notes = Vec::new();
+        let loaded = load_archives(
+            &dir.0,
+            split,
+            &ImageCache::In(cache.0.clone()),
+            &mut |note| notes.push(note),
+        )
+        .expect("cached load");
+        (loaded, notes)
+    };
+    let expected = |split| match split {
+        Split::Train => (imagenet_pixels(0..5, 0), vec![0, 999, 6, 511, 2]),
+        Split::Test => (imagenet_pixels(0..2, 50), vec![999, 6]),
+    };
+    for (split, archives) in [
+        (
+            Split::Train,
+            "train_data_batch_1.npz, train_data_batch_2.npz",
+        ),
+        (Split::Test, "val_data.npz"),
+    ] {
+        let (pixels, labels) = expected(split);
+        let (first, notes) = load(split);
+        assert!(first.pixels.is_mapped());
+        assert_eq!(first.pixels, pixels);
+        assert_eq!(
+            (first.shape, first.labels, first.n_classes),
+            ([3, 8, 8], Some(labels), 1000)
+        );
+        assert!(
+            notes.len() == 1
+                && notes[0].contains(&format!("decoded the {} images", pixels.len() / 192))
+                && notes[0].contains(archives),
+            "{notes:?}"
+        );
+        let (again, notes) = load(split);
+        assert!(again.pixels.is_mapped() && notes.is_empty(), "{notes:?}");
+        assert_eq!(again.pixels, pixels);
+    }
+    let held = contents(&cache.0).expect("contents");
+    let mut listed: Vec<_> = held
+        .entries
+        .iter()
+        .map(|e| (e.archives.clone(), e.images, e.shape))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (
+                Some("train_data_batch_1.npz, train_data_batch_2.npz".to_string()),
+                5,
+                [3, 8, 8]
+            ),
+            (Some("val_data.npz".to_string()), 2, [3, 8, 8]),
+        ]
+    );
+    let canonical = dir.0.canonicalize().expect("canonical");
+    assert!(held.entries.iter().all(|e| e.folder == canonical));
+
+    // Batch 2 rewritten with a new time: a new training entry replaces the old one.
+    let batch_2 = dir.0.join("Imagenet8_train_npz/train_data_batch_2.npz");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&batch_2)
+        .expect("open");
+    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        .expect("set time");
+    drop(file);
+    let (rewritten, notes) = load(Split::Train);
+    assert_eq!(rewritten.pixels, expected(Split::Train).0);
+    assert!(
+        notes.len() == 1 && notes[0].contains("decoded the 5 images"),
+        "{notes:?}"
+    );
+    let entries = contents(&cache.0).expect("contents").entries;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+
+    // The training entry cut short: read again, with a note naming it.
+    let train_entry = entries
+        .iter()
+        .find(|e| e.images == 5)
+        .expect("train entry")
+        .file
+        .clone();
+    let bytes = std::fs::read(&train_entry).expect("entry");
+    std::fs::write(&train_entry, &bytes[..bytes.len() - 10]).expect("cut");
+    let (reread, notes) = load(Split::Train);
+    assert_eq!(reread.pixels, expected(Split::Train).0);
+    assert!(
+        notes.len() == 2 && notes[0].contains("is unusable") && notes[1].contains("decoded"),
+        "{notes:?}"
+    );
+
+    // A cache under a file cannot be written: the pixels stay in memory.
+    let blocker = TempDir::new("imagenet-blocker");
+    let file = blocker.write("file", b"a file, not a directory");
+    let mut notes = Vec::new();
+    let in_memory = load_archives(
+        &dir.0,
+        Split::Test,
+        &ImageCache::In(file.join("cache")),
+        &mut |note| notes.push(note),
+    )
+    .expect("in memory");
+    assert!(!in_memory.pixels.is_mapped());
+    assert_eq!(in_memory.pixels, expected(Split::Test).0);
+    assert!(
+        notes.len() == 1 && notes[0].contains("cannot use the image cache"),
+        "{notes:?}"
+    );
+    // An archive whose pixels are cut short, after a whole one was read into the entry: the
+    // load fails as without the cache, naming the archive, and leaves no file in the cache.
+    let short = imagenet_npz(
+        &[1, 2],
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 192), }",
+        &[7; 300],
+    );
+    std::fs::write(&batch_2, short).expect("damage");
+    let fresh = TempDir::new("imagenet-cache-bad");
+    let err = load_archives(
+        &dir.0,
+        Split::Train,
+        &ImageCache::In(fresh.0.clone()),
+        &mut |_| {},
+    )
+    .expect_err("bad archive");
+    assert_error_mentions(err, &batch_2, &["holds 300 bytes, not the 384"]);
+    let left: Vec<_> = std::fs::read_dir(&fresh.0)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|name| name != "cache.lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

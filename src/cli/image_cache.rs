@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use glowflow::data::image_cache::{
-    contents, of_this_process, remove_entries, ImageCache, CACHE_ENV,
+    contents, folder_and_archives, of_this_process, remove_entries, ImageCache, CACHE_ENV,
 };
 use glowflow::GlowError;
 
@@ -17,8 +17,8 @@ pub struct ImageCacheCommand {
     /// have an entry open keep reading it; the next load of its folder decodes it again.
     #[arg(long)]
     clear: bool,
-    /// With --clear: remove only the entries of this image folder (any name of it, or the path
-    /// of one deleted since).
+    /// With --clear: remove only the entries of this image folder, or of the downsampled
+    /// ImageNet's archives in it (any name of it, or the path of one deleted since).
     #[arg(long, requires = "clear")]
     folder: Option<PathBuf>,
 }
@@ -27,7 +27,7 @@ impl ImageCacheCommand {
     pub fn run(self, _ctx: &Context) -> Result<(), GlowError> {
         let ImageCache::In(dir) = of_this_process() else {
             println!(
-                "the image cache is off ({CACHE_ENV}=off): image folders are decoded into memory"
+                "the image cache is off ({CACHE_ENV}=off): image folders and archives are decoded into memory"
             );
             return Ok(());
         };
@@ -52,7 +52,7 @@ impl ImageCacheCommand {
             };
             println!(
                 "  {}: {} images of {c}x{h}x{w}{skipped}, {:.2} GB{gone}",
-                entry.folder.display(),
+                folder_and_archives(&entry.folder, entry.archives.as_deref()),
                 entry.images,
                 entry.bytes as f64 / 1e9
             );

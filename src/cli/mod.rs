@@ -95,8 +95,9 @@ enum Command {
     /// reconstructions, interpolations, attribute sliders, two models side by side. Serves a
     /// page and a JSON API (README: "Browser explorer") on 127.0.0.1 unless --host says otherwise.
     Serve(serve::Serve),
-    /// Lists the image cache (GLOWFLOW_IMAGE_CACHE): each image folder decoded into it, with its
-    /// images, their shape and the entry's size; --clear removes entries.
+    /// Lists the image cache (GLOWFLOW_IMAGE_CACHE): each image folder (or split of the
+    /// downsampled ImageNet's archives) decoded into it, with its images, their shape and the
+    /// entry's size; --clear removes entries.
     ImageCache(image_cache::ImageCacheCommand),
 }
 

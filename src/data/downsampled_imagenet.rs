@@ -18,6 +18,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::dataset::{ImageDataset, Split};
+use super::pixels::Pixels;
 use crate::error::{GlowError, Result};
 
 /// The number of classes, labelled 1 to 1000 in the files.
@@ -40,38 +41,122 @@ const DOWNLOAD_HELP: &str = "download Imagenet32_train_npz.zip and Imagenet32_va
 /// Reads one archive (e.g. `train_data_batch_1.npz`) into a labelled dataset of shape
 /// `[3, S, S]` with 1000 classes, labels shifted to `0..1000`.
 pub fn read_npz_batch(path: &Path) -> Result<ImageDataset> {
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    let shape = append_batch(path, &mut pixels, &mut labels)?;
-    Ok(dataset(shape, pixels, labels))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    SplitArchives::read(dir, vec![path.to_path_buf()])?.decode_in_memory()
 }
 
 /// Loads one split from `dir` (the archives in it or in its subfolders, as the zips unpack):
 /// the train split is `train_data_batch_1.npz`, `_2`, … concatenated in that order (every
 /// number from 1 to the largest present), the test split `val_data.npz`.
 pub fn load_split(dir: &Path, split: Split) -> Result<ImageDataset> {
-    let files = split_files(dir, split)?;
-    let (mut pixels, mut labels, mut shape) = (Vec::new(), Vec::new(), None::<[usize; 3]>);
-    for file in &files {
-        let this = append_batch(file, &mut pixels, &mut labels)?;
-        match shape {
-            Some(first) if first != this => {
-                return Err(GlowError::file(
-                    file,
-                    format!(
-                        "its images are {} pixels wide but {}'s are {}; the archives of one split \
-                         must come from one download (keep one size in {})",
-                        this[2],
-                        files[0].display(),
-                        first[2],
-                        dir.display()
-                    ),
-                ))
+    SplitArchives::find(dir, split)?.decode_in_memory()
+}
+
+/// The archives of one split with the labels of their images, read before their pixels: what
+/// [`load_split`] decodes, and what the image cache names its entry after
+/// ([`super::image_cache`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SplitArchives {
+    /// The directory the archives were looked for in.
+    pub dir: PathBuf,
+    /// Each archive, in order, with the labels of its images (`0..1000`).
+    pub archives: Vec<(PathBuf, Vec<usize>)>,
+}
+
+impl SplitArchives {
+    /// The archives of `split` under `dir` ([`load_split`]), with their labels read.
+    pub(crate) fn find(dir: &Path, split: Split) -> Result<SplitArchives> {
+        SplitArchives::read(dir, split_files(dir, split)?)
+    }
+
+    /// Reads the labels of the archives `files` of the directory `dir`.
+    fn read(dir: &Path, files: Vec<PathBuf>) -> Result<SplitArchives> {
+        let archives = files
+            .into_iter()
+            .map(|path| {
+                let labels = open_archive(&path)?.and_then(|mut archive| read_labels(&mut archive));
+                labels.map_err(|e| bad_archive(&path, e)).map(|l| (path, l))
+            })
+            .collect::<Result<_>>()?;
+        Ok(SplitArchives {
+            dir: dir.to_path_buf(),
+            archives,
+        })
+    }
+
+    /// The number of images in the archives.
+    pub(crate) fn images(&self) -> usize {
+        self.archives.iter().map(|(_, labels)| labels.len()).sum()
+    }
+
+    /// Hands the pixels of every archive's images to `sink`, CHW bytes in archive order, a part
+    /// of an archive at a time, and returns the images' shape `[3, S, S]`. Fails on an archive
+    /// whose `data` does not hold one `S x S` RGB image per label, and on archives of two sizes;
+    /// a failure of `sink` is returned as it is.
+    pub(crate) fn decode(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<[usize; 3]> {
+        let mut first: Option<(&Path, [usize; 3])> = None;
+        for (path, labels) in &self.archives {
+            let mut failed = None;
+            let mut pass = |bytes: &[u8]| {
+                sink(bytes).map_err(|e| {
+                    let reason = e.to_string();
+                    failed = Some(e);
+                    reason
+                })
+            };
+            let shape = open_archive(path)?
+                .and_then(|mut archive| read_images(&mut archive, labels.len(), &mut pass));
+            let shape = match (shape, failed) {
+                (_, Some(e)) => return Err(e),
+                (shape, None) => shape.map_err(|e| bad_archive(path, e))?,
+            };
+            match first {
+                Some((first_path, first_shape)) if first_shape != shape => {
+                    return Err(GlowError::file(
+                        path,
+                        format!(
+                            "its images are {} pixels wide but {}'s are {}; the archives of one \
+                             split must come from one download (keep one size in {})",
+                            shape[2],
+                            first_path.display(),
+                            first_shape[2],
+                            self.dir.display()
+                        ),
+                    ))
+                }
+                _ => first = first.or(Some((path, shape))),
             }
-            _ => shape = Some(this),
+        }
+        first.map(|(_, shape)| shape).ok_or_else(|| {
+            GlowError::file(&self.dir, format!("no archives in it; {DOWNLOAD_HELP}"))
+        })
+    }
+
+    /// The labelled dataset of 1000 classes of these archives' images, shaped `shape`, whose
+    /// pixels are `pixels`.
+    pub(crate) fn dataset(&self, shape: [usize; 3], pixels: Pixels) -> ImageDataset {
+        ImageDataset {
+            shape,
+            pixels,
+            labels: Some(
+                self.archives
+                    .iter()
+                    .flat_map(|(_, labels)| labels.iter().copied())
+                    .collect(),
+            ),
+            n_classes: IMAGENET_CLASSES,
         }
     }
-    let shape = shape.expect("split_files returns at least one file");
-    Ok(dataset(shape, pixels, labels))
+
+    /// Decodes every archive's images into one in-memory dataset.
+    pub(crate) fn decode_in_memory(&self) -> Result<ImageDataset> {
+        let mut pixels = Vec::new();
+        let shape = self.decode(&mut |bytes| {
+            pixels.extend_from_slice(bytes);
+            Ok(())
+        })?;
+        Ok(self.dataset(shape, pixels.into()))
+    }
 }
 
 /// The classes' names by label: the third field of each line of `map_clsloc.txt` in `dir` (or
@@ -139,16 +224,6 @@ fn read_class_map(path: &Path) -> Result<Vec<String>> {
         ));
     }
     Ok(names.into_iter().flatten().collect())
-}
-
-/// A labelled dataset of 1000 classes.
-fn dataset(shape: [usize; 3], pixels: Vec<u8>, labels: Vec<usize>) -> ImageDataset {
-    ImageDataset {
-        shape,
-        pixels: pixels.into(),
-        labels: Some(labels),
-        n_classes: IMAGENET_CLASSES,
-    }
 }
 
 /// The archives of `split` under `dir`, in order: the training batches numbered 1, 2, … with
@@ -247,31 +322,27 @@ fn batch_number(name: &str) -> Option<usize> {
     valid.then(|| digits.parse().ok()).flatten()
 }
 
-/// Appends the images of the archive `path` to `pixels` (CHW bytes) and their labels, shifted to
-/// `0..1000`, to `labels`; returns the images' shape `[3, S, S]`. Nothing is appended on error.
-fn append_batch(path: &Path, pixels: &mut Vec<u8>, labels: &mut Vec<usize>) -> Result<[usize; 3]> {
-    let bad = |message: String| GlowError::file(path, format!("{message}; {}", fix(path)));
+/// Opens the archive `path`: `Err` for a file that cannot be opened, `Ok(Err(reason))` for one
+/// that is not a zip archive.
+fn open_archive(
+    path: &Path,
+) -> Result<std::result::Result<zip::ZipArchive<BufReader<File>>, String>> {
     let file = File::open(path).map_err(|e| GlowError::io(path, e))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| bad(format!("not a NumPy .npz archive (a zip file): {e}")))?;
-    let batch_labels = read_labels(&mut archive).map_err(bad)?;
-    let start = pixels.len();
-    let shape = read_images(&mut archive, batch_labels.len(), pixels).inspect_err(|_| {
-        pixels.truncate(start);
-    });
-    let shape = shape.map_err(bad)?;
-    labels.extend(batch_labels);
-    Ok(shape)
+    Ok(zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| format!("not a NumPy .npz archive (a zip file): {e}")))
 }
 
-/// What to do about a bad archive.
-fn fix(path: &Path) -> String {
-    format!(
-        "{} is damaged or not one of the downsampled ImageNet's archives, unpack it again from \
-         its download",
-        path.file_name()
-            .unwrap_or(path.as_os_str())
-            .to_string_lossy()
+/// The error for the archive `path`, bad for `reason`: it names the file and how to fix it.
+fn bad_archive(path: &Path, reason: String) -> GlowError {
+    GlowError::file(
+        path,
+        format!(
+            "{reason}; {} is damaged or not one of the downsampled ImageNet's archives, unpack it \
+             again from its download",
+            path.file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+        ),
     )
 }
 
@@ -502,7 +573,10 @@ fn read_labels<R: Read + std::io::Seek>(
         &header,
         integer_type.bytes,
         "labels",
-        &mut bytes,
+        &mut |part| {
+            bytes.extend_from_slice(part);
+            Ok(())
+        },
     )?;
     bytes
         .chunks_exact(integer_type.bytes)
@@ -519,13 +593,13 @@ fn read_labels<R: Read + std::io::Seek>(
         .collect()
 }
 
-/// Appends the `data` array of `images` images to `pixels` and returns their shape: `u8`, in C
-/// order, shaped `[images, 3·S·S]` (or `[images, 3, S, S]`, the same bytes). Reads the member to
-/// its end, so the archive's checksum of it is verified.
+/// Hands the `data` array of `images` images to `sink`, a part at a time, and returns their
+/// shape: `u8`, in C order, shaped `[images, 3·S·S]` (or `[images, 3, S, S]`, the same bytes).
+/// Reads the member to its end, so the archive's checksum of it is verified.
 fn read_images<R: Read + std::io::Seek>(
     archive: &mut zip::ZipArchive<R>,
     images: usize,
-    pixels: &mut Vec<u8>,
+    sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
 ) -> std::result::Result<[usize; 3], String> {
     let (mut member, header) = open_array(archive, "data")?;
     let is_bytes = matches!(
@@ -565,21 +639,25 @@ fn read_images<R: Read + std::io::Seek>(
             header.shape
         ));
     };
-    read_data(&mut member, &header, 1, "data", pixels)?;
+    read_data(&mut member, &header, 1, "data", sink)?;
     Ok([3, side, side])
 }
 
-/// Appends the data of the array `name` (the rest of `member`, after its header) to `out`: as
-/// many elements of `width` bytes as the header's shape holds, no more and no fewer. `out` grows
-/// as the bytes arrive, never by what the header merely claims, and no more than one byte past
-/// the claim is read (a deflated member that inflates beyond it is refused, not inflated).
-/// Reading to the member's end makes the zip reader verify its checksum.
+/// The bytes handed to a [`read_data`] sink at once.
+const READ_PART: usize = 1 << 20;
+
+/// Hands the data of the array `name` (the rest of `member`, after its header) to `sink`, a part
+/// of at most [`READ_PART`] bytes at a time: as many elements of `width` bytes as the header's
+/// shape holds, no more and no fewer. Nothing is held but the part read, never what the header
+/// merely claims, and no more than one byte past the claim is read (a deflated member that
+/// inflates beyond it is refused, not inflated). Reading to the member's end makes the zip
+/// reader verify its checksum. A failure of `sink` ends the read with its reason.
 fn read_data(
     member: &mut impl Read,
     header: &ArrayHeader,
     width: usize,
     name: &str,
-    out: &mut Vec<u8>,
+    sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
 ) -> std::result::Result<(), String> {
     let Some(expected) = header.elements().and_then(|n| n.checked_mul(width)) else {
         return Err(format!(
@@ -587,10 +665,22 @@ fn read_data(
             header.shape
         ));
     };
-    let read = member
-        .take(expected as u64 + 1)
-        .read_to_end(out)
-        .map_err(|e| format!("its array `{name}` cannot be read: {e}"))?;
+    let mut member = member.take((expected as u64).saturating_add(1));
+    let mut part = vec![0u8; READ_PART.min(expected.saturating_add(1))];
+    let mut read = 0;
+    loop {
+        let n = match member.read(&mut part) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("its array `{name}` cannot be read: {e}")),
+        };
+        read += n;
+        if read > expected {
+            break;
+        }
+        sink(&part[..n])?;
+    }
     if read != expected {
         return Err(format!(
             "its array `{name}` holds {read} bytes, not the {expected} of its header's shape {:?}",

@@ -1,5 +1,6 @@
 //! The image cache: a folder dataset decoded once into a file that later loads, and every
-//! process on the machine, map instead of decoding the images again.
+//! process on the machine, map instead of decoding the images again; likewise each split of the
+//! downsampled ImageNet's NumPy archives ([`super::downsampled_imagenet`]).
 //!
 //! Decoding a folder costs minutes for a large dataset (ImageNet 64x64: 1.28 million PNGs, 15.7
 //! GB of pixels), and each process of a multi-process run held its own copy of the pixels, so 8
@@ -7,23 +8,25 @@
 //! the images straight into a file, never holding them all in memory, and every process then
 //! maps that file read-only: the kernel loads its pages as batches read them and shares them
 //! between the processes. A dataset larger than the machine's memory still trains, from the
-//! page cache and the disk.
+//! page cache and the disk. The archives' pixels are read out of the zips into an entry the same
+//! way, the labels from the archives at every load.
 //!
 //! **Entries.** An entry is named after a SHA-256 of everything its pixels depend on: the cache
-//! format's [`VERSION`], the folder's canonical path, the decoding options ([`FolderOptions`]),
-//! and every image file's path in the folder, label, size and modification time. An image added, removed,
-//! renamed or rewritten (new size or time) therefore makes a new entry, and writing it removes
-//! the folder's older entries (those with the same folder and options) and the entries of
-//! folders that no longer exist. A file replaced by another of the same size with its time kept
-//! (`cp -p`, `touch -r`) is not noticed: remove the folder's entry then (`glowflow image-cache
-//! --clear --folder DIR`, [`remove_entries`]). [`VERSION`] changes
-//! whenever glowflow decodes images differently.
+//! format's [`VERSION`], the folder's canonical path, the decoding options ([`FolderOptions`])
+//! or the archives' split, and every image file's (archive's) path in the folder, label, size
+//! and modification time. An image added, removed, renamed or rewritten (new size or time)
+//! therefore makes a new entry, and writing it removes the folder's older entries (those with the
+//! same folder and options, or split) and the entries of folders that no longer exist. A file
+//! replaced by another of the same size with its time kept (`cp -p`, `touch -r`) is not noticed:
+//! remove the folder's entry then (`glowflow image-cache --clear --folder DIR`,
+//! [`remove_entries`]). [`VERSION`] changes whenever glowflow decodes images differently.
 //!
 //! **Layout** (little-endian): the magic `GLOWIMGS`, the format version (u32), 4 reserved bytes,
 //! the number of pixel bytes (u64) and of description bytes (u64); the pixels from byte
 //! [`PIXELS_AT`] (NCHW, as [`super::dataset::ImageDataset::pixels`]), then the description, JSON
-//! (`Description`): the folder, the images' shape and count, and the skipped images with the
-//! reason. The files and labels are the folder's listing less the skipped images.
+//! (`Description`): the folder, the archives of a split, the images' shape and count, and the
+//! skipped images with the reason. The files and labels are the folder's listing less the
+//! skipped images, or the archives' labels.
 //!
 //! **Writes** go to a temporary that is renamed into place once complete and fsynced, so an
 //! entry that exists is whole; they happen under an exclusive lock on `DIR/cache.lock`, so
@@ -41,10 +44,15 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::folder::{self, BadImage, FolderLoad, FolderOptions, Listing, Sorted};
+use super::dataset::{ImageDataset, Split};
+use super::downsampled_imagenet::{self, SplitArchives};
+use super::folder::{self, FolderLoad, FolderOptions, Sorted};
 use super::pixels::Pixels;
 use crate::error::{GlowError, Result};
 use crate::io::atomic::{remove_stale_temporaries, write_atomic_with};
+use sources::{ArchiveImages, FolderImages};
+
+mod sources;
 
 /// The environment variable that places the cache: a directory, or `off` for none.
 pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
@@ -68,8 +76,12 @@ const ENTRY_EXTENSION: &str = "images";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Description {
-    /// The folder's canonical path.
+    /// The canonical path of the folder of the images, or of the archives.
     folder: PathBuf,
+    /// The archives of the split whose images the entry holds ([`Cacheable::archives`]); none
+    /// for a folder's images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archives: Option<String>,
     /// The images' shape, `[channels, height, width]`.
     shape: [usize; 3],
     /// The number of images in the entry.
@@ -149,10 +161,46 @@ pub fn load_folder(
         return folder::load_image_folder(dir, options);
     };
     folder::check_options(options)?;
-    let listing = folder::list_images(dir)?;
-    let canonical = dir.canonicalize().map_err(|e| GlowError::io(dir, e))?;
-    let entry = cache_dir.join(entry_name(dir, &canonical, options, &listing));
-    match map_entry(&entry, &canonical, &listing) {
+    let images = FolderImages {
+        dir,
+        canonical: dir.canonicalize().map_err(|e| GlowError::io(dir, e))?,
+        listing: folder::list_images(dir)?,
+        options,
+    };
+    load(images, cache_dir, note)
+}
+
+/// Loads one split of the downsampled ImageNet's archives under `dir` as
+/// [`downsampled_imagenet::load_split`] does, through `cache`, as [`load_folder`] loads a folder:
+/// the labels are read from the archives, the pixels mapped from the split's entry (written
+/// first if there is none).
+pub fn load_archives(
+    dir: &Path,
+    split: Split,
+    cache: &ImageCache,
+    note: &mut dyn FnMut(String),
+) -> Result<ImageDataset> {
+    let ImageCache::In(cache_dir) = cache else {
+        return downsampled_imagenet::load_split(dir, split);
+    };
+    let archives = ArchiveImages {
+        archives: SplitArchives::find(dir, split)?,
+        canonical: dir.canonicalize().map_err(|e| GlowError::io(dir, e))?,
+        split,
+    };
+    load(archives, cache_dir, note)
+}
+
+/// Loads `images` through the cache directory `cache_dir`: maps its entry if it exists and is
+/// whole, and otherwise writes the entry and maps it, or decodes the images into memory when the
+/// cache cannot be used.
+fn load<S: Cacheable>(
+    images: S,
+    cache_dir: &Path,
+    note: &mut dyn FnMut(String),
+) -> Result<S::Load> {
+    let entry = cache_dir.join(entry_name(&images));
+    match map_entry(&entry, &images) {
         Ok(Some(load)) => return Ok(load),
         Ok(None) => {}
         Err(reason) => note(format!(
@@ -163,9 +211,7 @@ pub fn load_folder(
     let writer = Writer {
         dir: cache_dir,
         entry: &entry,
-        folder: &canonical,
-        listing: &listing,
-        options,
+        images: &images,
     };
     match writer.write(note) {
         Ok(load) => Ok(load),
@@ -175,55 +221,105 @@ pub fn load_folder(
                 "cannot use the image cache {} ({reason}); decoding {} into memory (set {CACHE_ENV} \
                  to a directory with room, or to off)",
                 cache_dir.display(),
-                dir.display()
+                images.described()
             ));
-            listing.decode_in_memory(dir, options, folder::BAD_IMAGE_HELP)
+            images.decode_in_memory()
         }
     }
 }
 
-/// The entry file name of the folder `canonical`, listed under the name `dir`, decoded with
-/// `options`: a hash of the folder and the options (shared by the folder's entries), then a hash
-/// of those and of every image file's path inside the folder, label, size and modification time
-/// (so that every name of the folder, a symbolic link's or a relative one, finds one entry).
-fn entry_name(dir: &Path, canonical: &Path, options: &FolderOptions, listing: &Listing) -> String {
+/// A dataset that the cache holds entries of: what its entries are named after, how its images
+/// are decoded into one, and what a load of it returns ([`sources`] has the folder's and the
+/// archives').
+trait Cacheable {
+    /// What a load returns.
+    type Load;
+
+    /// The canonical path of the folder of its images or archives, which its entries record.
+    fn folder(&self) -> &Path;
+
+    /// For one split of the downsampled ImageNet, its archives' names (e.g.
+    /// `train_data_batch_1.npz … train_data_batch_10.npz`); `None` for a folder's images.
+    fn archives(&self) -> Option<String>;
+
+    /// Feeds what its entries share besides the folder (the decoding options, or the split) to
+    /// `hash`.
+    fn hash_kind(&self, hash: &mut Sha256);
+
+    /// Feeds its files to `hash`: their number, then each one's [`hash_file`].
+    fn hash_files(&self, hash: &mut Sha256);
+
+    /// The number of images listed, usable or not.
+    fn images(&self) -> usize;
+
+    /// The pixel bytes of the images, when known before decoding them.
+    fn bytes_needed(&self) -> Option<u64>;
+
+    /// Hands the CHW pixels of every usable image to `sink` in order (in parts of images, or
+    /// whole ones) and says which images were left out; fails as a load without the cache would,
+    /// or with `sink`'s error.
+    fn decode(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Sorted>;
+
+    /// The load of the images `sorted` kept, whose pixels are `pixels`.
+    fn load(&self, sorted: Sorted, pixels: Pixels) -> Self::Load;
+
+    /// Loads the images into memory, without the cache.
+    fn decode_in_memory(self) -> Result<Self::Load>;
+
+    /// The folder, and the archives where there are some, for notes.
+    fn described(&self) -> String {
+        folder_and_archives(self.folder(), self.archives().as_deref())
+    }
+}
+
+/// A folder and the archives of an entry, as notes and `glowflow image-cache` name them:
+/// `FOLDER`, or `FOLDER (ARCHIVES)`.
+pub fn folder_and_archives(folder: &Path, archives: Option<&str>) -> String {
+    match archives {
+        None => folder.display().to_string(),
+        Some(archives) => format!("{} ({archives})", folder.display()),
+    }
+}
+
+/// The entry file name of `images`: a hash of their folder and kind ([`Cacheable::hash_kind`],
+/// shared by the folder's entries of that kind), then a hash of those and of every file
+/// ([`Cacheable::hash_files`]).
+fn entry_name(images: &impl Cacheable) -> String {
     let mut source = Sha256::new();
     source.update(VERSION.to_le_bytes());
-    source.update(canonical.as_os_str().as_encoded_bytes());
+    source.update(images.folder().as_os_str().as_encoded_bytes());
     source.update([0]);
-    let bad = match options.on_bad_image {
-        BadImage::Error => 0u64,
-        BadImage::Skip => 1,
-    };
-    for value in [options.size, options.channels, Some(bad as usize)] {
-        source.update(value.map_or(u64::MAX, |v| v as u64).to_le_bytes());
-    }
+    images.hash_kind(&mut source);
     let folder_hash = source.clone().finalize();
-    let mut images = source;
-    images.update((listing.images.len() as u64).to_le_bytes());
-    for (path, label) in &listing.images {
-        let (len, modified) = std::fs::metadata(path)
-            .map(|m| {
-                let modified = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                (m.len(), modified)
-            })
-            .unwrap_or((u64::MAX, 0));
-        let name = path.strip_prefix(dir).unwrap_or(path);
-        images.update(name.as_os_str().as_encoded_bytes());
-        images.update([0]);
-        images.update(label.map_or(u64::MAX, |l| l as u64).to_le_bytes());
-        images.update(len.to_le_bytes());
-        images.update(modified.to_le_bytes());
-    }
+    let mut files = source;
+    images.hash_files(&mut files);
     format!(
         "{}-{}.{ENTRY_EXTENSION}",
         hex(&folder_hash[..8]),
-        hex(&images.finalize()[..16])
+        hex(&files.finalize()[..16])
     )
+}
+
+/// Feeds the file `path` to `hash`: its path inside `dir` (the name the folder was listed under,
+/// so that every name of the folder, a symbolic link's or a relative one, finds one entry), its
+/// label (`None` for none), size and modification time.
+fn hash_file(hash: &mut Sha256, dir: &Path, path: &Path, label: Option<usize>) {
+    let (len, modified) = std::fs::metadata(path)
+        .map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), modified)
+        })
+        .unwrap_or((u64::MAX, 0));
+    let name = path.strip_prefix(dir).unwrap_or(path);
+    hash.update(name.as_os_str().as_encoded_bytes());
+    hash.update([0]);
+    hash.update(label.map_or(u64::MAX, |l| l as u64).to_le_bytes());
+    hash.update(len.to_le_bytes());
+    hash.update(modified.to_le_bytes());
 }
 
 /// Lower-case hexadecimal digits of `bytes`.
@@ -271,13 +367,12 @@ impl Header {
     }
 }
 
-/// Maps the entry `path` of the folder `canonical` listed as `listing`: `Ok(None)` when there is
-/// no such entry, `Err` with the reason when the file is not a whole entry of that folder.
-fn map_entry(
+/// Maps the entry `path` of `images`: `Ok(None)` when there is no such entry, `Err` with the
+/// reason when the file is not a whole entry of them.
+fn map_entry<S: Cacheable>(
     path: &Path,
-    canonical: &Path,
-    listing: &Listing,
-) -> std::result::Result<Option<FolderLoad>, String> {
+    images: &S,
+) -> std::result::Result<Option<S::Load>, String> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
@@ -286,14 +381,14 @@ fn map_entry(
         Err(e) => return Err(format!("it cannot be opened: {e}")),
     };
     let (header, description) = read_entry(&mut file)?;
-    let sorted = check_description(&description, canonical, listing, header.pixel_bytes)?;
+    let sorted = check_description(&description, images, header.pixel_bytes)?;
     // SAFETY: entries are never written in place: each is written whole under a temporary name
     // and renamed into place, and is only ever removed or replaced by another rename, which
     // leaves the inode mapped here intact. The mapping is read-only.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("it cannot be mapped: {e}"))?;
     let pixels = Pixels::mapped(map, PIXELS_AT as usize, header.pixel_bytes as usize)
         .ok_or("it is shorter than its header says")?;
-    Ok(Some(listing.load(sorted, pixels)))
+    Ok(Some(images.load(sorted, pixels)))
 }
 
 /// Reads the header and the description of the entry open as `file`, checking that the file is
@@ -323,36 +418,32 @@ fn read_entry(file: &mut File) -> std::result::Result<(Header, Description), Str
     Ok((header, description))
 }
 
-/// Checks that `description` fits the folder `canonical` listed as `listing` and an entry of
-/// `pixel_bytes` pixels, returning which images it holds.
+/// Checks that `description` fits `images` and an entry of `pixel_bytes` pixels, returning which
+/// images it holds.
 fn check_description(
     description: &Description,
-    canonical: &Path,
-    listing: &Listing,
+    images: &impl Cacheable,
     pixel_bytes: u64,
 ) -> std::result::Result<Sorted, String> {
-    if description.folder != canonical {
+    if description.folder != images.folder() || description.archives != images.archives() {
         return Err(format!(
             "it holds the images of {}, not of {}",
-            description.folder.display(),
-            canonical.display()
+            folder_and_archives(&description.folder, description.archives.as_deref()),
+            images.described()
         ));
     }
     let skipped = &description.skipped;
     let in_order = skipped.windows(2).all(|pair| pair[0].0 < pair[1].0);
-    if !in_order
-        || skipped
-            .last()
-            .is_some_and(|(i, _)| *i >= listing.images.len())
-    {
+    if !in_order || skipped.last().is_some_and(|(i, _)| *i >= images.images()) {
         return Err("its skipped images are not images of the folder, in order".into());
     }
-    if description.images + skipped.len() != listing.images.len() || description.images == 0 {
+    if description.images + skipped.len() != images.images() || description.images == 0 {
         return Err(format!(
-            "it holds {} images and skips {}, but the folder has {} image files",
+            "it holds {} images and skips {}, but {} has {} images",
             description.images,
             skipped.len(),
-            listing.images.len()
+            images.described(),
+            images.images()
         ));
     }
     let image_bytes: usize = description.shape.iter().product();
@@ -385,24 +476,20 @@ impl From<GlowError> for Unwritten {
     }
 }
 
-/// Writes the entry of one folder.
-struct Writer<'a> {
+/// Writes the entry of one folder's images, or one split's archives.
+struct Writer<'a, S> {
     /// The cache directory.
     dir: &'a Path,
     /// The entry's path in it.
     entry: &'a Path,
-    /// The folder's canonical path.
-    folder: &'a Path,
-    /// The folder's images.
-    listing: &'a Listing,
-    /// How they are decoded.
-    options: &'a FolderOptions,
+    /// The images.
+    images: &'a S,
 }
 
-impl Writer<'_> {
+impl<S: Cacheable> Writer<'_, S> {
     /// Under the cache's lock, maps the entry if another process wrote it meanwhile, or else
     /// decodes the images into it, removes the entries it replaces, and maps it.
-    fn write(&self, note: &mut dyn FnMut(String)) -> std::result::Result<FolderLoad, Unwritten> {
+    fn write(&self, note: &mut dyn FnMut(String)) -> std::result::Result<S::Load, Unwritten> {
         let cache_error = |what: &str, e: std::io::Error| Unwritten::Cache(format!("{what}: {e}"));
         std::fs::create_dir_all(self.dir).map_err(|e| cache_error("cannot create it", e))?;
         let lock = open_lock(self.dir).map_err(|e| cache_error("cannot open its lock file", e))?;
@@ -413,7 +500,7 @@ impl Writer<'_> {
             ));
             lock.lock().map_err(|e| cache_error("cannot lock it", e))?;
         }
-        if let Ok(Some(load)) = map_entry(self.entry, self.folder, self.listing) {
+        if let Ok(Some(load)) = map_entry(self.entry, self.images) {
             return Ok(load);
         }
         remove_stale_temporaries(self.dir)?;
@@ -424,8 +511,8 @@ impl Writer<'_> {
         note(format!(
             "decoded the {} images of {} into the image cache {} ({:.2} GB; later loads map it \
              instead of decoding{})",
-            self.listing.images.len() - sorted.skipped.len(),
-            self.folder.display(),
+            self.images.images() - sorted.skipped.len(),
+            self.images.described(),
             self.entry.display(),
             bytes as f64 / 1e9,
             match removed {
@@ -433,7 +520,7 @@ impl Writer<'_> {
                 n => format!("; removed {n} outdated entries"),
             }
         ));
-        match map_entry(self.entry, self.folder, self.listing) {
+        match map_entry(self.entry, self.images) {
             Ok(Some(load)) => Ok(load),
             Ok(None) => Err(Unwritten::Cache("the entry written vanished".into())),
             Err(reason) => Err(Unwritten::Cache(format!(
@@ -442,18 +529,19 @@ impl Writer<'_> {
         }
     }
 
-    /// Refuses a cache without room for the images as the options size them (when they do).
+    /// Refuses a cache without room for the images, when their size is known.
     fn check_space(&self) -> std::result::Result<(), Unwritten> {
-        let (Some(size), Some(channels)) = (self.options.size, self.options.channels) else {
+        let Some(needed) = self.images.bytes_needed() else {
             return Ok(());
         };
-        let needed = (size * size * channels) as u64 * self.listing.images.len() as u64;
         match free_bytes(self.dir) {
-            Some(free) if free < needed + PIXELS_AT => Err(Unwritten::Cache(format!(
-                "the images need {:.2} GB and its file system has {:.2} GB free",
-                needed as f64 / 1e9,
-                free as f64 / 1e9
-            ))),
+            Some(free) if free < needed.saturating_add(PIXELS_AT) => {
+                Err(Unwritten::Cache(format!(
+                    "the images need {:.2} GB and its file system has {:.2} GB free",
+                    needed as f64 / 1e9,
+                    free as f64 / 1e9
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -466,28 +554,24 @@ impl Writer<'_> {
             let mut out = BufWriter::with_capacity(1 << 20, file);
             out.write_all(&[0; PIXELS_AT as usize]).map_err(io)?;
             let (mut pixel_bytes, mut failed) = (0u64, None);
-            let decoded = self.listing.decode(
-                self.folder,
-                self.options,
-                folder::BAD_IMAGE_HELP,
-                &mut |image| {
-                    pixel_bytes += image.len() as u64;
-                    out.write_all(image).map_err(|e| {
-                        let error = GlowError::io(self.entry, e);
-                        failed = Some(error.to_string());
-                        error
-                    })
-                },
-            );
+            let decoded = self.images.decode(&mut |image| {
+                pixel_bytes += image.len() as u64;
+                out.write_all(image).map_err(|e| {
+                    let error = GlowError::io(self.entry, e);
+                    failed = Some(error.to_string());
+                    error
+                })
+            });
             let sorted = match (decoded, failed) {
                 (Ok(sorted), None) => sorted,
                 (_, Some(reason)) => return Err(Unwritten::Cache(reason)),
                 (Err(e), None) => return Err(Unwritten::Data(e)),
             };
             let description = Description {
-                folder: self.folder.to_path_buf(),
+                folder: self.images.folder().to_path_buf(),
+                archives: self.images.archives(),
                 shape: sorted.shape,
-                images: self.listing.images.len() - sorted.skipped.len(),
+                images: self.images.images() - sorted.skipped.len(),
                 skipped: sorted.skipped.clone(),
             };
             let text =
@@ -505,8 +589,8 @@ impl Writer<'_> {
         })
     }
 
-    /// Removes the entries this one replaces: the folder's others (same folder and options,
-    /// other images) and those of folders that no longer exist. Returns how many it removed.
+    /// Removes the entries this one replaces: the folder's others of the same kind (same folder
+    /// and options, or split; other files) and those of folders that no longer exist. Returns how many it removed.
     fn remove_replaced_entries(&self) -> usize {
         let name = self
             .entry
@@ -554,8 +638,10 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 pub struct EntryInfo {
     /// The entry's file.
     pub file: PathBuf,
-    /// The folder whose images it holds (canonical path).
+    /// The folder whose images it holds (canonical path), or the folder of its archives.
     pub folder: PathBuf,
+    /// The archives of the split whose images it holds; `None` for a folder's images.
+    pub archives: Option<String>,
     /// Their shape, `[channels, height, width]`.
     pub shape: [usize; 3],
     /// How many images it holds.
@@ -585,6 +671,7 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
         match read {
             Ok((header, description)) => found.push(EntryInfo {
                 folder: description.folder,
+                archives: description.archives,
                 shape: description.shape,
                 images: description.images,
                 skipped: description.skipped.len(),

@@ -84,9 +84,9 @@ pub enum DataSource {
 
 impl DataSource {
     /// Loads one split for a model of images `image`; a missing dataset is an error that says
-    /// how to get it. Folders load through this process's image cache
-    /// ([`image_cache::of_this_process`]); images skipped in them, and notes on the cache, are
-    /// reported through `warn`.
+    /// how to get it. Folders and the downsampled ImageNet's archives load through this
+    /// process's image cache ([`image_cache::of_this_process`]); images skipped in folders, and
+    /// notes on the cache, are reported through `warn`.
     pub fn load(
         &self,
         split: Split,
@@ -107,9 +107,10 @@ impl DataSource {
         match self {
             DataSource::Idx { dir } => Ok((idx::load_mnist_split(dir, split)?, None)),
             DataSource::Cifar10 { dir } => Ok((cifar::load_cifar10_split(dir, split)?, None)),
-            DataSource::DownsampledImagenet { dir } => {
-                Ok((downsampled_imagenet::load_split(dir, split)?, None))
-            }
+            DataSource::DownsampledImagenet { dir } => Ok((
+                image_cache::load_archives(dir, split, image_cache::of_this_process(), warn)?,
+                None,
+            )),
             DataSource::Folder {
                 train,
                 test,
