@@ -314,7 +314,6 @@ fn every_cluster_size_gives_the_weights_of_one_process_when_recomputing() {
 /// and train to the weights and figures of one process that decodes the folders into memory.
 #[test]
 fn ranks_share_the_image_cache_and_train_as_one_process() {
-    use glowflow::data::image_cache::CACHE_ENV;
     use glowflow::data::source::DataSource;
     let (root, _) = setup("mpi-folders", false);
     for (folder, n) in [("train", 40u32), ("test", 12)] {
@@ -337,11 +336,55 @@ fn ranks_share_the_image_cache_and_train_as_one_process() {
         random_crop_from: None,
     };
     train.save(&config).expect("write the config");
+    ranks_through_one_cache_train_as_one_process(&root, &config, "1x8x8");
+}
+
+/// Ranks read the downsampled ImageNet's archives through one image cache as they read a
+/// folder ([`ranks_share_the_image_cache_and_train_as_one_process`]): one entry per split, and
+/// the weights and figures of one process that reads the archives into memory.
+#[test]
+fn ranks_share_the_archives_cache_and_train_as_one_process() {
+    use glowflow::data::source::DataSource;
+    let (root, _) = setup("mpi-archives", false);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/downsampled-imagenet");
+    for name in [
+        "Imagenet8_train_npz/train_data_batch_1.npz",
+        "Imagenet8_train_npz/train_data_batch_2.npz",
+        "Imagenet8_val_npz/val_data.npz",
+    ] {
+        let to = root.join("archives").join(name);
+        std::fs::create_dir_all(to.parent().expect("folder")).expect("folder");
+        std::fs::copy(fixture.join(name), to).expect("copy");
+    }
+    let config = root.join("archives.json");
+    let mut train =
+        glowflow::train::config::TrainConfig::load(&root.join("train.json")).expect("config");
+    train.data = DataSource::DownsampledImagenet {
+        dir: root.join("archives"),
+    };
+    // The fixture's 5 training images and 2 test images: 2 shards of 2, evaluation of both.
+    (train.batch_size, train.batch_shards, train.init_images) = (4, 2, 4);
+    (train.eval_images, train.eval_batch_size) = (2, 2);
+    train.save(&config).expect("write the config");
+    ranks_through_one_cache_train_as_one_process(&root.join("archives"), &config, "3x8x8");
+}
+
+/// Trains the run of `config` on the data at `data` (images of shape `image`) on one process
+/// that reads it into memory (`GLOWFLOW_IMAGE_CACHE=off`) and on two ranks starting on an empty
+/// image cache; asserts that the ranks left one entry per split (the training and the test
+/// images) and nothing else, and ended with the one process's weights and figures.
+fn ranks_through_one_cache_train_as_one_process(data: &Path, config: &Path, image: &str) {
+    use glowflow::data::image_cache::CACHE_ENV;
+    let root = config.parent().expect("the config's folder");
     let cache = root.join("cache");
     let run = |processes: usize, name: &str, cache: &Path| {
+        let out = root.join(name);
+        let mut args = new_run(data, config, &out, "6");
+        let at = args.iter().position(|a| *a == "--image").expect("--image") + 1;
+        args[at] = image;
         let mut command = glowflow_command_on(processes);
         command.env(CACHE_ENV, cache).arg("train");
-        succeeded(command.args(new_run(&root, &config, &root.join(name), "6")));
+        succeeded(command.args(args));
     };
     run(1, "one", Path::new("off"));
     run(2, "two", &cache);
