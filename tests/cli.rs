@@ -394,7 +394,9 @@ fn imagenet32_ycond_trains_on_the_downsampled_imagenets_archives_over_1000_class
     assert_eq!((model.n_classes, model.class_head), (1000, true));
     assert_eq!(
         train.data,
-        glowflow::data::source::DataSource::DownsampledImagenet { dir: fixture }
+        glowflow::data::source::DataSource::DownsampledImagenet {
+            dir: fixture.clone()
+        }
     );
     let run_arg = run.to_str().expect("utf-8");
     let (printed, _) = common::succeeds(&["eval", "--model", run_arg]);
@@ -411,6 +413,19 @@ fn imagenet32_ycond_trains_on_the_downsampled_imagenets_archives_over_1000_class
         "sample", "--model", run_arg, "--class", "999", "--n", "2", "--out", grid_arg,
     ]);
     assert!(grid.is_file());
+    // Each split went through the tests' image cache, which lists it by its archives.
+    let (listed, _) = common::succeeds(&["image-cache"]);
+    let fixture = fixture
+        .canonicalize()
+        .expect("fixture")
+        .display()
+        .to_string();
+    for entry in [
+        "(train_data_batch_1.npz, train_data_batch_2.npz): 5 images of 3x8x8",
+        "(val_data.npz): 2 images of 3x8x8",
+    ] {
+        assert!(listed.contains(&format!("{fixture} {entry}")), "{listed}");
+    }
 }
 
 #[test]
