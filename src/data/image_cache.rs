@@ -590,7 +590,8 @@ impl<S: Cacheable> Writer<'_, S> {
     }
 
     /// Removes the entries this one replaces: the folder's others of the same kind (same folder
-    /// and options, or split; other files) and those of folders that no longer exist. Returns how many it removed.
+    /// and options, or split; other files) and those of folders that no longer exist. Returns
+    /// how many it removed.
     fn remove_replaced_entries(&self) -> usize {
         let name = self
             .entry
