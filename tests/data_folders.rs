@@ -11,7 +11,7 @@ use glowflow::GlowError;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
 mod common;
-use common::{assert_error_mentions, TempDir};
+use common::{assert_error_mentions, cache_files, TempDir};
 
 /// Saves `image` as `name` in `dir` (format from the extension) and returns its path.
 fn save_rgb(dir: &TempDir, name: &str, image: &RgbImage) -> PathBuf {
@@ -421,20 +421,6 @@ fn classes_with_a_bad_image(name: &str) -> (TempDir, FolderOptions) {
     (dir, options)
 }
 
-/// The cache's entries and temporaries in `dir`, by name.
-fn cache_files(dir: &TempDir) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(&dir.0)
-        .map(|entries| {
-            entries
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .filter(|name| name != "cache.lock")
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// Loads `dir` through the cache `cache`, returning the load and the notes.
 fn load_cached(
     dir: &TempDir,
@@ -472,7 +458,7 @@ fn the_image_cache_gives_what_decoding_gives_and_maps_it_later() {
         notes.len() == 1 && notes[0].contains("decoded the 10 images"),
         "{notes:?}"
     );
-    let entries = cache_files(&cache);
+    let entries = cache_files(&cache.0);
     assert!(
         entries.len() == 1 && entries[0].ends_with(".images"),
         "{entries:?}"
@@ -534,8 +520,8 @@ fn the_image_cache_gives_what_decoding_gives_and_maps_it_later() {
         notes.len() == 1 && notes[0].contains("removed 1 outdated"),
         "{notes:?}"
     );
-    assert_eq!(cache_files(&cache).len(), 1);
-    assert_ne!(cache_files(&cache), entries);
+    assert_eq!(cache_files(&cache.0).len(), 1);
+    assert_ne!(cache_files(&cache.0), entries);
 }
 
 /// An entry cut short, or one whose header is not the cache's, is decoded again with a note
@@ -546,7 +532,7 @@ fn an_unusable_cache_entry_is_decoded_again() {
     let cache = TempDir::new("damaged-cache");
     let decoded = load_image_folder(&dir.0, &options).expect("decode");
     load_cached(&dir, &options, &cache);
-    let entry = cache.0.join(&cache_files(&cache)[0]);
+    let entry = cache.0.join(&cache_files(&cache.0)[0]);
     let bytes = std::fs::read(&entry).expect("entry");
     let damages: [(&str, Vec<u8>); 3] = [
         ("cut short", bytes[..bytes.len() - 7].to_vec()),
@@ -587,7 +573,12 @@ fn a_killed_cache_writers_temporary_is_removed_by_the_next_writer() {
     let (load, _) = load_cached(&dir, &options, &cache);
     assert_eq!(load, load_image_folder(&dir.0, &options).expect("decode"));
     assert!(!stale.exists(), "the dead writer's temporary is removed");
-    assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
+    assert_eq!(
+        cache_files(&cache.0).len(),
+        1,
+        "{:?}",
+        cache_files(&cache.0)
+    );
 }
 
 /// Loads of one folder that start together decode it once: one writes the entry while the
@@ -616,7 +607,7 @@ fn concurrent_loads_through_the_image_cache_decode_once() {
         assert_eq!(*load, decoded);
         assert!(load.dataset.pixels.is_mapped());
     }
-    assert_eq!(cache_files(&cache).len(), 1, "no temporaries left");
+    assert_eq!(cache_files(&cache.0).len(), 1, "no temporaries left");
 }
 
 /// A cache that cannot be written (here a path under a file) leaves the load to memory, with a
@@ -662,7 +653,11 @@ fn the_image_cache_steps_aside_when_it_cannot_be_used() {
         cached.expect_err("bad image").to_string(),
         plain.expect_err("bad image").to_string()
     );
-    assert!(cache_files(&cache).is_empty(), "{:?}", cache_files(&cache));
+    assert!(
+        cache_files(&cache.0).is_empty(),
+        "{:?}",
+        cache_files(&cache.0)
+    );
 
     assert_eq!(
         ImageCache::from_setting(Some("off"), Some("/x"), Some("/h")),
@@ -690,5 +685,5 @@ fn the_image_cache_steps_aside_when_it_cannot_be_used() {
     drop(gone);
     let (_, notes) = load_cached(&dir, &options, &cache);
     assert!(notes[0].contains("removed 1 outdated"), "{notes:?}");
-    assert_eq!(cache_files(&cache).len(), 1);
+    assert_eq!(cache_files(&cache.0).len(), 1);
 }

@@ -921,10 +921,6 @@ fn downsampled_imagenet_splits_load_through_the_image_cache() {
     )
     .expect_err("bad archive");
     assert_error_mentions(err, &batch_2, &["holds 300 bytes, not the 384"]);
-    let left: Vec<_> = std::fs::read_dir(&fresh.0)
-        .expect("cache dir")
-        .map(|e| e.expect("entry").file_name())
-        .filter(|name| name != "cache.lock")
-        .collect();
+    let left = common::cache_files(&fresh.0);
     assert!(left.is_empty(), "{left:?}");
 }

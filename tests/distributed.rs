@@ -388,11 +388,7 @@ fn ranks_through_one_cache_train_as_one_process(data: &Path, config: &Path, imag
     };
     run(1, "one", Path::new("off"));
     run(2, "two", &cache);
-    let entries: Vec<String> = std::fs::read_dir(&cache)
-        .expect("the cache")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "cache.lock")
-        .collect();
+    let entries = cache_files(&cache);
     assert!(
         entries.len() == 2 && entries.iter().all(|e| e.ends_with(".images")),
         "{entries:?}"

@@ -257,6 +257,21 @@ impl Drop for TempDir {
     }
 }
 
+/// The image cache's entries and temporaries in the cache directory `dir`, by name (its lock
+/// file left out); none if `dir` does not exist.
+pub fn cache_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "cache.lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Asserts that `err` names `path` and mentions every one of `facts`.
 pub fn assert_error_mentions(err: glowflow::GlowError, path: &std::path::Path, facts: &[&str]) {
     let msg = err.to_string();
