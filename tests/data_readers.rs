@@ -733,6 +733,27 @@ fn downsampled_imagenet_finds_every_numbered_batch_or_says_which_is_missing() {
     let second = mixed.write("train_data_batch_2.npz", &small);
     let err = load_split(&mixed.0, Split::Train).expect_err("two sizes");
     assert_error_mentions(err, &second, &["4 pixels wide", "8"]);
+    // Archives that hold no images: where to download the split.
+    let hollow = TempDir::new("imagenet-hollow");
+    hollow.write("train_data_batch_1.npz", &hollow_npz());
+    hollow.write("val_data.npz", &hollow_npz());
+    for split in [Split::Train, Split::Test] {
+        let err = load_split(&hollow.0, split).expect_err("no images");
+        assert_error_mentions(
+            err,
+            &hollow.0,
+            &["no images in its archives", "Imagenet32_train_npz.zip"],
+        );
+    }
+}
+
+/// An archive of no images, 8 x 8 ones by its data's shape.
+fn hollow_npz() -> Vec<u8> {
+    imagenet_npz(
+        &[],
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (0, 192), }",
+        &[],
+    )
 }
 
 #[test]
@@ -921,6 +942,23 @@ fn downsampled_imagenet_splits_load_through_the_image_cache() {
     )
     .expect_err("bad archive");
     assert_error_mentions(err, &batch_2, &["holds 300 bytes, not the 384"]);
+    let left = common::cache_files(&fresh.0);
+    assert!(left.is_empty(), "{left:?}");
+    // A split whose archives hold no images fails before an entry is written.
+    let hollow = TempDir::new("imagenet-hollow-cached");
+    hollow.write("val_data.npz", &hollow_npz());
+    let err = load_archives(
+        &hollow.0,
+        Split::Test,
+        &ImageCache::In(fresh.0.clone()),
+        &mut |_| {},
+    )
+    .expect_err("no images");
+    assert_error_mentions(
+        err,
+        &hollow.0,
+        &["no images in its archives (val_data.npz)"],
+    );
     let left = common::cache_files(&fresh.0);
     assert!(left.is_empty(), "{left:?}");
 }

@@ -90,10 +90,14 @@ impl SplitArchives {
     }
 
     /// Hands the pixels of every archive's images to `sink`, CHW bytes in archive order, a part
-    /// of an archive at a time, and returns the images' shape `[3, S, S]`. Fails on an archive
-    /// whose `data` does not hold one `S x S` RGB image per label, and on archives of two sizes;
-    /// a failure of `sink` is returned as it is.
+    /// of an archive at a time, and returns the images' shape `[3, S, S]`. Fails before `sink`
+    /// is called when the archives hold no images, on an archive whose `data` does not hold one
+    /// `S x S` RGB image per label, and on archives of two sizes; a failure of `sink` is
+    /// returned as it is.
     pub(crate) fn decode(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<[usize; 3]> {
+        if self.images() == 0 {
+            return Err(self.no_images());
+        }
         let mut first: Option<(&Path, [usize; 3])> = None;
         for (path, labels) in &self.archives {
             let mut failed = None;
@@ -127,9 +131,28 @@ impl SplitArchives {
                 _ => first = first.or(Some((path, shape))),
             }
         }
-        first.map(|(_, shape)| shape).ok_or_else(|| {
-            GlowError::file(&self.dir, format!("no archives in it; {DOWNLOAD_HELP}"))
-        })
+        first
+            .map(|(_, shape)| shape)
+            .ok_or_else(|| self.no_images())
+    }
+
+    /// The error for a split without images: no archives, or archives that hold none.
+    fn no_images(&self) -> GlowError {
+        let names: Vec<_> = self
+            .archives
+            .iter()
+            .map(|(path, _)| {
+                path.file_name()
+                    .unwrap_or(path.as_os_str())
+                    .to_string_lossy()
+            })
+            .collect();
+        let what = if names.is_empty() {
+            "no archives in it".to_string()
+        } else {
+            format!("no images in its archives ({})", names.join(", "))
+        };
+        GlowError::file(&self.dir, format!("{what}; {DOWNLOAD_HELP}"))
     }
 
     /// The labelled dataset of 1000 classes of these archives' images, shaped `shape`, whose
