@@ -1,4 +1,4 @@
-//! Image folders (PNG / JPEG, resize + centre-crop, channels, bad images) and the CelebA
+//! Image folders (PNG / JPEG, centre-crop + Pillow's resize, channels, bad images) and the CelebA
 //! attribute list: each test writes synthetic files into its own temp directory and checks the
 //! shapes, pixels, labels and errors that come back.
 
@@ -146,6 +146,76 @@ fn resize_then_centre_crop_of_a_tall_image_gives_size_and_keeps_the_centre() {
     assert_eq!(centre, [0, 200, 0]);
     let corner: Vec<u8> = (0..3).map(|c| at(c, 0, 0)).collect();
     assert_eq!(corner, [128, 128, 128]);
+}
+
+/// tests/fixtures/pillow-lanczos: Pillow's own resizes (tests/fixtures/make_pillow_lanczos.py).
+fn pillow_fixture(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pillow-lanczos")
+        .join(name)
+}
+
+/// A fixture PNG's `[channels, height, width]` and its pixels, interleaved (HWC) and in CHW
+/// order.
+fn pillow_png(name: &str) -> ([usize; 3], Vec<u8>, Vec<u8>) {
+    let image = image::open(pillow_fixture(name)).expect("fixture PNG");
+    let channels = usize::from(image.color().channel_count());
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let hwc = image.into_bytes();
+    let chw = (0..channels)
+        .flat_map(|c| hwc.iter().skip(c).step_by(channels).copied())
+        .collect();
+    ([channels, height, width], hwc, chw)
+}
+
+#[test]
+fn lanczos_resize_is_pillows_bit_for_bit() {
+    use glowflow::data::resample::lanczos;
+    let ([_, height, width], source, _) = pillow_png("source-rgb.png");
+    // One axis down, the other kept; the other way round; one up and one down.
+    for (new_width, new_height) in [(37, 70), (100, 23), (150, 45)] {
+        let ([_, h, w], expected, _) =
+            pillow_png(&format!("resized-rgb-{new_width}x{new_height}.png"));
+        assert_eq!([h, w], [new_height, new_width]);
+        let resized = lanczos(&source, [height, width, 3], [new_height, new_width]);
+        let differing = resized
+            .iter()
+            .zip(&expected)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            resized.len() == expected.len() && differing == 0,
+            "{new_width}x{new_height}: {differing} of {} samples differ from Pillow's",
+            expected.len()
+        );
+    }
+    // The saturated bars ring: Pillow clips values beyond 0 and 255, and so must the resize.
+    let ([_, h, w], expected, _) = pillow_png("resized-rgb-150x45.png");
+    assert!(expected.contains(&0) && expected.contains(&255), "{h}x{w}");
+}
+
+#[test]
+fn folders_are_fitted_to_a_size_as_openai_glow_made_its_lsun_data() {
+    // The central square, then Pillow's Lanczos: down by 2.2 and by 3.5, up by 1.4, and a grey
+    // image only cropped (its shorter side is the size).
+    for (source, sizes) in [("rgb", &[32, 20, 96][..]), ("grey", &[12, 29][..])] {
+        let dir = TempDir::new(&format!("pillow-{source}"));
+        let png = std::fs::read(pillow_fixture(&format!("source-{source}.png"))).expect("fixture");
+        dir.write("image.png", &png);
+        for &size in sizes {
+            let options = FolderOptions {
+                size: Some(size),
+                ..FolderOptions::default()
+            };
+            let data = load_image_folder(&dir.0, &options).expect("load").dataset;
+            let (shape, _, expected) = pillow_png(&format!("fitted-{source}-{size}.png"));
+            assert_eq!(data.shape, shape, "{source} at {size}");
+            assert!(
+                data.pixels == expected,
+                "{source} at {size}: not Pillow's pixels"
+            );
+        }
+    }
 }
 
 #[test]
@@ -556,6 +626,52 @@ fn an_unusable_cache_entry_is_decoded_again() {
         );
         assert_eq!(std::fs::read(&entry).expect("rewritten"), bytes, "{damage}");
     }
+}
+
+/// Entries of another format version are listed as such and never read; writing an entry removes
+/// an older version's (an older glowflow decoded its images differently) and keeps a newer one's.
+#[test]
+fn entries_of_an_older_format_version_are_removed_when_an_entry_is_written() {
+    use glowflow::data::image_cache::{contents, VERSION};
+    let (dir, options) = classes_with_a_bad_image("versions");
+    let cache = TempDir::new("versions-cache");
+    load_cached(&dir, &options, &cache);
+    let entry = cache.0.join(&cache_files(&cache.0)[0]);
+    let bytes = std::fs::read(&entry).expect("entry");
+    let with_version = |version: u32| [&bytes[..8], &version.to_le_bytes(), &bytes[12..]].concat();
+    let older = cache.write("0000000000000000-older.images", &with_version(VERSION - 1));
+    let newer = cache.write("ffffffffffffffff-newer.images", &with_version(VERSION + 1));
+    let listed = contents(&cache.0).expect("contents");
+    assert_eq!(listed.entries.len(), 1);
+    let reasons: Vec<(&PathBuf, &str)> = listed
+        .damaged
+        .iter()
+        .map(|(f, r)| (f, r.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                &older,
+                &*format!(
+                    "format version {}, of an older glowflow, not {VERSION}",
+                    VERSION - 1
+                )
+            ),
+            (
+                &newer,
+                &*format!(
+                    "format version {}, of a newer glowflow, not {VERSION}",
+                    VERSION + 1
+                )
+            ),
+        ]
+    );
+    // Another folder's entry written: the older version's is gone, the newer one's kept.
+    let (other, _) = classes_with_a_bad_image("versions-other");
+    load_cached(&other, &options, &cache);
+    assert!(!older.exists() && newer.exists());
+    assert_eq!(contents(&cache.0).expect("contents").entries.len(), 2);
 }
 
 /// A writer killed while it wrote an entry leaves its temporary (`.NAME.tmp-PID`), which the next

@@ -54,7 +54,7 @@ pub struct Train {
     /// For image folders: skip unreadable or unusable images with a warning.
     #[arg(long)]
     skip_bad_images: bool,
-    /// For image folders: resize and centre-crop the images to N x N instead of the model's
+    /// For image folders: centre-crop and resize the images to N x N instead of the model's
     /// size, and train on a random model-size window of each at each step (RealNVP's and
     /// openai/glow's LSUN: 96, the lsun64 preset's); evaluation reads the central window.
     #[arg(long, value_name = "N", value_parser = at_least_one())]

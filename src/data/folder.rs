@@ -8,11 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{ImageBuffer, ImageReader, Pixel};
 use rayon::prelude::*;
 
 use super::dataset::ImageDataset;
+use super::resample;
 use crate::error::{GlowError, Result};
 
 /// File extensions (compared case-insensitively) that are read as images.
@@ -35,11 +36,11 @@ pub enum BadImage {
 /// How [`load_image_folder`] turns the files into equally shaped images.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FolderOptions {
-    /// Resize and centre-crop every image to `size x size`, as CelebA / LSUN Glow pipelines do:
-    /// the image is scaled (triangle filter, aspect ratio kept) so that its shorter side is
-    /// `size` and its longer side is `round(longer * size / shorter)`, then the central
-    /// `size x size` square is cut out. The crop starts at `floor(excess / 2)`, so when the
-    /// excess is odd the extra pixel is dropped at the right (bottom). An image whose shorter
+    /// Centre-crop and resize every image to `size x size`, as openai/glow made its LSUN data:
+    /// the central square of side `shorter = min(width, height)` is cut out, starting at
+    /// `floor((longer − shorter) / 2)` (when the excess is odd, the extra pixel is dropped at
+    /// the right or bottom), and resized to `size x size` with Pillow's Lanczos filter
+    /// (`Image.ANTIALIAS`), bit for bit ([`super::resample::lanczos`]). An image whose shorter
     /// side already is `size` is only cropped, never resampled.
     ///
     /// `None` keeps every image's size; an image whose height and width differ from the first
@@ -386,9 +387,9 @@ fn convert(
         None => image.color().has_color(),
     };
     Ok(if rgb {
-        to_chw(&fit(image.into_rgb8(), options.size))
+        fit(image.into_rgb8(), options.size)
     } else {
-        to_chw(&fit(image.into_luma8(), options.size))
+        fit(image.into_luma8(), options.size)
     })
 }
 
@@ -470,44 +471,34 @@ fn format_name(path: &Path) -> &'static str {
 /// An 8-bit image buffer with pixel type `P`.
 type Buffer<P> = ImageBuffer<P, Vec<u8>>;
 
-/// Resizes and centre-crops `image` to `size x size` as [`FolderOptions::size`] describes;
-/// `None` returns it unchanged.
-fn fit<P: Pixel<Subpixel = u8> + 'static>(image: Buffer<P>, size: Option<usize>) -> Buffer<P> {
-    let Some(size) = size.and_then(|s| u32::try_from(s).ok()) else {
-        return image;
-    };
-    let (width, height) = image.dimensions();
-    let (new_width, new_height) = scaled_to_shorter_side(width, height, size);
-    let scaled = if (new_width, new_height) == (width, height) {
-        image
-    } else {
-        imageops::resize(&image, new_width, new_height, FilterType::Triangle)
-    };
-    let (left, top) = ((new_width - size) / 2, (new_height - size) / 2);
-    imageops::crop_imm(&scaled, left, top, size, size).to_image()
-}
-
-/// The `(width, height)` that scales `width x height` so the shorter side is `size`, the longer
-/// side rounded to the nearest pixel (never below `size`).
-fn scaled_to_shorter_side(width: u32, height: u32, size: u32) -> (u32, u32) {
-    let scale = |long: u32, short: u32| {
-        let scaled = (u64::from(long) * u64::from(size) + u64::from(short) / 2) / u64::from(short);
-        u32::try_from(scaled).unwrap_or(u32::MAX).max(size)
-    };
-    if width <= height {
-        (size, scale(height, width))
-    } else {
-        (scale(width, height), size)
-    }
-}
-
-/// The shape and CHW pixels of an interleaved (HWC) image buffer.
-fn to_chw<P: Pixel<Subpixel = u8>>(image: &Buffer<P>) -> Decoded {
+/// The CHW pixels of `image`, centre-cropped and resized to `size x size` as
+/// [`FolderOptions::size`] describes (`None` keeps it as it is), and their shape.
+fn fit<P: Pixel<Subpixel = u8> + 'static>(image: Buffer<P>, size: Option<usize>) -> Decoded {
     let channels = usize::from(P::CHANNEL_COUNT);
     let (width, height) = image.dimensions();
-    let hwc = image.as_raw();
+    let Some(size) = size else {
+        return to_chw(image.as_raw(), [channels, height as usize, width as usize]);
+    };
+    let side = width.min(height);
+    let square = if width == height {
+        image
+    } else {
+        imageops::crop_imm(&image, (width - side) / 2, (height - side) / 2, side, side).to_image()
+    };
+    let side = side as usize;
+    let pixels = if side == size {
+        square.into_raw()
+    } else {
+        resample::lanczos(square.as_raw(), [side, side, channels], [size, size])
+    };
+    to_chw(&pixels, [channels, size, size])
+}
+
+/// The shape `[channels, height, width]` and CHW pixels of the interleaved (HWC) pixels `hwc`.
+fn to_chw(hwc: &[u8], shape: [usize; 3]) -> Decoded {
+    let channels = shape[0];
     let chw = (0..channels)
         .flat_map(|c| hwc.chunks_exact(channels).map(move |px| px[c]))
         .collect();
-    ([channels, height as usize, width as usize], chw)
+    (shape, chw)
 }

@@ -19,7 +19,8 @@
 //! same folder and options, or split) and the entries of folders that no longer exist. A file
 //! replaced by another of the same size with its time kept (`cp -p`, `touch -r`) is not noticed:
 //! remove the folder's entry then (`glowflow image-cache --clear --folder DIR`,
-//! [`remove_entries`]). [`VERSION`] changes whenever glowflow decodes images differently.
+//! [`remove_entries`]). [`VERSION`] changes whenever glowflow decodes images differently; the
+//! entries of an older version are removed with the others an entry replaces.
 //!
 //! **Layout** (little-endian): the magic `GLOWIMGS`, the format version (u32), 4 reserved bytes,
 //! the number of pixel bytes (u64) and of description bytes (u64); the pixels from byte
@@ -57,8 +58,11 @@ mod sources;
 /// The environment variable that places the cache: a directory, or `off` for none.
 pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
 
-/// The version of the entries' layout and of the decoding that made their pixels.
-pub const VERSION: u32 = 1;
+/// The version of the entries' layout and of the decoding that made their pixels: 2 since
+/// folders are fitted to a size by cutting out the central square and resizing it with Pillow's
+/// Lanczos filter (1: resized with a triangle filter, then cut). Entries of an older version are
+/// removed when an entry is written.
+pub const VERSION: u32 = 2;
 
 /// The first bytes of every entry.
 const MAGIC: &[u8; 8] = b"GLOWIMGS";
@@ -358,7 +362,14 @@ impl Header {
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4"));
         if version != VERSION {
-            return Err(format!("format version {version}, not {VERSION}"));
+            let whose = if version < VERSION {
+                "an older"
+            } else {
+                "a newer"
+            };
+            return Err(format!(
+                "format version {version}, of {whose} glowflow, not {VERSION}"
+            ));
         }
         Ok(Header {
             pixel_bytes: u64_at(16),
@@ -590,8 +601,8 @@ impl<S: Cacheable> Writer<'_, S> {
     }
 
     /// Removes the entries this one replaces: the folder's others of the same kind (same folder
-    /// and options, or split; other files) and those of folders that no longer exist. Returns
-    /// how many it removed.
+    /// and options, or split; other files), those of folders that no longer exist, and those of
+    /// an older format [`VERSION`]. Returns how many it removed.
     fn remove_replaced_entries(&self) -> usize {
         let name = self
             .entry
@@ -607,10 +618,23 @@ impl<S: Cacheable> Writer<'_, S> {
                 let other = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 other.split('-').next() == Some(same_folder)
                     || folder_of(path).is_some_and(|folder| !folder.exists())
+                    || is_older_version(path)
             })
             .filter(|path| std::fs::remove_file(path).is_ok())
             .count()
     }
+}
+
+/// Whether the file `path` is an entry of an older format [`VERSION`], which this glowflow
+/// never reads.
+fn is_older_version(path: &Path) -> bool {
+    let mut start = [0u8; 12];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut start))
+        .is_ok_and(|()| {
+            let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
+            &start[..8] == MAGIC && version < VERSION
+        })
 }
 
 /// The folder whose images the entry `path` holds, if it reads as an entry.

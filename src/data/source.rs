@@ -63,8 +63,9 @@ pub enum DataSource {
         /// Directory with the archives, or with the folders they unpack to.
         dir: PathBuf,
     },
-    /// Folders of PNG/JPEG/WebP images (one subfolder per class, or images directly), resized and
-    /// centre-cropped to the model's (square) image size and converted to its channel count.
+    /// Folders of PNG/JPEG/WebP images (one subfolder per class, or images directly),
+    /// centre-cropped and resized to the model's (square) image size
+    /// ([`crate::data::folder::FolderOptions::size`]) and converted to its channel count.
     Folder {
         /// Training images.
         train: PathBuf,
@@ -73,7 +74,7 @@ pub enum DataSource {
         /// Skip unreadable or unusable images with a warning instead of failing.
         #[serde(default)]
         skip_bad_images: bool,
-        /// Resize and centre-crop the images to this square size instead of the model's, and
+        /// Centre-crop and resize the images to this square size instead of the model's, and
         /// train on a random model-size window of each image at each step (RealNVP's and
         /// openai/glow's LSUN: 64x64 crops of 96x96 images). Everything else that reads the
         /// images (evaluation, the latent tools, the explorer) sees their central window.

@@ -212,11 +212,12 @@ fn imagenet_ycond(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
 }
 
 /// The paper's LSUN model (L = 3, K = 48 at 64x64) on one category's images in
-/// `data/lsun/train` and `data/lsun/val` (LSUN's splits, exported as image files), resized and
-/// centre-cropped to 96x96, each training step taking a random 64x64 window of every image, as
-/// RealNVP's and openai/glow's `--problem lsun_realnvp` do (they keep the aspect ratio at a
-/// shorter side of 96, where a dataset of one image shape keeps the central square), trained as
-/// openai/glow does on 8 GPUs ([`openai_recipe`]).
+/// `data/lsun/train` and `data/lsun/val` (LSUN's splits, exported as image files),
+/// centre-cropped and resized to 96x96, each training step taking a random 64x64 window of every
+/// image, as RealNVP's and openai/glow's `--problem lsun_realnvp` do (they keep the aspect ratio
+/// at a shorter side of 96 with scikit-image's `pyramid_reduce`, where a dataset of one image
+/// shape keeps the central square, resized with Pillow's Lanczos filter), trained as openai/glow
+/// does on 8 GPUs ([`openai_recipe`]).
 fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let model = GlowConfig {
         steps: 48,
@@ -228,8 +229,8 @@ fn lsun(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
 
 /// openai/glow's LSUN model of the paper's 128x128 samples (its README's "LSUN 96x96 and
 /// 128x128, qualitative result": L = 5, K = 64, width 512, additive, 5 bits, 40 GPUs), on one
-/// category's images in `data/lsun128/train` and `data/lsun128/val`, resized and centre-cropped
-/// to 128x128 (openai/glow's `lsun` data: LSUN centre-cropped and area-downsampled). Only the
+/// category's images in `data/lsun128/train` and `data/lsun128/val`, centre-cropped and resized
+/// to 128x128 as openai/glow made its `lsun` data (Pillow's Lanczos filter, bit for bit). Only the
 /// 128 command runs as openai/glow released it: its loader takes power-of-two sizes, and its
 /// table of test batches has no entry for 96x96's 7 images per GPU.
 fn lsun_samples(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
@@ -246,7 +247,7 @@ fn lsun_samples(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
 /// The paper's CelebA-HQ model of its samples (Figure 1), as openai/glow's README trains it on 40
 /// GPUs: 3x256x256, L = 6, K = 32, width 512, additive coupling, learned top prior, 5 bits, on
 /// CelebA-HQ at 256x256 in `data/celebahq256/train` and `data/celebahq256/test` (openai/glow's
-/// split: 27 000 and 3 000 images), resized and centre-cropped to 256x256 if they are not.
+/// split: 27 000 and 3 000 images), centre-cropped and resized to 256x256 if they are not.
 fn celeba_hq(base: &TrainConfig) -> (GlowConfig, TrainConfig) {
     let model = GlowConfig {
         coupling: CouplingKind::Additive,
