@@ -3,7 +3,7 @@
 
     python3 bench/datafiles.py cut-idx SRC DST [--train N] [--test M]
     python3 bench/datafiles.py compare-runs RUN_A RUN_B [--tolerance T]
-    python3 bench/datafiles.py synthetic-pngs DIR N [--side S] [--seed K]
+    python3 bench/datafiles.py synthetic-pngs DIR N [--side S] [--width W] [--seed K]
     python3 bench/datafiles.py synthetic-npz DIR N [--val M] [--batches B] [--side S] [--seed K]
 
 cut-idx: the first N training and M test images (and labels) of the IDX files in SRC (plain or
@@ -18,9 +18,10 @@ compare-runs: two `glowflow train` output directories, step by step and tensor b
 Exit status 0 when every metric and every weight agree within --tolerance (default 0: identical),
 1 otherwise, so that a script can assert "resumed = uninterrupted" or "GPU = CPU" with it.
 
-synthetic-pngs: N RGB PNG files of S x S pixels (default 32, downsampled ImageNet's size) in DIR,
-named 000000.png, ...: colour ramps with 4 bits of noise, which compress about as well as
-ImageNet 32x32's PNGs (3 KB each), for measuring how glowflow reads large image folders.
+synthetic-pngs: N RGB PNG files of S x S pixels (default 32, downsampled ImageNet's size; S high
+and W wide with --width W) in DIR, named 000000.png, ...: colour ramps with 4 bits of noise, which
+compress about as well as ImageNet 32x32's PNGs (3 KB each), for measuring how glowflow reads
+large image folders.
 
 synthetic-npz: the downsampled ImageNet's archives as image-net.org distributes them (stored, not
 deflated, as numpy.savez writes): N images in DIR/train_data_batch_1.npz ... _B.npz (default 10
@@ -156,16 +157,17 @@ def png_bytes(rgb):
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
-def synthetic_images(rng, n, side):
-    """`n` synthetic `side x side` RGB images, n x side x side x 3 uint8: colour ramps with 4 bits
-    of noise in the red and green channels."""
-    ramp = np.arange(side)
+def synthetic_images(rng, n, side, width=None):
+    """`n` synthetic RGB images `side` high and `width` (default `side`) wide, n x side x width x 3
+    uint8: colour ramps with 4 bits of noise in the red and green channels."""
+    width = width or side
+    columns, rows = np.arange(width), np.arange(side)
     base = rng.integers(0, 256, (n, 1, 1, 3))
-    noise = rng.integers(0, 16, (n, 2, side, side))
+    noise = rng.integers(0, 16, (n, 2, side, width))
     rgb = np.stack([
-        base[..., 0] + 4 * ramp[None, None, :] + noise[:, 0],
-        base[..., 1] + 4 * ramp[None, :, None] + noise[:, 1],
-        base[..., 2] + 2 * (ramp[None, None, :] + ramp[None, :, None]),
+        base[..., 0] + 4 * columns[None, None, :] + noise[:, 0],
+        base[..., 1] + 4 * rows[None, :, None] + noise[:, 1],
+        base[..., 2] + 2 * (columns[None, None, :] + rows[None, :, None]),
     ], axis=-1) % 256
     return rgb.astype(np.uint8)
 
@@ -175,7 +177,7 @@ def synthetic_pngs(args):
     rng = np.random.default_rng(args.seed)
     for i in range(args.n):
         with open(os.path.join(args.dir, f"{i:06d}.png"), "wb") as f:
-            f.write(png_bytes(synthetic_images(rng, 1, args.side)[0]))
+            f.write(png_bytes(synthetic_images(rng, 1, args.side, args.width)[0]))
     return 0
 
 
@@ -215,7 +217,8 @@ def main(argv=None):
     pngs = sub.add_parser("synthetic-pngs", help="a folder of synthetic RGB PNG files")
     pngs.add_argument("dir")
     pngs.add_argument("n", type=int)
-    pngs.add_argument("--side", type=int, default=32, help="width and height (default 32)")
+    pngs.add_argument("--side", type=int, default=32, help="height, and width (default 32)")
+    pngs.add_argument("--width", type=int, help="width, when it is not the side")
     pngs.add_argument("--seed", type=int, default=0)
     pngs.set_defaults(run=synthetic_pngs)
     npz = sub.add_parser("synthetic-npz", help="the downsampled ImageNet's archives, synthetic")

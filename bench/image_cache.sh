@@ -8,6 +8,9 @@
 #     cargo build --release --features mpi --target-dir target/mpi
 #     bench/image_cache.sh target/mpi/release/glowflow OUT_DIR [IMAGES [pngs|npz]]
 #
+# With EVAL=0 in the environment only the training runs are made (and no data for `eval`), for
+# a full-size dataset whose evaluation would take most of an hour.
+#
 # With pngs (the default), OUT_DIR receives IMAGES (default 100000) synthetic 32x32 PNGs as
 # imagenet32's train_32x32/ (and 2000 as valid_32x32/) and a second data directory whose
 # valid_32x32/ is the training folder (so that `eval` reads every image); the runs use the
@@ -41,6 +44,8 @@ case "$format" in
     preset=imagenet32-ycond data="$out/npz" every="$out/npz-every-image"
     if [ ! -f "$data/val_data.npz" ]; then
       python3 "$here/datafiles.py" synthetic-npz "$data" "$images"
+    fi
+    if [ "${EVAL:-1}" != 0 ] && [ ! -f "$every/val_data.npz" ]; then
       python3 "$here/datafiles.py" synthetic-npz "$every" 0 --batches 0 --val "$images" --seed 1
     fi
     ;;
@@ -86,6 +91,10 @@ for processes in 1 2; do
   measure "train, $processes proc, cache empty" "$processes" "$cache" "${train[@]}" --out "$out/runs-$format-$processes/empty"
   measure "train, $processes proc, cache filled" "$processes" "$cache" "${train[@]}" --out "$out/runs-$format-$processes/filled"
 done
+if [ "${EVAL:-1}" = 0 ]; then
+  du -b "$cache"/*.images
+  exit
+fi
 model="$out/runs-$format-1/off"
 if [ "$format" = npz ]; then
   # The archives that `eval` reads are not the training ones: a run fills their entry first.
