@@ -138,6 +138,17 @@ impl SplitArchives {
 
     /// The error for a split without images: no archives, or archives that hold none.
     fn no_images(&self) -> GlowError {
+        let what = if self.archives.is_empty() {
+            "no archives in it".to_string()
+        } else {
+            format!("no images in its archives ({})", self.names())
+        };
+        GlowError::file(&self.dir, format!("{what}; {DOWNLOAD_HELP}"))
+    }
+
+    /// The archives' file names, the first and the last joined by `…` when there are more than
+    /// two.
+    pub(crate) fn names(&self) -> String {
         let names: Vec<_> = self
             .archives
             .iter()
@@ -147,12 +158,10 @@ impl SplitArchives {
                     .to_string_lossy()
             })
             .collect();
-        let what = if names.is_empty() {
-            "no archives in it".to_string()
-        } else {
-            format!("no images in its archives ({})", names.join(", "))
-        };
-        GlowError::file(&self.dir, format!("{what}; {DOWNLOAD_HELP}"))
+        match &names[..] {
+            [first, _, .., last] => format!("{first} … {last}"),
+            _ => names.join(", "),
+        }
     }
 
     /// The labelled dataset of 1000 classes of these archives' images, shaped `shape`, whose

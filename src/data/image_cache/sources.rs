@@ -95,24 +95,9 @@ impl Cacheable for ArchiveImages {
         &self.canonical
     }
 
-    /// The archives' file names, the first and the last joined by `…` when there are more than
-    /// two.
+    /// The archives' file names ([`SplitArchives::names`]).
     fn archives(&self) -> Option<String> {
-        let names: Vec<String> = self
-            .archives
-            .archives
-            .iter()
-            .map(|(path, _)| {
-                path.file_name()
-                    .unwrap_or(path.as_os_str())
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        Some(match &names[..] {
-            [first, _, .., last] => format!("{first} … {last}"),
-            _ => names.join(", "),
-        })
+        Some(self.archives.names())
     }
 
     /// The split: an entry of the training archives replaces an older one of them, never the
