@@ -195,6 +195,26 @@ fn lanczos_resize_is_pillows_bit_for_bit() {
 }
 
 #[test]
+fn lanczos_resize_keeps_a_constant_image_constant_at_any_size() {
+    use glowflow::data::resample::lanczos;
+    use rand::{Rng, SeedableRng};
+    // The weights of every output sample add up to one, so a flat image stays flat: the fixed
+    // point's rounding must not move any sample, whatever the scale, down or up, on either axis.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for case in 0..200 {
+        let shape = [rng.random_range(1..90), rng.random_range(1..90), 3];
+        let size = [rng.random_range(1..90), rng.random_range(1..90)];
+        let value: u8 = rng.random();
+        let flat = vec![value; shape.iter().product()];
+        let resized = lanczos(&flat, shape, size);
+        assert!(
+            resized.len() == size[0] * size[1] * 3 && resized.iter().all(|&v| v == value),
+            "case {case}: {shape:?} -> {size:?} of {value}"
+        );
+    }
+}
+
+#[test]
 fn folders_are_fitted_to_a_size_as_openai_glow_made_its_lsun_data() {
     // The central square, then Pillow's Lanczos: down by 2.2 and by 3.5, up by 1.4, and a grey
     // image only cropped (its shorter side is the size).
