@@ -909,8 +909,8 @@ fn write_colour_folders(
 /// run decodes each folder into an entry (a note says so), a later run maps the entries without
 /// decoding, and both end with the weights, byte for byte, and the figures of a run that
 /// decodes the folders into memory (`GLOWFLOW_IMAGE_CACHE=off`), which writes no entry.
-/// `glowflow image-cache` lists the entries and removes them, by folder (also one deleted since)
-/// or all.
+/// `glowflow image-cache` lists the entries (and an older glowflow's) and removes them, by folder
+/// (also one deleted since) or all.
 #[test]
 fn training_on_folders_through_the_image_cache_is_training_without_it() {
     let dir = scratch_dir("cli-image-cache");
@@ -967,7 +967,23 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
         common::succeeded(command.arg("image-cache").args(args)).0
     };
     let folder = |name: &str| dir.join(name).canonicalize().expect("folder");
+    // An entry of an older format version (an older glowflow's): listed as such, with its size.
+    let entry = common::cache_files(&cache)
+        .into_iter()
+        .next()
+        .expect("an entry");
+    let mut older = std::fs::read(cache.join(&entry)).expect("entry");
+    let version = glowflow::data::image_cache::VERSION - 1;
+    older[8..12].copy_from_slice(&version.to_le_bytes());
+    let older_file = cache.join("0000000000000000-older.images");
+    std::fs::write(&older_file, &older).expect("older entry");
     let listed = image_cache(&[]);
+    let older_line = format!(
+        "{}: an older glowflow's entry, unused, {:.2} GB",
+        older_file.display(),
+        older.len() as f64 / 1e9
+    );
+    assert!(listed.contains(&older_line), "{listed}");
     for (name, line) in [
         ("train", "10 images of 3x8x8"),
         ("test", "4 images of 3x8x8"),
@@ -1000,9 +1016,10 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
     );
     let cleared = image_cache(&["--clear"]);
     assert!(
-        cleared.contains("removed 0 files") && cleared.contains("\n0 entries, "),
+        cleared.contains("removed 1 files") && cleared.contains("\n0 entries, "),
         "{cleared}"
     );
+    assert!(!older_file.exists());
     let off = common::glowflow_command()
         .env(glowflow::data::image_cache::CACHE_ENV, "off")
         .arg("image-cache")

@@ -57,11 +57,16 @@ impl ImageCacheCommand {
                 entry.bytes as f64 / 1e9
             );
         }
-        for (file, reason) in &held.damaged {
+        for (file, bytes) in &held.older {
             println!(
-                "  {}: not a whole entry ({reason}); the next load of its folder rewrites it",
-                file.display()
+                "  {}: an older glowflow's entry, unused, {:.2} GB (the next entry written \
+                 removes it)",
+                file.display(),
+                *bytes as f64 / 1e9
             );
+        }
+        for (file, reason) in &held.damaged {
+            println!("  {}: not usable here ({reason})", file.display());
         }
         let total: u64 = held.entries.iter().map(|e| e.bytes).sum();
         println!(

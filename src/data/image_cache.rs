@@ -682,14 +682,22 @@ pub struct EntryInfo {
 pub struct CacheContents {
     /// Its entries, in name order.
     pub entries: Vec<EntryInfo>,
-    /// The other files named like entries, which are not whole ones, each with why.
+    /// The entries of an older format [`VERSION`], unused, with their sizes in bytes: the next
+    /// entry written removes them.
+    pub older: Vec<(PathBuf, u64)>,
+    /// The other files named like entries, which this glowflow cannot use, each with why.
     pub damaged: Vec<(PathBuf, String)>,
 }
 
 /// What the cache directory `dir` holds (nothing if it does not exist).
 pub fn contents(dir: &Path) -> Result<CacheContents> {
-    let (mut found, mut damaged) = (Vec::new(), Vec::new());
+    let (mut found, mut older, mut damaged) = (Vec::new(), Vec::new(), Vec::new());
     for file in entry_files(dir)? {
+        if is_older_version(&file) {
+            let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+            older.push((file, bytes));
+            continue;
+        }
         let read = File::open(&file)
             .map_err(|e| format!("it cannot be opened: {e}"))
             .and_then(|mut f| read_entry(&mut f));
@@ -708,6 +716,7 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
     }
     Ok(CacheContents {
         entries: found,
+        older,
         damaged,
     })
 }
