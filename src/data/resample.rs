@@ -4,15 +4,15 @@
 //! Each axis is resampled on its own, the width first, through 8-bit pixels. Scaling an axis of
 //! `n` samples to `m`, output sample `i` is centred at `c = (i + 1/2)·n/m` in the input. With the
 //! filter scale `s = max(n/m, 1)` (the window widened when shrinking, so that it also low-passes)
-//! it weighs input sample `j`, from `trunc(c − 3s + 1/2)` to `trunc(c + 3s + 1/2)` clamped to
-//! the axis, by `L((j + 1/2 − c)/s)`, where `L(x) = sinc(x)·sinc(x/3)` for `−3 ≤ x < 3` and 0
+//! it weighs input sample `j`, from `trunc(c − 3s + 1/2)` up to but not including
+//! `trunc(c + 3s + 1/2)`, clamped to the axis, by `L((j + 1/2 − c)/s)`, where `L(x) = sinc(x)·sinc(x/3)` for `−3 ≤ x < 3` and 0
 //! beyond, the weights divided by their sum. The weights are then rounded (half away from zero)
-//! to fixed point with [`PRECISION_BITS`] fractional bits; a sample is the floor of half a unit
+//! to fixed point with 22 fractional bits (`PRECISION_BITS`); a sample is the floor of half a unit
 //! plus the weighted sum of its inputs, clamped to `0..=255`.
 //!
-//! Pillow 13 resamples the height first for some non-square sizes, which changes a few samples;
-//! a square image resized to a square one (all that folders need) it still resamples the width
-//! first, as Pillow 12 and openai/glow's Pillow of 2018 always did.
+//! Pillow 13 resamples the height first for some non-square sizes, which changes a few samples.
+//! Resizing a square image to a square size (all that folders need), it still resamples the
+//! width first, as Pillow 12 and openai/glow's Pillow of 2018 always did.
 
 use std::borrow::Cow;
 use std::f64::consts::PI;
