@@ -148,10 +148,10 @@ fn resize_then_centre_crop_of_a_tall_image_gives_size_and_keeps_the_centre() {
     assert_eq!(corner, [128, 128, 128]);
 }
 
-/// tests/fixtures/pillow-lanczos: Pillow's own resizes (tests/fixtures/make_pillow_lanczos.py).
+/// tests/fixtures/pillow: Pillow's own resizes (tests/fixtures/make_pillow.py).
 fn pillow_fixture(name: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/pillow-lanczos")
+        .join("tests/fixtures/pillow")
         .join(name)
 }
 
@@ -235,6 +235,25 @@ fn folders_are_fitted_to_a_size_as_openai_glow_made_its_lsun_data() {
                 "{source} at {size}: not Pillow's pixels"
             );
         }
+    }
+}
+
+#[test]
+fn lsun_webp_files_are_decoded_and_fitted_as_openai_glows_pillow_did() {
+    // A lossy WebP (LSUN's format): decoded exactly as Pillow's libwebp decodes it, and fitted to
+    // 64x64 exactly as openai/glow's pipeline (decode, centre crop, Pillow's Lanczos) makes it.
+    let dir = TempDir::new("pillow-webp");
+    let webp = std::fs::read(pillow_fixture("lsun.webp")).expect("fixture");
+    dir.write("image.webp", &webp);
+    for (size, expected) in [(None, "decoded-webp.png"), (Some(64), "fitted-webp-64.png")] {
+        let options = FolderOptions {
+            size,
+            ..FolderOptions::default()
+        };
+        let data = load_image_folder(&dir.0, &options).expect("load").dataset;
+        let (shape, _, pixels) = pillow_png(expected);
+        assert_eq!(data.shape, shape, "{expected}");
+        assert!(data.pixels == pixels, "{expected}: not Pillow's pixels");
     }
 }
 
