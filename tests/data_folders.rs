@@ -239,6 +239,21 @@ fn folders_are_fitted_to_a_size_as_openai_glow_made_its_lsun_data() {
 }
 
 #[test]
+fn colour_images_turn_grey_as_pillows_convert_l_makes_them() {
+    let dir = TempDir::new("pillow-grey");
+    let png = std::fs::read(pillow_fixture("source-rgb.png")).expect("fixture");
+    dir.write("image.png", &png);
+    let options = FolderOptions {
+        channels: Some(1),
+        ..FolderOptions::default()
+    };
+    let data = load_image_folder(&dir.0, &options).expect("load").dataset;
+    let (shape, _, expected) = pillow_png("grey-of-rgb.png");
+    assert_eq!(data.shape, shape);
+    assert!(data.pixels == expected, "not Pillow's grey");
+}
+
+#[test]
 fn lsun_webp_files_are_decoded_and_fitted_as_openai_glows_pillow_did() {
     // A lossy WebP (LSUN's format): decoded exactly as Pillow's libwebp decodes it, and fitted to
     // 64x64 exactly as openai/glow's pipeline (decode, centre crop, Pillow's Lanczos) makes it.

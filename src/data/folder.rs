@@ -46,7 +46,8 @@ pub struct FolderOptions {
     /// `None` keeps every image's size; an image whose height and width differ from the first
     /// image's is then a bad image.
     pub size: Option<usize>,
-    /// Convert every image to 1 (grey, Rec. 709 luma) or 3 (RGB, grey replicated) channels.
+    /// Convert every image to 1 (grey: a colour image's ITU-R 601-2 luma, as Pillow's
+    /// `convert("L")` computes it) or 3 (RGB, grey replicated) channels.
     /// `None` keeps each image's own channels (1 for grey, 3 for colour); an image whose
     /// channel count differs from the first image's is then a bad image.
     pub channels: Option<usize>,
@@ -388,8 +389,20 @@ fn convert(
     };
     Ok(if rgb {
         fit(image.into_rgb8(), options.size)
+    } else if image.color().has_color() {
+        fit(luma_of(&image.into_rgb8()), options.size)
     } else {
         fit(image.into_luma8(), options.size)
+    })
+}
+
+/// The grey image of `rgb` as Pillow's `convert("L")` makes it (and so torchvision's
+/// `Grayscale`): ITU-R 601-2 luma in Pillow's fixed point,
+/// `L = (19595 R + 38470 G + 7471 B + 2^15) >> 16`.
+fn luma_of(rgb: &image::RgbImage) -> image::GrayImage {
+    image::GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        let [r, g, b] = rgb.get_pixel(x, y).0.map(u32::from);
+        image::Luma([((19595 * r + 38470 * g + 7471 * b + (1 << 15)) >> 16) as u8])
     })
 }
 
