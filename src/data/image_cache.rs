@@ -61,8 +61,8 @@ pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
 /// The version of the entries' layout and of the decoding that made their pixels: 2 since
 /// folders are fitted to a size by cutting out the central square and resizing it with Pillow's
 /// Lanczos filter, and colour images turned grey with Pillow's luma (1: resized with a triangle
-/// filter, then cut; Rec. 709 luma). Entries of an older version are
-/// removed when an entry is written.
+/// filter, then cut; Rec. 709 luma). Entries of an older version are removed when an entry is
+/// written.
 pub const VERSION: u32 = 2;
 
 /// The first bytes of every entry.
