@@ -5,10 +5,11 @@
 //! `n` samples to `m`, output sample `i` is centred at `c = (i + 1/2)·n/m` in the input. With the
 //! filter scale `s = max(n/m, 1)` (the window widened when shrinking, so that it also low-passes)
 //! it weighs input sample `j`, from `trunc(c − 3s + 1/2)` up to but not including
-//! `trunc(c + 3s + 1/2)`, clamped to the axis, by `L((j + 1/2 − c)/s)`, where `L(x) = sinc(x)·sinc(x/3)` for `−3 ≤ x < 3` and 0
-//! beyond, the weights divided by their sum. The weights are then rounded (half away from zero)
-//! to fixed point with 22 fractional bits (`PRECISION_BITS`); a sample is the floor of half a unit
-//! plus the weighted sum of its inputs, clamped to `0..=255`.
+//! `trunc(c + 3s + 1/2)`, clamped to the axis, by `L((j + 1/2 − c)/s)`, where
+//! `L(x) = sinc(x)·sinc(x/3)` for `−3 ≤ x < 3` and 0 beyond, the weights divided by their sum.
+//! The weights are then rounded (half away from zero) to fixed point with 22 fractional bits
+//! (`PRECISION_BITS`); a sample is the floor of half a unit plus the weighted sum of its inputs,
+//! clamped to `0..=255`.
 //!
 //! Pillow 13 resamples the height first for some non-square sizes, which changes a few samples.
 //! Resizing a square image to a square size (all that folders need), it still resamples the
