@@ -967,12 +967,16 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
         common::succeeded(command.arg("image-cache").args(args)).0
     };
     let folder = |name: &str| dir.join(name).canonicalize().expect("folder");
-    // An entry of an older format version (an older glowflow's): listed as such, with its size.
-    let entry = common::cache_files(&cache)
+    // An older format version's copy of the training folder's entry (an older glowflow's):
+    // listed as such, with its size, and cleared with the folder's entries.
+    let train_entry = glowflow::data::image_cache::contents(&cache)
+        .expect("contents")
+        .entries
         .into_iter()
-        .next()
-        .expect("an entry");
-    let mut older = std::fs::read(cache.join(&entry)).expect("entry");
+        .find(|entry| entry.folder == folder("train"))
+        .expect("the training folder's entry")
+        .file;
+    let mut older = std::fs::read(train_entry).expect("entry");
     let version = glowflow::data::image_cache::VERSION - 1;
     older[8..12].copy_from_slice(&version.to_le_bytes());
     let older_file = cache.join("0000000000000000-older.images");
@@ -994,7 +998,8 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
     assert!(listed.contains("\n2 entries, "), "{listed}");
     let train = dir.join("train");
     let cleared = image_cache(&["--clear", "--folder", train.to_str().expect("utf-8")]);
-    assert!(cleared.contains("removed 1 files"), "{cleared}");
+    assert!(cleared.contains("removed 2 files"), "{cleared}");
+    assert!(!older_file.exists());
     assert!(
         !cleared.contains(&format!("{}:", folder("train").display())),
         "{cleared}"
@@ -1016,10 +1021,9 @@ fn training_on_folders_through_the_image_cache_is_training_without_it() {
     );
     let cleared = image_cache(&["--clear"]);
     assert!(
-        cleared.contains("removed 1 files") && cleared.contains("\n0 entries, "),
+        cleared.contains("removed 0 files") && cleared.contains("\n0 entries, "),
         "{cleared}"
     );
-    assert!(!older_file.exists());
     let off = common::glowflow_command()
         .env(glowflow::data::image_cache::CACHE_ENV, "off")
         .arg("image-cache")

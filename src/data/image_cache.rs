@@ -332,9 +332,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The fixed header of an entry: its pixel and description byte counts.
+/// The fixed header of an entry: its format version and its pixel and description byte counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
+    version: u32,
     pixel_bytes: u64,
     description_bytes: u64,
 }
@@ -344,7 +345,7 @@ impl Header {
     fn bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(PIXELS_AT as usize);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&self.version.to_le_bytes());
         bytes.extend_from_slice(&[0; 4]);
         bytes.extend_from_slice(&self.pixel_bytes.to_le_bytes());
         bytes.extend_from_slice(&self.description_bytes.to_le_bytes());
@@ -352,7 +353,8 @@ impl Header {
         bytes
     }
 
-    /// Reads the header at the start of `file`, or says why it is not an entry's.
+    /// Reads the header at the start of `file`, of any format version, or says why it is not
+    /// an entry's.
     fn read(file: &mut File) -> std::result::Result<Header, String> {
         let mut bytes = [0u8; 32];
         file.read_exact(&mut bytes)
@@ -361,21 +363,24 @@ impl Header {
         if &bytes[..8] != MAGIC {
             return Err("it does not start with the cache's magic bytes".into());
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4"));
-        if version != VERSION {
-            let whose = if version < VERSION {
-                "an older"
-            } else {
-                "a newer"
-            };
-            return Err(format!(
-                "format version {version}, of {whose} glowflow, not {VERSION}"
-            ));
-        }
         Ok(Header {
+            version: u32::from_le_bytes(bytes[8..12].try_into().expect("4")),
             pixel_bytes: u64_at(16),
             description_bytes: u64_at(24),
         })
+    }
+
+    /// Says why an entry of this header's format version is not used, unless it is [`VERSION`].
+    fn check_version(&self) -> std::result::Result<(), String> {
+        let version = self.version;
+        let whose = match version.cmp(&VERSION) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            std::cmp::Ordering::Less => "an older",
+            std::cmp::Ordering::Greater => "a newer",
+        };
+        Err(format!(
+            "format version {version}, of {whose} glowflow, not {VERSION}"
+        ))
     }
 }
 
@@ -393,6 +398,7 @@ fn map_entry<S: Cacheable>(
         Err(e) => return Err(format!("it cannot be opened: {e}")),
     };
     let (header, description) = read_entry(&mut file)?;
+    header.check_version()?;
     let sorted = check_description(&description, images, header.pixel_bytes)?;
     // SAFETY: entries are never written in place: each is written whole under a temporary name
     // and renamed into place, and is only ever removed or replaced by another rename, which
@@ -403,8 +409,9 @@ fn map_entry<S: Cacheable>(
     Ok(Some(images.load(sorted, pixels)))
 }
 
-/// Reads the header and the description of the entry open as `file`, checking that the file is
-/// as long as they say, or says why it is not an entry.
+/// Reads the header and the description of the entry open as `file`, of any format version
+/// whose layout is this one's, checking that the file is as long as they say, or says why it is
+/// not an entry.
 fn read_entry(file: &mut File) -> std::result::Result<(Header, Description), String> {
     let header = Header::read(file)?;
     let length = file
@@ -591,6 +598,7 @@ impl<S: Cacheable> Writer<'_, S> {
             out.write_all(&text).map_err(io)?;
             let file = out.into_inner().map_err(|e| io(e.into_error()))?;
             let header = Header {
+                version: VERSION,
                 pixel_bytes,
                 description_bytes: text.len() as u64,
             };
@@ -629,16 +637,13 @@ impl<S: Cacheable> Writer<'_, S> {
 /// Whether the file `path` is an entry of an older format [`VERSION`], which this glowflow
 /// never reads.
 fn is_older_version(path: &Path) -> bool {
-    let mut start = [0u8; 12];
     File::open(path)
-        .and_then(|mut file| file.read_exact(&mut start))
-        .is_ok_and(|()| {
-            let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
-            &start[..8] == MAGIC && version < VERSION
-        })
+        .map_err(|e| e.to_string())
+        .and_then(|mut file| Header::read(&mut file))
+        .is_ok_and(|header| header.version < VERSION)
 }
 
-/// The folder whose images the entry `path` holds, if it reads as an entry.
+/// The folder whose images the entry `path` holds, if it reads as an entry (of any version).
 fn folder_of(path: &Path) -> Option<PathBuf> {
     let mut file = File::open(path).ok()?;
     read_entry(&mut file)
@@ -701,7 +706,10 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
         }
         let read = File::open(&file)
             .map_err(|e| format!("it cannot be opened: {e}"))
-            .and_then(|mut f| read_entry(&mut f));
+            .and_then(|mut f| read_entry(&mut f))
+            .and_then(|(header, description)| {
+                header.check_version().map(|()| (header, description))
+            });
         match read {
             Ok((header, description)) => found.push(EntryInfo {
                 folder: description.folder,
@@ -723,7 +731,7 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
 }
 
 /// Removes entries of the cache directory `dir` under its lock: every one, or with `folder` only
-/// those of that folder (any name of it; a folder that no longer exists by its absolute path, as
+/// those of that folder, of any format version (any name of it; a folder that no longer exists by its absolute path, as
 /// its entries recorded it), and the temporaries of writers that no longer run. Returns the files
 /// removed. Processes that have an entry mapped keep reading it.
 pub fn remove_entries(dir: &Path, folder: Option<&Path>) -> Result<Vec<PathBuf>> {
