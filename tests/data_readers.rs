@@ -709,15 +709,19 @@ fn downsampled_imagenet_finds_every_numbered_batch_or_says_which_is_missing() {
     twice.write("b/train_data_batch_1.npz", &batch(1));
     let err = load_split(&twice.0, Split::Train).expect_err("twice");
     assert_error_mentions(err, &twice.0, &["train_data_batch_1.npz is there twice"]);
-    // Nothing there: where to download it.
+    // Nothing there, or archives that hold no images: where to download the split.
     let empty = TempDir::new("imagenet-empty");
-    for split in [Split::Train, Split::Test] {
-        let err = load_split(&empty.0, split).expect_err("empty");
-        assert_error_mentions(
-            err,
-            &empty.0,
-            &["image-net.org", "Imagenet32_train_npz.zip"],
-        );
+    let hollow = TempDir::new("imagenet-hollow");
+    hollow.write("train_data_batch_1.npz", &hollow_npz());
+    hollow.write("val_data.npz", &hollow_npz());
+    for (dir, fact) in [
+        (&empty.0, "image-net.org"),
+        (&hollow.0, "no images in its archives"),
+    ] {
+        for split in [Split::Train, Split::Test] {
+            let err = load_split(dir, split).expect_err("no images");
+            assert_error_mentions(err, dir, &[fact, "Imagenet32_train_npz.zip"]);
+        }
     }
     let missing = empty.0.join("nowhere");
     let err = load_split(&missing, Split::Train).expect_err("missing");
@@ -733,18 +737,6 @@ fn downsampled_imagenet_finds_every_numbered_batch_or_says_which_is_missing() {
     let second = mixed.write("train_data_batch_2.npz", &small);
     let err = load_split(&mixed.0, Split::Train).expect_err("two sizes");
     assert_error_mentions(err, &second, &["4 pixels wide", "8"]);
-    // Archives that hold no images: where to download the split.
-    let hollow = TempDir::new("imagenet-hollow");
-    hollow.write("train_data_batch_1.npz", &hollow_npz());
-    hollow.write("val_data.npz", &hollow_npz());
-    for split in [Split::Train, Split::Test] {
-        let err = load_split(&hollow.0, split).expect_err("no images");
-        assert_error_mentions(
-            err,
-            &hollow.0,
-            &["no images in its archives", "Imagenet32_train_npz.zip"],
-        );
-    }
 }
 
 /// An archive of no images, 8 x 8 ones by its data's shape.
@@ -934,31 +926,23 @@ fn downsampled_imagenet_splits_load_through_the_image_cache() {
     );
     std::fs::write(&batch_2, short).expect("damage");
     let fresh = TempDir::new("imagenet-cache-bad");
-    let err = load_archives(
-        &dir.0,
-        Split::Train,
-        &ImageCache::In(fresh.0.clone()),
-        &mut |_| {},
-    )
-    .expect_err("bad archive");
+    // A load into the fresh cache that fails: its error, with no file left in the cache.
+    let fails_in_fresh_cache = |dir: &std::path::Path, split| {
+        let err = load_archives(dir, split, &ImageCache::In(fresh.0.clone()), &mut |_| {})
+            .expect_err("the load fails");
+        let left = common::cache_files(&fresh.0);
+        assert!(left.is_empty(), "{left:?}");
+        err
+    };
+    let err = fails_in_fresh_cache(&dir.0, Split::Train);
     assert_error_mentions(err, &batch_2, &["holds 300 bytes, not the 384"]);
-    let left = common::cache_files(&fresh.0);
-    assert!(left.is_empty(), "{left:?}");
     // A split whose archives hold no images fails before an entry is written.
     let hollow = TempDir::new("imagenet-hollow-cached");
     hollow.write("val_data.npz", &hollow_npz());
-    let err = load_archives(
-        &hollow.0,
-        Split::Test,
-        &ImageCache::In(fresh.0.clone()),
-        &mut |_| {},
-    )
-    .expect_err("no images");
+    let err = fails_in_fresh_cache(&hollow.0, Split::Test);
     assert_error_mentions(
         err,
         &hollow.0,
         &["no images in its archives (val_data.npz)"],
     );
-    let left = common::cache_files(&fresh.0);
-    assert!(left.is_empty(), "{left:?}");
 }

@@ -383,13 +383,14 @@ fn convert(
     if image.width() == 0 || image.height() == 0 {
         return Err("the image has no pixels".to_string());
     }
+    let colour = image.color().has_color();
     let rgb = match options.channels {
         Some(channels) => channels == 3,
-        None => image.color().has_color(),
+        None => colour,
     };
     Ok(if rgb {
         fit(image.into_rgb8(), options.size)
-    } else if image.color().has_color() {
+    } else if colour {
         fit(luma_of(&image.into_rgb8()), options.size)
     } else {
         fit(image.into_luma8(), options.size)

@@ -731,9 +731,9 @@ pub fn contents(dir: &Path) -> Result<CacheContents> {
 }
 
 /// Removes entries of the cache directory `dir` under its lock: every one, or with `folder` only
-/// those of that folder, of any format version (any name of it; a folder that no longer exists by its absolute path, as
-/// its entries recorded it), and the temporaries of writers that no longer run. Returns the files
-/// removed. Processes that have an entry mapped keep reading it.
+/// those of that folder, of any format version (any name of it; a folder that no longer exists
+/// by its absolute path, as its entries recorded it), and the temporaries of writers that no
+/// longer run. Returns the files removed. Processes that have an entry mapped keep reading it.
 pub fn remove_entries(dir: &Path, folder: Option<&Path>) -> Result<Vec<PathBuf>> {
     let folder = match folder {
         Some(folder) => Some(
