@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use glowflow::data::celeba::read_celeba_attributes;
-use glowflow::data::folder::{load_image_folder, BadImage, FolderLoad, FolderOptions};
+use glowflow::data::folder::{
+    load_image_files, load_image_folder, BadImage, FolderLoad, FolderOptions,
+};
 use glowflow::data::image_cache::{load_folder, ImageCache};
 use glowflow::GlowError;
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -269,6 +271,73 @@ fn lsun_webp_files_are_decoded_and_fitted_as_openai_glows_pillow_did() {
         let (shape, _, pixels) = pillow_png(expected);
         assert_eq!(data.shape, shape, "{expected}");
         assert!(data.pixels == pixels, "{expected}: not Pillow's pixels");
+    }
+}
+
+/// The JPEG fixtures (tests/fixtures/make_pillow.py): each with Pillow's decoding of it.
+const JPEG_KINDS: [&str; 10] = [
+    "420",
+    "422",
+    "444",
+    "411",
+    "440",
+    "progressive",
+    "arithmetic",
+    "grey",
+    "cmyk",
+    "damaged",
+];
+
+#[test]
+fn jpeg_files_are_decoded_exactly_as_pillows_libjpeg_turbo_decodes_them() {
+    // Every chroma subsampling (CelebA's is 4:2:0), progressive and arithmetic coding, grey, CMYK
+    // (stored inverted, made RGB as Pillow's convert("RGB") makes it), and damaged entropy-coded
+    // data, which libjpeg decodes with a warning: the pixels Pillow gives, every one.
+    let dir = TempDir::new("pillow-jpeg");
+    for kind in JPEG_KINDS {
+        let jpeg = std::fs::read(pillow_fixture(&format!("jpeg-{kind}.jpg"))).expect("fixture");
+        let file = dir.write(&format!("{kind}.jpg"), &jpeg);
+        let load = load_image_files(&[file], &FolderOptions::default())
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let (shape, _, pixels) = pillow_png(&format!("decoded-jpeg-{kind}.png"));
+        assert_eq!(load.dataset.shape, shape, "{kind}");
+        let differing = load
+            .dataset
+            .pixels
+            .iter()
+            .zip(&pixels)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 0, "{kind}: samples that differ from Pillow's");
+    }
+}
+
+#[test]
+fn truncated_jpeg_files_are_refused_as_pillow_refuses_them() {
+    // libjpeg would fake the missing end and return grey for the rest; Pillow refuses the file.
+    let dir = TempDir::new("jpeg-truncated");
+    for kind in ["420", "progressive"] {
+        let jpeg = std::fs::read(pillow_fixture(&format!("jpeg-{kind}.jpg"))).expect("fixture");
+        let scan = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xDA])
+            .expect("a scan");
+        for length in [
+            scan,
+            (scan + jpeg.len()) / 2,
+            jpeg.len() - 2,
+            jpeg.len() - 1,
+        ] {
+            let file = dir.write("cut.jpg", &jpeg[..length]);
+            let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
+                .expect_err("a truncated JPEG");
+            assert_error_mentions(err, &file, &["not a readable JPEG", "truncated"]);
+        }
+        // Bytes after the end marker are never read, as in Pillow.
+        let file = dir.write("tail.jpg", &[&jpeg[..], b"trailing bytes"].concat());
+        let load = load_image_files(&[file], &FolderOptions::default()).expect("whole JPEG");
+        let (_, _, pixels) = pillow_png(&format!("decoded-jpeg-{kind}.png"));
+        assert!(load.dataset.pixels == pixels, "{kind}: not Pillow's pixels");
     }
 }
 

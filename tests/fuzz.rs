@@ -508,8 +508,9 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
     fuzz("jpeg images", &jpegs, &dir.join("image.jpg"), read);
     fuzz("webp images", &webps, &dir.join("image.webp"), read);
 
-    let path = dir.join("special.png");
-    let rejected = |bytes: &[u8], what: &str, fact: &str| {
+    // Each is written as special.EXTENSION, the extension of `what`'s format.
+    let rejected_as = |extension: &str, bytes: &[u8], what: &str, fact: &str| {
+        let path = dir.join(format!("special.{extension}"));
         std::fs::write(&path, bytes).expect("write");
         let err = read(&path).expect_err(what);
         let message = err.to_string();
@@ -518,6 +519,7 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
             "{what}: {message}"
         );
     };
+    let rejected = |bytes: &[u8], what: &str, fact: &str| rejected_as("png", bytes, what, fact);
     rejected(b"", "a zero-byte file", "not a readable PNG");
     let small = png(5, 3, png::ColorType::Rgb, png::BitDepth::Eight, false);
     rejected(
@@ -531,10 +533,51 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
     huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     let crc = crc32(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
-    rejected(&huge, "huge dimensions", "limit");
+    rejected(
+        &huge,
+        "huge dimensions",
+        "larger than the 16384x16384 accepted",
+    );
     // A decompression bomb: a valid 12000 x 12000 RGBA PNG of zeros (about 600 KB) that would
     // decode to 576 MB, above the decoding limit.
-    rejected(&bomb(12_000), "a decompression bomb", "limit");
+    rejected(
+        &bomb(12_000),
+        "a decompression bomb",
+        "550 MiB, more than the 512 MiB allowed",
+    );
+
+    // JPEG headers claiming more than is decoded: refused once the header is read.
+    let rejected = |bytes: &[u8], what: &str, fact: &str| rejected_as("jpg", bytes, what, fact);
+    let jpeg = &jpegs[1];
+    let sized = |height: u16, width: u16| {
+        // The baseline frame header: FF C0, length (2 bytes), precision, height, width.
+        let frame = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline frame header");
+        let mut bytes = jpeg.clone();
+        bytes[frame + 5..frame + 7].copy_from_slice(&height.to_be_bytes());
+        bytes[frame + 7..frame + 9].copy_from_slice(&width.to_be_bytes());
+        bytes
+    };
+    rejected(
+        &sized(3, 20_000),
+        "a JPEG 20000 wide",
+        "larger than the 16384x16384",
+    );
+    // 9000 x 9000 RGB is 243 MB of pixels; with a progressive file's coefficients beside them,
+    // up to three times that.
+    rejected(
+        &sized(9_000, 9_000),
+        "a JPEG 9000 x 9000",
+        "more than the 512 MiB allowed",
+    );
+    rejected(b"", "a zero-byte JPEG", "truncated");
+    rejected(
+        &jpeg[..jpeg.len() - 2],
+        "a JPEG without its end marker",
+        "truncated",
+    );
 }
 
 /// A valid PNG of `side x side` black RGBA pixels: a few hundred KB that decode to `4·side²`

@@ -1,9 +1,10 @@
 //! Reader for a folder of PNG / JPEG / WebP images, unlabelled or with one subfolder per class.
 //!
-//! Every image is decoded by the `image` crate to 8 bits per sample. Without a `channels`
+//! Every image is decoded to 8 bits per sample: PNG and WebP files by the `image` crate, JPEG
+//! files by libjpeg-turbo as Pillow decodes them (src/data/jpeg.rs). Without a `channels`
 //! option, grey images (with or without alpha) give 1 channel and colour images (RGB, RGBA,
 //! palette) give 3; an alpha channel is dropped, never blended. With `size`, every image is
-//! resized and centre-cropped to `size x size` (see [`FolderOptions::size`]). All images must
+//! centre-cropped and resized to `size x size` (see [`FolderOptions::size`]). All images must
 //! then share one `[channels, height, width]` shape; the first usable image sets it.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use image::{ImageBuffer, ImageReader, Pixel};
 use rayon::prelude::*;
 
 use super::dataset::ImageDataset;
-use super::resample;
+use super::{jpeg, resample};
 use crate::error::{GlowError, Result};
 
 /// File extensions (compared case-insensitively) that are read as images.
@@ -364,14 +365,58 @@ fn check_shape(
 /// Decodes the image at `path` (format guessed from its content, else its extension) and
 /// converts it as `options` says, returning its shape and CHW pixels, or why it is unusable.
 fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, String> {
-    let mut reader = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
         .map_err(|e| format!("cannot be read ({e})"))?;
-    reader.limits(decoding_limits());
-    let image = reader
-        .decode()
-        .map_err(|e| format!("not a readable {} ({e})", format_name(path)))?;
+    let image = decode_with(reader, MAX_IMAGE_SIDE, format_name(path))?;
     convert(image, options)
+}
+
+/// Decodes the image `reader` holds, its format known: a JPEG as Pillow decodes it
+/// ([`super::jpeg`]), a PNG or WebP by the `image` crate. An image wider or taller than
+/// `max_side` pixels, or whose decoding could allocate more than [`MAX_DECODE_BYTES`], is
+/// refused before its pixels are decoded; an unreadable one is "not a readable `what`".
+fn decode_with<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ImageReader<R>,
+    max_side: u32,
+    what: &str,
+) -> std::result::Result<image::DynamicImage, String> {
+    let unreadable = |e: String| format!("not a readable {what} ({e})");
+    let admit = |width: u32, height: u32, bytes: u64| {
+        if width > max_side || height > max_side {
+            Err(format!(
+                "the image is {width}x{height} pixels, larger than the {max_side}x{max_side} \
+                 accepted; scale it down first"
+            ))
+        } else if bytes > MAX_DECODE_BYTES {
+            Err(format!(
+                "decoding the {width}x{height} image could take {} MiB, more than the {} MiB \
+                 allowed; scale it down first",
+                bytes.div_ceil(1 << 20),
+                MAX_DECODE_BYTES >> 20
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        let decoded = jpeg::decode(reader.into_inner(), |size| {
+            admit(size.width, size.height, size.bytes)
+        });
+        return decoded.map_err(|failure| match failure {
+            jpeg::JpegFailure::Refused(why) => why,
+            jpeg::JpegFailure::Unreadable(why) => unreadable(why),
+        });
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    admit(width, height, image::ImageDecoder::total_bytes(&decoder))?;
+    image::DynamicImage::from_decoder(decoder).map_err(|e| unreadable(e.to_string()))
 }
 
 /// Checks that `image` has pixels and converts it as `options` says, returning its shape and
@@ -419,12 +464,10 @@ pub fn decode_image_bytes(
 ) -> Result<ImageDataset> {
     check_options(options)?;
     let bad = |message: String| GlowError::Image(message);
-    let reader = || {
-        ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| bad(format!("the bytes cannot be read ({e})")))
-    };
-    let format = reader()?.format();
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(format!("the bytes cannot be read ({e})")))?;
+    let format = reader.format();
     if !matches!(
         format,
         Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg)
@@ -435,20 +478,8 @@ pub fn decode_image_bytes(
             format.map_or("unknown format".to_string(), |f| format!("{f:?}"))
         )));
     }
-    let (width, height) = reader()?
-        .into_dimensions()
-        .map_err(|e| bad(format!("not a readable PNG or JPEG image ({e})")))?;
-    if width > max_side || height > max_side {
-        return Err(bad(format!(
-            "the image is {width}x{height} pixels, larger than the {max_side}x{max_side} \
-             accepted; scale it down first"
-        )));
-    }
-    let mut decoder = reader()?;
-    decoder.limits(decoding_limits());
-    let image = decoder
-        .decode()
-        .map_err(|e| bad(format!("not a readable PNG or JPEG image ({e})")))?;
+    let image =
+        decode_with(reader, max_side.min(MAX_IMAGE_SIDE), "PNG or JPEG image").map_err(bad)?;
     let (shape, pixels) = convert(image, options).map_err(bad)?;
     Ok(ImageDataset {
         shape,
@@ -462,16 +493,6 @@ pub fn decode_image_bytes(
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// The most memory one image's decoding may allocate, in bytes.
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
-
-/// Bounds on what decoding one file may cost, so that a corrupt header or a decompression bomb
-/// is a bad image (named in the error) instead of exhausting memory.
-fn decoding_limits() -> image::Limits {
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    limits
-}
 
 /// The format `path`'s extension names, for error messages.
 fn format_name(path: &Path) -> &'static str {

@@ -2,8 +2,8 @@
 //! format, the downsampled ImageNet in NumPy archives, folders of PNG / JPEG / WebP files), each producing an [`dataset::ImageDataset`] of raw
 //! `u8` pixels in NCHW order ([`pixels`]: in memory, or mapped from a file), plus CelebA's
 //! per-image attribute list ([`celeba`]); the image cache, into which folders are decoded once
-//! and from which every process maps them ([`image_cache`]); Pillow's Lanczos resize, with
-//! which folders are fitted to a size ([`resample`]); where a run's images come from and
+//! and from which every process maps them ([`image_cache`]); JPEG decoding as Pillow decodes
+//! (`jpeg`); Pillow's Lanczos resize, with which folders are fitted to a size ([`resample`]); where a run's images come from and
 //! loading them for a model ([`source`]); and the seeded training batches ([`batches`]).
 //!
 //! Every reader checks the file against its format (magic numbers, record sizes, counts, label
@@ -18,6 +18,7 @@ pub mod downsampled_imagenet;
 pub mod folder;
 pub mod idx;
 pub mod image_cache;
+mod jpeg;
 pub mod pixels;
 pub mod resample;
 pub mod source;
