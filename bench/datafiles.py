@@ -4,6 +4,7 @@
     python3 bench/datafiles.py cut-idx SRC DST [--train N] [--test M]
     python3 bench/datafiles.py compare-runs RUN_A RUN_B [--tolerance T]
     python3 bench/datafiles.py synthetic-pngs DIR N [--side S] [--width W] [--seed K]
+    python3 bench/datafiles.py synthetic-jpegs DIR N [--side S] [--width W] [--quality Q] [--seed K]
     python3 bench/datafiles.py synthetic-npz DIR N [--val M] [--batches B] [--side S] [--seed K]
 
 cut-idx: the first N training and M test images (and labels) of the IDX files in SRC (plain or
@@ -22,6 +23,10 @@ synthetic-pngs: N RGB PNG files of S x S pixels (default 32, downsampled ImageNe
 and W wide with --width W) in DIR, named 000000.png, ...: colour ramps with 4 bits of noise, which
 compress about as well as ImageNet 32x32's PNGs (3 KB each), for measuring how glowflow reads
 large image folders.
+
+synthetic-jpegs: the same images as synthetic-pngs, as JPEG files (000000.jpg, ...) written by
+Pillow (pip install Pillow) with 4:2:0 chroma subsampling, as CelebA's are, at quality Q (default
+90), for measuring how glowflow decodes JPEG folders.
 
 synthetic-npz: the downsampled ImageNet's archives as image-net.org distributes them (stored, not
 deflated, as numpy.savez writes): N images in DIR/train_data_batch_1.npz ... _B.npz (default 10
@@ -181,6 +186,18 @@ def synthetic_pngs(args):
     return 0
 
 
+def synthetic_jpegs(args):
+    from PIL import Image
+
+    os.makedirs(args.dir, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    for i in range(args.n):
+        image = Image.fromarray(synthetic_images(rng, 1, args.side, args.width)[0], "RGB")
+        image.save(os.path.join(args.dir, f"{i:06d}.jpg"), quality=args.quality,
+                   subsampling="4:2:0")
+    return 0
+
+
 def synthetic_npz(args):
     os.makedirs(args.dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -214,13 +231,17 @@ def main(argv=None):
     cmp.add_argument("--tolerance", type=float, default=0.0,
                      help="largest absolute difference allowed in any metric or weight (default 0)")
     cmp.set_defaults(run=compare_runs)
-    pngs = sub.add_parser("synthetic-pngs", help="a folder of synthetic RGB PNG files")
-    pngs.add_argument("dir")
-    pngs.add_argument("n", type=int)
-    pngs.add_argument("--side", type=int, default=32, help="height, and width (default 32)")
-    pngs.add_argument("--width", type=int, help="width, when it is not the side")
-    pngs.add_argument("--seed", type=int, default=0)
-    pngs.set_defaults(run=synthetic_pngs)
+    for name, run, what in (("synthetic-pngs", synthetic_pngs, "PNG"),
+                            ("synthetic-jpegs", synthetic_jpegs, "JPEG")):
+        images = sub.add_parser(name, help=f"a folder of synthetic RGB {what} files")
+        images.add_argument("dir")
+        images.add_argument("n", type=int)
+        images.add_argument("--side", type=int, default=32, help="height, and width (default 32)")
+        images.add_argument("--width", type=int, help="width, when it is not the side")
+        if what == "JPEG":
+            images.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+        images.add_argument("--seed", type=int, default=0)
+        images.set_defaults(run=run)
     npz = sub.add_parser("synthetic-npz", help="the downsampled ImageNet's archives, synthetic")
     npz.add_argument("dir")
     npz.add_argument("n", type=int, help="training images")
