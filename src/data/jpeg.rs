@@ -23,7 +23,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use mozjpeg::{ColorSpace, Decompress};
 
 /// What decoding a JPEG holds at most, told to the caller before any pixel is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct JpegSize {
     /// The image's width in pixels.
     pub width: u32,
@@ -36,7 +36,7 @@ pub(crate) struct JpegSize {
 }
 
 /// Why [`decode`] gave no image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum JpegFailure {
     /// The caller's `admit` refused the image's size, with this message.
     Refused(String),

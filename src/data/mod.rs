@@ -3,8 +3,9 @@
 //! `u8` pixels in NCHW order ([`pixels`]: in memory, or mapped from a file), plus CelebA's
 //! per-image attribute list ([`celeba`]); the image cache, into which folders are decoded once
 //! and from which every process maps them ([`image_cache`]); JPEG decoding as Pillow decodes
-//! (`jpeg`); Pillow's Lanczos resize, with which folders are fitted to a size ([`resample`]); where a run's images come from and
-//! loading them for a model ([`source`]); and the seeded training batches ([`batches`]).
+//! (`jpeg`); Pillow's Lanczos resize, with which folders are fitted to a size ([`resample`]);
+//! where a run's images come from and loading them for a model ([`source`]); and the seeded
+//! training batches ([`batches`]).
 //!
 //! Every reader checks the file against its format (magic numbers, record sizes, counts, label
 //! ranges) and reports bad input as a [`crate::GlowError`] naming the file and what to do; none
