@@ -288,18 +288,20 @@ const JPEG_KINDS: [&str; 10] = [
     "damaged",
 ];
 
-#[test]
-fn jpeg_files_are_decoded_exactly_as_pillows_libjpeg_turbo_decodes_them() {
-    // Every chroma subsampling (CelebA's is 4:2:0), progressive and arithmetic coding, grey, CMYK
-    // (stored inverted, made RGB as Pillow's convert("RGB") makes it), and damaged entropy-coded
-    // data, which libjpeg decodes with a warning: the pixels Pillow gives, every one.
-    let dir = TempDir::new("pillow-jpeg");
-    for kind in JPEG_KINDS {
-        let jpeg = std::fs::read(pillow_fixture(&format!("jpeg-{kind}.jpg"))).expect("fixture");
-        let file = dir.write(&format!("{kind}.jpg"), &jpeg);
+/// Loads each fixture `{format}-{kind}.{extension}` of `kinds` as a folder image, with default
+/// options, and asserts that its shape and every sample are those of the fixture
+/// `decoded-{format}-{kind}.png`, Pillow's reading of it.
+fn assert_read_as_pillow_reads(format: &str, extension: &str, kinds: &[&str]) {
+    let dir = TempDir::new(&format!("pillow-{format}"));
+    for kind in kinds {
+        let source = pillow_fixture(&format!("{format}-{kind}.{extension}"));
+        let file = dir.write(
+            &format!("{kind}.{extension}"),
+            &std::fs::read(source).expect("fixture"),
+        );
         let load = load_image_files(&[file], &FolderOptions::default())
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
-        let (shape, _, pixels) = pillow_png(&format!("decoded-jpeg-{kind}.png"));
+        let (shape, _, pixels) = pillow_png(&format!("decoded-{format}-{kind}.png"));
         assert_eq!(load.dataset.shape, shape, "{kind}");
         let differing = load
             .dataset
@@ -310,6 +312,48 @@ fn jpeg_files_are_decoded_exactly_as_pillows_libjpeg_turbo_decodes_them() {
             .count();
         assert_eq!(differing, 0, "{kind}: samples that differ from Pillow's");
     }
+}
+
+#[test]
+fn jpeg_files_are_decoded_exactly_as_pillows_libjpeg_turbo_decodes_them() {
+    // Every chroma subsampling (CelebA's is 4:2:0), progressive and arithmetic coding, grey, CMYK
+    // (stored inverted, made RGB as Pillow's convert("RGB") makes it), and damaged entropy-coded
+    // data, which libjpeg decodes with a warning: the pixels Pillow gives, every one.
+    assert_read_as_pillow_reads("jpeg", "jpg", &JPEG_KINDS);
+}
+
+/// Every PNG colour type and bit depth, with and without tRNS, and interlaced
+/// (`tests/fixtures/make_pillow.py`, which writes the files by hand).
+const PNG_KINDS: [&str; 22] = [
+    "grey1",
+    "grey2",
+    "grey4",
+    "grey8",
+    "grey16",
+    "grey8-trns",
+    "grey16-trns",
+    "rgb8",
+    "rgb16",
+    "rgb8-trns",
+    "rgb16-trns",
+    "palette1",
+    "palette2",
+    "palette4",
+    "palette8",
+    "palette8-trns",
+    "greyalpha8",
+    "greyalpha16",
+    "rgba8",
+    "rgba16",
+    "rgb8-interlaced",
+    "palette4-interlaced",
+];
+
+#[test]
+fn png_files_of_every_colour_type_and_depth_are_read_as_pillow_reads_them() {
+    // Pillow's convert("RGB") of colour and palette files and convert("L") of grey ones: alpha
+    // and tRNS dropped, sub-byte grey scaled to 0..=255, 16-bit samples cut to their high byte.
+    assert_read_as_pillow_reads("png", "png", &PNG_KINDS);
 }
 
 #[test]

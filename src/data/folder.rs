@@ -1,11 +1,12 @@
 //! Reader for a folder of PNG / JPEG / WebP images, unlabelled or with one subfolder per class.
 //!
-//! Every image is decoded to 8 bits per sample: PNG and WebP files by the `image` crate, JPEG
-//! files by libjpeg-turbo as Pillow decodes them (src/data/jpeg.rs). Without a `channels`
-//! option, grey images (with or without alpha) give 1 channel and colour images (RGB, RGBA,
-//! palette) give 3; an alpha channel is dropped, never blended. With `size`, every image is
-//! centre-cropped and resized to `size x size` (see [`FolderOptions::size`]). All images must
-//! then share one `[channels, height, width]` shape; the first usable image sets it.
+//! Every image is decoded to 8 bits per sample as Pillow decodes it (16-bit grey PNGs aside, see
+//! `eight_bit`): PNG and WebP files by the `image` crate, a 16-bit sample keeping its high
+//! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs). Without a `channels` option, grey
+//! images (with or without alpha) give 1 channel and colour images (RGB, RGBA, palette) give 3;
+//! an alpha channel is dropped, never blended. With `size`, every image is centre-cropped and
+//! resized to `size x size` (see [`FolderOptions::size`]). All images must then share one
+//! `[channels, height, width]` shape; the first usable image sets it.
 
 use std::path::{Path, PathBuf};
 
@@ -428,6 +429,7 @@ fn convert(
     if image.width() == 0 || image.height() == 0 {
         return Err("the image has no pixels".to_string());
     }
+    let image = eight_bit(image);
     let colour = image.color().has_color();
     let rgb = match options.channels {
         Some(channels) => channels == 3,
@@ -440,6 +442,34 @@ fn convert(
     } else {
         fit(image.into_luma8(), options.size)
     })
+}
+
+/// `image` with 8 bits per sample: a 16-bit one keeps each sample's high byte, `v >> 8`, as
+/// Pillow reads 16-bit colour PNGs (raw modes `RGB;16B`, `RGBA;16B`, `LA;16B`); the `image`
+/// crate would round `v / 257` instead. Pillow reads 16-bit grey as mode `I;16`, which its
+/// `convert` clips to 255 (a white image); glowflow keeps the high byte there too.
+fn eight_bit(image: image::DynamicImage) -> image::DynamicImage {
+    use image::DynamicImage as Image;
+    match image {
+        Image::ImageLuma16(image) => Image::ImageLuma8(high_bytes(image)),
+        Image::ImageLumaA16(image) => Image::ImageLumaA8(high_bytes(image)),
+        Image::ImageRgb16(image) => Image::ImageRgb8(high_bytes(image)),
+        Image::ImageRgba16(image) => Image::ImageRgba8(high_bytes(image)),
+        image => image,
+    }
+}
+
+/// The 8-bit image of the high bytes of `image`'s 16-bit samples, pixel type `Q` having as many
+/// channels as `P`.
+fn high_bytes<P, Q>(image: ImageBuffer<P, Vec<u16>>) -> Buffer<Q>
+where
+    P: Pixel<Subpixel = u16>,
+    Q: Pixel<Subpixel = u8>,
+{
+    let (width, height) = image.dimensions();
+    let samples = image.into_raw().into_iter().map(|v| (v >> 8) as u8);
+    ImageBuffer::from_raw(width, height, samples.collect())
+        .expect("one 8-bit sample for every 16-bit sample of the same pixel layout")
 }
 
 /// The grey image of `rgb` as Pillow's `convert("L")` makes it (and so torchvision's

@@ -58,13 +58,14 @@ mod sources;
 /// The environment variable that places the cache: a directory, or `off` for none.
 pub const CACHE_ENV: &str = "GLOWFLOW_IMAGE_CACHE";
 
-/// The version of the entries' layout and of the decoding that made their pixels: 3 since JPEG
-/// files are decoded by libjpeg-turbo as Pillow decodes them (2: by the `image` crate's JPEG
+/// The version of the entries' layout and of the decoding that made their pixels: 4 since 16-bit
+/// PNG samples keep their high byte as in Pillow (3: rounded to `v / 257`; since version 3, JPEG
+/// files are decoded by libjpeg-turbo as Pillow decodes them, 2: by the `image` crate's JPEG
 /// decoder; since version 2, folders are fitted to a size by cutting out the central square and
 /// resizing it with Pillow's Lanczos filter, and colour images turned grey with Pillow's luma;
 /// 1: resized with a triangle filter, then cut; Rec. 709 luma). Entries of an older version are
 /// removed when an entry is written.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The first bytes of every entry.
 const MAGIC: &[u8; 8] = b"GLOWIMGS";
