@@ -356,6 +356,39 @@ fn png_files_of_every_colour_type_and_depth_are_read_as_pillow_reads_them() {
     assert_read_as_pillow_reads("png", "png", &PNG_KINDS);
 }
 
+/// The TIFF fixtures (`tests/fixtures/make_pillow.py`, `write_tiffs`).
+const TIFF_KINDS: [&str; 10] = [
+    "rgb-raw",
+    "rgb-lzw",
+    "rgb-deflate",
+    "rgb-packbits",
+    "grey",
+    "bilevel",
+    "rgba",
+    "cmyk",
+    "grey16",
+    "rgb16",
+];
+
+#[test]
+fn tiff_files_are_read_as_pillow_reads_them() {
+    // Uncompressed, LZW, Deflate and PackBits; grey, bilevel, RGBA, CMYK (Pillow's CMYK to RGB),
+    // 16-bit colour (the high byte, as Pillow) and 16-bit grey (the high byte, where Pillow's
+    // convert clips to white).
+    assert_read_as_pillow_reads("tiff", "tif", &TIFF_KINDS);
+}
+
+#[test]
+fn palette_tiff_files_are_refused_naming_the_file() {
+    // The image crate's TIFF decoder has no palette images; Pillow reads them.
+    let dir = TempDir::new("tiff-palette");
+    let bytes = std::fs::read(pillow_fixture("tiff-palette.tif")).expect("fixture");
+    let file = dir.write("palette.tif", &bytes);
+    let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
+        .expect_err("a palette TIFF");
+    assert_error_mentions(err, &file, &["not a readable TIFF", "RGBPalette"]);
+}
+
 #[test]
 fn truncated_jpeg_files_are_refused_as_pillow_refuses_them() {
     // libjpeg would fake the missing end and return grey for the rest; Pillow refuses the file.

@@ -413,8 +413,8 @@ impl RowPacker {
     }
 }
 
-/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs and lossless WebPs
-/// in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
+/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs, lossless WebPs and
+/// TIFFs in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
 /// exact 0/255 values.
 fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
     use png::{BitDepth::*, ColorType::*};
@@ -460,12 +460,22 @@ fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
             .expect("webp");
         // WebP has no grey colour type: a grey image decodes as RGB.
         seeds.push((format!("{color:?}.webp"), webp, 3));
+        let mut tiff = std::io::Cursor::new(Vec::new());
+        image::ImageEncoder::write_image(
+            image::codecs::tiff::TiffEncoder::new(&mut tiff),
+            &pixels,
+            5,
+            3,
+            color,
+        )
+        .expect("tiff");
+        seeds.push((format!("{color:?}.tif"), tiff.into_inner(), channels));
     }
     seeds
 }
 
 #[test]
-fn every_png_colour_type_and_bit_depth_jpeg_and_webp_is_read_exactly() {
+fn every_png_colour_type_and_bit_depth_jpeg_webp_and_tiff_is_read_exactly() {
     let dir = scratch_dir("fuzz-image-kinds");
     for (name, bytes, channels) in image_seeds() {
         let extension = name.rsplit('.').next().expect("an extension");
@@ -489,24 +499,23 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
     let read =
         |p: &Path| load_image_files(&[p.to_path_buf()], &FolderOptions::default()).map(|_| ());
     let seeds = image_seeds();
-    let pngs: Vec<Vec<u8>> = seeds
-        .iter()
-        .filter(|s| s.0.ends_with(".png"))
-        .map(|s| s.1.clone())
-        .collect();
-    let jpegs: Vec<Vec<u8>> = seeds
-        .iter()
-        .filter(|s| s.0.ends_with(".jpg"))
-        .map(|s| s.1.clone())
-        .collect();
-    let webps: Vec<Vec<u8>> = seeds
-        .iter()
-        .filter(|s| s.0.ends_with(".webp"))
-        .map(|s| s.1.clone())
-        .collect();
+    let of_format = |extension: &str| -> Vec<Vec<u8>> {
+        seeds
+            .iter()
+            .filter(|s| s.0.ends_with(extension))
+            .map(|s| s.1.clone())
+            .collect()
+    };
+    let (pngs, jpegs, webps, tiffs) = (
+        of_format(".png"),
+        of_format(".jpg"),
+        of_format(".webp"),
+        of_format(".tif"),
+    );
     fuzz("png images", &pngs, &dir.join("image.png"), read);
     fuzz("jpeg images", &jpegs, &dir.join("image.jpg"), read);
     fuzz("webp images", &webps, &dir.join("image.webp"), read);
+    fuzz("tiff images", &tiffs, &dir.join("image.tif"), read);
 
     // Each is written as special.EXTENSION, the extension of `what`'s format.
     let rejected_as = |extension: &str, bytes: &[u8], what: &str, fact: &str| {

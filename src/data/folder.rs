@@ -1,12 +1,13 @@
-//! Reader for a folder of PNG / JPEG / WebP images, unlabelled or with one subfolder per class.
+//! Reader for a folder of PNG / JPEG / WebP / TIFF images, unlabelled or with one subfolder per
+//! class.
 //!
-//! Every image is decoded to 8 bits per sample as Pillow decodes it (16-bit grey PNGs aside, see
-//! `eight_bit`): PNG and WebP files by the `image` crate, a 16-bit sample keeping its high
+//! Every image is decoded to 8 bits per sample as Pillow decodes it (16-bit grey aside, see
+//! `eight_bit`): PNG, WebP and TIFF files by the `image` crate, a 16-bit sample keeping its high
 //! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs). Without a `channels` option, grey
-//! images (with or without alpha) give 1 channel and colour images (RGB, RGBA, palette) give 3;
-//! an alpha channel is dropped, never blended. With `size`, every image is centre-cropped and
-//! resized to `size x size` (see [`FolderOptions::size`]). All images must then share one
-//! `[channels, height, width]` shape; the first usable image sets it.
+//! images (with or without alpha) give 1 channel and colour images (RGB, RGBA, CMYK, palette)
+//! give 3; an alpha channel is dropped, never blended. With `size`, every image is
+//! centre-cropped and resized to `size x size` (see [`FolderOptions::size`]). All images must
+//! then share one `[channels, height, width]` shape; the first usable image sets it.
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,16 @@ use super::dataset::ImageDataset;
 use super::{jpeg, resample};
 use crate::error::{GlowError, Result};
 
-/// File extensions (compared case-insensitively) that are read as images.
-const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+/// File extensions (compared case-insensitively) that are read as images, each with the name of
+/// its format for messages.
+const IMAGE_EXTENSIONS: [(&str, &str); 6] = [
+    ("png", "PNG"),
+    ("jpg", "JPEG"),
+    ("jpeg", "JPEG"),
+    ("webp", "WebP"),
+    ("tif", "TIFF"),
+    ("tiff", "TIFF"),
+];
 
 /// What to tell the user to do about a bad image when it stops the load.
 pub(crate) const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
@@ -74,8 +83,8 @@ pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
     load_image_folder(dir, &FolderOptions::default()).map(|load| load.dataset)
 }
 
-/// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg` or `.webp` (any case),
-/// in name order.
+/// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg`, `.webp`, `.tif` or
+/// `.tiff` (any case), in name order.
 ///
 /// If `dir` holds image files itself they form an unlabelled dataset (`labels: None`,
 /// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
@@ -121,8 +130,8 @@ pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
     if subdirs.is_empty() {
         return Err(GlowError::file(
             dir,
-            "no images here (no .png files, nor .jpg / .jpeg / .webp) and no class subfolders; put \
-             the images there, or one subfolder of images per class",
+            "no images here (no .png files, nor .jpg / .jpeg / .webp / .tif / .tiff) and no class \
+             subfolders; put the images there, or one subfolder of images per class",
         ));
     }
     let mut images = Vec::new();
@@ -246,7 +255,7 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
     listing.decode_in_memory(
         dir,
         options,
-        "check the path, and that the file is a PNG, JPEG or WebP image",
+        "check the path, and that the file is a PNG, JPEG, WebP or TIFF image",
     )
 }
 
@@ -288,15 +297,17 @@ pub(crate) fn check_options(options: &FolderOptions) -> Result<()> {
 
 /// Lists `dir`: its image files and its subfolders, each sorted by name.
 fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        match e.kind() {
         std::io::ErrorKind::NotFound => GlowError::file(
             dir,
-            "the image folder does not exist; put the images there (PNG, JPEG or WebP files, \
+            "the image folder does not exist; put the images there (PNG, JPEG, WebP or TIFF files, \
              or one subfolder of them per class), or give --data the directory that holds the \
              preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
              valid_32x32/; lsun64's train/ and val/)",
         ),
         _ => GlowError::io(dir, e),
+    }
     })?;
     let (mut files, mut subdirs) = (Vec::new(), Vec::new());
     for entry in entries {
@@ -314,11 +325,16 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
 
 /// Whether `path` has one of the [`IMAGE_EXTENSIONS`], in any case.
 fn is_image_file(path: &Path) -> bool {
-    path.extension().is_some_and(|ext| {
-        IMAGE_EXTENSIONS
-            .iter()
-            .any(|known| ext.eq_ignore_ascii_case(known))
-    })
+    format_name(path).is_some()
+}
+
+/// The name of the format `path`'s extension names ([`IMAGE_EXTENSIONS`]), if it is an image's.
+fn format_name(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?;
+    IMAGE_EXTENSIONS
+        .iter()
+        .find(|(known, _)| ext.eq_ignore_ascii_case(known))
+        .map(|&(_, name)| name)
 }
 
 /// One decoded image, `[channels, height, width]` and its CHW pixels.
@@ -369,7 +385,8 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
     let reader = ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
         .map_err(|e| format!("cannot be read ({e})"))?;
-    let image = decode_with(reader, MAX_IMAGE_SIDE, format_name(path))?;
+    let what = format_name(path).unwrap_or("image");
+    let image = decode_with(reader, MAX_IMAGE_SIDE, what)?;
     convert(image, options)
 }
 
@@ -445,9 +462,10 @@ fn convert(
 }
 
 /// `image` with 8 bits per sample: a 16-bit one keeps each sample's high byte, `v >> 8`, as
-/// Pillow reads 16-bit colour PNGs (raw modes `RGB;16B`, `RGBA;16B`, `LA;16B`); the `image`
-/// crate would round `v / 257` instead. Pillow reads 16-bit grey as mode `I;16`, which its
-/// `convert` clips to 255 (a white image); glowflow keeps the high byte there too.
+/// Pillow reads 16-bit colour PNG and TIFF files (raw modes `RGB;16B`, `RGBA;16B`, `LA;16B`,
+/// `RGB;16N`); the `image` crate would round `v / 257` instead. Pillow reads 16-bit grey as mode
+/// `I;16`, which its `convert` clips to 255 (a white image); glowflow keeps the high byte there
+/// too.
 fn eight_bit(image: image::DynamicImage) -> image::DynamicImage {
     use image::DynamicImage as Image;
     match image {
@@ -523,15 +541,6 @@ pub fn decode_image_bytes(
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// The most memory one image's decoding may allocate, in bytes.
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
-
-/// The format `path`'s extension names, for error messages.
-fn format_name(path: &Path) -> &'static str {
-    match path.extension() {
-        Some(ext) if ext.eq_ignore_ascii_case("png") => "PNG",
-        Some(ext) if ext.eq_ignore_ascii_case("webp") => "WebP",
-        _ => "JPEG",
-    }
-}
 
 /// An 8-bit image buffer with pixel type `P`.
 type Buffer<P> = ImageBuffer<P, Vec<u8>>;
