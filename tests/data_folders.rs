@@ -378,6 +378,59 @@ fn tiff_files_are_read_as_pillow_reads_them() {
     assert_read_as_pillow_reads("tiff", "tif", &TIFF_KINDS);
 }
 
+/// The Netpbm fixtures (`tests/fixtures/make_pillow.py`, `write_pnms`), each with the extension
+/// of its first three letters.
+const PNM_KINDS: [&str; 13] = [
+    "pbm",
+    "pgm",
+    "ppm",
+    "pbm-plain",
+    "pgm-plain",
+    "ppm-plain",
+    "ppm-maxval100",
+    "pgm-maxval6",
+    "pgm-plain-maxval6",
+    "pgm-above-maxval",
+    "ppm-16bit",
+    "pgm-16bit",
+    "pgm-maxval1000",
+];
+
+#[test]
+fn netpbm_files_are_read_as_pillow_reads_them() {
+    // Binary and plain bitmaps, greymaps and pixmaps; comments in the header (one inside the
+    // width) and the data; maxvals whose scaling ties (6: 1/6 * 255 = 42.5, rounded to even);
+    // binary samples above maxval; 16 bits. Pillow's pixels, but where Pillow clips greymaps
+    // with maxval above 255 to white.
+    for kind in PNM_KINDS {
+        assert_read_as_pillow_reads("pnm", &kind[..3], &[kind]);
+    }
+}
+
+#[test]
+fn truncated_and_malformed_netpbm_files_are_refused_naming_the_file() {
+    let dir = TempDir::new("pnm-bad");
+    let ppm = std::fs::read(pillow_fixture("pnm-ppm.ppm")).expect("fixture");
+    let header = ppm.len() - 13 * 11 * 3;
+    let plain = b"P2 3 1 255\n1 2 256\n";
+    for (name, bytes, fact) in [
+        ("cut.ppm", &ppm[..header + 100], "truncated"),
+        ("header.ppm", &ppm[..header], "truncated"),
+        ("no-maxval.ppm", &ppm[..8], "before its maxval"),
+        ("above.pgm", &plain[..], "above the maxval 255"),
+        ("short.pgm", &plain[..plain.len() - 5], "truncated"),
+        ("maxval0.pgm", b"P5 1 1 0\n\0", "maxval 0"),
+        ("pam.pnm", b"P7\nWIDTH 1\n", "P7"),
+        ("letters.pbm", b"P1 2 1\n0 x\n", "only 0 and 1"),
+        ("long.pgm", b"P2 1 1 255\n00000000000\n", "longer than 10"),
+    ] {
+        let file = dir.write(name, bytes);
+        let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
+            .expect_err(name);
+        assert_error_mentions(err, &file, &["not a readable P", fact]);
+    }
+}
+
 #[test]
 fn palette_tiff_files_are_refused_naming_the_file() {
     // The image crate's TIFF decoder has no palette images; Pillow reads them.

@@ -413,8 +413,8 @@ impl RowPacker {
     }
 }
 
-/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs, lossless WebPs and
-/// TIFFs in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
+/// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs, lossless WebPs,
+/// TIFFs and Netpbm files (binary and plain) in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
 /// exact 0/255 values.
 fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
     use png::{BitDepth::*, ColorType::*};
@@ -470,12 +470,30 @@ fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
         )
         .expect("tiff");
         seeds.push((format!("{color:?}.tif"), tiff.into_inner(), channels));
+        // Netpbm, binary and plain, written from the format's definition.
+        let magic = if channels == 1 {
+            ["P5", "P2"]
+        } else {
+            ["P6", "P3"]
+        };
+        let header = |magic: &str| format!("{magic}\n# a comment\n5 3\n255\n").into_bytes();
+        let plain: Vec<String> = pixels.iter().map(|v| v.to_string()).collect();
+        seeds.push((
+            format!("{color:?}.pnm"),
+            [header(magic[0]), pixels.clone()].concat(),
+            channels,
+        ));
+        seeds.push((
+            format!("{color:?} plain.pnm"),
+            [header(magic[1]), plain.join(" ").into_bytes()].concat(),
+            channels,
+        ));
     }
     seeds
 }
 
 #[test]
-fn every_png_colour_type_and_bit_depth_jpeg_webp_and_tiff_is_read_exactly() {
+fn every_png_colour_type_and_bit_depth_jpeg_webp_tiff_and_netpbm_is_read_exactly() {
     let dir = scratch_dir("fuzz-image-kinds");
     for (name, bytes, channels) in image_seeds() {
         let extension = name.rsplit('.').next().expect("an extension");
@@ -506,16 +524,18 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
             .map(|s| s.1.clone())
             .collect()
     };
-    let (pngs, jpegs, webps, tiffs) = (
+    let (pngs, jpegs, webps, tiffs, netpbms) = (
         of_format(".png"),
         of_format(".jpg"),
         of_format(".webp"),
         of_format(".tif"),
+        of_format(".pnm"),
     );
     fuzz("png images", &pngs, &dir.join("image.png"), read);
     fuzz("jpeg images", &jpegs, &dir.join("image.jpg"), read);
     fuzz("webp images", &webps, &dir.join("image.webp"), read);
     fuzz("tiff images", &tiffs, &dir.join("image.tif"), read);
+    fuzz("netpbm images", &netpbms, &dir.join("image.pnm"), read);
 
     // Each is written as special.EXTENSION, the extension of `what`'s format.
     let rejected_as = |extension: &str, bytes: &[u8], what: &str, fact: &str| {

@@ -1,33 +1,39 @@
-//! Reader for a folder of PNG / JPEG / WebP / TIFF images, unlabelled or with one subfolder per
-//! class.
+//! Reader for a folder of PNG / JPEG / WebP / TIFF / Netpbm images, unlabelled or with one
+//! subfolder per class.
 //!
 //! Every image is decoded to 8 bits per sample as Pillow decodes it (16-bit grey aside, see
 //! `eight_bit`): PNG, WebP and TIFF files by the `image` crate, a 16-bit sample keeping its high
-//! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs). Without a `channels` option, grey
-//! images (with or without alpha) give 1 channel and colour images (RGB, RGBA, CMYK, palette)
-//! give 3; an alpha channel is dropped, never blended. With `size`, every image is
-//! centre-cropped and resized to `size x size` (see [`FolderOptions::size`]). All images must
-//! then share one `[channels, height, width]` shape; the first usable image sets it.
+//! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs); Netpbm files by src/data/pnm.rs.
+//! Without a `channels` option, grey images (with or without alpha) give 1 channel and colour
+//! images (RGB, RGBA, CMYK, palette) give 3; an alpha channel is dropped, never blended. With
+//! `size`, every image is centre-cropped and resized to `size x size` (see
+//! [`FolderOptions::size`]). All images must then share one `[channels, height, width]` shape;
+//! the first usable image sets it.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops;
-use image::{ImageBuffer, ImageReader, Pixel};
+use image::{ImageBuffer, ImageFormat, ImageReader, Pixel};
 use rayon::prelude::*;
 
 use super::dataset::ImageDataset;
-use super::{jpeg, resample};
+use super::decode::{DecodeFailure, DecodeSize};
+use super::{jpeg, pnm, resample};
 use crate::error::{GlowError, Result};
 
 /// File extensions (compared case-insensitively) that are read as images, each with the name of
 /// its format for messages.
-const IMAGE_EXTENSIONS: [(&str, &str); 6] = [
+const IMAGE_EXTENSIONS: [(&str, &str); 10] = [
     ("png", "PNG"),
     ("jpg", "JPEG"),
     ("jpeg", "JPEG"),
     ("webp", "WebP"),
     ("tif", "TIFF"),
     ("tiff", "TIFF"),
+    ("ppm", "PPM"),
+    ("pgm", "PGM"),
+    ("pbm", "PBM"),
+    ("pnm", "PNM"),
 ];
 
 /// What to tell the user to do about a bad image when it stops the load.
@@ -83,8 +89,8 @@ pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
     load_image_folder(dir, &FolderOptions::default()).map(|load| load.dataset)
 }
 
-/// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg`, `.webp`, `.tif` or
-/// `.tiff` (any case), in name order.
+/// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg`, `.webp`, `.tif`,
+/// `.tiff`, `.ppm`, `.pgm`, `.pbm` or `.pnm` (any case), in name order.
 ///
 /// If `dir` holds image files itself they form an unlabelled dataset (`labels: None`,
 /// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
@@ -130,8 +136,9 @@ pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
     if subdirs.is_empty() {
         return Err(GlowError::file(
             dir,
-            "no images here (no .png files, nor .jpg / .jpeg / .webp / .tif / .tiff) and no class \
-             subfolders; put the images there, or one subfolder of images per class",
+            "no images here (no .png files, nor .jpg / .jpeg / .webp / .tif / .tiff / .ppm / .pgm \
+             / .pbm / .pnm) and no class subfolders; put the images there, or one subfolder of \
+             images per class",
         ));
     }
     let mut images = Vec::new();
@@ -255,7 +262,7 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
     listing.decode_in_memory(
         dir,
         options,
-        "check the path, and that the file is a PNG, JPEG, WebP or TIFF image",
+        "check the path, and that the file is a PNG, JPEG, WebP, TIFF or Netpbm image",
     )
 }
 
@@ -301,7 +308,7 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         match e.kind() {
         std::io::ErrorKind::NotFound => GlowError::file(
             dir,
-            "the image folder does not exist; put the images there (PNG, JPEG, WebP or TIFF files, \
+            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF or Netpbm files, \
              or one subfolder of them per class), or give --data the directory that holds the \
              preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
              valid_32x32/; lsun64's train/ and val/)",
@@ -390,8 +397,8 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
     convert(image, options)
 }
 
-/// Decodes the image `reader` holds, its format known: a JPEG as Pillow decodes it
-/// ([`super::jpeg`]), a PNG or WebP by the `image` crate. An image wider or taller than
+/// Decodes the image `reader` holds, its format known: a JPEG or Netpbm file as Pillow decodes
+/// it (`super::jpeg`, `super::pnm`), a PNG, WebP or TIFF file by the `image` crate. An image wider or taller than
 /// `max_side` pixels, or whose decoding could allocate more than [`MAX_DECODE_BYTES`], is
 /// refused before its pixels are decoded; an unreadable one is "not a readable `what`".
 fn decode_with<R: std::io::BufRead + std::io::Seek>(
@@ -417,13 +424,17 @@ fn decode_with<R: std::io::BufRead + std::io::Seek>(
             Ok(())
         }
     };
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        let decoded = jpeg::decode(reader.into_inner(), |size| {
-            admit(size.width, size.height, size.bytes)
-        });
+    let format = reader.format();
+    if let Some(format @ (ImageFormat::Jpeg | ImageFormat::Pnm)) = format {
+        let source = reader.into_inner();
+        let admit = |size: DecodeSize| admit(size.width, size.height, size.bytes);
+        let decoded = match format {
+            ImageFormat::Jpeg => jpeg::decode(source, admit),
+            _ => pnm::decode(source, admit),
+        };
         return decoded.map_err(|failure| match failure {
-            jpeg::JpegFailure::Refused(why) => why,
-            jpeg::JpegFailure::Unreadable(why) => unreadable(why),
+            DecodeFailure::Refused(why) => why,
+            DecodeFailure::Unreadable(why) => unreadable(why),
         });
     }
     let mut limits = image::Limits::default();
@@ -516,10 +527,7 @@ pub fn decode_image_bytes(
         .with_guessed_format()
         .map_err(|e| bad(format!("the bytes cannot be read ({e})")))?;
     let format = reader.format();
-    if !matches!(
-        format,
-        Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg)
-    ) {
+    if !matches!(format, Some(ImageFormat::Png) | Some(ImageFormat::Jpeg)) {
         return Err(bad(format!(
             "the {} bytes are not a PNG or JPEG image ({}); send a PNG or JPEG file",
             bytes.len(),

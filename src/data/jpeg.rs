@@ -22,34 +22,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use image::{DynamicImage, GrayImage, RgbImage};
 use mozjpeg::{ColorSpace, Decompress};
 
-/// What decoding a JPEG holds at most, told to the caller before any pixel is decoded.
-#[derive(Debug)]
-pub(crate) struct JpegSize {
-    /// The image's width in pixels.
-    pub width: u32,
-    /// The image's height in pixels.
-    pub height: u32,
-    /// The most bytes decoding holds: the decoded samples, and beside them, for a progressive or
-    /// multi-scan file, the whole image's DCT coefficients (2 bytes a sample, over the blocks
-    /// padded to 16 x 16 pixels): `3 · padded width · padded height · components`.
-    pub bytes: u64,
-}
-
-/// Why [`decode`] gave no image.
-#[derive(Debug)]
-pub(crate) enum JpegFailure {
-    /// The caller's `admit` refused the image's size, with this message.
-    Refused(String),
-    /// The file is no JPEG image that Pillow would read, for this reason.
-    Unreadable(String),
-}
+use super::decode::{DecodeFailure, DecodeSize};
 
 /// Decodes the JPEG file `source` holds into grey or RGB pixels, as Pillow would (see the module
-/// doc). Once the header is read, `admit` sees the image's size and may refuse it.
+/// doc). Once the header is read, `admit` sees the image's size and may refuse it: the most
+/// bytes decoding holds are the decoded samples and beside them, for a progressive or multi-scan
+/// file, the whole image's DCT coefficients (2 bytes a sample, over the blocks padded to 16 x 16
+/// pixels): `3 · padded width · padded height · components`.
 pub(crate) fn decode<R: BufRead>(
     source: R,
-    admit: impl FnOnce(JpegSize) -> Result<(), String>,
-) -> Result<DynamicImage, JpegFailure> {
+    admit: impl FnOnce(DecodeSize) -> Result<(), String>,
+) -> Result<DynamicImage, DecodeFailure> {
     let ended = Cell::new(false);
     let reader = EndIsAnError {
         source,
@@ -58,9 +41,9 @@ pub(crate) fn decode<R: BufRead>(
     // libjpeg's fatal errors unwind out of mozjpeg (its `unwinding` error manager, which does not
     // call the panic hook); they end here as errors.
     let decoded = catch_unwind(AssertUnwindSafe(|| decode_unguarded(reader, admit)))
-        .unwrap_or_else(|payload| Err(JpegFailure::Unreadable(unwind_message(payload))));
+        .unwrap_or_else(|payload| Err(DecodeFailure::Unreadable(unwind_message(payload))));
     match decoded {
-        Err(JpegFailure::Unreadable(_)) if ended.get() => Err(JpegFailure::Unreadable(
+        Err(DecodeFailure::Unreadable(_)) if ended.get() => Err(DecodeFailure::Unreadable(
             "the JPEG data ends before the image does (a truncated file)".to_string(),
         )),
         decoded => decoded,
@@ -70,9 +53,9 @@ pub(crate) fn decode<R: BufRead>(
 /// [`decode`]'s work, which libjpeg's fatal errors unwind out of.
 fn decode_unguarded<R: BufRead>(
     reader: R,
-    admit: impl FnOnce(JpegSize) -> Result<(), String>,
-) -> Result<DynamicImage, JpegFailure> {
-    let unreadable = |e: io::Error| JpegFailure::Unreadable(e.to_string());
+    admit: impl FnOnce(DecodeSize) -> Result<(), String>,
+) -> Result<DynamicImage, DecodeFailure> {
+    let unreadable = |e: io::Error| DecodeFailure::Unreadable(e.to_string());
     let decompress = Decompress::new_reader(reader).map_err(unreadable)?;
     let components = decompress.components().len();
     let colour_space = match components {
@@ -80,19 +63,19 @@ fn decode_unguarded<R: BufRead>(
         3 => ColorSpace::JCS_RGB,
         4 => ColorSpace::JCS_CMYK,
         n => {
-            return Err(JpegFailure::Unreadable(format!(
+            return Err(DecodeFailure::Unreadable(format!(
                 "a JPEG image with {n} colour components (only 1, 3 and 4 are images)"
             )))
         }
     };
     let (width, height) = decompress.size();
     let padded = |side: usize| side.div_ceil(16) as u64 * 16;
-    admit(JpegSize {
+    admit(DecodeSize {
         width: width as u32,
         height: height as u32,
         bytes: 3 * padded(width) * padded(height) * components as u64,
     })
-    .map_err(JpegFailure::Refused)?;
+    .map_err(DecodeFailure::Refused)?;
     let mut started = decompress.to_colorspace(colour_space).map_err(unreadable)?;
     let mut samples: Vec<u8> = started.read_scanlines().map_err(unreadable)?;
     started.finish().map_err(unreadable)?;
@@ -106,7 +89,7 @@ fn decode_unguarded<R: BufRead>(
         }
     };
     image.ok_or_else(|| {
-        JpegFailure::Unreadable("libjpeg returned fewer samples than the image holds".to_string())
+        DecodeFailure::Unreadable("libjpeg returned fewer samples than the image holds".to_string())
     })
 }
 

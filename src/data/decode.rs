@@ -1,0 +1,22 @@
+//! What glowflow's own image decoders (`jpeg`, `pnm`) tell their caller: the image's size once
+//! the header is read, before any pixel is decoded, and why a file gave no image.
+
+/// What decoding an image holds at most, told to the caller before any pixel is decoded.
+#[derive(Debug)]
+pub(crate) struct DecodeSize {
+    /// The image's width in pixels.
+    pub width: u32,
+    /// The image's height in pixels.
+    pub height: u32,
+    /// The most bytes decoding holds (each decoder says how it counts them).
+    pub bytes: u64,
+}
+
+/// Why a decoder gave no image.
+#[derive(Debug)]
+pub(crate) enum DecodeFailure {
+    /// The caller's `admit` refused the image's size, with this message.
+    Refused(String),
+    /// The file is no image of the decoder's format that Pillow would read, for this reason.
+    Unreadable(String),
+}
