@@ -431,6 +431,75 @@ fn truncated_and_malformed_netpbm_files_are_refused_naming_the_file() {
     }
 }
 
+/// The BMP fixtures (`tests/fixtures/make_pillow.py`, `write_bmps`).
+const BMP_KINDS: [&str; 13] = [
+    "rgb24",
+    "rgba32",
+    "grey8",
+    "bilevel",
+    "palette8",
+    "palette4",
+    "palette8-os2",
+    "rgb555",
+    "rgb565",
+    "bgra-v5",
+    "topdown",
+    "rle8",
+    "rle4",
+];
+
+#[test]
+fn bmp_files_are_read_as_pillow_reads_them() {
+    // 1-, 4- and 8-bit palettes (grey ramps read as grey, as Pillow's modes 1 and L), 16-bit
+    // fields (5-5-5 and 5-6-5, scaled down as Pillow's BGR;15 and BGR;16), 24 and 32 bits, bit
+    // fields in a Windows 5 header, OS/2's header, top-down rows, RLE8 and RLE4 with rows ended
+    // early and deltas.
+    assert_read_as_pillow_reads("bmp", "bmp", &BMP_KINDS);
+}
+
+#[test]
+fn truncated_and_malformed_bmp_files_are_refused_naming_the_file() {
+    let dir = TempDir::new("bmp-bad");
+    let rgb = std::fs::read(pillow_fixture("bmp-rgb24.bmp")).expect("fixture");
+    let rle = std::fs::read(pillow_fixture("bmp-rle8.bmp")).expect("fixture");
+    let with = |bytes: &[u8], at: usize, value: &[u8]| {
+        let mut changed = bytes.to_vec();
+        changed[at..at + value.len()].copy_from_slice(value);
+        changed
+    };
+    // The 40-byte header: size at 14, bits at 28, compression at 30.
+    for (name, bytes, fact) in [
+        ("cut.bmp", rgb[..rgb.len() - 7].to_vec(), "truncated"),
+        ("header.bmp", rgb[..30].to_vec(), "truncated"),
+        (
+            "header-size.bmp",
+            with(&rgb, 14, &20u32.to_le_bytes()),
+            "header of 20 bytes",
+        ),
+        (
+            "depth.bmp",
+            with(&rgb, 28, &2u16.to_le_bytes()),
+            "2 bits a pixel",
+        ),
+        (
+            "jpeg.bmp",
+            with(&rgb, 30, &4u32.to_le_bytes()),
+            "compression 4",
+        ),
+        (
+            "fields.bmp",
+            with(&rgb, 30, &3u32.to_le_bytes()),
+            "bit fields",
+        ),
+        ("early-end.bmp", rle[..rle.len() - 40].to_vec(), "sets"),
+    ] {
+        let file = dir.write(name, &bytes);
+        let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
+            .expect_err(name);
+        assert_error_mentions(err, &file, &["not a readable BMP", fact]);
+    }
+}
+
 #[test]
 fn palette_tiff_files_are_refused_naming_the_file() {
     // The image crate's TIFF decoder has no palette images; Pillow reads them.

@@ -413,8 +413,43 @@ impl RowPacker {
     }
 }
 
+/// A BMP file of `width` x `height` top-row-first `pixels` of 1 channel (8 bits through the grey
+/// ramp, plain or, with `rle`, run-length encoded, a run a pixel) or 3 (24 bits), written from
+/// the format's definition: rows bottom-up, blue first, padded to 4 bytes.
+fn bmp(width: usize, height: usize, channels: usize, pixels: &[u8], rle: bool) -> Vec<u8> {
+    let mut data = Vec::new();
+    for row in pixels.chunks_exact(width * channels).rev() {
+        if rle {
+            data.extend(row.iter().flat_map(|&v| [1, v]));
+            data.extend([0, 0]);
+        } else {
+            data.extend(row.chunks_exact(channels).flat_map(|px| px.iter().rev()));
+            data.resize(data.len().next_multiple_of(4), 0);
+        }
+    }
+    let palette: Vec<u8> = match channels {
+        1 => (0..=255u8).flat_map(|i| [i, i, i, 0]).collect(),
+        _ => Vec::new(),
+    };
+    let offset = 14 + 40 + palette.len();
+    let mut file = b"BM".to_vec();
+    for value in [(offset + data.len()) as u32, 0, offset as u32, 40] {
+        file.extend(value.to_le_bytes());
+    }
+    file.extend((width as i32).to_le_bytes());
+    file.extend((height as i32).to_le_bytes());
+    file.extend(1u16.to_le_bytes());
+    file.extend((8 * channels as u16).to_le_bytes());
+    for value in [u32::from(rle), data.len() as u32, 2835, 2835, 0, 0] {
+        file.extend(value.to_le_bytes());
+    }
+    file.extend(palette);
+    file.extend(data);
+    file
+}
+
 /// Every colour type and bit depth PNG allows, plain and interlaced, and JPEGs, lossless WebPs,
-/// TIFFs and Netpbm files (binary and plain) in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
+/// TIFFs, Netpbm files (binary and plain) and BMPs (and a grey RLE8 one) in grey and colour: each is read, with its channels and (but for the JPEGs) the checkerboard's
 /// exact 0/255 values.
 fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
     use png::{BitDepth::*, ColorType::*};
@@ -470,6 +505,18 @@ fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
         )
         .expect("tiff");
         seeds.push((format!("{color:?}.tif"), tiff.into_inner(), channels));
+        seeds.push((
+            format!("{color:?}.bmp"),
+            bmp(5, 3, channels, &pixels, false),
+            channels,
+        ));
+        if channels == 1 {
+            seeds.push((
+                format!("{color:?} rle8.bmp"),
+                bmp(5, 3, channels, &pixels, true),
+                channels,
+            ));
+        }
         // Netpbm, binary and plain, written from the format's definition.
         let magic = if channels == 1 {
             ["P5", "P2"]
@@ -493,7 +540,7 @@ fn image_seeds() -> Vec<(String, Vec<u8>, usize)> {
 }
 
 #[test]
-fn every_png_colour_type_and_bit_depth_jpeg_webp_tiff_and_netpbm_is_read_exactly() {
+fn every_png_colour_type_and_bit_depth_jpeg_webp_tiff_netpbm_and_bmp_is_read_exactly() {
     let dir = scratch_dir("fuzz-image-kinds");
     for (name, bytes, channels) in image_seeds() {
         let extension = name.rsplit('.').next().expect("an extension");
@@ -524,18 +571,20 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
             .map(|s| s.1.clone())
             .collect()
     };
-    let (pngs, jpegs, webps, tiffs, netpbms) = (
+    let (pngs, jpegs, webps, tiffs, netpbms, bmps) = (
         of_format(".png"),
         of_format(".jpg"),
         of_format(".webp"),
         of_format(".tif"),
         of_format(".pnm"),
+        of_format(".bmp"),
     );
     fuzz("png images", &pngs, &dir.join("image.png"), read);
     fuzz("jpeg images", &jpegs, &dir.join("image.jpg"), read);
     fuzz("webp images", &webps, &dir.join("image.webp"), read);
     fuzz("tiff images", &tiffs, &dir.join("image.tif"), read);
     fuzz("netpbm images", &netpbms, &dir.join("image.pnm"), read);
+    fuzz("bmp images", &bmps, &dir.join("image.bmp"), read);
 
     // Each is written as special.EXTENSION, the extension of `what`'s format.
     let rejected_as = |extension: &str, bytes: &[u8], what: &str, fact: &str| {
@@ -606,6 +655,39 @@ fn image_reader_survives_mutated_corrupt_huge_and_bomb_files() {
         &jpeg[..jpeg.len() - 2],
         "a JPEG without its end marker",
         "truncated",
+    );
+
+    // BMP and Netpbm headers claiming more than is decoded: refused before anything is allocated.
+    let rle = bmp(5, 3, 1, &[0; 15], true);
+    let sized = |width: i32, height: i32| {
+        let mut bytes = rle.clone();
+        bytes[18..22].copy_from_slice(&width.to_le_bytes());
+        bytes[22..26].copy_from_slice(&height.to_le_bytes());
+        bytes
+    };
+    rejected_as(
+        "bmp",
+        &sized(20_000, 3),
+        "a BMP 20000 wide",
+        "larger than the 16384x16384",
+    );
+    rejected_as(
+        "bmp",
+        &sized(12_000, -12_000),
+        "a top-down RLE8 BMP of 12000 x 12000 in 1 KB",
+        "more than the 512 MiB allowed",
+    );
+    rejected_as(
+        "pgm",
+        b"P5 16000 16000 255\n",
+        "a PGM of 16000 x 16000 without data",
+        "truncated",
+    );
+    rejected_as(
+        "ppm",
+        b"P3 16384 16384 255\n1 2 3",
+        "a plain PPM of 16384 x 16384",
+        "more than the 512 MiB allowed",
     );
 }
 

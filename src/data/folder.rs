@@ -1,14 +1,14 @@
-//! Reader for a folder of PNG / JPEG / WebP / TIFF / Netpbm images, unlabelled or with one
+//! Reader for a folder of PNG / JPEG / WebP / TIFF / Netpbm / BMP images, unlabelled or with one
 //! subfolder per class.
 //!
 //! Every image is decoded to 8 bits per sample as Pillow decodes it (16-bit grey aside, see
 //! `eight_bit`): PNG, WebP and TIFF files by the `image` crate, a 16-bit sample keeping its high
-//! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs); Netpbm files by src/data/pnm.rs.
-//! Without a `channels` option, grey images (with or without alpha) give 1 channel and colour
-//! images (RGB, RGBA, CMYK, palette) give 3; an alpha channel is dropped, never blended. With
-//! `size`, every image is centre-cropped and resized to `size x size` (see
-//! [`FolderOptions::size`]). All images must then share one `[channels, height, width]` shape;
-//! the first usable image sets it.
+//! byte; JPEG files by libjpeg-turbo (src/data/jpeg.rs); Netpbm and BMP files by src/data/pnm.rs
+//! and src/data/bmp.rs. Without a `channels` option, grey images (with or without alpha; a BMP
+//! with a grey-ramp palette) give 1 channel and colour images (RGB, RGBA, CMYK, palette) give 3;
+//! an alpha channel is dropped, never blended. With `size`, every image is centre-cropped and
+//! resized to `size x size` (see [`FolderOptions::size`]). All images must then share one
+//! `[channels, height, width]` shape; the first usable image sets it.
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +18,12 @@ use rayon::prelude::*;
 
 use super::dataset::ImageDataset;
 use super::decode::{DecodeFailure, DecodeSize};
-use super::{jpeg, pnm, resample};
+use super::{bmp, jpeg, pnm, resample};
 use crate::error::{GlowError, Result};
 
 /// File extensions (compared case-insensitively) that are read as images, each with the name of
 /// its format for messages.
-const IMAGE_EXTENSIONS: [(&str, &str); 10] = [
+const IMAGE_EXTENSIONS: [(&str, &str); 11] = [
     ("png", "PNG"),
     ("jpg", "JPEG"),
     ("jpeg", "JPEG"),
@@ -34,6 +34,7 @@ const IMAGE_EXTENSIONS: [(&str, &str); 10] = [
     ("pgm", "PGM"),
     ("pbm", "PBM"),
     ("pnm", "PNM"),
+    ("bmp", "BMP"),
 ];
 
 /// What to tell the user to do about a bad image when it stops the load.
@@ -90,7 +91,7 @@ pub fn load_png_folder(dir: &Path) -> Result<ImageDataset> {
 }
 
 /// Loads the images under `dir`: files ending in `.png`, `.jpg`, `.jpeg`, `.webp`, `.tif`,
-/// `.tiff`, `.ppm`, `.pgm`, `.pbm` or `.pnm` (any case), in name order.
+/// `.tiff`, `.ppm`, `.pgm`, `.pbm`, `.pnm` or `.bmp` (any case), in name order.
 ///
 /// If `dir` holds image files itself they form an unlabelled dataset (`labels: None`,
 /// `n_classes: 0`) and any subfolders are ignored. Otherwise every subfolder is a class,
@@ -137,8 +138,8 @@ pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
         return Err(GlowError::file(
             dir,
             "no images here (no .png files, nor .jpg / .jpeg / .webp / .tif / .tiff / .ppm / .pgm \
-             / .pbm / .pnm) and no class subfolders; put the images there, or one subfolder of \
-             images per class",
+             / .pbm / .pnm / .bmp) and no class subfolders; put the images there, or one \
+             subfolder of images per class",
         ));
     }
     let mut images = Vec::new();
@@ -262,7 +263,7 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
     listing.decode_in_memory(
         dir,
         options,
-        "check the path, and that the file is a PNG, JPEG, WebP, TIFF or Netpbm image",
+        "check the path, and that the file is a PNG, JPEG, WebP, TIFF, Netpbm or BMP image",
     )
 }
 
@@ -308,7 +309,7 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         match e.kind() {
         std::io::ErrorKind::NotFound => GlowError::file(
             dir,
-            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF or Netpbm files, \
+            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF, Netpbm or BMP files, \
              or one subfolder of them per class), or give --data the directory that holds the \
              preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
              valid_32x32/; lsun64's train/ and val/)",
@@ -397,8 +398,9 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
     convert(image, options)
 }
 
-/// Decodes the image `reader` holds, its format known: a JPEG or Netpbm file as Pillow decodes
-/// it (`super::jpeg`, `super::pnm`), a PNG, WebP or TIFF file by the `image` crate. An image wider or taller than
+/// Decodes the image `reader` holds, its format known: a JPEG, Netpbm or BMP file as Pillow
+/// decodes it (`super::jpeg`, `super::pnm`, `super::bmp`), a PNG, WebP or TIFF file by the
+/// `image` crate. An image wider or taller than
 /// `max_side` pixels, or whose decoding could allocate more than [`MAX_DECODE_BYTES`], is
 /// refused before its pixels are decoded; an unreadable one is "not a readable `what`".
 fn decode_with<R: std::io::BufRead + std::io::Seek>(
@@ -425,12 +427,13 @@ fn decode_with<R: std::io::BufRead + std::io::Seek>(
         }
     };
     let format = reader.format();
-    if let Some(format @ (ImageFormat::Jpeg | ImageFormat::Pnm)) = format {
+    if let Some(format @ (ImageFormat::Jpeg | ImageFormat::Pnm | ImageFormat::Bmp)) = format {
         let source = reader.into_inner();
         let admit = |size: DecodeSize| admit(size.width, size.height, size.bytes);
         let decoded = match format {
             ImageFormat::Jpeg => jpeg::decode(source, admit),
-            _ => pnm::decode(source, admit),
+            ImageFormat::Pnm => pnm::decode(source, admit),
+            _ => bmp::decode(source, admit),
         };
         return decoded.map_err(|failure| match failure {
             DecodeFailure::Refused(why) => why,

@@ -1,10 +1,10 @@
 //! Readers for real image datasets (MNIST / Fashion-MNIST in IDX format, CIFAR-10 in its binary
 //! format, the downsampled ImageNet in NumPy archives, folders of PNG / JPEG / WebP / TIFF /
-//! Netpbm files), each producing an [`dataset::ImageDataset`] of raw `u8` pixels in NCHW order
+//! Netpbm / BMP files), each producing an [`dataset::ImageDataset`] of raw `u8` pixels in NCHW order
 //! ([`pixels`]: in memory, or mapped from a file), plus CelebA's per-image attribute list
 //! ([`celeba`]); the image cache, into which folders are decoded once and from which every
-//! process maps them ([`image_cache`]); JPEG and Netpbm decoding as Pillow decodes (`jpeg`,
-//! `pnm`, with what they report in `decode`); Pillow's Lanczos resize, with which folders are
+//! process maps them ([`image_cache`]); JPEG, Netpbm and BMP decoding as Pillow decodes
+//! (`jpeg`, `pnm`, `bmp`, with what they report in `decode`); Pillow's Lanczos resize, with which folders are
 //! fitted to a size ([`resample`]); where a run's images come from and loading them for a model
 //! ([`source`]); and the seeded training batches ([`batches`]).
 //!
@@ -13,6 +13,7 @@
 //! panics on file content.
 
 pub mod batches;
+mod bmp;
 pub mod celeba;
 pub mod cifar;
 pub mod dataset;
