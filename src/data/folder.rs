@@ -305,17 +305,15 @@ pub(crate) fn check_options(options: &FolderOptions) -> Result<()> {
 
 /// Lists `dir`: its image files and its subfolders, each sorted by name.
 fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        match e.kind() {
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => GlowError::file(
             dir,
-            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF, Netpbm or BMP files, \
-             or one subfolder of them per class), or give --data the directory that holds the \
-             preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
-             valid_32x32/; lsun64's train/ and val/)",
+            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF, \
+             Netpbm or BMP files, or one subfolder of them per class), or give --data the \
+             directory that holds the preset's folders (e.g. train/ and test/; imagenet32's \
+             train_32x32/ and valid_32x32/; lsun64's train/ and val/)",
         ),
         _ => GlowError::io(dir, e),
-    }
     })?;
     let (mut files, mut subdirs) = (Vec::new(), Vec::new());
     for entry in entries {
@@ -400,9 +398,9 @@ fn decode(path: &Path, options: &FolderOptions) -> std::result::Result<Decoded, 
 
 /// Decodes the image `reader` holds, its format known: a JPEG, Netpbm or BMP file as Pillow
 /// decodes it (`super::jpeg`, `super::pnm`, `super::bmp`), a PNG, WebP or TIFF file by the
-/// `image` crate. An image wider or taller than
-/// `max_side` pixels, or whose decoding could allocate more than [`MAX_DECODE_BYTES`], is
-/// refused before its pixels are decoded; an unreadable one is "not a readable `what`".
+/// `image` crate. An image wider or taller than `max_side` pixels, or whose decoding could
+/// allocate more than [`MAX_DECODE_BYTES`], is refused before its pixels are decoded; an
+/// unreadable one is "not a readable `what`".
 fn decode_with<R: std::io::BufRead + std::io::Seek>(
     mut reader: ImageReader<R>,
     max_side: u32,
