@@ -292,7 +292,7 @@ const JPEG_KINDS: [&str; 10] = [
 /// options, and asserts that its shape and every sample are those of the fixture
 /// `decoded-{format}-{kind}.png`, Pillow's reading of it.
 fn assert_read_as_pillow_reads(format: &str, extension: &str, kinds: &[&str]) {
-    let dir = TempDir::new(&format!("pillow-{format}"));
+    let dir = TempDir::new(&format!("pillow-kinds-{format}"));
     for kind in kinds {
         let source = pillow_fixture(&format!("{format}-{kind}.{extension}"));
         let file = dir.write(
@@ -354,6 +354,22 @@ fn png_files_of_every_colour_type_and_depth_are_read_as_pillow_reads_them() {
     // Pillow's convert("RGB") of colour and palette files and convert("L") of grey ones: alpha
     // and tRNS dropped, sub-byte grey scaled to 0..=255, 16-bit samples cut to their high byte.
     assert_read_as_pillow_reads("png", "png", &PNG_KINDS);
+}
+
+/// The WebP fixtures beside `lsun.webp` (`tests/fixtures/make_pillow.py`, `write_webps`).
+const WEBP_KINDS: [&str; 5] = [
+    "lossy-alpha",
+    "lossy-q100",
+    "lossless",
+    "lossless-alpha",
+    "animated",
+];
+
+#[test]
+fn webp_files_of_every_kind_are_read_as_pillow_reads_them() {
+    // Lossy (LSUN's kind) at the highest quality and with an alpha channel, lossless with and
+    // without alpha, and an animation, of which Pillow reads the first frame.
+    assert_read_as_pillow_reads("webp", "webp", &WEBP_KINDS);
 }
 
 /// The TIFF fixtures (`tests/fixtures/make_pillow.py`, `write_tiffs`).
