@@ -50,7 +50,7 @@ pub enum GlowError {
     #[error("invalid label: {0}")]
     Label(String),
 
-    /// Bytes given as an image (an upload) that are not a usable PNG or JPEG image.
+    /// Bytes given as an image (an upload) that are not a usable image of a format folders read.
     #[error("unusable image: {0}")]
     Image(String),
 

@@ -443,7 +443,7 @@ fn truncated_and_malformed_netpbm_files_are_refused_naming_the_file() {
         let file = dir.write(name, bytes);
         let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
             .expect_err(name);
-        assert_error_mentions(err, &file, &["not a readable P", fact]);
+        assert_error_mentions(err, &file, &["not a readable Netpbm", fact]);
     }
 }
 
@@ -513,6 +513,29 @@ fn truncated_and_malformed_bmp_files_are_refused_naming_the_file() {
         let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
             .expect_err(name);
         assert_error_mentions(err, &file, &["not a readable BMP", fact]);
+    }
+}
+
+#[test]
+fn uploads_of_every_format_decode_as_their_files_do() {
+    // The explorer's uploads go through the same decoders as folder files.
+    use glowflow::data::folder::decode_image_bytes;
+    let dir = TempDir::new("uploads");
+    for fixture in [
+        "jpeg-420.jpg",
+        "png-rgb16.png",
+        "webp-lossy-alpha.webp",
+        "tiff-cmyk.tif",
+        "pnm-pgm-maxval6.pgm",
+        "bmp-rle4.bmp",
+    ] {
+        let bytes = std::fs::read(pillow_fixture(fixture)).expect("fixture");
+        let file = dir.write(fixture, &bytes);
+        let options = FolderOptions::default();
+        let load = load_image_files(&[file], &options).expect(fixture);
+        let upload = decode_image_bytes(&bytes, &options, 1024).expect(fixture);
+        assert_eq!(upload.shape, load.dataset.shape, "{fixture}");
+        assert!(upload.pixels == load.dataset.pixels, "{fixture}");
     }
 }
 
@@ -691,7 +714,7 @@ fn folder_without_usable_images_is_an_error() {
 
     let empty = TempDir::new("empty");
     let err = load_image_folder(&empty.0, &FolderOptions::default()).expect_err("empty");
-    assert_error_mentions(err, &empty.0, &["no .png files", ".jpg"]);
+    assert_error_mentions(err, &empty.0, &["no .png / .jpg", ".bmp files"]);
 
     let hollow = TempDir::new("empty-classes");
     hollow.write("cats/readme.txt", b"no images");

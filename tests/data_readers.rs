@@ -460,7 +460,7 @@ fn png_folder_corrupt_or_empty_is_an_error() {
     assert_error_mentions(err, &corrupt, &["not a readable PNG"]);
     let empty = TempDir::new("png-empty");
     let err = load_png_folder(&empty.0).expect_err("empty folder");
-    assert_error_mentions(err, &empty.0, &["no .png files"]);
+    assert_error_mentions(err, &empty.0, &["no .png / .jpg"]);
 }
 
 #[test]

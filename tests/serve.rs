@@ -608,18 +608,17 @@ async fn bad_uploads_and_parameters_get_a_4xx_naming_the_problem() {
         (
             upload(b"hello, not an image"),
             400,
-            vec!["not a PNG or JPEG image", "send a PNG or JPEG"],
+            vec![
+                "not an image glowflow reads",
+                "send a PNG, JPEG, WebP, TIFF, Netpbm or BMP file",
+            ],
         ),
         (
             json!({"image": "%%% not base64"}),
             400,
             vec!["`image` is not base64"],
         ),
-        (
-            upload(&png[..30]),
-            400,
-            vec!["not a readable PNG or JPEG image"],
-        ),
+        (upload(&png[..30]), 400, vec!["not a readable PNG image"]),
         (
             upload(&grey_png(65, 8, &[0; 520])),
             400,

@@ -22,7 +22,7 @@ use super::Context;
 /// The images a command works on: image files, or test-set images by index.
 #[derive(Args)]
 pub(crate) struct Inputs {
-    /// Image files (PNG/JPEG/WebP) of the model's size.
+    /// Image files (PNG, JPEG, WebP, TIFF, Netpbm or BMP) of the model's size.
     #[arg(long, num_args = 1..)]
     image: Vec<PathBuf>,
     /// Indices of test-set images (the default when no --image is given: image 0).

@@ -21,21 +21,23 @@ use super::decode::{DecodeFailure, DecodeSize};
 use super::{bmp, jpeg, pnm, resample};
 use crate::error::{GlowError, Result};
 
-/// File extensions (compared case-insensitively) that are read as images, each with the name of
-/// its format for messages.
-const IMAGE_EXTENSIONS: [(&str, &str); 11] = [
-    ("png", "PNG"),
-    ("jpg", "JPEG"),
-    ("jpeg", "JPEG"),
-    ("webp", "WebP"),
-    ("tif", "TIFF"),
-    ("tiff", "TIFF"),
-    ("ppm", "PPM"),
-    ("pgm", "PGM"),
-    ("pbm", "PBM"),
-    ("pnm", "PNM"),
-    ("bmp", "BMP"),
+/// The formats read as images: each with its name for messages and its file extensions
+/// (compared case-insensitively), those of torchvision's `ImageFolder` and `.pbm`, `.pnm`.
+const IMAGE_FORMATS: [(ImageFormat, &str, &[&str]); 6] = [
+    (ImageFormat::Png, "PNG", &["png"]),
+    (ImageFormat::Jpeg, "JPEG", &["jpg", "jpeg"]),
+    (ImageFormat::WebP, "WebP", &["webp"]),
+    (ImageFormat::Tiff, "TIFF", &["tif", "tiff"]),
+    (ImageFormat::Pnm, "Netpbm", &["ppm", "pgm", "pbm", "pnm"]),
+    (ImageFormat::Bmp, "BMP", &["bmp"]),
 ];
+
+/// The names of the [`IMAGE_FORMATS`], for messages: "PNG, JPEG, WebP, TIFF, Netpbm or BMP".
+fn format_names() -> String {
+    let names: Vec<&str> = IMAGE_FORMATS.iter().map(|&(_, name, _)| name).collect();
+    let (last, rest) = names.split_last().expect("formats");
+    format!("{} or {last}", rest.join(", "))
+}
 
 /// What to tell the user to do about a bad image when it stops the load.
 pub(crate) const BAD_IMAGE_HELP: &str = "fix or remove the file, or pass --skip-bad-images \
@@ -137,9 +139,16 @@ pub(crate) fn list_images(dir: &Path) -> Result<Listing> {
     if subdirs.is_empty() {
         return Err(GlowError::file(
             dir,
-            "no images here (no .png files, nor .jpg / .jpeg / .webp / .tif / .tiff / .ppm / .pgm \
-             / .pbm / .pnm / .bmp) and no class subfolders; put the images there, or one \
-             subfolder of images per class",
+            format!(
+                "no images here (no {} files) and no class subfolders; put the images there, or \
+                 one subfolder of images per class",
+                IMAGE_FORMATS
+                    .iter()
+                    .flat_map(|(_, _, extensions)| extensions.iter())
+                    .map(|extension| format!(".{extension}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ),
         ));
     }
     let mut images = Vec::new();
@@ -263,7 +272,10 @@ pub fn load_image_files(paths: &[PathBuf], options: &FolderOptions) -> Result<Fo
     listing.decode_in_memory(
         dir,
         options,
-        "check the path, and that the file is a PNG, JPEG, WebP, TIFF, Netpbm or BMP image",
+        &format!(
+            "check the path, and that the file is a {} image",
+            format_names()
+        ),
     )
 }
 
@@ -308,10 +320,13 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => GlowError::file(
             dir,
-            "the image folder does not exist; put the images there (PNG, JPEG, WebP, TIFF, \
-             Netpbm or BMP files, or one subfolder of them per class), or give --data the \
-             directory that holds the preset's folders (e.g. train/ and test/; imagenet32's \
-             train_32x32/ and valid_32x32/; lsun64's train/ and val/)",
+            format!(
+                "the image folder does not exist; put the images there ({} files, or one \
+                 subfolder of them per class), or give --data the directory that holds the \
+                 preset's folders (e.g. train/ and test/; imagenet32's train_32x32/ and \
+                 valid_32x32/; lsun64's train/ and val/)",
+                format_names()
+            ),
         ),
         _ => GlowError::io(dir, e),
     })?;
@@ -329,18 +344,22 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((files, subdirs))
 }
 
-/// Whether `path` has one of the [`IMAGE_EXTENSIONS`], in any case.
+/// Whether `path` has the extension of one of the [`IMAGE_FORMATS`], in any case.
 fn is_image_file(path: &Path) -> bool {
     format_name(path).is_some()
 }
 
-/// The name of the format `path`'s extension names ([`IMAGE_EXTENSIONS`]), if it is an image's.
+/// The name of the format `path`'s extension names ([`IMAGE_FORMATS`]), if it is an image's.
 fn format_name(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?;
-    IMAGE_EXTENSIONS
+    IMAGE_FORMATS
         .iter()
-        .find(|(known, _)| ext.eq_ignore_ascii_case(known))
-        .map(|&(_, name)| name)
+        .find(|(_, _, extensions)| {
+            extensions
+                .iter()
+                .any(|known| ext.eq_ignore_ascii_case(known))
+        })
+        .map(|&(_, name, _)| name)
 }
 
 /// One decoded image, `[channels, height, width]` and its CHW pixels.
@@ -512,11 +531,11 @@ fn luma_of(rgb: &image::RgbImage) -> image::GrayImage {
     })
 }
 
-/// Decodes one PNG or JPEG image held in memory (an upload; the format is read from the bytes)
-/// and converts it as `options` says (`on_bad_image` does not apply: a bad image is an error),
-/// as a dataset of that one image. Bytes that are no PNG or JPEG, an image wider or taller than
-/// `max_side` pixels, and a corrupt image are [`GlowError::Image`] errors saying so; decoding is
-/// bounded as for files ([`MAX_IMAGE_SIDE`], [`MAX_DECODE_BYTES`]).
+/// Decodes one image held in memory (an upload; the format, any that folders read, is read from
+/// the bytes) and converts it as `options` says (`on_bad_image` does not apply: a bad image
+/// is an error), as a dataset of that one image. Bytes of no such format, an image wider or
+/// taller than `max_side` pixels, and a corrupt image are [`GlowError::Image`] errors saying so;
+/// decoding is bounded as for files ([`MAX_IMAGE_SIDE`], [`MAX_DECODE_BYTES`]).
 pub fn decode_image_bytes(
     bytes: &[u8],
     options: &FolderOptions,
@@ -528,15 +547,19 @@ pub fn decode_image_bytes(
         .with_guessed_format()
         .map_err(|e| bad(format!("the bytes cannot be read ({e})")))?;
     let format = reader.format();
-    if !matches!(format, Some(ImageFormat::Png) | Some(ImageFormat::Jpeg)) {
+    let Some(&(_, name, _)) = IMAGE_FORMATS
+        .iter()
+        .find(|&&(known, _, _)| Some(known) == format)
+    else {
         return Err(bad(format!(
-            "the {} bytes are not a PNG or JPEG image ({}); send a PNG or JPEG file",
+            "the {} bytes are not an image glowflow reads ({}); send a {} file",
             bytes.len(),
-            format.map_or("unknown format".to_string(), |f| format!("{f:?}"))
+            format.map_or("unknown format".to_string(), |f| format!("{f:?}")),
+            format_names()
         )));
-    }
-    let image =
-        decode_with(reader, max_side.min(MAX_IMAGE_SIDE), "PNG or JPEG image").map_err(bad)?;
+    };
+    let what = format!("{name} image");
+    let image = decode_with(reader, max_side.min(MAX_IMAGE_SIDE), &what).map_err(bad)?;
     let (shape, pixels) = convert(image, options).map_err(bad)?;
     Ok(ImageDataset {
         shape,

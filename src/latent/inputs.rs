@@ -52,7 +52,7 @@ pub fn test_set_inputs(
     Ok(ModelInputs { x, names, labels })
 }
 
-/// The image files `files` (PNG/JPEG), converted to the model's channel count; each must have
+/// The image files `files` (any format image folders read), converted to the model's channel count; each must have
 /// the model's height and width. A class-conditional model labels them `class`, or each with its
 /// most likely class without one; an unconditional one must get none.
 pub fn image_file_inputs(
@@ -86,7 +86,7 @@ pub fn image_file_inputs(
     Ok(ModelInputs { x, names, labels })
 }
 
-/// One PNG or JPEG image given as bytes (an upload), converted to the model's channel count and,
+/// One image file given as bytes (an upload; any format image folders read), converted to the model's channel count and,
 /// for a model of square images, resized and centre-cropped to its size as folder datasets are
 /// ([`FolderOptions::size`]); `name` names it. A model of non-square images needs an image of
 /// its exact size. An image wider or taller than `max_side` pixels is refused before it is

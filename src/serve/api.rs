@@ -432,7 +432,8 @@ impl Job for SampleRequest {
 }
 
 /// `POST /api/encode`: the latents and bits/dim of test image `index` or of an uploaded
-/// `image` (base64 PNG/JPEG, resized and cropped as training folders are). A class-conditional
+/// `image` (a base64 image file of a format folders read, resized and cropped as training
+/// folders are). A class-conditional
 /// model encodes under `class`: unless given, a test image's own label, else (an upload, an
 /// unlabelled test set) the class it finds most likely; it also says which class it reads
 /// the image as ([`EncodeResponse::predicted_class`]).
@@ -506,7 +507,7 @@ impl Job for EncodeRequest {
             }
             (None, Some(_)) => Ok(()),
             _ => Err(ApiError::bad(
-                "give exactly one of `index` (a test image) and `image` (base64 PNG or JPEG)",
+                "give exactly one of `index` (a test image) and `image` (a base64 image file)",
             )),
         }
     }

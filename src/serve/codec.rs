@@ -7,7 +7,8 @@
 //!   `GET /api/models` counts the values).
 //! - **Images** the server returns: `data:image/png;base64,...` URLs of 8-bit PNG files (grey or
 //!   RGB, the model's size), usable as an `<img>` source as they are.
-//! - **Uploaded images**: base64 of a PNG or JPEG file, optionally as a `data:` URL.
+//! - **Uploaded images**: base64 of an image file of a format image folders read (PNG, JPEG,
+//!   WebP, TIFF, Netpbm, BMP), optionally as a `data:` URL.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
