@@ -1,5 +1,5 @@
-//! What glowflow's own image decoders (`jpeg`, `pnm`) tell their caller: the image's size once
-//! the header is read, before any pixel is decoded, and why a file gave no image.
+//! What glowflow's own image decoders (`jpeg`, `pnm`, `bmp`) tell their caller: the image's size
+//! once the header is read, before any pixel is decoded, and why a file gave no image.
 
 /// What decoding an image holds at most, told to the caller before any pixel is decoded.
 #[derive(Debug)]
