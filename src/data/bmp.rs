@@ -96,13 +96,11 @@ pub(crate) fn decode<R: BufRead + Seek>(
     }
     .map_err(|e| unreadable(e.to_string()))?;
     let (columns, rows) = (width as usize, height as usize);
-    let top_row_first = |samples: Vec<u8>, channels: usize| {
-        if top_down {
-            samples
-        } else {
-            let rows = samples.chunks_exact(columns * channels).rev();
-            rows.flatten().copied().collect()
+    let top_row_first = |mut samples: Vec<u8>, channels: usize| {
+        if !top_down {
+            reverse_rows(&mut samples, columns * channels);
         }
+        samples
     };
     let image = match layout {
         Layout::Indexed {
@@ -245,6 +243,15 @@ fn read_header(source: &mut impl BufRead) -> Result<Header, String> {
         offset,
         layout,
     })
+}
+
+/// Reverses the order of the rows of `row` bytes that `samples` holds, in place.
+fn reverse_rows(samples: &mut [u8], row: usize) {
+    let rows = samples.len() / row;
+    for top in 0..rows / 2 {
+        let (upper, lower) = samples.split_at_mut((rows - 1 - top) * row);
+        upper[top * row..(top + 1) * row].swap_with_slice(&mut lower[..row]);
+    }
 }
 
 /// The little-endian `u32` at `at` in `bytes`.

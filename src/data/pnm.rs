@@ -20,8 +20,8 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use super::decode::{DecodeFailure, DecodeSize};
 
 /// Decodes the Netpbm file `source` holds into grey or RGB pixels, as Pillow would (see the
-/// module doc). Once the header is read, `admit` sees the image's size and the bytes of its
-/// decoded samples, and may refuse it.
+/// module doc). Once the header is read, `admit` sees the image's size and the bytes decoding
+/// holds (the samples as read and as decoded), and may refuse it.
 pub(crate) fn decode<R: BufRead>(
     mut source: R,
     admit: impl FnOnce(DecodeSize) -> Result<(), String>,
@@ -58,10 +58,12 @@ pub(crate) fn decode<R: BufRead>(
     };
     let out_channels = channels.max(1);
     let count = u64::from(width) * u64::from(height) * out_channels as u64;
+    // The samples as read (a binary file's, 1 or 2 bytes each) and as decoded.
+    let read_bytes = if maxval > 255 { 2 } else { 1 };
     admit(DecodeSize {
         width,
         height,
-        bytes: count,
+        bytes: count * (1 + read_bytes),
     })
     .map_err(DecodeFailure::Refused)?;
     let count = count as usize;
