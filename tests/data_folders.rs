@@ -288,6 +288,15 @@ const JPEG_KINDS: [&str; 10] = [
     "damaged",
 ];
 
+/// Writes `bytes` as `name` in `dir` and asserts that loading it is refused with an error that
+/// names the file and mentions each of `facts`.
+fn assert_refused(dir: &TempDir, name: &str, bytes: &[u8], facts: &[&str]) {
+    let file = dir.write(name, bytes);
+    let err =
+        load_image_files(std::slice::from_ref(&file), &FolderOptions::default()).expect_err(name);
+    assert_error_mentions(err, &file, facts);
+}
+
 /// Loads each fixture `{format}-{kind}.{extension}` of `kinds` as a folder image, with default
 /// options, and asserts that its shape and every sample are those of the fixture
 /// `decoded-{format}-{kind}.png`, Pillow's reading of it.
@@ -440,10 +449,7 @@ fn truncated_and_malformed_netpbm_files_are_refused_naming_the_file() {
         ("letters.pbm", b"P1 2 1\n0 x\n", "only 0 and 1"),
         ("long.pgm", b"P2 1 1 255\n00000000000\n", "longer than 10"),
     ] {
-        let file = dir.write(name, bytes);
-        let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
-            .expect_err(name);
-        assert_error_mentions(err, &file, &["not a readable Netpbm", fact]);
+        assert_refused(&dir, name, bytes, &["not a readable Netpbm", fact]);
     }
 }
 
@@ -509,10 +515,7 @@ fn truncated_and_malformed_bmp_files_are_refused_naming_the_file() {
         ),
         ("early-end.bmp", rle[..rle.len() - 40].to_vec(), "sets"),
     ] {
-        let file = dir.write(name, &bytes);
-        let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
-            .expect_err(name);
-        assert_error_mentions(err, &file, &["not a readable BMP", fact]);
+        assert_refused(&dir, name, &bytes, &["not a readable BMP", fact]);
     }
 }
 
@@ -544,10 +547,12 @@ fn palette_tiff_files_are_refused_naming_the_file() {
     // The image crate's TIFF decoder has no palette images; Pillow reads them.
     let dir = TempDir::new("tiff-palette");
     let bytes = std::fs::read(pillow_fixture("tiff-palette.tif")).expect("fixture");
-    let file = dir.write("palette.tif", &bytes);
-    let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
-        .expect_err("a palette TIFF");
-    assert_error_mentions(err, &file, &["not a readable TIFF", "RGBPalette"]);
+    assert_refused(
+        &dir,
+        "palette.tif",
+        &bytes,
+        &["not a readable TIFF", "RGBPalette"],
+    );
 }
 
 #[test]
@@ -566,10 +571,8 @@ fn truncated_jpeg_files_are_refused_as_pillow_refuses_them() {
             jpeg.len() - 2,
             jpeg.len() - 1,
         ] {
-            let file = dir.write("cut.jpg", &jpeg[..length]);
-            let err = load_image_files(std::slice::from_ref(&file), &FolderOptions::default())
-                .expect_err("a truncated JPEG");
-            assert_error_mentions(err, &file, &["not a readable JPEG", "truncated"]);
+            let facts = ["not a readable JPEG", "truncated"];
+            assert_refused(&dir, "cut.jpg", &jpeg[..length], &facts);
         }
         // Bytes after the end marker are never read, as in Pillow.
         let file = dir.write("tail.jpg", &[&jpeg[..], b"trailing bytes"].concat());

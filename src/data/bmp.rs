@@ -20,7 +20,7 @@ use std::io::{BufRead, Seek, SeekFrom};
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
-use super::decode::{DecodeFailure, DecodeSize};
+use super::decode::{read_bytes, DecodeFailure, DecodeSize};
 
 /// The colour masks of BI_BITFIELDS that Pillow reads, by bits a pixel: red, green, blue (at 32
 /// bits, whatever the alpha mask, which is never read; all zero means blue, green, red).
@@ -257,15 +257,6 @@ fn reverse_rows(samples: &mut [u8], row: usize) {
 /// The little-endian `u32` at `at` in `bytes`.
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// The next `count` bytes of `source`, or an error saying the file is truncated.
-fn read_bytes(source: &mut impl BufRead, count: usize) -> Result<Vec<u8>, String> {
-    let mut bytes = vec![0; count];
-    source
-        .read_exact(&mut bytes)
-        .map_err(|_| "the data ends before the image does (a truncated file)".to_string())?;
-    Ok(bytes)
 }
 
 /// The bytes of one stored row of `width` pixels of `bits`: padded to 4 bytes.

@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use image::{DynamicImage, GrayImage, RgbImage};
 use mozjpeg::{ColorSpace, Decompress};
 
-use super::decode::{DecodeFailure, DecodeSize};
+use super::decode::{truncated, DecodeFailure, DecodeSize};
 
 /// Decodes the JPEG file `source` holds into grey or RGB pixels, as Pillow would (see the module
 /// doc). Once the header is read, `admit` sees the image's size and may refuse it: the most
@@ -43,9 +43,9 @@ pub(crate) fn decode<R: BufRead>(
     let decoded = catch_unwind(AssertUnwindSafe(|| decode_unguarded(reader, admit)))
         .unwrap_or_else(|payload| Err(DecodeFailure::Unreadable(unwind_message(payload))));
     match decoded {
-        Err(DecodeFailure::Unreadable(_)) if ended.get() => Err(DecodeFailure::Unreadable(
-            "the JPEG data ends before the image does (a truncated file)".to_string(),
-        )),
+        Err(DecodeFailure::Unreadable(_)) if ended.get() => {
+            Err(DecodeFailure::Unreadable(truncated()))
+        }
         decoded => decoded,
     }
 }

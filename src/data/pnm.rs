@@ -17,7 +17,7 @@ use std::io::{BufRead, Read};
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
-use super::decode::{DecodeFailure, DecodeSize};
+use super::decode::{read_bytes, truncated, DecodeFailure, DecodeSize};
 
 /// Decodes the Netpbm file `source` holds into grey or RGB pixels, as Pillow would (see the
 /// module doc). Once the header is read, `admit` sees the image's size and the bytes decoding
@@ -154,11 +154,6 @@ fn header_number(source: &mut impl BufRead, what: &str) -> Result<u32, DecodeFai
     number(&token).map_err(|e| DecodeFailure::Unreadable(format!("the {what}: {e}")))
 }
 
-/// The message of data that ends early.
-fn truncated() -> String {
-    "the data ends before the image does (a truncated file)".to_string()
-}
-
 /// A sample `value` of a file of `maxval` in 8 bits, as Pillow scales it (see the module doc).
 fn scaled(value: u32, maxval: u32) -> u8 {
     if maxval == 255 {
@@ -197,10 +192,9 @@ fn plain_bits(source: &mut impl BufRead, count: usize) -> Result<Vec<u8>, String
 /// The pixels of a binary bitmap of `width` x `height`: rows of 8 pixels a byte, the first in
 /// the high bit, padded to a byte; a set bit black.
 fn binary_bits(source: &mut impl Read, width: usize, height: usize) -> Result<Vec<u8>, String> {
-    let mut row = vec![0; width.div_ceil(8)];
     let mut pixels = Vec::with_capacity(width * height);
     for _ in 0..height {
-        source.read_exact(&mut row).map_err(|_| truncated())?;
+        let row = read_bytes(source, width.div_ceil(8))?;
         let black = |x: usize| (row[x / 8] >> (7 - x % 8)) & 1 == 1;
         pixels.extend((0..width).map(|x| if black(x) { 0 } else { 255 }));
     }
@@ -228,8 +222,7 @@ fn plain_samples(source: &mut impl BufRead, count: usize, maxval: u32) -> Result
 /// above 255), scaled to 8 bits.
 fn binary_samples(source: &mut impl Read, count: usize, maxval: u32) -> Result<Vec<u8>, String> {
     let width = if maxval < 256 { 1 } else { 2 };
-    let mut bytes = vec![0; count * width];
-    source.read_exact(&mut bytes).map_err(|_| truncated())?;
+    let bytes = read_bytes(source, count * width)?;
     Ok(if width == 1 {
         bytes.iter().map(|&v| scaled(v.into(), maxval)).collect()
     } else {
