@@ -451,6 +451,12 @@ fn truncated_and_malformed_netpbm_files_are_refused_naming_the_file() {
     ] {
         assert_refused(&dir, name, bytes, &["not a readable Netpbm", fact]);
     }
+    for (name, bytes) in [
+        ("empty.pgm", &b"P5 0 0 255\n"[..]),
+        ("empty.pbm", b"P1 0 3\n"),
+    ] {
+        assert_refused(&dir, name, bytes, &["no pixels"]);
+    }
 }
 
 /// The BMP fixtures (`tests/fixtures/make_pillow.py`, `write_bmps`).
@@ -514,6 +520,11 @@ fn truncated_and_malformed_bmp_files_are_refused_naming_the_file() {
             "bit fields",
         ),
         ("early-end.bmp", rle[..rle.len() - 40].to_vec(), "sets"),
+        (
+            "no-width.bmp",
+            with(&rgb, 18, &0u32.to_le_bytes()),
+            "no pixels",
+        ),
     ] {
         assert_refused(&dir, name, &bytes, &["not a readable BMP", fact]);
     }
